@@ -1,0 +1,8 @@
+@_exported import ZbusKernel
+
+extension PluginRegistry {
+    /// The modules that ship with zbus, ready to be named in YAML.
+    public static var standard: PluginRegistry {
+        PluginRegistry()
+    }
+}

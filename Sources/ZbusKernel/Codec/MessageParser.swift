@@ -1,0 +1,335 @@
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Incremental parser of zbus framing (HTTP/1.1 text framing, body by `content-length` only).
+///
+/// A pure state machine over a `ByteBuffer`, free of channel plumbing so that it can be fuzzed and tested directly.
+/// Feed it the accumulated input; it consumes whole messages and leaves partial ones in place. It remembers how far it
+/// already searched for the end of the header block, so input that arrives a byte at a time is scanned once.
+public struct MessageParser: Sendable {
+    /// The limits in force.
+    public let limits: MessageLimits
+
+    /// Bytes of the readable region already searched for the blank line that ends the header block.
+    private var scanned = 0
+    /// A decoded head waiting for `pendingBodyLength` body bytes.
+    private var pendingHead: Message?
+    private var pendingBodyLength = 0
+    /// Set when the waiting head asked for `expect: 100-continue`; cleared by ``takeContinueRequest()``.
+    private var continueRequested = false
+
+    /// Creates a parser enforcing `limits`.
+    public init(limits: MessageLimits = .default) {
+        self.limits = limits
+    }
+
+    /// Whether some input has been consumed into a message that is not complete yet.
+    public var hasPartialMessage: Bool { pendingHead != nil || scanned > 0 }
+
+    /// Returns `true` once when a waiting head asked for `expect: 100-continue` (curl does for larger bodies), so the
+    /// transport can answer `100 Continue` instead of leaving the client to wait.
+    public mutating func takeContinueRequest() -> Bool {
+        defer { continueRequested = false }
+        return continueRequested
+    }
+
+    /// Parses the next complete message out of `buffer`.
+    ///
+    /// - Returns: the message, or `nil` when more input is needed (nothing of a partial message is lost).
+    /// - Throws: ``MessageDecodingError`` when the input is malformed or breaks a limit; the stream is unusable then.
+    public mutating func next(_ buffer: inout ByteBuffer) throws(MessageDecodingError) -> Message? {
+        if pendingHead != nil {
+            return takeBody(&buffer)
+        }
+        // Tolerate blank lines between messages (some clients send a CRLF after a body).
+        if scanned == 0 {
+            while let byte = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+                byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n")
+            {
+                buffer.moveReaderIndex(forwardBy: 1)
+            }
+        }
+        let readable = buffer.readableBytes
+        guard let headEnd = Self.findHeadEnd(in: buffer, from: max(0, scanned - 3)) else {
+            if readable >= limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
+            scanned = readable
+            return nil
+        }
+        let headLength = headEnd + 4
+        if headLength > limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
+        let (message, bodyLength, expectContinue) = try buffer.withUnsafeReadableBytes {
+            (bytes) throws(MessageDecodingError) -> (Message, Int, Bool) in
+            try Self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<headEnd]), limits: limits)
+        }
+        buffer.moveReaderIndex(forwardBy: headLength)
+        scanned = 0
+        if bodyLength == 0 { return message }
+        pendingHead = message
+        pendingBodyLength = bodyLength
+        let body = takeBody(&buffer)
+        if body == nil && expectContinue { continueRequested = true }
+        return body
+    }
+
+    private mutating func takeBody(_ buffer: inout ByteBuffer) -> Message? {
+        guard buffer.readableBytes >= pendingBodyLength, var message = pendingHead else { return nil }
+        message.body = buffer.readSlice(length: pendingBodyLength)
+        pendingHead = nil
+        pendingBodyLength = 0
+        return message
+    }
+
+    /// Offset (from the reader index) of the `\r\n\r\n` that ends the header block, searching from `start`.
+    private static func findHeadEnd(in buffer: ByteBuffer, from start: Int) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            let count = bytes.count
+            guard count >= 4, let base = bytes.baseAddress else { return nil }
+            var position = start + 3
+            while position < count {
+                // memchr is vectorised; a header block has few line feeds, so most bytes are skipped in bulk.
+                guard let hit = memchr(base + position, Int32(UInt8(ascii: "\n")), count - position) else { return nil }
+                let index = base.distance(to: UnsafeRawPointer(hit))
+                if index >= 3, bytes[index - 1] == UInt8(ascii: "\r"), bytes[index - 2] == UInt8(ascii: "\n"),
+                    bytes[index - 3] == UInt8(ascii: "\r")
+                {
+                    return index - 3
+                }
+                position = index + 1
+            }
+            return nil
+        }
+    }
+
+    // MARK: - Head
+
+    private static func parseHead(
+        _ head: UnsafeRawBufferPointer,
+        limits: MessageLimits
+    ) throws(MessageDecodingError) -> (Message, Int, Bool) {
+        var lines = LineIterator(head)
+        guard let firstLine = lines.next() else { throw .malformedStartLine("") }
+        var (message, isHTTP10) = try parseStartLine(firstLine)
+
+        var contentLength = 0
+        var connectionClose = false
+        var connectionKeepAlive = false
+        var expectContinue = false
+        var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
+        message.headers.reserveCapacity(12)
+
+        while let line = lines.next() {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw .malformedHeader(printable(line)) }
+            let rawName = trim(UnsafeRawBufferPointer(rebasing: line[line.startIndex..<colon]))
+            let rawValue = trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)..<line.endIndex]))
+            guard !rawName.isEmpty, rawName.allSatisfy(isTokenByte) else { throw .malformedHeader(printable(line)) }
+            guard rawValue.allSatisfy({ $0 >= 0x20 || $0 == 0x09 }), !rawValue.contains(0x7F) else {
+                throw .malformedHeader(printable(line))
+            }
+            switch classify(rawName) {
+            case .contentLength:
+                contentLength = try parseContentLength(rawValue, limits: limits)
+                continue
+            case .connection:
+                let value = String(decoding: rawValue, as: UTF8.self).lowercased()
+                for token in value.split(separator: ",") {
+                    let token = token.trimmingSpaces()
+                    if token == "close" { connectionClose = true } else if token == "keep-alive" { connectionKeepAlive = true }
+                }
+                continue
+            case .transferEncoding:
+                let value = String(decoding: rawValue, as: UTF8.self).lowercased()
+                if value.contains("chunked") { throw .chunkedNotSupported }
+                continue
+            case .expect:
+                if String(decoding: rawValue, as: UTF8.self).lowercased() == "100-continue" { expectContinue = true }
+            case .other:
+                break
+            }
+            let name = lowercasedString(rawName)
+            let value = String(decoding: rawValue, as: UTF8.self)
+            if index == nil && message.headers.count >= 16 {
+                var built: [String: Int] = [:]
+                for (offset, entry) in message.headers.storage.enumerated() { built[entry.name] = offset }
+                index = built
+            }
+            if index != nil {
+                if let existing = index![name] {
+                    message.headers.storage[existing].value = value
+                } else {
+                    index![name] = message.headers.count
+                    message.headers.appendUnchecked(name: name, value: value)
+                }
+            } else if let existing = message.headers.storage.firstIndex(where: { $0.name == name }) {
+                message.headers.storage[existing].value = value
+            } else {
+                message.headers.appendUnchecked(name: name, value: value)
+            }
+        }
+        message.closeRequested = isHTTP10 ? !connectionKeepAlive : connectionClose
+        return (message, contentLength, expectContinue)
+    }
+
+    private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (Message, Bool) {
+        var tokens: [UnsafeRawBufferPointer] = []
+        tokens.reserveCapacity(3)
+        var start: Int? = nil
+        for offset in 0...line.count {
+            let isSpace = offset == line.count || line[offset] == UInt8(ascii: " ") || line[offset] == 0x09
+            if isSpace {
+                if let s = start {
+                    tokens.append(UnsafeRawBufferPointer(rebasing: line[s..<offset]))
+                    start = nil
+                }
+            } else if start == nil {
+                start = offset
+            }
+        }
+        guard let first = tokens.first else { throw .malformedStartLine(printable(line)) }
+        if first.count >= 4, lowercasedString(UnsafeRawBufferPointer(rebasing: first[0..<4])) == "http" {
+            // A status line: `HTTP/1.1 200 Reason words`.
+            guard tokens.count >= 2, tokens[1].count == 3, tokens[1].allSatisfy(isDigit) else {
+                throw .malformedStartLine(printable(line))
+            }
+            let code = tokens[1].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+            guard code >= 100 else { throw .malformedStartLine(printable(line)) }
+            return (Message(status: code), false)
+        }
+        guard tokens.count <= 3, first.allSatisfy(isTokenByte),
+            tokens.dropFirst().allSatisfy({ $0.allSatisfy { $0 > 0x20 && $0 != 0x7F } })
+        else {
+            throw .malformedStartLine(printable(line))
+        }
+        var isHTTP10 = false
+        if tokens.count == 3 {
+            let version = String(decoding: tokens[2], as: UTF8.self).uppercased()
+            guard version.hasPrefix("HTTP/") else { throw .malformedStartLine(printable(line)) }
+            isHTTP10 = version == "HTTP/1.0"
+        }
+        let method = String(decoding: first, as: UTF8.self)
+        let uri = tokens.count >= 2 ? String(decoding: tokens[1], as: UTF8.self) : "/"
+        return (Message(method: method, uri: uri), isHTTP10)
+    }
+
+    private static func parseContentLength(
+        _ value: UnsafeRawBufferPointer,
+        limits: MessageLimits
+    ) throws(MessageDecodingError) -> Int {
+        guard !value.isEmpty, value.allSatisfy(isDigit) else {
+            throw .invalidContentLength(printable(value))
+        }
+        var length = 0
+        for digit in value {
+            let (times10, overflow1) = length.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(Int(digit - UInt8(ascii: "0")))
+            if overflow1 || overflow2 || sum > limits.maxBodyBytes {
+                throw .bodyTooLarge(declared: printable(value), limit: limits.maxBodyBytes)
+            }
+            length = sum
+        }
+        return length
+    }
+
+    // MARK: - Byte helpers
+
+    private enum SpecialHeader { case contentLength, connection, transferEncoding, expect, other }
+
+    private static func classify(_ name: UnsafeRawBufferPointer) -> SpecialHeader {
+        switch name.count {
+        case 14 where equalsIgnoringCase(name, "content-length"): return .contentLength
+        case 10 where equalsIgnoringCase(name, "connection"): return .connection
+        case 17 where equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
+        case 6 where equalsIgnoringCase(name, "expect"): return .expect
+        default: return .other
+        }
+    }
+
+    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        for offset in 0..<bytes.count where lowerASCII(bytes[offset]) != expected[offset] { return false }
+        return true
+    }
+
+    @inline(__always)
+    private static func lowerASCII(_ byte: UInt8) -> UInt8 {
+        (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) ? byte | 0x20 : byte
+    }
+
+    @inline(__always)
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    /// RFC 9110 token characters.
+    @inline(__always)
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func trim(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var lower = 0
+        var upper = bytes.count
+        while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
+        while upper > lower, bytes[upper - 1] == 0x20 || bytes[upper - 1] == 0x09 { upper -= 1 }
+        return UnsafeRawBufferPointer(rebasing: bytes[lower..<upper])
+    }
+
+    /// Makes a String of ASCII-lower-cased bytes in one pass.
+    private static func lowercasedString(_ bytes: UnsafeRawBufferPointer) -> String {
+        if !bytes.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return String(unsafeUninitializedCapacity: bytes.count) { target in
+            for offset in 0..<bytes.count { target[offset] = lowerASCII(bytes[offset]) }
+            return bytes.count
+        }
+    }
+
+    /// A short, printable rendering of offending input for error messages.
+    private static func printable(_ bytes: UnsafeRawBufferPointer) -> String {
+        let prefix = bytes.prefix(80).map { ($0 >= 0x20 && $0 < 0x7F) ? Character(UnicodeScalar($0)) : "?" }
+        return String(prefix) + (bytes.count > 80 ? "..." : "")
+    }
+}
+
+/// Splits a header block into lines at `\n`, dropping a trailing `\r`.
+private struct LineIterator {
+    let bytes: UnsafeRawBufferPointer
+    var position = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    mutating func next() -> UnsafeRawBufferPointer? {
+        guard position < bytes.count else { return nil }
+        var end = position
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+        var lineEnd = end
+        if lineEnd > position, bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+        let line = UnsafeRawBufferPointer(rebasing: bytes[position..<lineEnd])
+        position = end + 1
+        return line
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingSpaces() -> Substring {
+        var result = self
+        while result.first == " " || result.first == "\t" { result = result.dropFirst() }
+        while result.last == " " || result.last == "\t" { result = result.dropLast() }
+        return result
+    }
+}

@@ -1,0 +1,170 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The typed form of a node file (`zbus.yaml`).
+///
+/// ```yaml
+/// node:
+///   name: broker-1
+///   listen: 127.0.0.1:15555
+///   store: ./data
+/// trackers: [127.0.0.1:16666]
+/// modules:
+///   - module: mq
+///     fsync: interval
+/// ```
+public struct NodeConfig: Sendable {
+    /// The node's name (logs, monitor).
+    public var name: String = "zbus"
+    /// The address to listen on; port 0 asks the OS for a free port.
+    public var listen = HostAndPort(host: "127.0.0.1", port: 15555)
+    /// The address stamped into `server` headers and reported to trackers; defaults to the bound address.
+    public var advertise: String?
+    /// The store directory.
+    public var store: String = "./data"
+    /// Log level.
+    public var logLevel: Logger.Level = .info
+    /// Decoder limits.
+    public var limits: MessageLimits = .default
+    /// Event loop threads; 0 means one per core.
+    public var threads: Int = 0
+    /// Trackers to report to.
+    public var trackers: [HostAndPort] = []
+    /// The modules to load, in order, each with its own section.
+    public var modules: [ModuleConfig] = []
+    /// Where this configuration came from, for error messages.
+    public var source: String = "<defaults>"
+
+    /// The keys allowed at the top level of a node file.
+    public static let topLevelKeys = ["node", "trackers", "modules"]
+    /// The keys allowed under `node:`.
+    public static let nodeKeys = ["name", "listen", "advertise", "store", "log_level", "limits", "threads"]
+    /// The keys allowed under `node.limits:`.
+    public static let limitKeys = ["max_header_bytes", "max_body_bytes"]
+
+    /// A configuration with every default and no module.
+    public init() {}
+
+    /// Reads and validates a node file.
+    ///
+    /// - Throws: ``ConfigError`` when the file cannot be read, is not YAML, or breaks the schema.
+    public static func load(file path: String) throws(ConfigError) -> NodeConfig {
+        let text: String
+        do {
+            text = try readTextFile(path)
+        } catch {
+            throw ConfigError(file: path, keyPath: "", message: "cannot read the file: \(error)")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Parses and validates node YAML.
+    ///
+    /// - Parameters:
+    ///   - yaml: the document.
+    ///   - file: the name used in error messages.
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> NodeConfig {
+        let root = try ConfigValue.parse(yaml: yaml, file: file)
+        if case .null = root.kind {
+            throw root.error("the file is empty; expected at least `node:` or `modules:`")
+        }
+        let top = try ConfigSection(root, allowedKeys: topLevelKeys)
+        var config = NodeConfig()
+        config.source = file
+
+        if let node = try top.section("node", allowedKeys: nodeKeys) {
+            config.name = try node.string("name", default: config.name)
+            config.listen = try node.address("listen") ?? config.listen
+            config.advertise = try node.string("advertise")
+            config.store = try node.string("store", default: config.store)
+            config.logLevel = try node.logLevel("log_level") ?? config.logLevel
+            config.threads = try node.int("threads", in: 0...256) ?? config.threads
+            if let limits = try node.section("limits", allowedKeys: limitKeys) {
+                config.limits.maxHeaderBytes = try limits.byteSize("max_header_bytes", in: 1024...(16 << 20)) ?? config.limits.maxHeaderBytes
+                config.limits.maxBodyBytes = try limits.byteSize("max_body_bytes", in: 0...(1 << 31)) ?? config.limits.maxBodyBytes
+            }
+        }
+
+        if let trackers = top["trackers"] {
+            guard case .sequence(let items) = trackers.kind else {
+                throw trackers.error("expected a list of host:port, found \(trackers.typeName)")
+            }
+            for item in items {
+                guard case .scalar(let text) = item.kind else { throw item.error("expected host:port, found \(item.typeName)") }
+                do throws(HostAndPort.ParseError) {
+                    config.trackers.append(try HostAndPort(parsing: text))
+                } catch {
+                    throw item.error(error.description)
+                }
+            }
+        }
+
+        if let modules = top["modules"] {
+            guard case .sequence(let items) = modules.kind else {
+                throw modules.error("expected a list of `- module: NAME` entries, found \(modules.typeName)")
+            }
+            for item in items {
+                guard case .mapping(let entries) = item.kind else {
+                    throw item.error("expected a mapping with a `module:` key, found \(item.typeName)")
+                }
+                guard let nameValue = entries.first(where: { $0.key == "module" })?.value,
+                    case .scalar(let name) = nameValue.kind, !name.isEmpty
+                else {
+                    throw item.error("missing `module: NAME`")
+                }
+                if config.modules.contains(where: { $0.name == name }) {
+                    throw nameValue.error("module '\(name)' is listed twice")
+                }
+                config.modules.append(ModuleConfig(name: name, value: item))
+            }
+        }
+        return config
+    }
+}
+
+/// One entry of `modules:`: the module name and its whole section (including the `module:` key itself).
+public struct ModuleConfig: Sendable {
+    /// The module name, as registered in the ``PluginRegistry``.
+    public let name: String
+    /// The section, for location and typed access.
+    public let value: ConfigValue
+
+    /// Creates an entry; `value` defaults to a section holding only `module: name`.
+    public init(name: String, value: ConfigValue? = nil) {
+        self.name = name
+        self.value = value ?? ConfigValue(kind: .mapping([("module", ConfigValue(kind: .scalar(name), file: "<code>", keyPath: "module", line: nil, column: nil))]),
+                                          file: "<code>", keyPath: "modules", line: nil, column: nil)
+    }
+}
+
+/// Reads a whole file as UTF-8 text with POSIX calls (keeps Foundation out of the kernel's hot dependencies).
+func readTextFile(_ path: String) throws(FileReadError) -> String {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw FileReadError(errno: errno) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw FileReadError(errno: errno)
+        }
+        if count == 0 { break }
+        bytes.append(contentsOf: chunk[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// An `errno` from reading a file, described with `strerror`.
+struct FileReadError: Error, CustomStringConvertible {
+    let errno: Int32
+    var description: String { String(cString: strerror(errno)) }
+}

@@ -1,0 +1,102 @@
+/// The header block of a ``Message``.
+///
+/// Names are case-insensitive: they are stored lower-cased (the decoder lower-cases what it reads and every setter
+/// lower-cases what it is given), and setting a name that is already present replaces its value, so the last one wins.
+/// The block keeps insertion order, which makes encoding deterministic. It is a small array rather than a dictionary
+/// because a zbus message carries about ten headers and a linear scan over them beats hashing.
+public struct Headers: Sendable, Equatable {
+    @usableFromInline
+    internal var storage: [(name: String, value: String)]
+
+    /// Creates an empty header block.
+    public init() {
+        self.storage = []
+    }
+
+    /// Creates a header block from name/value pairs; a later pair replaces an earlier one with the same name.
+    public init(_ pairs: [(String, String)]) {
+        self.storage = []
+        self.storage.reserveCapacity(pairs.count)
+        for (name, value) in pairs { self[name] = value }
+    }
+
+    /// Number of headers.
+    public var count: Int { storage.count }
+
+    /// Whether there are no headers.
+    public var isEmpty: Bool { storage.isEmpty }
+
+    /// Reserves room for `capacity` headers.
+    public mutating func reserveCapacity(_ capacity: Int) {
+        storage.reserveCapacity(capacity)
+    }
+
+    /// The value of the header `name` (any case), or `nil`; setting `nil` removes it.
+    @inlinable
+    public subscript(name: String) -> String? {
+        get {
+            let key = Headers.normalize(name)
+            for entry in storage where entry.name == key { return entry.value }
+            return nil
+        }
+        set {
+            let key = Headers.normalize(name)
+            if let index = storage.firstIndex(where: { $0.name == key }) {
+                if let newValue { storage[index].value = newValue } else { storage.remove(at: index) }
+            } else if let newValue {
+                storage.append((key, newValue))
+            }
+        }
+    }
+
+    /// Whether a header named `name` (any case) is present.
+    public func contains(_ name: String) -> Bool { self[name] != nil }
+
+    /// Removes the header `name` and returns its value.
+    @discardableResult
+    public mutating func remove(_ name: String) -> String? {
+        let key = Headers.normalize(name)
+        guard let index = storage.firstIndex(where: { $0.name == key }) else { return nil }
+        return storage.remove(at: index).value
+    }
+
+    /// Appends a header whose name is already lower-case and known not to be present. Used by the decoder after it
+    /// has removed duplicates, so that decoding stays linear.
+    @inlinable
+    internal mutating func appendUnchecked(name: String, value: String) {
+        storage.append((name, value))
+    }
+
+    /// All headers in order, as `(name, value)` pairs with lower-case names.
+    public var pairs: [(name: String, value: String)] { storage }
+
+    public static func == (lhs: Headers, rhs: Headers) -> Bool {
+        guard lhs.storage.count == rhs.storage.count else { return false }
+        for entry in lhs.storage where rhs[entry.name] != entry.value { return false }
+        return true
+    }
+
+    /// Lower-cases an ASCII header name, without allocating when it already is lower-case.
+    @inlinable
+    static func normalize(_ name: String) -> String {
+        var needsLowering = false
+        for byte in name.utf8 where byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") {
+            needsLowering = true
+            break
+        }
+        return needsLowering ? name.lowercased() : name
+    }
+}
+
+extension Headers: Sequence {
+    /// Iterates the headers in order.
+    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+        storage.makeIterator()
+    }
+}
+
+extension Headers: CustomStringConvertible {
+    public var description: String {
+        storage.map { "\($0.name): \($0.value)" }.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,127 @@
+import NIOCore
+
+/// The first line of a message: a request line or a status line.
+///
+/// zbus identifies commands by headers, so either form may carry a `cmd`; the form matters only on the wire.
+public enum StartLine: Sendable, Equatable {
+    /// `METHOD SP uri SP HTTP/1.1`.
+    case request(method: String, uri: String)
+    /// `HTTP/1.1 SP code SP reason`; a `nil` reason is written from the standard table.
+    case status(code: Int, reason: String?)
+}
+
+/// One zbus message: an HTTP/1.1 message whose control data sits in extra headers.
+///
+/// `content-length`, `connection` and `transfer-encoding` are framing, not data: the decoder turns them into ``body``
+/// and ``closeRequested`` and the encoder writes them back, so they never appear in ``headers``.
+public struct Message: Sendable {
+    /// The request line or status line.
+    public var startLine: StartLine
+    /// Every other header, lower-cased.
+    public var headers: Headers
+    /// The body; `nil` when the message has none.
+    public var body: ByteBuffer?
+    /// Whether the sender asked to close the connection after this message (HTTP/1.0 without keep-alive, or
+    /// `Connection: close`). On an outgoing message it makes the encoder write `connection: close`.
+    public var closeRequested: Bool
+
+    /// Creates a request message (`GET /` unless told otherwise).
+    public init(method: String = "GET", uri: String = "/", headers: Headers = Headers(), body: ByteBuffer? = nil) {
+        self.startLine = .request(method: method, uri: uri)
+        self.headers = headers
+        self.body = body
+        self.closeRequested = false
+    }
+
+    /// Creates a response message with `status` and an optional reason phrase.
+    public init(status: Int, reason: String? = nil, headers: Headers = Headers(), body: ByteBuffer? = nil) {
+        self.startLine = .status(code: status, reason: reason)
+        self.headers = headers
+        self.body = body
+        self.closeRequested = false
+    }
+
+    /// The status code, or `nil` for a request-line message.
+    public var status: Int? {
+        get {
+            if case .status(let code, _) = startLine { return code }
+            return nil
+        }
+        set {
+            if let newValue { startLine = .status(code: newValue, reason: nil) } else { startLine = .request(method: "GET", uri: "/") }
+        }
+    }
+
+    /// The request string (URI) of a request-line message, or `nil` for a status-line message.
+    public var uri: String? {
+        if case .request(_, let uri) = startLine { return uri }
+        return nil
+    }
+
+    /// The body as UTF-8 text (empty when there is no body).
+    public var bodyString: String {
+        guard let body else { return "" }
+        return String(buffer: body)
+    }
+
+    /// Replaces the body with the UTF-8 bytes of `text`.
+    public mutating func setBody(_ text: String) {
+        self.body = ByteBuffer(string: text)
+    }
+}
+
+extension Message {
+    /// `cmd`: the command.
+    public var cmd: String? { get { headers[HeaderName.cmd] } set { headers[HeaderName.cmd] = newValue } }
+    /// `mq`: the MQ name.
+    public var mq: String? { get { headers[HeaderName.mq] } set { headers[HeaderName.mq] = newValue } }
+    /// `id`: the message id.
+    public var id: String? { get { headers[HeaderName.id] } set { headers[HeaderName.id] = newValue } }
+    /// `rawid`: the producer's id on a delivered message.
+    public var rawId: String? { get { headers[HeaderName.rawId] } set { headers[HeaderName.rawId] = newValue } }
+    /// `sender`: the session id of the sending connection.
+    public var sender: String? { get { headers[HeaderName.sender] } set { headers[HeaderName.sender] = newValue } }
+    /// `recver`: the target session of a `route`.
+    public var recver: String? { get { headers[HeaderName.recver] } set { headers[HeaderName.recver] = newValue } }
+    /// `server`: the node that received the message.
+    public var server: String? { get { headers[HeaderName.server] } set { headers[HeaderName.server] = newValue } }
+    /// `remote-addr`: the peer address of the sending connection.
+    public var remoteAddr: String? { get { headers[HeaderName.remoteAddr] } set { headers[HeaderName.remoteAddr] = newValue } }
+    /// `topic`: pub/sub topic(s).
+    public var topic: String? { get { headers[HeaderName.topic] } set { headers[HeaderName.topic] = newValue } }
+    /// `encoding`: the body charset.
+    public var encoding: String? { get { headers[HeaderName.encoding] } set { headers[HeaderName.encoding] = newValue } }
+    /// `key`: the dedupe key.
+    public var key: String? { get { headers[HeaderName.key] } set { headers[HeaderName.key] = newValue } }
+    /// `key_group`: the group of the dedupe key.
+    public var keyGroup: String? { get { headers[HeaderName.keyGroup] } set { headers[HeaderName.keyGroup] = newValue } }
+    /// `token`: the access token presented by a producer or consumer.
+    public var token: String? { get { headers[HeaderName.token] } set { headers[HeaderName.token] = newValue } }
+    /// `content-type`: the body's media type.
+    public var contentType: String? { get { headers[HeaderName.contentType] } set { headers[HeaderName.contentType] = newValue } }
+
+    /// `ack`: whether the sender wants a reply. Absent means `true`; only `1` and `true` (any case) mean `true`.
+    public var ack: Bool {
+        get {
+            guard let value = headers[HeaderName.ack] else { return true }
+            return value == "1" || value.lowercased() == "true"
+        }
+        set { headers[HeaderName.ack] = newValue ? "1" : "0" }
+    }
+
+    /// Builds a reply to this message: a status-line message carrying this message's `id` (if any).
+    ///
+    /// - Parameters:
+    ///   - status: the status code.
+    ///   - body: the body text, or `nil` for none.
+    ///   - mq: when `true` (the default), the reply also carries this message's `mq` header, as zbus replies do.
+    public func reply(status: Int, body: String? = nil, includeMq: Bool = true) -> Message {
+        var headers = Headers()
+        headers.reserveCapacity(3)
+        if includeMq, let mq = self.mq { headers.appendUnchecked(name: HeaderName.mq, value: mq) }
+        if let id = self.id { headers.appendUnchecked(name: HeaderName.id, value: id) }
+        var reply = Message(status: status, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        reply.closeRequested = self.closeRequested
+        return reply
+    }
+}

@@ -1,0 +1,58 @@
+import Logging
+
+/// The commands the kernel answers itself, whatever modules are loaded.
+public enum BuiltInCommands {
+    /// `test` answers `OK`.
+    public static let test = "test"
+    /// `heartbeat` is accepted silently.
+    public static let heartbeat = "heartbeat"
+    /// All built-in command names.
+    public static let names = [test, heartbeat]
+}
+
+/// Routes each inbound message to the handler of its `cmd`, on the connection's event loop, in arrival order.
+///
+/// Before dispatch it stamps `sender`, `server` and `remote-addr` (overwriting what the client sent) and, when the
+/// message has no `cmd` header, fills `cmd` and `mq` from the URL (`/?cmd=test`, `/Q?cmd=query_mq`).
+public final class CommandDispatcher: Sendable {
+    private let handlers: [String: any CommandHandler]
+    private let serverAddress: String
+    private let logger: Logger
+
+    /// Creates a dispatcher over `handlers`, stamping `serverAddress` as `server`.
+    public init(handlers: [String: any CommandHandler], serverAddress: String, logger: Logger) {
+        self.handlers = handlers
+        self.serverAddress = serverAddress
+        self.logger = logger
+    }
+
+    /// Dispatches one message from `session`.
+    public func dispatch(_ message: Message, session: Session) {
+        var message = message
+        message.headers[HeaderName.sender] = session.id
+        message.headers[HeaderName.server] = serverAddress
+        message.headers[HeaderName.remoteAddr] = session.remoteAddress
+        if message.cmd == nil, message.uri != nil {
+            let url = message.urlRequest
+            if let cmd = url.cmd { message.cmd = cmd }
+            if message.mq == nil, let mq = url.mq { message.mq = mq }
+        }
+        if message.closeRequested { session.closeAfterNextReply() }
+
+        let cmd = message.cmd ?? ""
+        switch cmd {
+        case BuiltInCommands.test:
+            session.send(message.reply(status: 200, body: "OK", includeMq: false))
+        case BuiltInCommands.heartbeat:
+            break
+        default:
+            if let handler = handlers[cmd] {
+                handler.handle(message, session: session)
+            } else {
+                logger.debug("unknown command", metadata: ["cmd": "\(cmd)", "session": "\(session.id)"])
+                let name = message.cmd ?? "null"
+                session.send(message.reply(status: 400, body: "Bad format: command(\(name)) not support", includeMq: false))
+            }
+        }
+    }
+}

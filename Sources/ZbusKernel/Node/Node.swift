@@ -1,0 +1,240 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Why a node could not start.
+public enum NodeError: Error, Sendable, CustomStringConvertible {
+    /// The listen address could not be bound.
+    case bindFailed(address: HostAndPort, reason: String)
+    /// A module failed to start.
+    case moduleStartFailed(module: String, reason: String)
+    /// `start()` was called on a node that is running or stopped.
+    case notStartable(String)
+
+    public var description: String {
+        switch self {
+        case .bindFailed(let address, let reason):
+            return "cannot listen on \(address): \(reason) (choose another `node.listen` or pass --listen HOST:PORT)"
+        case .moduleStartFailed(let module, let reason):
+            return "module '\(module)' failed to start: \(reason)"
+        case .notStartable(let state):
+            return "the node cannot be started: it is \(state)"
+        }
+    }
+}
+
+/// A zbus node: one listening port, the kernel's built-in commands, and the modules its configuration names.
+///
+/// ```swift
+/// let node = try Node(config: config, registry: .standard)
+/// let address = try await node.start()   // or `try await node.run()` until SIGINT/SIGTERM under a ServiceGroup
+/// ...
+/// await node.shutdown()
+/// ```
+public final class Node: Service, Sendable {
+    /// The configuration the node runs with.
+    public let config: NodeConfig
+    /// The open client sessions.
+    public let sessions = SessionRegistry()
+
+    private let modules: [any PluginModule]
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State.idle)
+
+    private enum State {
+        case idle
+        case starting
+        case running(Running)
+        case stopping([CheckedContinuation<Void, Never>])
+        case stopped
+    }
+
+    private struct Running {
+        let group: MultiThreadedEventLoopGroup
+        let serverChannel: any Channel
+        let address: HostAndPort
+    }
+
+    /// Builds a node and its modules; nothing is bound or started yet.
+    ///
+    /// - Throws: ``ConfigError`` when a module is unknown to `registry` or rejects its section.
+    public init(config: NodeConfig, registry: PluginRegistry, logger: Logger? = nil) throws(ConfigError) {
+        var logger = logger ?? Logger(label: "zbus")
+        logger.logLevel = config.logLevel
+        logger[metadataKey: "node"] = "\(config.name)"
+        self.config = config
+        self.logger = logger
+        self.modules = try registry.makeModules(for: config, logger: logger)
+    }
+
+    /// The bound address once started (useful with port 0).
+    public var localAddress: HostAndPort? {
+        state.withLockedValue { state in
+            if case .running(let running) = state { return running.address }
+            return nil
+        }
+    }
+
+    /// Binds the listen address, starts the modules, then starts accepting connections.
+    ///
+    /// - Returns: the bound address.
+    /// - Throws: ``NodeError`` when binding or a module's start fails (everything started so far is stopped again).
+    @discardableResult
+    public func start() async throws -> HostAndPort {
+        try state.withLockedValue { state in
+            guard case .idle = state else { throw NodeError.notStartable("\(state)") }
+            state = .starting
+        }
+        let threads = config.threads > 0 ? config.threads : System.coreCount
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let dispatcherBox = NIOLockedValueBox<CommandDispatcher?>(nil)
+        let limits = config.limits
+        let sessions = self.sessions
+        let modules = self.modules
+        let hooks = ConnectionHooks(
+            logger: logger,
+            sessionOpened: { sessions.add($0) },
+            sessionClosed: { session in
+                sessions.remove(session)
+                for module in modules { module.sessionDidClose(session) }
+            }
+        )
+        let serverChannel: any Channel
+        do {
+            serverChannel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Connections wait in the backlog until the modules have started.
+                .serverChannelOption(.autoRead, value: false)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
+                            throw ChannelError.ioOnClosedChannel
+                        }
+                        let pipeline = channel.pipeline.syncOperations
+                        try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
+                        try pipeline.addHandler(MessageEncoder())
+                        try pipeline.addHandler(ConnectionHandler(dispatcher: dispatcher, hooks: hooks))
+                    }
+                }
+                .bind(host: config.listen.host, port: config.listen.port)
+                .get()
+        } catch {
+            try? await group.shutdownGracefully()
+            state.withLockedValue { $0 = .idle }
+            throw NodeError.bindFailed(address: config.listen, reason: "\(error)")
+        }
+
+        let boundPort = serverChannel.localAddress?.port ?? config.listen.port
+        let address = HostAndPort(host: config.listen.host, port: boundPort)
+        let advertised = config.advertise ?? Self.advertisedAddress(for: address)
+        var handlers: [String: any CommandHandler] = [:]
+        var codecs: [String: any RpcCodec] = [:]
+        var adapterKinds: [String: any ProxyAdapterFactory] = [:]
+        for module in modules {
+            handlers.merge(module.commands) { first, _ in first }
+            for codec in module.rpcCodecs { codecs[codec.name] = codec }
+            adapterKinds.merge(module.proxyAdapterKinds) { first, _ in first }
+        }
+        dispatcherBox.withLockedValue {
+            $0 = CommandDispatcher(handlers: handlers, serverAddress: advertised, logger: logger)
+        }
+        let context = NodeContext(
+            config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
+            rpcCodecs: codecs, proxyAdapterKinds: adapterKinds)
+
+        var started: [any PluginModule] = []
+        for module in modules {
+            do {
+                try await module.start(context)
+                started.append(module)
+            } catch {
+                for module in started.reversed() { await module.shutdown() }
+                try? await serverChannel.close()
+                try? await group.shutdownGracefully()
+                state.withLockedValue { $0 = .idle }
+                throw NodeError.moduleStartFailed(module: type(of: module).name, reason: "\(error)")
+            }
+        }
+        state.withLockedValue { $0 = .running(Running(group: group, serverChannel: serverChannel, address: address)) }
+        try await serverChannel.setOption(.autoRead, value: true).get()
+        logger.info("node listening", metadata: [
+            "address": "\(address)", "modules": "\(modules.map { type(of: $0).name }.joined(separator: ","))",
+        ])
+        return address
+    }
+
+    /// Runs the node until ``shutdown()`` is called or, under a `ServiceGroup`, until graceful shutdown (SIGINT or
+    /// SIGTERM), then stops it.
+    public func run() async throws {
+        if case .idle = state.withLockedValue({ $0 }) { try await start() }
+        guard case .running(let running) = state.withLockedValue({ $0 }) else { return }
+        await withGracefulShutdownHandler {
+            try? await running.serverChannel.closeFuture.get()
+        } onGracefulShutdown: {
+            running.serverChannel.close(promise: nil)
+        }
+        await shutdown()
+    }
+
+    /// Stops the node: stops accepting, stops the modules (which finish their work and close their stores), closes
+    /// every connection after what was already written, and releases the event loops. Safe to call more than once.
+    public func shutdown() async {
+        let running: Running? = await withCheckedContinuation { (continuation: CheckedContinuation<Running?, Never>) in
+            state.withLockedValue { state in
+                switch state {
+                case .running(let running):
+                    state = .stopping([])
+                    continuation.resume(returning: running)
+                case .stopping:
+                    continuation.resume(returning: nil)
+                case .idle, .starting, .stopped:
+                    state = .stopped
+                    continuation.resume(returning: nil)
+                }
+            }
+        }
+        guard let running else {
+            // Someone else is stopping the node: wait for them.
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                state.withLockedValue { state in
+                    if case .stopping(var waiters) = state {
+                        waiters.append(continuation)
+                        state = .stopping(waiters)
+                    } else {
+                        continuation.resume()
+                    }
+                }
+            }
+            return
+        }
+        logger.info("node stopping")
+        try? await running.serverChannel.close()
+        for module in modules.reversed() { await module.shutdown() }
+        for session in sessions.all { session.close() }
+        try? await running.group.shutdownGracefully()
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            defer { state = .stopped }
+            if case .stopping(let waiters) = state { return waiters }
+            return []
+        }
+        for waiter in waiters { waiter.resume() }
+        logger.info("node stopped")
+    }
+
+    /// The address to stamp as `server`: the bound one, or the first local IPv4 address when bound to the wildcard.
+    private static func advertisedAddress(for address: HostAndPort) -> String {
+        guard address.host == "0.0.0.0" || address.host == "::" else { return address.description }
+        let interfaces = (try? System.enumerateDevices()) ?? []
+        for device in interfaces {
+            if let ip = device.address?.ipAddress, device.address?.protocol == .inet, ip != "127.0.0.1" {
+                return "\(ip):\(address.port)"
+            }
+        }
+        return "127.0.0.1:\(address.port)"
+    }
+}

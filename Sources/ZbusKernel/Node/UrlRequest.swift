@@ -1,0 +1,95 @@
+/// The zbus fields carried by a request URL, for clients that send no `cmd` header (browsers, curl, ab).
+///
+/// - `/?cmd=test`, `/?cmd=produce&mq=Q`: query keys `cmd`, `mq`, `module`, `method`, `params`.
+/// - `/Q`, `/Q/method`, `/Q/module/method`: path segments name the MQ, then the method or the module and method.
+/// - A query token without `=` is the params (`/Q/plus?1,2`).
+///
+/// Each segment and value is percent-decoded on its own, so an encoded `/` or `?` stays data.
+public struct UrlRequest: Sendable, Equatable {
+    /// The command.
+    public var cmd: String?
+    /// The MQ name.
+    public var mq: String?
+    /// The RPC module.
+    public var module: String?
+    /// The RPC method.
+    public var method: String?
+    /// The RPC params, as written (for example `1,2` or `"a"`).
+    public var params: String?
+    /// Every query parameter, decoded.
+    public var query: [String: String] = [:]
+    /// The decoded path segments.
+    public var pathSegments: [String] = []
+
+    /// Parses a request string (`/path?query`).
+    public init(uri: String) {
+        let pathPart: Substring
+        let queryPart: Substring?
+        if let mark = uri.firstIndex(of: "?") {
+            pathPart = uri[..<mark]
+            queryPart = uri[uri.index(after: mark)...]
+        } else {
+            pathPart = Substring(uri)
+            queryPart = nil
+        }
+        pathSegments = pathPart.split(separator: "/").map { Self.percentDecode($0, plusIsSpace: false) }
+        switch pathSegments.count {
+        case 0: break
+        case 1: mq = pathSegments[0]
+        case 2: mq = pathSegments[0]; method = pathSegments[1]
+        default: mq = pathSegments[0]; module = pathSegments[1]; method = pathSegments[2]
+        }
+        guard let queryPart else { return }
+        for pair in queryPart.split(separator: "&") where !pair.isEmpty {
+            if let equals = pair.firstIndex(of: "=") {
+                let key = Self.percentDecode(pair[..<equals], plusIsSpace: true)
+                let value = Self.percentDecode(pair[pair.index(after: equals)...], plusIsSpace: true)
+                query[key] = value
+                switch key {
+                case "cmd": cmd = value
+                case "mq": mq = value
+                case "module": module = value
+                case "method": method = value
+                case "params": params = value
+                default: break
+                }
+            } else {
+                params = Self.percentDecode(pair, plusIsSpace: true)
+            }
+        }
+    }
+
+    /// Decodes `%XX` escapes (invalid escapes are kept as written) and, in query strings, `+` as a space.
+    public static func percentDecode(_ text: Substring, plusIsSpace: Bool) -> String {
+        let utf8 = Array(text.utf8)
+        guard utf8.contains(UInt8(ascii: "%")) || (plusIsSpace && utf8.contains(UInt8(ascii: "+"))) else { return String(text) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%"), index + 2 < utf8.count, let high = hexValue(utf8[index + 1]), let low = hexValue(utf8[index + 2]) {
+                bytes.append(high << 4 | low)
+                index += 3
+            } else {
+                bytes.append(plusIsSpace && byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+extension Message {
+    /// The zbus fields of this message's request URL (empty for a status-line message).
+    public var urlRequest: UrlRequest { UrlRequest(uri: uri ?? "/") }
+}

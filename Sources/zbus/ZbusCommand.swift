@@ -1,0 +1,164 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import Zbus
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct ZbusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zbus",
+        abstract: "zbus node: MQ + RPC + service bus, speaking the zbus 6 protocol over HTTP/1.1 framing.",
+        version: ZbusVersion.current,
+        subcommands: [Run.self, CheckConfig.self, Modules.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+/// Options shared by commands that load a node file.
+struct NodeOptions: ParsableArguments {
+    @Option(name: .long, help: "The node file (YAML). Without it the node runs on the built-in defaults (127.0.0.1:15555, ./data).")
+    var config: String?
+
+    @Option(name: .long, help: "Listen address HOST:PORT; wins over node.listen.")
+    var listen: String?
+
+    @Option(name: .long, help: "Store directory; wins over node.store.")
+    var store: String?
+
+    @Option(name: .long, help: "Log level (trace, debug, info, notice, warning, error, critical); wins over node.log_level.")
+    var logLevel: String?
+
+    /// Loads the node file and applies the overrides; exits with code 2 and one line on any error.
+    func loadConfig() throws -> NodeConfig {
+        do throws(ConfigError) {
+            var config: NodeConfig
+            if let path = config_path {
+                config = try NodeConfig.load(file: path)
+            } else {
+                config = try NodeConfig.parse(yaml: DefaultNodeFile.yaml, file: "<built-in defaults>")
+            }
+            if let listen {
+                do throws(HostAndPort.ParseError) {
+                    config.listen = try HostAndPort(parsing: listen)
+                } catch {
+                    throw ConfigError(file: "--listen", keyPath: "", message: error.description)
+                }
+            }
+            if let store { config.store = store }
+            if let logLevel {
+                guard let level = Logger.Level(rawValue: logLevel) else {
+                    throw ConfigError(file: "--log-level", keyPath: "", message:
+                        "'\(logLevel)' is not a level; allowed: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                config.logLevel = level
+            }
+            return config
+        } catch {
+            ExitReporter.fail(error)
+        }
+    }
+
+    private var config_path: String? { config }
+}
+
+/// Prints a configuration error and exits with status 2.
+enum ExitReporter {
+    static func fail(_ error: ConfigError) -> Never {
+        FileHandleStderr.write("zbus: configuration error: \(error)\n")
+        exit(2)
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in _ = Glibc.write(2, bytes.baseAddress, bytes.count) }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a node (the default command).")
+
+    @OptionGroup var options: NodeOptions
+
+    @Option(name: .long, help: "Write the bound HOST:PORT to this file once the node accepts connections.")
+    var readyFile: String?
+
+    func run() async throws {
+        let config = try options.loadConfig()
+        let level = config.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "zbus")
+        let node: Node
+        do throws(ConfigError) {
+            node = try Node(config: config, registry: .standard, logger: logger)
+        } catch {
+            ExitReporter.fail(error)
+        }
+        let address: HostAndPort
+        do {
+            address = try await node.start()
+        } catch {
+            FileHandleStderr.write("zbus: \(error)\n")
+            throw ExitCode(1)
+        }
+        if let readyFile {
+            writeReadyFile(readyFile, address: address)
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    private func writeReadyFile(_ path: String, address: HostAndPort) {
+        // Write then rename, so a watcher never reads a half-written file.
+        let temporary = path + ".tmp"
+        guard let file = fopen(temporary, "w") else { return }
+        fputs("\(address)\n", file)
+        fclose(file)
+        rename(temporary, path)
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate a node file and the module sections it names; exit 0 if good, 2 with the reason if not.")
+
+    @Argument(help: "The node file to check.")
+    var file: String
+
+    func run() async throws {
+        do throws(ConfigError) {
+            let config = try NodeConfig.load(file: file)
+            _ = try PluginRegistry.standard.makeModules(for: config, logger: Logger(label: "zbus.check"))
+            print("\(file): OK (node '\(config.name)' on \(config.listen), modules: \(config.modules.map(\.name).joined(separator: ", ")))")
+        } catch {
+            ExitReporter.fail(error)
+        }
+    }
+}
+
+struct Modules: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "modules", abstract: "List the plugin modules compiled into this binary and their config keys.")
+
+    func run() async throws {
+        let registry = PluginRegistry.standard
+        for name in registry.names {
+            guard let type = registry.module(named: name) else { continue }
+            print("\(name): \(type.summary)")
+            if !type.configKeys.isEmpty { print("    keys: \(type.configKeys.joined(separator: ", "))") }
+        }
+    }
+}
