@@ -112,12 +112,25 @@ struct Run: AsyncParsableCommand {
             FileHandleStderr.write("zbus: \(error)\n")
             throw ExitCode(1)
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node)]
         if let readyFile {
-            writeReadyFile(readyFile, address: address)
+            // As a service of the group, it runs after the group has trapped SIGINT/SIGTERM: whoever waits for the
+            // file may signal the node at once and get a graceful stop.
+            services.append(.init(service: ReadyFileAnnouncer(path: readyFile, address: address), successTerminationBehavior: .ignore))
         }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+/// Writes the bound address to a file once the node is up and signals are trapped.
+struct ReadyFileAnnouncer: Service {
+    let path: String
+    let address: HostAndPort
+
+    func run() async throws {
+        writeReadyFile(path, address: address)
     }
 
     private func writeReadyFile(_ path: String, address: HostAndPort) {

@@ -19,7 +19,7 @@ public struct ConfigSection: Sendable {
         }
         for entry in entries where !allowedKeys.contains(entry.key) {
             let allowed = allowedKeys.isEmpty ? "this section takes no keys" : "allowed: \(allowedKeys.joined(separator: ", "))"
-            throw entry.value.error("unknown key; \(allowed)")
+            throw entry.value.keyError("unknown key; \(allowed)")
         }
     }
 

@@ -24,6 +24,8 @@ public struct ConfigValue: Sendable {
     public let line: Int?
     /// 1-based column, when known.
     public let column: Int?
+    /// Where the key that introduced this value stands (line, column), when it came from a mapping.
+    public var keyMark: (line: Int, column: Int)? = nil
 
     /// Parses YAML text.
     ///
@@ -47,6 +49,11 @@ public struct ConfigValue: Sendable {
     /// Makes an error located at this value.
     public func error(_ message: String) -> ConfigError {
         ConfigError(file: file, line: line, column: column, keyPath: keyPath, message: message)
+    }
+
+    /// Makes an error located at the key that introduced this value (for unknown or misplaced keys).
+    public func keyError(_ message: String) -> ConfigError {
+        ConfigError(file: file, line: keyMark?.line ?? line, column: keyMark?.column ?? column, keyPath: keyPath, message: message)
     }
 
     /// A short name of the value's type for error messages.
@@ -89,6 +96,7 @@ public struct ConfigValue: Sendable {
                 if case .null = value.kind, value.line == nil {
                     value = ConfigValue(kind: .null, file: file, keyPath: childPath, line: keyNode.mark?.line, column: keyNode.mark?.column)
                 }
+                if let mark = keyNode.mark { value.keyMark = (mark.line, mark.column) }
                 entries.append((key, value))
             }
             return ConfigValue(kind: .mapping(entries), file: file, keyPath: keyPath, line: line, column: column)

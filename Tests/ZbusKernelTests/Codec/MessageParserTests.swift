@@ -1,0 +1,245 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import ZbusKernel
+
+/// Decodes everything in `text` with one parser and returns the messages.
+private func decodeAll(_ text: String, limits: MessageLimits = .default) throws -> [Message] {
+    var parser = MessageParser(limits: limits)
+    var buffer = ByteBuffer(string: text)
+    var messages: [Message] = []
+    while let message = try parser.next(&buffer) { messages.append(message) }
+    return messages
+}
+
+@Suite("MessageParser")
+struct MessageParserTests {
+    @Test("a request line with zbus headers and a body")
+    func request() throws {
+        let messages = try decodeAll("POST /x HTTP/1.1\r\ncmd: produce\r\nmq: Q1\r\nid: p1\r\ncontent-length: 11\r\n\r\nhello world")
+        #expect(messages.count == 1)
+        let message = messages[0]
+        #expect(message.startLine == .request(method: "POST", uri: "/x"))
+        #expect(message.cmd == "produce")
+        #expect(message.mq == "Q1")
+        #expect(message.id == "p1")
+        #expect(message.bodyString == "hello world")
+        #expect(message.headers["content-length"] == nil, "framing headers are not data")
+        #expect(!message.closeRequested)
+    }
+
+    @Test("header names are lower-cased, values trimmed, and the last of a repeated name wins")
+    func headerCase() throws {
+        let message = try #require(try decodeAll("GET / HTTP/1.1\r\nCmd:   test  \r\nID: a\r\nX-Custom: Abc\r\nid: b\r\n\r\n").first)
+        #expect(message.cmd == "test")
+        #expect(message.id == "b")
+        #expect(message.headers["x-custom"] == "Abc")
+        #expect(message.headers["X-CUSTOM"] == "Abc")
+        #expect(message.headers.pairs.map(\.name) == ["cmd", "id", "x-custom"])
+    }
+
+    @Test("many repeated headers still keep only the last value")
+    func manyHeaders() throws {
+        var text = "GET / HTTP/1.1\r\n"
+        for index in 0..<200 { text += "h\(index % 50): \(index)\r\n" }
+        text += "\r\n"
+        let message = try #require(try decodeAll(text).first)
+        #expect(message.headers.count == 50)
+        #expect(message.headers["h0"] == "150")
+        #expect(message.headers["h49"] == "199")
+    }
+
+    @Test("a status-line message may carry cmd (routed replies)")
+    func statusLineWithCmd() throws {
+        let message = try #require(try decodeAll("HTTP/1.1 500 Internal Server Error\r\ncmd: route\r\nrecver: abc\r\ncontent-length: 2\r\n\r\nno").first)
+        #expect(message.status == 500)
+        #expect(message.cmd == "route")
+        #expect(message.bodyString == "no")
+        let lower = try #require(try decodeAll("http/1.1 200\r\ncmd: test\r\n\r\n").first)
+        #expect(lower.status == 200)
+    }
+
+    @Test("without content-length there is no body and the next bytes are the next message")
+    func missingContentLength() throws {
+        let messages = try decodeAll("POST / HTTP/1.1\r\ncmd: a\r\n\r\nGET / HTTP/1.1\r\ncmd: b\r\n\r\n")
+        #expect(messages.map(\.cmd) == ["a", "b"])
+        #expect(messages[0].body == nil)
+    }
+
+    @Test("pipelined messages in one buffer all decode in order, blank lines between them tolerated")
+    func pipelined() throws {
+        var text = ""
+        for index in 0..<50 { text += "GET / HTTP/1.1\r\ncmd: test\r\nid: \(index)\r\ncontent-length: 1\r\n\r\nx\r\n" }
+        let messages = try decodeAll(text)
+        #expect(messages.map(\.id) == (0..<50).map { String($0) })
+    }
+
+    @Test("HTTP/1.0 closes unless keep-alive; HTTP/1.1 keeps alive unless close")
+    func connectionSemantics() throws {
+        #expect(try decodeAll("GET / HTTP/1.0\r\n\r\n")[0].closeRequested)
+        #expect(try !decodeAll("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")[0].closeRequested)
+        #expect(try !decodeAll("GET / HTTP/1.1\r\n\r\n")[0].closeRequested)
+        #expect(try decodeAll("GET / HTTP/1.1\r\nconnection: close\r\n\r\n")[0].closeRequested)
+        #expect(try !decodeAll("GET /\r\n\r\n")[0].closeRequested, "a bare request line is read as HTTP/1.1")
+    }
+
+    @Test("header block at the limit passes, one byte over gets 431")
+    func headerLimit() throws {
+        let limits = MessageLimits(maxHeaderBytes: 1024, maxBodyBytes: 1024)
+        let prefix = "GET / HTTP/1.1\r\nx: "
+        let filler = String(repeating: "a", count: 1024 - prefix.utf8.count - 4)
+        let exact = prefix + filler + "\r\n\r\n"
+        #expect(exact.utf8.count == 1024)
+        #expect(try decodeAll(exact, limits: limits).count == 1)
+        #expect(throws: MessageDecodingError.headerTooLarge(limit: 1024)) {
+            _ = try decodeAll(prefix + filler + "a\r\n\r\n", limits: limits)
+        }
+        // An endless header line is refused as soon as the limit is reached, without waiting for its end.
+        #expect(throws: MessageDecodingError.headerTooLarge(limit: 1024)) {
+            _ = try decodeAll(prefix + String(repeating: "b", count: 5000), limits: limits)
+        }
+        #expect(MessageDecodingError.headerTooLarge(limit: 1).status == 431)
+    }
+
+    @Test("body at the limit passes, larger gets 413 before any body byte arrives")
+    func bodyLimit() throws {
+        let limits = MessageLimits(maxHeaderBytes: 1024, maxBodyBytes: 10)
+        #expect(try decodeAll("GET / HTTP/1.1\r\ncontent-length: 10\r\n\r\n0123456789", limits: limits).count == 1)
+        #expect(throws: MessageDecodingError.bodyTooLarge(declared: "11", limit: 10)) {
+            _ = try decodeAll("GET / HTTP/1.1\r\ncontent-length: 11\r\n\r\n", limits: limits)
+        }
+        #expect(throws: MessageDecodingError.bodyTooLarge(declared: "1000000000000", limit: 10)) {
+            _ = try decodeAll("GET / HTTP/1.1\r\ncontent-length: 1000000000000\r\n\r\n", limits: limits)
+        }
+        #expect(throws: MessageDecodingError.self) {
+            _ = try decodeAll("GET / HTTP/1.1\r\ncontent-length: 99999999999999999999999999\r\n\r\n", limits: limits)
+        }
+        #expect(MessageDecodingError.bodyTooLarge(declared: "", limit: 1).status == 413)
+    }
+
+    @Test("malformed input gets a precise 4xx", arguments: [
+        ("GET / HTTP/1.1\r\ncontent-length: abc\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\ncontent-length: -1\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\n: empty name\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nbad name: x\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nx: a\u{01}b\r\n\r\n", 400),
+        ("G(T / HTTP/1.1\r\n\r\n", 400),
+        ("GET / FTP/1.0\r\n\r\n", 400),
+        ("GET / HTTP/1.1 extra\r\n\r\n", 400),
+        ("HTTP/1.1 2000 OK\r\n\r\n", 400),
+        ("HTTP/1.1 abc OK\r\n\r\n", 400),
+        ("   \r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
+    ])
+    func malformed(input: String, status: Int) throws {
+        do {
+            _ = try decodeAll(input)
+            Issue.record("expected an error for \(input.debugDescription)")
+        } catch let error as MessageDecodingError {
+            #expect(error.status == status, "\(error)")
+            #expect(error.description.hasPrefix("Bad format: "))
+        }
+    }
+
+    @Test("expect: 100-continue is reported once while the body is outstanding")
+    func expectContinue() throws {
+        var parser = MessageParser()
+        var buffer = ByteBuffer(string: "POST / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 3\r\n\r\n")
+        #expect(try parser.next(&buffer) == nil)
+        let first = parser.takeContinueRequest()
+        let second = parser.takeContinueRequest()
+        #expect(first)
+        #expect(!second)
+        buffer.writeString("abc")
+        #expect(try parser.next(&buffer)?.bodyString == "abc")
+    }
+}
+
+@Suite("MessageSerializer")
+struct MessageSerializerTests {
+    @Test("serialize then parse gives the same message")
+    func roundTrip() throws {
+        var message = Message(status: 404, headers: Headers([("mq", "NoSuch"), ("id", "x4")]), body: ByteBuffer(string: "MQ(NoSuch) Not Found"))
+        var buffer = MessageSerializer.serialize(message)
+        #expect(String(buffer: buffer) == "HTTP/1.1 404 Not Found\r\nmq: NoSuch\r\nid: x4\r\ncontent-length: 20\r\nconnection: Keep-Alive\r\n\r\nMQ(NoSuch) Not Found")
+        var parser = MessageParser()
+        let decoded = try #require(try parser.next(&buffer))
+        #expect(decoded.status == 404)
+        #expect(decoded.headers == message.headers)
+        #expect(decoded.body == message.body)
+        message.closeRequested = true
+        #expect(String(buffer: MessageSerializer.serialize(message)).contains("connection: close\r\n"))
+    }
+
+    @Test("decimal writer", arguments: [0, 7, 10, 99, 100, 12345, 1_000_000_007, Int.max])
+    func decimal(value: Int) {
+        var buffer = ByteBuffer()
+        MessageSerializer.writeDecimal(value, into: &buffer)
+        #expect(String(buffer: buffer) == String(value))
+    }
+}
+
+@Suite("MessageDecoder in a channel")
+struct MessageDecoderChannelTests {
+    static let stream =
+        "GET / HTTP/1.1\r\ncmd: test\r\nid: 1\r\n\r\n"
+        + "POST /q HTTP/1.1\r\nCmd: produce\r\nMQ: Q\r\nContent-Length: 5\r\n\r\nhello"
+        + "HTTP/1.1 200 OK\r\ncmd: route\r\nrecver: r\r\ncontent-length: 0\r\n\r\n"
+        + "GET /?cmd=test HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+
+    private static func decode(chunks: [ByteBuffer]) throws -> [Message] {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder()))
+        var out: [Message] = []
+        for chunk in chunks {
+            try channel.writeInbound(chunk)
+            while let message = try channel.readInbound(as: Message.self) { out.append(message) }
+        }
+        _ = try channel.finish()
+        return out
+    }
+
+    @Test("the same four messages come out whatever byte the input is split at")
+    func splitAtEveryByte() throws {
+        let bytes = ByteBuffer(string: Self.stream)
+        let whole = try Self.decode(chunks: [bytes])
+        #expect(whole.map(\.cmd) == ["test", "produce", "route", nil])
+        for split in 1..<bytes.readableBytes {
+            let parts = [bytes.getSlice(at: 0, length: split)!, bytes.getSlice(at: split, length: bytes.readableBytes - split)!]
+            let messages = try Self.decode(chunks: parts)
+            #expect(messages.count == 4, "split at \(split)")
+            #expect(messages[1].bodyString == "hello", "split at \(split)")
+            #expect(messages.map(\.cmd) == whole.map(\.cmd), "split at \(split)")
+        }
+        // And one byte at a time.
+        let single = (0..<bytes.readableBytes).map { bytes.getSlice(at: $0, length: 1)! }
+        let messages = try Self.decode(chunks: single)
+        #expect(messages.map(\.id) == whole.map(\.id))
+        #expect(messages[1].bodyString == "hello")
+    }
+
+    @Test("a framing error surfaces as MessageDecodingError from the channel")
+    func errorSurfaces() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MessageDecoder(limits: MessageLimits(maxHeaderBytes: 1024, maxBodyBytes: 8))))
+        #expect(throws: MessageDecodingError.self) {
+            try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\ncontent-length: 9\r\n\r\n"))
+        }
+        _ = try? channel.finish()
+    }
+
+    @Test("the encoder writes zbus framing")
+    func encoder() throws {
+        let channel = EmbeddedChannel(handler: MessageEncoder())
+        let message = Message(status: 200, headers: Headers([("id", "x2")]), body: ByteBuffer(string: "OK"))
+        try channel.writeOutbound(message)
+        let bytes = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(String(buffer: bytes) == "HTTP/1.1 200 OK\r\nid: x2\r\ncontent-length: 2\r\nconnection: Keep-Alive\r\n\r\nOK")
+        // Large bodies leave as a second buffer, uncopied.
+        let big = ByteBuffer(repeating: 0x61, count: 100_000)
+        try channel.writeOutbound(Message(status: 200, body: big))
+        let head = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(String(buffer: head).hasSuffix("content-length: 100000\r\nconnection: Keep-Alive\r\n\r\n"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == big)
+        _ = try channel.finish()
+    }
+}
