@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
@@ -45,8 +46,21 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusMQ",
+            dependencies: [
+                "ZbusKernel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            path: "Plugins/MQ",
+            swiftSettings: strict
+        ),
+        .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -88,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ZbusIntegrationTests",
-            dependencies: ["zbus", "Zbus", "ZbusTestSupport"],
+            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusTestSupport"],
             swiftSettings: strict
         ),
     ]

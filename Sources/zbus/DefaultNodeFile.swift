@@ -5,6 +5,7 @@ enum DefaultNodeFile {
           name: zbus
           listen: 127.0.0.1:15555
           store: ./data
-        modules: []
+        modules:
+          - module: mq
         """
 }

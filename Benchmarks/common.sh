@@ -1,0 +1,34 @@
+# Helpers shared by the benchmark scripts (sourced, not run).
+
+# Prints a free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# Builds zload from ../shared/tools (or $ZLOAD_SOURCE) into $1.
+build_zload() {
+    local source=${ZLOAD_SOURCE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/tools/zload.c}
+    [ -f "$source" ] || source=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/tools/zload.c
+    gcc -O2 -pthread -o "$1" "$source"
+}
+
+# Starts a release zbus node: start_zbus WORKDIR [extra module lines...]; sets ZBUS_PID and ZBUS_PORT.
+start_zbus() {
+    local work=$1; shift
+    local config="$work/node.yaml"
+    {
+        echo "node:"
+        echo "  log_level: warning"
+        echo "modules:"
+        echo "  - module: mq"
+        for line in "$@"; do echo "    $line"; done
+    } > "$config"
+    rm -f "$work/ready"
+    "$ZBUS" --config "$config" --listen 127.0.0.1:0 --store "$work/store" --ready-file "$work/ready" &
+    ZBUS_PID=$!
+    for _ in $(seq 400); do [ -f "$work/ready" ] && break; sleep 0.01; done
+    ZBUS_PORT=$(cut -d: -f2 "$work/ready")
+}
+
+stop_zbus() { [ -n "${ZBUS_PID:-}" ] && kill "$ZBUS_PID" 2>/dev/null && wait "$ZBUS_PID" 2>/dev/null; ZBUS_PID=; }
+
+# Extracts rate=N from a zload line.
+zload_rate() { sed -n 's/.*rate=\([0-9.]*\).*/\1/p'; }

@@ -1,0 +1,325 @@
+import Atomics
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ZbusKernel
+
+/// The MQ table of a node and the command logic over it.
+final class MQBroker: Sendable {
+    let settings: MQSettings
+    private let node: NodeConfig
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+    private let routeDropped = ManagedAtomic<UInt64>(0)
+
+    private struct State {
+        var store: QueueStore?
+        var sessions: SessionRegistry?
+        var serverAddress = ""
+        var queues: [String: MessageQueue] = [:]
+    }
+
+    init(settings: MQSettings, node: NodeConfig, logger: Logger) {
+        self.settings = settings
+        self.node = node
+        self.logger = logger
+    }
+
+    // MARK: - Life cycle
+
+    /// Opens the store and rebuilds every MQ found in it, with its mode, token, creator, master link and backlog.
+    func start(_ context: NodeContext) throws {
+        let directory = node.store.hasSuffix("/") ? node.store + "mq" : node.store + "/mq"
+        let store = try QueueStore(directory: directory, fsync: settings.fsync, segmentBytes: settings.segmentBytes, logger: logger)
+        var queues: [String: MessageQueue] = [:]
+        for name in store.queueNames() {
+            do {
+                let durable = try store.open(name: name, metadata: nil)
+                guard let definition = try? JSONDecoder().decode(MQDefinition.self, from: Data(durable.metadata)) else {
+                    logger.error("MQ definition unreadable; MQ skipped (its files are kept)", metadata: ["mq": "\(name)"])
+                    continue
+                }
+                queues[name] = makeQueue(definition, durable: durable)
+            } catch {
+                logger.error("MQ could not be opened; skipped", metadata: ["mq": "\(name)", "error": "\(error)"])
+            }
+        }
+        for queue in queues.values {
+            if let master = queue.currentDefinition.masterMq, let masterQueue = queues[master] {
+                masterQueue.attachSlave(queue)
+            }
+        }
+        state.withLockedValue {
+            $0.store = store
+            $0.sessions = context.sessions
+            $0.serverAddress = context.serverAddress
+            $0.queues = queues
+        }
+        logger.info("MQ store open", metadata: ["directory": "\(directory)", "mqs": "\(queues.count)", "fsync": "\(settings.fsync)"])
+    }
+
+    /// Closes the store (flushing and syncing it).
+    func shutdown() {
+        let (store, queues) = state.withLockedValue { state -> (QueueStore?, [MessageQueue]) in
+            defer {
+                state.store = nil
+                state.queues = [:]
+            }
+            return (state.store, Array(state.queues.values))
+        }
+        for queue in queues { queue.close().send() }
+        store?.close()
+    }
+
+    /// A connection closed: its pulls go, and messages it held go back to their queues.
+    func sessionClosed(_ session: Session) {
+        let queues = state.withLockedValue { Array($0.queues.values) }
+        for queue in queues { queue.sessionClosed(session.id).send() }
+    }
+
+    private func makeQueue(_ definition: MQDefinition, durable: DurableQueue) -> MessageQueue {
+        let backend: any QueueBackend = definition.modeBits.isMemoryOnly
+            ? MemoryBackend()
+            : DurableBackend(queue: durable, limits: node.limits, fsyncAlways: settings.fsync == .always)
+        return MessageQueue(definition: definition, backend: backend, durableQueue: durable, keyLimit: settings.keyLimit,
+                            subscriberBufferLimit: settings.subscriberBuffer, logger: logger)
+    }
+
+    private func queue(named name: String?) -> MessageQueue? {
+        guard let name else { return nil }
+        return state.withLockedValue { $0.queues[name] }
+    }
+
+    // MARK: - Replies
+
+    private static func timeBody() -> String { String(Clock.milliseconds()) }
+
+    private static func notFound(_ request: Message, name: String?) -> Message {
+        request.reply(status: 404, body: "MQ(\(name ?? "null")) Not Found")
+    }
+
+    private static func badFormat(_ request: Message, _ detail: String) -> Message {
+        request.reply(status: 400, body: "Bad format: \(detail)", includeMq: false)
+    }
+
+    private func registerTokenValid(_ request: Message) -> Bool {
+        (request.headers[HeaderName.registerToken] ?? "") == settings.registerToken
+    }
+
+    // MARK: - produce
+
+    func produce(_ request: Message, session: Session) {
+        guard let queue = queue(named: request.mq) else { return session.send(Self.notFound(request, name: request.mq)) }
+        guard (request.token ?? "") == queue.accessToken else {
+            return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
+        }
+        let wantsAck = request.ack
+        var message = request
+        message.headers.remove(HeaderName.cmd)
+        message.headers.remove(HeaderName.ack)
+        message.closeRequested = false
+        do throws(MessageQueue.ProduceRefusal) {
+            let deliveries = try queue.produce(message, key: request.key, keyGroup: request.keyGroup ?? "") { result in
+                switch result {
+                case .success:
+                    if wantsAck { session.send(request.reply(status: 200, body: Self.timeBody())) }
+                case .failure(let error):
+                    session.send(request.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(error)"))
+                }
+            }
+            deliveries.send()
+        } catch {
+            switch error {
+            case .serviceDown:
+                session.send(request.reply(status: 404, body: "MQ(\(queue.name)) Service Down"))
+            case .duplicateKey:
+                if wantsAck { session.send(request.reply(status: 406, body: Self.timeBody())) }
+            case .full(let limit):
+                session.send(request.reply(status: 429, body: "MQ(\(queue.name)) is full: \(limit) messages waiting (max_length); nothing stored"))
+            case .store(let storeError):
+                logger.error("store append failed", metadata: ["mq": "\(queue.name)", "error": "\(storeError)"])
+                session.send(request.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(storeError)"))
+            }
+        }
+    }
+
+    // MARK: - consume
+
+    func consume(_ request: Message, session: Session) {
+        guard let queue = queue(named: request.mq) else { return session.send(Self.notFound(request, name: request.mq)) }
+        guard (request.token ?? "") == queue.accessToken else {
+            return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
+        }
+        var timeout: Int64?
+        if let text = request.headers[HeaderName.timeout] {
+            guard let value = Int64(text.trimmingCharacters(in: .whitespaces)), value >= 0, value <= 86_400_000 else {
+                return session.send(Self.badFormat(request, "timeout must be milliseconds (0...86400000), got '\(text)'"))
+            }
+            timeout = value
+        }
+        let topics = request.topic.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        queue.consume(session: session, requestId: request.id, topics: topics, timeoutMilliseconds: timeout,
+                      closeAfterReply: request.closeRequested).send()
+    }
+
+    // MARK: - route
+
+    func route(_ request: Message, session: Session) {
+        guard let recver = request.recver, let target = state.withLockedValue({ $0.sessions?.session(id: recver) }) else {
+            let dropped = routeDropped.wrappingIncrementThenLoad(ordering: .relaxed)
+            logger.notice("route to an unknown recver dropped", metadata: [
+                "recver": "\(request.recver ?? "-")", "id": "\(request.id ?? "-")", "dropped": "\(dropped)",
+            ])
+            return
+        }
+        var message = request
+        message.headers.remove(HeaderName.cmd)
+        message.headers.remove(HeaderName.ack)
+        message.headers.remove(HeaderName.recver)
+        if let code = message.headers.remove(HeaderName.replyCode), let status = Int(code.trimmingCharacters(in: .whitespaces)),
+            (100...999).contains(status)
+        {
+            message.startLine = .status(code: status, reason: nil)
+        } else if case .request = message.startLine {
+            message.startLine = .status(code: 200, reason: nil)
+        }
+        message.closeRequested = false
+        target.send(message)
+    }
+
+    // MARK: - create_mq / remove_mq
+
+    func createMQ(_ request: Message, session: Session) {
+        guard registerTokenValid(request) else {
+            return session.send(request.reply(status: 403, body: "register_token mismatch", includeMq: false))
+        }
+        guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
+            return session.send(Self.badFormat(request, "Missing mq_name"))
+        }
+        guard let modeText = request.headers[HeaderName.mqMode] else { return session.send(Self.badFormat(request, "Missing mq_mode")) }
+        guard let mode = Int(modeText.trimmingCharacters(in: .whitespaces)), (0...15).contains(mode) else {
+            return session.send(Self.badFormat(request, "mq_mode invalid"))
+        }
+        var maxLength = settings.maxLength
+        if let text = request.headers["max_length"] {
+            guard let value = Int64(text.trimmingCharacters(in: .whitespaces)), value >= 0 else {
+                return session.send(Self.badFormat(request, "max_length must be a non-negative integer, got '\(text)'"))
+            }
+            maxLength = value
+        }
+        let result: Result<Void, QueueStoreError> = state.withLockedValue { state in
+            guard state.queues[name] == nil else { return .success(()) }
+            guard let store = state.store else { return .failure(.storeClosed(directory: node.store)) }
+            var definition = MQDefinition(name: name, mode: mode == 0 ? MQMode.mq.rawValue : mode,
+                                          accessToken: request.headers[HeaderName.accessToken] ?? "",
+                                          creator: request.remoteAddr ?? session.remoteAddress,
+                                          masterMq: nil, maxLength: maxLength, createdAt: Clock.milliseconds())
+            var master: MessageQueue?
+            if let masterName = request.headers[HeaderName.masterMq], let candidate = state.queues[masterName] {
+                if candidate.accessToken == (request.headers[HeaderName.masterToken] ?? "") {
+                    definition.masterMq = masterName
+                    master = candidate
+                } else {
+                    logger.notice("master_token mismatch; MQ created without a master", metadata: ["mq": "\(name)", "master": "\(masterName)"])
+                }
+            }
+            do {
+                let metadata = Array(try JSONEncoder().encode(definition))
+                let durable = try store.open(name: name, metadata: metadata)
+                let queue = makeQueue(definition, durable: durable)
+                state.queues[name] = queue
+                master?.attachSlave(queue)
+                return .success(())
+            } catch let error as QueueStoreError {
+                return .failure(error)
+            } catch {
+                return .failure(.io(path: name, operation: "encode definition", errno: 0))
+            }
+        }
+        switch result {
+        case .success:
+            session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
+        case .failure(let error):
+            logger.error("create_mq failed", metadata: ["mq": "\(name)", "error": "\(error)"])
+            session.send(request.reply(status: 500, body: "MQ(\(name)) could not be created: \(error)", includeMq: false))
+        }
+    }
+
+    func removeMQ(_ request: Message, session: Session) {
+        guard registerTokenValid(request) else {
+            return session.send(request.reply(status: 403, body: "register_token mismatch", includeMq: false))
+        }
+        guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
+            return session.send(Self.badFormat(request, "Missing mq_name"))
+        }
+        let removed: (MessageQueue, QueueStore?, [MessageQueue])? = state.withLockedValue { state in
+            guard let queue = state.queues.removeValue(forKey: name) else { return nil }
+            return (queue, state.store, Array(state.queues.values))
+        }
+        guard let (queue, store, others) = removed else {
+            return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
+        }
+        for other in others { other.detachSlave(named: name) }
+        queue.close().send()
+        do {
+            try store?.remove(name: name)
+        } catch {
+            logger.error("remove_mq could not delete the files", metadata: ["mq": "\(name)", "error": "\(error)"])
+        }
+        session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
+    }
+
+    // MARK: - query_mq / data
+
+    func queryMQ(_ request: Message, session: Session) {
+        guard let name = request.mq else { return data(request, session: session) }
+        guard let queue = queue(named: name) else { return session.send(Self.notFound(request, name: name)) }
+        session.send(json(request, queue.info(includeConsumers: true)))
+    }
+
+    func data(_ request: Message, session: Session) {
+        let (queues, address) = state.withLockedValue { (Array($0.queues.values), $0.serverAddress) }
+        var table: [String: JSONValue] = [:]
+        for queue in queues { table[queue.name] = queue.info(includeConsumers: false) }
+        let info: JSONValue = .object([
+            "mqTable": .object(table),
+            "lastUpdatedTime": .int(Clock.milliseconds()),
+            "broker": .string(address),
+            "routeDropped": .int(Int64(routeDropped.load(ordering: .relaxed))),
+        ])
+        session.send(json(request, info))
+    }
+
+    private func json(_ request: Message, _ value: JSONValue) -> Message {
+        var reply = request.reply(status: 200, body: value.jsonText, includeMq: false)
+        reply.contentType = "application/json"
+        return reply
+    }
+
+    // MARK: - add_key / remove_key
+
+    func addKey(_ request: Message, session: Session) {
+        keyCommand(request, session: session) { filter, key, group in
+            guard let key else { return 0 }
+            return filter.add(key, group: group) ? 1 : 0
+        }
+    }
+
+    func removeKey(_ request: Message, session: Session) {
+        let hasGroup = request.keyGroup != nil
+        keyCommand(request, session: session) { filter, key, group in
+            if let key { return filter.remove(key, group: group) }
+            return hasGroup ? filter.removeGroup(group) : filter.removeAll()
+        }
+    }
+
+    private func keyCommand(_ request: Message, session: Session, _ body: (inout KeyFilter, String?, String) -> Int) {
+        guard registerTokenValid(request) else {
+            return session.send(request.reply(status: 403, body: "register_token mismatch"))
+        }
+        guard let queue = queue(named: request.mq) else { return session.send(Self.notFound(request, name: request.mq)) }
+        let count = queue.withKeyFilter { body(&$0, request.key, request.keyGroup ?? "") }
+        if request.ack { session.send(request.reply(status: 200, body: String(count))) }
+    }
+}

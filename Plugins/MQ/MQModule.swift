@@ -1,0 +1,52 @@
+import ZbusKernel
+
+/// The `mq` plugin module: every zbus 6.3 MQ command on the node's durable queue store.
+///
+/// ```yaml
+/// modules:
+///   - module: mq
+///     fsync: interval        # none | interval | always (group commit)
+///     fsync_interval: 100ms
+///     max_length: 0          # default backlog limit of new MQs (0 = unbounded)
+/// ```
+public final class MQModule: PluginModule {
+    public static let name = "mq"
+    public static let summary = "Message queues: produce, consume, route, create/query/remove MQ, keys, on the durable store."
+    public static let configKeys = MQSettings.keys
+
+    let broker: MQBroker
+
+    public init(setup: ModuleSetup) throws(ConfigError) {
+        broker = MQBroker(settings: try MQSettings(setup.config), node: setup.node, logger: setup.logger)
+    }
+
+    public var commands: [String: any CommandHandler] {
+        let broker = self.broker
+        func handler(_ body: @escaping @Sendable (MQBroker, Message, Session) -> Void) -> any CommandHandler {
+            ClosureCommandHandler { request, session in body(broker, request, session) }
+        }
+        return [
+            "produce": handler { $0.produce($1, session: $2) },
+            "consume": handler { $0.consume($1, session: $2) },
+            "route": handler { $0.route($1, session: $2) },
+            "create_mq": handler { $0.createMQ($1, session: $2) },
+            "remove_mq": handler { $0.removeMQ($1, session: $2) },
+            "query_mq": handler { $0.queryMQ($1, session: $2) },
+            "data": handler { $0.data($1, session: $2) },
+            "add_key": handler { $0.addKey($1, session: $2) },
+            "remove_key": handler { $0.removeKey($1, session: $2) },
+        ]
+    }
+
+    public func start(_ context: NodeContext) async throws {
+        try broker.start(context)
+    }
+
+    public func shutdown() async {
+        broker.shutdown()
+    }
+
+    public func sessionDidClose(_ session: Session) {
+        broker.sessionClosed(session)
+    }
+}

@@ -1,0 +1,35 @@
+import ZbusKernel
+
+/// The `mq` module's section of the node file.
+struct MQSettings: Sendable {
+    /// When the store syncs to disk.
+    var fsync: FsyncPolicy = .interval(milliseconds: 100)
+    /// Segment file size.
+    var segmentBytes: Int = 64 << 20
+    /// The token `create_mq`, `remove_mq`, `add_key` and `remove_key` must present (`register_token` header).
+    var registerToken: String = ""
+    /// Default maximum backlog of a new MQ (0: unbounded); `create_mq` may set its own with `max_length`.
+    var maxLength: Int64 = 0
+    /// Messages a slow pub/sub subscriber may have waiting before the oldest are dropped.
+    var subscriberBuffer: Int = 10_000
+    /// Dedupe keys kept per key group before the oldest is forgotten.
+    var keyLimit: Int = 1_000_000
+
+    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"]
+
+    init() {}
+
+    init(_ config: ConfigSection) throws(ConfigError) {
+        let interval = try config.milliseconds("fsync_interval", in: 1...60_000) ?? 100
+        switch try config.choice("fsync", allowed: ["none", "interval", "always"]) ?? "interval" {
+        case "none": fsync = .none
+        case "always": fsync = .always
+        default: fsync = .interval(milliseconds: interval)
+        }
+        segmentBytes = try config.byteSize("segment_size", in: (1 << 16)...(1 << 30)) ?? segmentBytes
+        registerToken = try config.string("register_token") ?? registerToken
+        maxLength = Int64(try config.int("max_length", in: 0...Int.max) ?? 0)
+        subscriberBuffer = try config.int("subscriber_buffer", in: 1...10_000_000) ?? subscriberBuffer
+        keyLimit = try config.int("key_limit", in: 1...100_000_000) ?? keyLimit
+    }
+}

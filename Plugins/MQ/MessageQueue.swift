@@ -1,0 +1,409 @@
+import DequeModule
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ZbusKernel
+
+/// One MQ: its definition, its stored messages, the consumers parked on it and the messages they hold.
+///
+/// All state sits behind one lock; handlers on any event loop call in, and the messages to send are collected under
+/// the lock and sent after it is released.
+///
+/// Delivery is at-least-once: a message handed to a consumer stays *in flight* until that consumer's next `consume`
+/// on this MQ acknowledges it. If the consumer's connection drops first, the message goes back to the head of the
+/// queue and the next consumer gets it. The store's read cursor only moves over acknowledged messages.
+final class MessageQueue: @unchecked Sendable {
+    let name: String
+    private let lock = NIOLock()
+    private var definition: MQDefinition
+    private let backend: any QueueBackend
+    let durableQueue: DurableQueue?
+    private let logger: Logger
+
+    // Point-to-point state.
+    private var redeliveries: Deque<StoredMessage> = []
+    private var pulls: Deque<Pull> = []
+    private var inFlight: [String: [StoredMessage]] = [:]
+    private var outstanding: Deque<UInt64> = []
+    private var highestHandedOut: UInt64 = 0
+    private var committed: UInt64 = 0
+
+    // Consumers that have consumed and are still connected (the `consumerCount`), with what the monitor shows.
+    private var consumers: [String: ConsumerInfo] = [:]
+    // Pub/sub state.
+    private var subscribers: [String: Subscriber] = [:]
+    private let subscriberBufferLimit: Int
+
+    private var keyFilter: KeyFilter
+    private(set) var slaves: [String: MessageQueue] = [:]
+    private var lastUpdate: Int64
+    private var nextPullToken: UInt64 = 0
+    private var droppedForSlowSubscribers: UInt64 = 0
+
+    struct ConsumerInfo {
+        let remoteAddress: String
+        var topics: [String]
+    }
+
+    private struct Pull {
+        let session: Session
+        var requestId: String?
+        var token: UInt64
+        var timeout: Scheduled<Void>?
+        var closeAfterReply: Bool
+    }
+
+    private struct Subscriber {
+        let session: Session
+        var topics: Set<String>
+        var buffer: Deque<Message> = []
+        var pull: Pull?
+    }
+
+    /// What one operation produced for the caller to send once the lock is released.
+    struct Deliveries {
+        fileprivate var items: [(Session, Message)] = []
+
+        /// Sends everything, in order.
+        func send() {
+            for (session, message) in items { session.send(message) }
+        }
+    }
+
+    init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, keyLimit: Int, subscriberBufferLimit: Int, logger: Logger) {
+        self.name = definition.name
+        self.definition = definition
+        self.backend = backend
+        self.durableQueue = durableQueue
+        self.keyFilter = KeyFilter(limit: keyLimit)
+        self.subscriberBufferLimit = subscriberBufferLimit
+        self.lastUpdate = Clock.milliseconds()
+        var logger = logger
+        logger[metadataKey: "mq"] = "\(definition.name)"
+        self.logger = logger
+    }
+
+    var mode: MQMode { lock.withLock { definition.modeBits } }
+    var accessToken: String { lock.withLock { definition.accessToken } }
+    var currentDefinition: MQDefinition { lock.withLock { definition } }
+    private var isPubSub: Bool { definition.modeBits.contains(.pubSub) }
+
+    // MARK: - Produce
+
+    /// Why a produce was refused.
+    enum ProduceRefusal: Error {
+        case serviceDown
+        case duplicateKey
+        case full(limit: Int64)
+        case store(QueueStoreError)
+    }
+
+    /// Stores `message` (already stripped of `cmd` and `ack`) and delivers what can be delivered.
+    ///
+    /// - Parameter onDurable: called once the message is durable (at once unless the store acknowledges later).
+    func produce(_ message: Message, key: String?, keyGroup: String,
+                 onDurable: @escaping @Sendable (Result<Void, QueueStoreError>) -> Void) throws(ProduceRefusal) -> Deliveries {
+        var deliveries = Deliveries()
+        lock.lock()
+        let durableNow: Bool
+        let slaveTargets: [MessageQueue]
+        do {
+            defer { lock.unlock() }
+            durableNow = try storeLocked(message, key: key, keyGroup: keyGroup, onDurable: onDurable, deliveries: &deliveries)
+            slaveTargets = Array(slaves.values)
+        }
+        if durableNow { onDurable(.success(())) }
+        for slave in slaveTargets {
+            // A slave gets a copy of every message produced to its master, its headers untouched.
+            do {
+                try slave.produce(message, key: nil, keyGroup: "", onDurable: { _ in }).send()
+            } catch {
+                logger.warning("copy to slave MQ failed", metadata: ["slave": "\(slave.name)", "error": "\(error)"])
+            }
+        }
+        return deliveries
+    }
+
+    /// Stores or fans out one message (lock held). Returns true when it is durable already, false when the store
+    /// will call `onDurable` itself (group commit).
+    private func storeLocked(_ message: Message, key: String?, keyGroup: String,
+                             onDurable: @escaping @Sendable (Result<Void, QueueStoreError>) -> Void,
+                             deliveries: inout Deliveries) throws(ProduceRefusal) -> Bool {
+        if definition.modeBits.contains(.rpc) && consumers.isEmpty && subscribers.isEmpty { throw .serviceDown }
+        if let key, !keyFilter.add(key, group: keyGroup) { throw .duplicateKey }
+        lastUpdate = Clock.milliseconds()
+        if isPubSub {
+            fanOutLocked(message, into: &deliveries)
+            return true
+        }
+        if definition.maxLength > 0, unconsumedCountLocked >= definition.maxLength {
+            if let key { _ = keyFilter.remove(key, group: keyGroup) }
+            throw .full(limit: definition.maxLength)
+        }
+        let later = backend.acknowledgesLater
+        do throws(QueueStoreError) {
+            _ = try backend.append(message, onDurable: later ? onDurable : nil)
+        } catch {
+            if let key { _ = keyFilter.remove(key, group: keyGroup) }
+            throw .store(error)
+        }
+        dispatchLocked(into: &deliveries)
+        return !later
+    }
+
+    // MARK: - Consume
+
+    /// Parks a pull for `session` (or answers it at once), acknowledging what the session held.
+    ///
+    /// - Parameters:
+    ///   - requestId: the consume's `id`.
+    ///   - topics: pub/sub topics (`topic` header), or nil to keep the previous set.
+    ///   - timeoutMilliseconds: a server-side wait limit; when it passes with nothing delivered the session gets a 204.
+    func consume(session: Session, requestId: String?, topics: [String]?, timeoutMilliseconds: Int64?, closeAfterReply: Bool) -> Deliveries {
+        var deliveries = Deliveries()
+        lock.withLock {
+            acknowledgeLocked(sessionId: session.id)
+            nextPullToken += 1
+            let token = nextPullToken
+            var pull = Pull(session: session, requestId: requestId, token: token, timeout: nil, closeAfterReply: closeAfterReply)
+            if let timeoutMilliseconds {
+                pull.timeout = session.eventLoop.scheduleTask(in: .milliseconds(timeoutMilliseconds)) { [weak self] in
+                    self?.expirePull(sessionId: session.id, token: token)
+                }
+            }
+            if isPubSub {
+                var subscriber = subscribers[session.id] ?? Subscriber(session: session, topics: [])
+                if let topics { subscriber.topics = Set(topics) }
+                subscriber.pull?.timeout?.cancel()
+                subscriber.pull = pull
+                subscribers[session.id] = subscriber
+                consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: Array(subscriber.topics).sorted())
+                deliverBufferedLocked(sessionId: session.id, into: &deliveries)
+            } else {
+                consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: [])
+                if let index = pulls.firstIndex(where: { $0.session === session }) {
+                    // A new consume from a session that already waits replaces its pull (the new id wins) in place.
+                    pulls[index].timeout?.cancel()
+                    pulls[index] = pull
+                } else {
+                    pulls.append(pull)
+                }
+                dispatchLocked(into: &deliveries)
+            }
+        }
+        return deliveries
+    }
+
+    /// Answers an expired pull with 204 (nothing came within the wait limit).
+    private func expirePull(sessionId: String, token: UInt64) {
+        let expired: Pull? = lock.withLock {
+            if let index = pulls.firstIndex(where: { $0.token == token }) {
+                return pulls.remove(at: index)
+            }
+            if var subscriber = subscribers[sessionId], let pull = subscriber.pull, pull.token == token {
+                subscriber.pull = nil
+                subscribers[sessionId] = subscriber
+                return pull
+            }
+            return nil
+        }
+        guard let expired else { return }
+        var reply = Message(status: 204)
+        reply.mq = name
+        reply.id = expired.requestId
+        reply.closeRequested = expired.closeAfterReply
+        expired.session.send(reply)
+    }
+
+    /// A connection closed: forget its pulls and subscription, and put the messages it held back at the head.
+    func sessionClosed(_ sessionId: String) -> Deliveries {
+        var deliveries = Deliveries()
+        lock.withLock {
+            consumers.removeValue(forKey: sessionId)
+            if let subscriber = subscribers.removeValue(forKey: sessionId) {
+                subscriber.pull?.timeout?.cancel()
+            }
+            pulls.removeAll { pull in
+                if pull.session.id == sessionId {
+                    pull.timeout?.cancel()
+                    return true
+                }
+                return false
+            }
+            if let held = inFlight.removeValue(forKey: sessionId), !held.isEmpty {
+                logger.debug("redelivering messages of a closed consumer", metadata: ["count": "\(held.count)"])
+                for message in held.reversed() { redeliveries.prepend(message) }
+                dispatchLocked(into: &deliveries)
+            }
+        }
+        return deliveries
+    }
+
+    /// Whether `sessionId` has consumed from this MQ and is still connected.
+    func hasConsumer(_ sessionId: String) -> Bool { lock.withLock { consumers[sessionId] != nil } }
+
+    // MARK: - Dispatch (lock held)
+
+    private func dispatchLocked(into deliveries: inout Deliveries) {
+        while let pull = pulls.first {
+            guard pull.session.isActive else {
+                pulls.removeFirst()
+                pull.timeout?.cancel()
+                continue
+            }
+            guard let stored = redeliveries.popFirst() ?? nextFromBackendLocked() else { break }
+            pulls.removeFirst()
+            pull.timeout?.cancel()
+            inFlight[pull.session.id, default: []].append(stored)
+            deliveries.items.append((pull.session, Self.delivery(of: stored.message, requestId: pull.requestId, close: pull.closeAfterReply)))
+        }
+    }
+
+    private func nextFromBackendLocked() -> StoredMessage? {
+        guard let stored = backend.next() else { return nil }
+        outstanding.append(stored.sequence)
+        highestHandedOut = max(highestHandedOut, stored.sequence)
+        return stored
+    }
+
+    private func acknowledgeLocked(sessionId: String) {
+        guard let held = inFlight.removeValue(forKey: sessionId), !held.isEmpty else { return }
+        for stored in held {
+            if let index = outstanding.firstIndex(of: stored.sequence) { outstanding.remove(at: index) }
+        }
+        let bound = outstanding.min().map { $0 - 1 } ?? highestHandedOut
+        if bound > committed {
+            committed = bound
+            backend.commit(through: bound)
+        }
+    }
+
+    private func fanOutLocked(_ message: Message, into deliveries: inout Deliveries) {
+        let topic = message.topic
+        for (sessionId, var subscriber) in subscribers {
+            // A message without a topic reaches `*` subscribers (zbus 6.3.0 dropped it).
+            let matches = subscriber.topics.contains("*") || (topic.map { subscriber.topics.contains($0) } ?? false)
+            guard matches, subscriber.session.isActive else { continue }
+            if let pull = subscriber.pull {
+                pull.timeout?.cancel()
+                subscriber.pull = nil
+                deliveries.items.append((subscriber.session, Self.delivery(of: message, requestId: pull.requestId, close: pull.closeAfterReply)))
+            } else {
+                subscriber.buffer.append(message)
+                if subscriber.buffer.count > subscriberBufferLimit {
+                    subscriber.buffer.removeFirst()
+                    droppedForSlowSubscribers += 1
+                    if droppedForSlowSubscribers.isMultiple(of: 1000) || droppedForSlowSubscribers == 1 {
+                        logger.warning("subscriber buffer full, dropping oldest", metadata: [
+                            "session": "\(sessionId)", "limit": "\(subscriberBufferLimit)", "dropped": "\(droppedForSlowSubscribers)",
+                        ])
+                    }
+                }
+            }
+            subscribers[sessionId] = subscriber
+        }
+    }
+
+    private func deliverBufferedLocked(sessionId: String, into deliveries: inout Deliveries) {
+        guard var subscriber = subscribers[sessionId], let pull = subscriber.pull, let message = subscriber.buffer.popFirst() else { return }
+        pull.timeout?.cancel()
+        subscriber.pull = nil
+        subscribers[sessionId] = subscriber
+        deliveries.items.append((subscriber.session, Self.delivery(of: message, requestId: pull.requestId, close: pull.closeAfterReply)))
+    }
+
+    /// The message as a consumer receives it: status 200 unless it carries one, `rawid` = the producer's id, `id` =
+    /// the consume's id (when it had one).
+    static func delivery(of stored: Message, requestId: String?, close: Bool) -> Message {
+        var message = stored
+        if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
+        if let producerId = message.id { message.rawId = producerId }
+        if let requestId { message.id = requestId }
+        message.closeRequested = close
+        return message
+    }
+
+    // MARK: - Removal
+
+    /// Detaches every parked consumer (they get 404) and returns the messages to send; the MQ is unusable afterwards.
+    func close() -> Deliveries {
+        var deliveries = Deliveries()
+        lock.withLock {
+            var parked: [Pull] = Array(pulls)
+            pulls.removeAll()
+            for (id, var subscriber) in subscribers {
+                if let pull = subscriber.pull { parked.append(pull) }
+                subscriber.pull = nil
+                subscribers[id] = subscriber
+            }
+            for pull in parked {
+                pull.timeout?.cancel()
+                var reply = Message(status: 404, body: ByteBuffer(string: "MQ(\(name)) Not Found"))
+                reply.mq = name
+                reply.id = pull.requestId
+                reply.closeRequested = pull.closeAfterReply
+                deliveries.items.append((pull.session, reply))
+            }
+        }
+        return deliveries
+    }
+
+    // MARK: - Slaves, keys, definition
+
+    func attachSlave(_ slave: MessageQueue) { lock.withLock { slaves[slave.name] = slave } }
+
+    func detachSlave(named name: String) { lock.withLock { _ = slaves.removeValue(forKey: name) } }
+
+    func withKeyFilter<Result>(_ body: (inout KeyFilter) -> Result) -> Result { lock.withLock { body(&keyFilter) } }
+
+    // MARK: - Monitoring
+
+    /// Messages waiting for a consumer (what zbus 6 reports as `unconsumedMsgCount`).
+    private var waitingCountLocked: Int64 { backend.pendingCount + Int64(redeliveries.count) }
+
+    /// Messages handed to consumers and not yet acknowledged.
+    private var inFlightCountLocked: Int64 { Int64(inFlight.values.reduce(0) { $0 + $1.count }) }
+
+    /// Everything the MQ still holds (what `max_length` bounds).
+    private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked }
+
+    /// The MqInfo JSON of zbus 6 (`topics` as an array). The broker view (`data`) leaves `consumerInfoList` empty.
+    func info(includeConsumers: Bool) -> JSONValue {
+        lock.withLock {
+            var list: [JSONValue] = []
+            if includeConsumers {
+                let shown: [ConsumerInfo] = isPubSub
+                    ? subscribers.values.map { ConsumerInfo(remoteAddress: $0.session.remoteAddress, topics: Array($0.topics).sorted()) }
+                    : pulls.map { ConsumerInfo(remoteAddress: $0.session.remoteAddress, topics: []) }
+                list = shown.map { info in
+                    .object(["remoteAddr": .string(info.remoteAddress), "status": "CONNECTED", "topics": .array(info.topics.map { .string($0) })])
+                }
+            }
+            var object: [String: JSONValue] = [
+                "name": .string(definition.name),
+                "mode": .int(Int64(definition.mode)),
+                "creator": .string(definition.creator),
+                "consumerCount": .int(Int64(consumers.count)),
+                "consumerInfoList": .array(list),
+                "unconsumedMsgCount": .int(isPubSub ? Int64(subscribers.values.reduce(0) { $0 + $1.buffer.count }) : waitingCountLocked),
+                "inFlightMsgCount": .int(inFlightCountLocked),
+                "lastUpdateTime": .int(lastUpdate),
+            ]
+            if definition.maxLength > 0 { object["maxLength"] = .int(definition.maxLength) }
+            if let master = definition.masterMq { object["masterMq"] = .string(master) }
+            return .object(object)
+        }
+    }
+}
+
+/// Wall-clock milliseconds since 1970.
+enum Clock {
+    static func milliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
