@@ -11,6 +11,9 @@ final class MQBroker: Sendable {
     private let node: NodeConfig
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
+    /// The MQ table as read on every request: an immutable snapshot swapped on create and remove, so lookups take
+    /// no lock (the event loops would otherwise contend on it for every message).
+    private let table = ManagedAtomic(QueueTable(queues: [:]))
     private let routeDropped = ManagedAtomic<UInt64>(0)
 
     private struct State {
@@ -55,6 +58,7 @@ final class MQBroker: Sendable {
             $0.sessions = context.sessions
             $0.serverAddress = context.serverAddress
             $0.queues = queues
+            publish(queues)
         }
         logger.info("MQ store open", metadata: ["directory": "\(directory)", "mqs": "\(queues.count)", "fsync": "\(settings.fsync)"])
     }
@@ -65,6 +69,7 @@ final class MQBroker: Sendable {
             defer {
                 state.store = nil
                 state.queues = [:]
+                publish([:])
             }
             return (state.store, Array(state.queues.values))
         }
@@ -88,7 +93,12 @@ final class MQBroker: Sendable {
 
     private func queue(named name: String?) -> MessageQueue? {
         guard let name else { return nil }
-        return state.withLockedValue { $0.queues[name] }
+        return table.load(ordering: .acquiring).queues[name]
+    }
+
+    /// Publishes the table after a change; called with the state lock held, so snapshots never go backwards.
+    private func publish(_ queues: [String: MessageQueue]) {
+        table.store(QueueTable(queues: queues), ordering: .releasing)
     }
 
     // MARK: - Replies
@@ -120,7 +130,7 @@ final class MQBroker: Sendable {
         message.headers.remove(HeaderName.ack)
         message.closeRequested = false
         do throws(MessageQueue.ProduceRefusal) {
-            let deliveries = try queue.produce(message, key: request.key, keyGroup: request.keyGroup ?? "") { result in
+            let deliveries = try queue.produce(message, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop) { result in
                 switch result {
                 case .success:
                     if wantsAck { session.send(request.reply(status: 200, body: Self.timeBody())) }
@@ -229,6 +239,7 @@ final class MQBroker: Sendable {
                 let durable = try store.open(name: name, metadata: metadata)
                 let queue = makeQueue(definition, durable: durable)
                 state.queues[name] = queue
+                publish(state.queues)
                 master?.attachSlave(queue)
                 return .success(())
             } catch let error as QueueStoreError {
@@ -255,6 +266,7 @@ final class MQBroker: Sendable {
         }
         let removed: (MessageQueue, QueueStore?, [MessageQueue])? = state.withLockedValue { state in
             guard let queue = state.queues.removeValue(forKey: name) else { return nil }
+            publish(state.queues)
             return (queue, state.store, Array(state.queues.values))
         }
         guard let (queue, store, others) = removed else {
@@ -322,4 +334,11 @@ final class MQBroker: Sendable {
         let count = queue.withKeyFilter { body(&$0, request.key, request.keyGroup ?? "") }
         if request.ack { session.send(request.reply(status: 200, body: String(count))) }
     }
+}
+
+/// An immutable MQ table, swapped atomically.
+final class QueueTable: AtomicReference, Sendable {
+    let queues: [String: MessageQueue]
+
+    init(queues: [String: MessageQueue]) { self.queues = queues }
 }

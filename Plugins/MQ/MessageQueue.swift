@@ -37,6 +37,19 @@ final class MessageQueue: @unchecked Sendable {
     private var subscribers: [String: Subscriber] = [:]
     private let subscriberBufferLimit: Int
 
+    // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
+    private var pendingAppends: [ObjectIdentifier: [PendingAppend]] = [:]
+    private var pendingCount = 0
+    // The acknowledged bound not yet handed to the store (written once per tick, not once per consume).
+    private var commitScheduled = false
+
+    private struct PendingAppend {
+        let message: Message
+        let key: String?
+        let keyGroup: String
+        let onDurable: @Sendable (Result<Void, QueueStoreError>) -> Void
+    }
+
     private var keyFilter: KeyFilter
     private(set) var slaves: [String: MessageQueue] = [:]
     private var lastUpdate: Int64
@@ -76,6 +89,8 @@ final class MessageQueue: @unchecked Sendable {
     init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, keyLimit: Int, subscriberBufferLimit: Int, logger: Logger) {
         self.name = definition.name
         self.definition = definition
+        self.mode = definition.modeBits
+        self.accessToken = definition.accessToken
         self.backend = backend
         self.durableQueue = durableQueue
         self.keyFilter = KeyFilter(limit: keyLimit)
@@ -86,10 +101,12 @@ final class MessageQueue: @unchecked Sendable {
         self.logger = logger
     }
 
-    var mode: MQMode { lock.withLock { definition.modeBits } }
-    var accessToken: String { lock.withLock { definition.accessToken } }
+    /// The mode bits (fixed at creation).
+    let mode: MQMode
+    /// The token producers and consumers must present (fixed at creation, so read without the lock).
+    let accessToken: String
     var currentDefinition: MQDefinition { lock.withLock { definition } }
-    private var isPubSub: Bool { definition.modeBits.contains(.pubSub) }
+    private var isPubSub: Bool { mode.contains(.pubSub) }
 
     // MARK: - Produce
 
@@ -101,25 +118,49 @@ final class MessageQueue: @unchecked Sendable {
         case store(QueueStoreError)
     }
 
-    /// Stores `message` (already stripped of `cmd` and `ack`) and delivers what can be delivered.
+    /// Accepts `message` (already stripped of `cmd` and `ack`) for storing, or refuses it at once.
     ///
-    /// - Parameter onDurable: called once the message is durable (at once unless the store acknowledges later).
-    func produce(_ message: Message, key: String?, keyGroup: String,
+    /// Accepted messages are written to the store at the end of the current tick of `eventLoop`, together with the
+    /// other messages the loop accepted meanwhile (one write for all of them), then delivered; `onDurable` is called
+    /// once the message is durable under the fsync policy. Messages of one connection keep their order.
+    func produce(_ message: Message, key: String?, keyGroup: String, on eventLoop: any EventLoop,
                  onDurable: @escaping @Sendable (Result<Void, QueueStoreError>) -> Void) throws(ProduceRefusal) -> Deliveries {
         var deliveries = Deliveries()
         lock.lock()
-        let durableNow: Bool
         let slaveTargets: [MessageQueue]
+        var scheduleFlush = false
+        var fannedOut = false
         do {
             defer { lock.unlock() }
-            durableNow = try storeLocked(message, key: key, keyGroup: keyGroup, onDurable: onDurable, deliveries: &deliveries)
+            if mode.contains(.rpc) && consumers.isEmpty && subscribers.isEmpty { throw .serviceDown }
+            if let key, !keyFilter.add(key, group: keyGroup) { throw .duplicateKey }
+            lastUpdate = Clock.milliseconds()
+            if isPubSub {
+                fanOutLocked(message, into: &deliveries)
+                fannedOut = true
+            } else {
+                if definition.maxLength > 0, unconsumedCountLocked >= definition.maxLength {
+                    if let key { _ = keyFilter.remove(key, group: keyGroup) }
+                    throw .full(limit: definition.maxLength)
+                }
+                let loop = ObjectIdentifier(eventLoop)
+                let entry = PendingAppend(message: message, key: key, keyGroup: keyGroup, onDurable: onDurable)
+                if pendingAppends[loop]?.append(entry) == nil {
+                    pendingAppends[loop] = [entry]
+                    scheduleFlush = true
+                }
+                pendingCount += 1
+            }
             slaveTargets = Array(slaves.values)
         }
-        if durableNow { onDurable(.success(())) }
+        if fannedOut { onDurable(.success(())) }
+        if scheduleFlush {
+            eventLoop.execute { self.flushAppends(of: ObjectIdentifier(eventLoop)) }
+        }
         for slave in slaveTargets {
             // A slave gets a copy of every message produced to its master, its headers untouched.
             do {
-                try slave.produce(message, key: nil, keyGroup: "", onDurable: { _ in }).send()
+                try slave.produce(message, key: nil, keyGroup: "", on: eventLoop, onDurable: { _ in }).send()
             } catch {
                 logger.warning("copy to slave MQ failed", metadata: ["slave": "\(slave.name)", "error": "\(error)"])
             }
@@ -127,31 +168,53 @@ final class MessageQueue: @unchecked Sendable {
         return deliveries
     }
 
-    /// Stores or fans out one message (lock held). Returns true when it is durable already, false when the store
-    /// will call `onDurable` itself (group commit).
-    private func storeLocked(_ message: Message, key: String?, keyGroup: String,
-                             onDurable: @escaping @Sendable (Result<Void, QueueStoreError>) -> Void,
-                             deliveries: inout Deliveries) throws(ProduceRefusal) -> Bool {
-        if definition.modeBits.contains(.rpc) && consumers.isEmpty && subscribers.isEmpty { throw .serviceDown }
-        if let key, !keyFilter.add(key, group: keyGroup) { throw .duplicateKey }
-        lastUpdate = Clock.milliseconds()
-        if isPubSub {
-            fanOutLocked(message, into: &deliveries)
-            return true
+    /// Writes what one event loop accepted during its tick, then delivers and acknowledges.
+    ///
+    /// The durable store orders and locks its own appends, so the write (a system call) happens outside this MQ's
+    /// lock and consumers on other loops are not held up by it. Batches of one loop never overtake each other: the
+    /// loop runs one flush at a time and accepts nothing while it does.
+    private func flushAppends(of loop: ObjectIdentifier) {
+        let writeUnlocked = backend.isThreadSafe
+        let acknowledgesLater = backend.acknowledgesLater
+        var failure: QueueStoreError?
+        var deliveries = Deliveries()
+        let batch: [PendingAppend] = lock.withLock {
+            let batch = pendingAppends.removeValue(forKey: loop) ?? []
+            if !writeUnlocked, !batch.isEmpty { failure = write(batch, acknowledgesLater: acknowledgesLater) }
+            return batch
         }
-        if definition.maxLength > 0, unconsumedCountLocked >= definition.maxLength {
-            if let key { _ = keyFilter.remove(key, group: keyGroup) }
-            throw .full(limit: definition.maxLength)
+        guard !batch.isEmpty else { return }
+        if writeUnlocked { failure = write(batch, acknowledgesLater: acknowledgesLater) }
+        lock.withLock {
+            pendingCount -= batch.count
+            if failure != nil {
+                for entry in batch { if let key = entry.key { _ = keyFilter.remove(key, group: entry.keyGroup) } }
+            }
+            dispatchLocked(into: &deliveries)
         }
-        let later = backend.acknowledgesLater
+        if let failure {
+            logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
+            for entry in batch { entry.onDurable(.failure(failure)) }
+        } else if !acknowledgesLater {
+            for entry in batch { entry.onDurable(.success(())) }
+        }
+        deliveries.send()
+    }
+
+    private func write(_ batch: [PendingAppend], acknowledgesLater: Bool) -> QueueStoreError? {
+        var whenDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)? = nil
+        if acknowledgesLater {
+            let callbacks = batch.map(\.onDurable)
+            whenDurable = { result in
+                for callback in callbacks { callback(result) }
+            }
+        }
         do throws(QueueStoreError) {
-            _ = try backend.append(message, onDurable: later ? onDurable : nil)
+            try backend.appendBatch(batch.map(\.message), onDurable: whenDurable)
+            return nil
         } catch {
-            if let key { _ = keyFilter.remove(key, group: keyGroup) }
-            throw .store(error)
+            return error
         }
-        dispatchLocked(into: &deliveries)
-        return !later
     }
 
     // MARK: - Consume
@@ -165,7 +228,7 @@ final class MessageQueue: @unchecked Sendable {
     func consume(session: Session, requestId: String?, topics: [String]?, timeoutMilliseconds: Int64?, closeAfterReply: Bool) -> Deliveries {
         var deliveries = Deliveries()
         lock.withLock {
-            acknowledgeLocked(sessionId: session.id)
+            acknowledgeLocked(sessionId: session.id, eventLoop: session.eventLoop)
             nextPullToken += 1
             let token = nextPullToken
             var pull = Pull(session: session, requestId: requestId, token: token, timeout: nil, closeAfterReply: closeAfterReply)
@@ -269,7 +332,7 @@ final class MessageQueue: @unchecked Sendable {
         return stored
     }
 
-    private func acknowledgeLocked(sessionId: String) {
+    private func acknowledgeLocked(sessionId: String, eventLoop: any EventLoop) {
         guard let held = inFlight.removeValue(forKey: sessionId), !held.isEmpty else { return }
         for stored in held {
             if let index = outstanding.firstIndex(of: stored.sequence) { outstanding.remove(at: index) }
@@ -277,7 +340,18 @@ final class MessageQueue: @unchecked Sendable {
         let bound = outstanding.min().map { $0 - 1 } ?? highestHandedOut
         if bound > committed {
             committed = bound
-            backend.commit(through: bound)
+            if !commitScheduled {
+                // One cursor write per tick for all the acknowledgements it brought, not one per consume.
+                commitScheduled = true
+                eventLoop.execute { self.flushCommit() }
+            }
+        }
+    }
+
+    private func flushCommit() {
+        lock.withLock {
+            commitScheduled = false
+            backend.commit(through: committed)
         }
     }
 
@@ -367,8 +441,8 @@ final class MessageQueue: @unchecked Sendable {
     /// Messages handed to consumers and not yet acknowledged.
     private var inFlightCountLocked: Int64 { Int64(inFlight.values.reduce(0) { $0 + $1.count }) }
 
-    /// Everything the MQ still holds (what `max_length` bounds).
-    private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked }
+    /// Everything the MQ still holds or is about to store (what `max_length` bounds).
+    private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked + Int64(pendingCount) }
 
     /// The MqInfo JSON of zbus 6 (`topics` as an array). The broker view (`data`) leaves `consumerInfoList` empty.
     func info(includeConsumers: Bool) -> JSONValue {

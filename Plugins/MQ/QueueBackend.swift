@@ -12,10 +12,13 @@ struct StoredMessage: Sendable {
 protocol QueueBackend: AnyObject, Sendable {
     /// Messages not yet handed out.
     var pendingCount: Int64 { get }
-    /// Whether ``append(_:onDurable:)`` may call back later (group commit) rather than being durable on return.
+    /// Whether ``appendBatch(_:onDurable:)`` calls back later (group commit) rather than being durable on return.
     var acknowledgesLater: Bool { get }
-    /// Stores a message. `onDurable` is called (maybe later, from another thread) once it is durable.
-    func append(_ message: Message, onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) -> UInt64
+    /// Whether ``appendBatch(_:onDurable:)`` may run without the owning queue's lock.
+    var isThreadSafe: Bool { get }
+    /// Stores messages in order, with as few writes as possible. `onDurable` is called once for the whole batch
+    /// when ``acknowledgesLater`` (from the store's sync thread); otherwise the batch is durable on return.
+    func appendBatch(_ messages: [Message], onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError)
     /// The oldest message not yet handed out.
     func next() -> StoredMessage?
     /// Everything up to `sequence` has been consumed and acknowledged.
@@ -29,13 +32,13 @@ final class MemoryBackend: QueueBackend, @unchecked Sendable {
 
     var pendingCount: Int64 { Int64(messages.count) }
     var acknowledgesLater: Bool { false }
+    var isThreadSafe: Bool { false }
 
-    func append(_ message: Message, onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) -> UInt64 {
-        let sequence = nextSequence
-        nextSequence += 1
-        messages.append(StoredMessage(sequence: sequence, message: message))
-        onDurable?(.success(()))
-        return sequence
+    func appendBatch(_ batch: [Message], onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) {
+        for message in batch {
+            messages.append(StoredMessage(sequence: nextSequence, message: message))
+            nextSequence += 1
+        }
     }
 
     func next() -> StoredMessage? { messages.popFirst() }
@@ -58,10 +61,14 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
 
     var pendingCount: Int64 { Int64(queue.pendingCount) }
     var acknowledgesLater: Bool { fsyncAlways }
+    var isThreadSafe: Bool { true }
 
-    func append(_ message: Message, onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) -> UInt64 {
-        let record = MessageSerializer.serialize(message, allocator: allocator)
-        return try queue.append(record, onDurable: onDurable)
+    func appendBatch(_ batch: [Message], onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) {
+        if batch.count == 1 {
+            try queue.append(MessageSerializer.serialize(batch[0], allocator: allocator), onDurable: onDurable)
+        } else {
+            try queue.appendBatch(batch.map { MessageSerializer.serialize($0, allocator: allocator) }, onDurable: onDurable)
+        }
     }
 
     func next() -> StoredMessage? {
