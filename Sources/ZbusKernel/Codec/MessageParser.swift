@@ -137,10 +137,12 @@ public struct MessageParser: Sendable {
                 contentLength = try parseContentLength(rawValue, limits: limits)
                 continue
             case .connection:
-                let value = String(decoding: rawValue, as: UTF8.self).lowercased()
-                for token in value.split(separator: ",") {
-                    let token = token.trimmingSpaces()
-                    if token == "close" { connectionClose = true } else if token == "keep-alive" { connectionKeepAlive = true }
+                var start = 0
+                for end in 0...rawValue.count where end == rawValue.count || rawValue[end] == UInt8(ascii: ",") {
+                    let token = trim(UnsafeRawBufferPointer(rebasing: rawValue[start..<end]))
+                    if equalsIgnoringCase(token, "close") { connectionClose = true }
+                    if equalsIgnoringCase(token, "keep-alive") { connectionKeepAlive = true }
+                    start = end + 1
                 }
                 continue
             case .transferEncoding:
@@ -177,44 +179,56 @@ public struct MessageParser: Sendable {
     }
 
     private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (Message, Bool) {
-        var tokens: [UnsafeRawBufferPointer] = []
-        tokens.reserveCapacity(3)
-        var start: Int? = nil
-        for offset in 0...line.count {
-            let isSpace = offset == line.count || line[offset] == UInt8(ascii: " ") || line[offset] == 0x09
-            if isSpace {
-                if let s = start {
-                    tokens.append(UnsafeRawBufferPointer(rebasing: line[s..<offset]))
-                    start = nil
-                }
-            } else if start == nil {
-                start = offset
+        // Up to three space-separated tokens, found in one pass without allocating.
+        var ranges: (Range<Int>, Range<Int>, Range<Int>) = (0..<0, 0..<0, 0..<0)
+        var count = 0
+        var offset = 0
+        while offset < line.count {
+            while offset < line.count, line[offset] == UInt8(ascii: " ") || line[offset] == 0x09 { offset += 1 }
+            guard offset < line.count else { break }
+            let start = offset
+            while offset < line.count, line[offset] != UInt8(ascii: " "), line[offset] != 0x09 { offset += 1 }
+            switch count {
+            case 0: ranges.0 = start..<offset
+            case 1: ranges.1 = start..<offset
+            case 2: ranges.2 = start..<offset
+            default: break
             }
+            count += 1
         }
-        guard let first = tokens.first else { throw .malformedStartLine(printable(line)) }
-        if first.count >= 4, lowercasedString(UnsafeRawBufferPointer(rebasing: first[0..<4])) == "http" {
+        guard count > 0 else { throw .malformedStartLine(printable(line)) }
+        let first = UnsafeRawBufferPointer(rebasing: line[ranges.0])
+        if first.count >= 4, startsWithIgnoringCase(first, "http") {
             // A status line: `HTTP/1.1 200 Reason words`.
-            guard tokens.count >= 2, tokens[1].count == 3, tokens[1].allSatisfy(isDigit) else {
-                throw .malformedStartLine(printable(line))
-            }
-            let code = tokens[1].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
-            guard code >= 100 else { throw .malformedStartLine(printable(line)) }
-            return (Message(status: code), false)
+            let code = UnsafeRawBufferPointer(rebasing: line[ranges.1])
+            guard count >= 2, code.count == 3, code.allSatisfy(isDigit) else { throw .malformedStartLine(printable(line)) }
+            let status = code.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+            guard status >= 100 else { throw .malformedStartLine(printable(line)) }
+            return (Message(status: status), false)
         }
-        guard tokens.count <= 3, first.allSatisfy(isTokenByte),
-            tokens.dropFirst().allSatisfy({ $0.allSatisfy { $0 > 0x20 && $0 != 0x7F } })
+        guard count <= 3, first.allSatisfy(isTokenByte),
+            UnsafeRawBufferPointer(rebasing: line[ranges.1]).allSatisfy({ $0 > 0x20 && $0 != 0x7F })
         else {
             throw .malformedStartLine(printable(line))
         }
         var isHTTP10 = false
-        if tokens.count == 3 {
-            let version = String(decoding: tokens[2], as: UTF8.self).uppercased()
-            guard version.hasPrefix("HTTP/") else { throw .malformedStartLine(printable(line)) }
-            isHTTP10 = version == "HTTP/1.0"
+        if count == 3 {
+            let version = UnsafeRawBufferPointer(rebasing: line[ranges.2])
+            guard version.count >= 5, startsWithIgnoringCase(version, "http/"), version.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
+                throw .malformedStartLine(printable(line))
+            }
+            isHTTP10 = version.count == 8 && version[5] == UInt8(ascii: "1") && version[6] == UInt8(ascii: ".") && version[7] == UInt8(ascii: "0")
         }
         let method = String(decoding: first, as: UTF8.self)
-        let uri = tokens.count >= 2 ? String(decoding: tokens[1], as: UTF8.self) : "/"
+        let uri = count >= 2 ? String(decoding: UnsafeRawBufferPointer(rebasing: line[ranges.1]), as: UTF8.self) : "/"
         return (Message(method: method, uri: uri), isHTTP10)
+    }
+
+    private static func startsWithIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        let prefix = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        guard bytes.count >= prefix.count else { return false }
+        for offset in 0..<prefix.count where lowerASCII(bytes[offset]) != prefix[offset] { return false }
+        return true
     }
 
     private static func parseContentLength(
@@ -325,11 +339,3 @@ private struct LineIterator {
     }
 }
 
-extension Substring {
-    fileprivate func trimmingSpaces() -> Substring {
-        var result = self
-        while result.first == " " || result.first == "\t" { result = result.dropFirst() }
-        while result.last == " " || result.last == "\t" { result = result.dropLast() }
-        return result
-    }
-}

@@ -34,19 +34,32 @@ public struct Headers: Sendable, Equatable {
     /// The value of the header `name` (any case), or `nil`; setting `nil` removes it.
     @inlinable
     public subscript(name: String) -> String? {
-        get {
-            let key = Headers.normalize(name)
-            for entry in storage where entry.name == key { return entry.value }
-            return nil
+        get { value(lowercased: Headers.normalize(name)) }
+        set { set(lowercased: Headers.normalize(name), newValue) }
+    }
+
+    /// The value of a header whose name is known to be lower-case (the ``HeaderName`` constants).
+    @inlinable
+    public func value(lowercased key: String) -> String? {
+        for entry in storage where Headers.same(entry.name, key) { return entry.value }
+        return nil
+    }
+
+    /// Sets (or with `nil` removes) a header whose name is known to be lower-case.
+    @inlinable
+    public mutating func set(lowercased key: String, _ newValue: String?) {
+        if let index = storage.firstIndex(where: { Headers.same($0.name, key) }) {
+            if let newValue { storage[index].value = newValue } else { storage.remove(at: index) }
+        } else if let newValue {
+            storage.append((key, newValue))
         }
-        set {
-            let key = Headers.normalize(name)
-            if let index = storage.firstIndex(where: { $0.name == key }) {
-                if let newValue { storage[index].value = newValue } else { storage.remove(at: index) }
-            } else if let newValue {
-                storage.append((key, newValue))
-            }
-        }
+    }
+
+    /// Name equality with a length check first: header names mostly differ in length, and comparing lengths of
+    /// native strings is O(1) where a full comparison is not.
+    @inlinable @inline(__always)
+    static func same(_ lhs: String, _ rhs: String) -> Bool {
+        lhs.utf8.count == rhs.utf8.count && lhs == rhs
     }
 
     /// Whether a header named `name` (any case) is present.
@@ -56,7 +69,7 @@ public struct Headers: Sendable, Equatable {
     @discardableResult
     public mutating func remove(_ name: String) -> String? {
         let key = Headers.normalize(name)
-        guard let index = storage.firstIndex(where: { $0.name == key }) else { return nil }
+        guard let index = storage.firstIndex(where: { Headers.same($0.name, key) }) else { return nil }
         return storage.remove(at: index).value
     }
 

@@ -72,41 +72,41 @@ public struct Message: Sendable {
 
 extension Message {
     /// `cmd`: the command.
-    public var cmd: String? { get { headers[HeaderName.cmd] } set { headers[HeaderName.cmd] = newValue } }
+    public var cmd: String? { get { headers.value(lowercased: HeaderName.cmd) } set { headers.set(lowercased: HeaderName.cmd, newValue) } }
     /// `mq`: the MQ name.
-    public var mq: String? { get { headers[HeaderName.mq] } set { headers[HeaderName.mq] = newValue } }
+    public var mq: String? { get { headers.value(lowercased: HeaderName.mq) } set { headers.set(lowercased: HeaderName.mq, newValue) } }
     /// `id`: the message id.
-    public var id: String? { get { headers[HeaderName.id] } set { headers[HeaderName.id] = newValue } }
+    public var id: String? { get { headers.value(lowercased: HeaderName.id) } set { headers.set(lowercased: HeaderName.id, newValue) } }
     /// `rawid`: the producer's id on a delivered message.
-    public var rawId: String? { get { headers[HeaderName.rawId] } set { headers[HeaderName.rawId] = newValue } }
+    public var rawId: String? { get { headers.value(lowercased: HeaderName.rawId) } set { headers.set(lowercased: HeaderName.rawId, newValue) } }
     /// `sender`: the session id of the sending connection.
-    public var sender: String? { get { headers[HeaderName.sender] } set { headers[HeaderName.sender] = newValue } }
+    public var sender: String? { get { headers.value(lowercased: HeaderName.sender) } set { headers.set(lowercased: HeaderName.sender, newValue) } }
     /// `recver`: the target session of a `route`.
-    public var recver: String? { get { headers[HeaderName.recver] } set { headers[HeaderName.recver] = newValue } }
+    public var recver: String? { get { headers.value(lowercased: HeaderName.recver) } set { headers.set(lowercased: HeaderName.recver, newValue) } }
     /// `server`: the node that received the message.
-    public var server: String? { get { headers[HeaderName.server] } set { headers[HeaderName.server] = newValue } }
+    public var server: String? { get { headers.value(lowercased: HeaderName.server) } set { headers.set(lowercased: HeaderName.server, newValue) } }
     /// `remote-addr`: the peer address of the sending connection.
-    public var remoteAddr: String? { get { headers[HeaderName.remoteAddr] } set { headers[HeaderName.remoteAddr] = newValue } }
+    public var remoteAddr: String? { get { headers.value(lowercased: HeaderName.remoteAddr) } set { headers.set(lowercased: HeaderName.remoteAddr, newValue) } }
     /// `topic`: pub/sub topic(s).
-    public var topic: String? { get { headers[HeaderName.topic] } set { headers[HeaderName.topic] = newValue } }
+    public var topic: String? { get { headers.value(lowercased: HeaderName.topic) } set { headers.set(lowercased: HeaderName.topic, newValue) } }
     /// `encoding`: the body charset.
-    public var encoding: String? { get { headers[HeaderName.encoding] } set { headers[HeaderName.encoding] = newValue } }
+    public var encoding: String? { get { headers.value(lowercased: HeaderName.encoding) } set { headers.set(lowercased: HeaderName.encoding, newValue) } }
     /// `key`: the dedupe key.
-    public var key: String? { get { headers[HeaderName.key] } set { headers[HeaderName.key] = newValue } }
+    public var key: String? { get { headers.value(lowercased: HeaderName.key) } set { headers.set(lowercased: HeaderName.key, newValue) } }
     /// `key_group`: the group of the dedupe key.
-    public var keyGroup: String? { get { headers[HeaderName.keyGroup] } set { headers[HeaderName.keyGroup] = newValue } }
+    public var keyGroup: String? { get { headers.value(lowercased: HeaderName.keyGroup) } set { headers.set(lowercased: HeaderName.keyGroup, newValue) } }
     /// `token`: the access token presented by a producer or consumer.
-    public var token: String? { get { headers[HeaderName.token] } set { headers[HeaderName.token] = newValue } }
+    public var token: String? { get { headers.value(lowercased: HeaderName.token) } set { headers.set(lowercased: HeaderName.token, newValue) } }
     /// `content-type`: the body's media type.
-    public var contentType: String? { get { headers[HeaderName.contentType] } set { headers[HeaderName.contentType] = newValue } }
+    public var contentType: String? { get { headers.value(lowercased: HeaderName.contentType) } set { headers.set(lowercased: HeaderName.contentType, newValue) } }
 
     /// `ack`: whether the sender wants a reply. Absent means `true`; only `1` and `true` (any case) mean `true`.
     public var ack: Bool {
         get {
-            guard let value = headers[HeaderName.ack] else { return true }
+            guard let value = headers.value(lowercased: HeaderName.ack) else { return true }
             return value == "1" || value.lowercased() == "true"
         }
-        set { headers[HeaderName.ack] = newValue ? "1" : "0" }
+        set { headers.set(lowercased: HeaderName.ack, newValue ? "1" : "0") }
     }
 
     /// Builds a reply to this message: a status-line message carrying this message's `id` (if any).

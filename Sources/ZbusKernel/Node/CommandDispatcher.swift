@@ -29,9 +29,9 @@ public final class CommandDispatcher: Sendable {
     /// Dispatches one message from `session`.
     public func dispatch(_ message: Message, session: Session) {
         var message = message
-        message.headers[HeaderName.sender] = session.id
-        message.headers[HeaderName.server] = serverAddress
-        message.headers[HeaderName.remoteAddr] = session.remoteAddress
+        message.headers.set(lowercased: HeaderName.sender, session.id)
+        message.headers.set(lowercased: HeaderName.server, serverAddress)
+        message.headers.set(lowercased: HeaderName.remoteAddr, session.remoteAddress)
         if message.cmd == nil, message.uri != nil {
             let url = message.urlRequest
             if let cmd = url.cmd { message.cmd = cmd }

@@ -23,48 +23,55 @@ public struct UrlRequest: Sendable, Equatable {
 
     /// Parses a request string (`/path?query`).
     public init(uri: String) {
-        let pathPart: Substring
-        let queryPart: Substring?
-        if let mark = uri.firstIndex(of: "?") {
-            pathPart = uri[..<mark]
-            queryPart = uri[uri.index(after: mark)...]
-        } else {
-            pathPart = Substring(uri)
-            queryPart = nil
+        var uri = uri
+        uri.withUTF8 { bytes in
+            let queryStart = bytes.firstIndex(of: UInt8(ascii: "?"))
+            let pathEnd = queryStart ?? bytes.count
+            var segmentStart = 0
+            for index in 0...pathEnd where index == pathEnd || bytes[index] == UInt8(ascii: "/") {
+                if index > segmentStart {
+                    pathSegments.append(Self.percentDecode(UnsafeBufferPointer(rebasing: bytes[segmentStart..<index]), plusIsSpace: false))
+                }
+                segmentStart = index + 1
+            }
+            guard let queryStart else { return }
+            var pairStart = queryStart + 1
+            for index in pairStart...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: "&") {
+                defer { pairStart = index + 1 }
+                guard index > pairStart else { continue }
+                let pair = UnsafeBufferPointer(rebasing: bytes[pairStart..<index])
+                guard let equals = pair.firstIndex(of: UInt8(ascii: "=")) else {
+                    params = Self.percentDecode(pair, plusIsSpace: true)
+                    continue
+                }
+                let key = Self.percentDecode(UnsafeBufferPointer(rebasing: pair[pair.startIndex..<equals]), plusIsSpace: true)
+                let value = Self.percentDecode(UnsafeBufferPointer(rebasing: pair[(equals + 1)..<pair.endIndex]), plusIsSpace: true)
+                query[key] = value
+            }
         }
-        pathSegments = pathPart.split(separator: "/").map { Self.percentDecode($0, plusIsSpace: false) }
         switch pathSegments.count {
         case 0: break
         case 1: mq = pathSegments[0]
         case 2: mq = pathSegments[0]; method = pathSegments[1]
         default: mq = pathSegments[0]; module = pathSegments[1]; method = pathSegments[2]
         }
-        guard let queryPart else { return }
-        for pair in queryPart.split(separator: "&") where !pair.isEmpty {
-            if let equals = pair.firstIndex(of: "=") {
-                let key = Self.percentDecode(pair[..<equals], plusIsSpace: true)
-                let value = Self.percentDecode(pair[pair.index(after: equals)...], plusIsSpace: true)
-                query[key] = value
-                switch key {
-                case "cmd": cmd = value
-                case "mq": mq = value
-                case "module": module = value
-                case "method": method = value
-                case "params": params = value
-                default: break
-                }
-            } else {
-                params = Self.percentDecode(pair, plusIsSpace: true)
-            }
-        }
+        if let value = query["cmd"] { cmd = value }
+        if let value = query["mq"] { mq = value }
+        if let value = query["module"] { module = value }
+        if let value = query["method"] { method = value }
+        if let value = query["params"] { params = value }
     }
 
     /// Decodes `%XX` escapes (invalid escapes are kept as written) and, in query strings, `+` as a space.
     public static func percentDecode(_ text: Substring, plusIsSpace: Bool) -> String {
-        guard text.utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) else {
-            return String(text)
+        var text = text
+        return text.withUTF8 { percentDecode($0, plusIsSpace: plusIsSpace) }
+    }
+
+    static func percentDecode(_ utf8: UnsafeBufferPointer<UInt8>, plusIsSpace: Bool) -> String {
+        guard utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) else {
+            return String(decoding: utf8, as: UTF8.self)
         }
-        let utf8 = Array(text.utf8)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(utf8.count)
         var index = 0
