@@ -154,6 +154,25 @@ final class MQBroker: Sendable {
         }
     }
 
+    // MARK: - URL RPC
+
+    /// A request without `cmd` whose URL names an RPC-mode MQ becomes a produce (with `ack: 0`) of a JSON RPC
+    /// request; the service's routed reply is the HTTP response. Anything else gets zbus 6's 400.
+    func urlCall(_ request: Message, session: Session) {
+        guard let name = request.mq, let queue = queue(named: name), queue.mode.contains(.rpc) else {
+            return session.send(request.reply(status: 400, body: "Bad format: command(null) not support", includeMq: false))
+        }
+        let url = request.urlRequest
+        // A fourth path segment carries the params (`/Calc/calc/plus/1,2`), which 6.3.0 ignored.
+        let params = url.params ?? (url.pathSegments.count > 3 ? url.pathSegments[3] : nil)
+        var call = request
+        call.cmd = "produce"
+        call.ack = false
+        call.contentType = "application/json"
+        call.setBody(UrlRpc.body(module: url.module ?? "", method: url.method ?? "", params: params))
+        produce(call, session: session)
+    }
+
     // MARK: - consume
 
     func consume(_ request: Message, session: Session) {

@@ -35,6 +35,8 @@ public final class MQModule: PluginModule {
             "data": handler { $0.data($1, session: $2) },
             "add_key": handler { $0.addKey($1, session: $2) },
             "remove_key": handler { $0.removeKey($1, session: $2) },
+            // No `cmd` at all: a URL such as `/<mq>/<module>/<method>?params=...` calls an RPC-mode MQ.
+            "": handler { $0.urlCall($1, session: $2) },
         ]
     }
 
