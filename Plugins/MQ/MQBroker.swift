@@ -105,6 +105,7 @@ final class MQBroker: Sendable {
 
     private static func timeBody() -> String { String(Clock.milliseconds()) }
 
+
     private static func notFound(_ request: Message, name: String?) -> Message {
         request.reply(status: 404, body: "MQ(\(name ?? "null")) Not Found")
     }
@@ -125,17 +126,17 @@ final class MQBroker: Sendable {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
         let wantsAck = request.ack
-        var message = request
-        message.headers.remove(HeaderName.cmd)
-        message.headers.remove(HeaderName.ack)
-        message.closeRequested = false
+        // The reply needs only the request's id and mq: capturing those rather than the request keeps the
+        // message's storage uniquely owned on its way to the store.
+        let replyId = request.id
+        let replyMq = request.mq
         do throws(MessageQueue.ProduceRefusal) {
-            let deliveries = try queue.produce(message, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop) { result in
+            let deliveries = try queue.produce(request, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop) { result in
                 switch result {
                 case .success:
-                    if wantsAck { session.send(request.reply(status: 200, body: Self.timeBody())) }
+                    if wantsAck { session.send(Message.reply(status: 200, body: Self.timeBody(), id: replyId, mq: replyMq)) }
                 case .failure(let error):
-                    session.send(request.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(error)"))
+                    session.send(Message.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(error)", id: replyId, mq: replyMq))
                 }
             }
             deliveries.send()

@@ -118,7 +118,8 @@ final class MessageQueue: @unchecked Sendable {
         case store(QueueStoreError)
     }
 
-    /// Accepts `message` (already stripped of `cmd` and `ack`) for storing, or refuses it at once.
+    /// Accepts `message` (a produce request: `cmd` and `ack` are left out when it is stored or delivered) for
+    /// storing, or refuses it at once.
     ///
     /// Accepted messages are written to the store at the end of the current tick of `eventLoop`, together with the
     /// other messages the loop accepted meanwhile (one write for all of them), then delivered; `onDurable` is called
@@ -393,6 +394,8 @@ final class MessageQueue: @unchecked Sendable {
     /// the consume's id (when it had one).
     static func delivery(of stored: Message, requestId: String?, close: Bool) -> Message {
         var message = stored
+        message.headers.remove(HeaderName.cmd)
+        message.headers.remove(HeaderName.ack)
         if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
         if let producerId = message.id { message.rawId = producerId }
         if let requestId { message.id = requestId }

@@ -65,9 +65,9 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
 
     func appendBatch(_ batch: [Message], onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) {
         if batch.count == 1 {
-            try queue.append(MessageSerializer.serialize(batch[0], allocator: allocator), onDurable: onDurable)
+            try queue.append(MessageSerializer.serialize(batch[0], allocator: allocator, omittingCommand: true), onDurable: onDurable)
         } else {
-            try queue.appendBatch(batch.map { MessageSerializer.serialize($0, allocator: allocator) }, onDurable: onDurable)
+            try queue.appendBatch(batch.map { MessageSerializer.serialize($0, allocator: allocator, omittingCommand: true) }, onDurable: onDurable)
         }
     }
 

@@ -6,9 +6,9 @@ public struct MessageDecoder: ByteToMessageDecoder {
 
     private var parser: MessageParser
 
-    /// Creates a decoder enforcing `limits`.
-    public init(limits: MessageLimits = .default) {
-        self.parser = MessageParser(limits: limits)
+    /// Creates a decoder enforcing `limits`, stamping `stamp` (if any) on every message.
+    public init(limits: MessageLimits = .default, stamp: InboundStamp? = nil) {
+        self.parser = MessageParser(limits: limits, stamp: stamp)
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {

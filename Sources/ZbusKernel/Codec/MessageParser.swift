@@ -25,9 +25,15 @@ public struct MessageParser: Sendable {
     /// Set when the waiting head asked for `expect: 100-continue`; cleared by ``takeContinueRequest()``.
     private var continueRequested = false
 
-    /// Creates a parser enforcing `limits`.
-    public init(limits: MessageLimits = .default) {
+    /// Headers the transport stamps on every message it decodes (the node's `sender`, `server`, `remote-addr`).
+    /// Whatever the peer sent under those names is dropped. Stamping while decoding saves copying each message's
+    /// headers again afterwards.
+    public var stamp: InboundStamp?
+
+    /// Creates a parser enforcing `limits`, stamping `stamp` (if any) on every message.
+    public init(limits: MessageLimits = .default, stamp: InboundStamp? = nil) {
         self.limits = limits
+        self.stamp = stamp
     }
 
     /// Whether some input has been consumed into a message that is not complete yet.
@@ -66,7 +72,7 @@ public struct MessageParser: Sendable {
         if headLength > limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
         let (message, bodyLength, expectContinue) = try buffer.withUnsafeReadableBytes {
             (bytes) throws(MessageDecodingError) -> (Message, Int, Bool) in
-            try Self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<headEnd]), limits: limits)
+            try Self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<headEnd]), limits: limits, stamp: stamp)
         }
         buffer.moveReaderIndex(forwardBy: headLength)
         scanned = 0
@@ -111,7 +117,8 @@ public struct MessageParser: Sendable {
 
     private static func parseHead(
         _ head: UnsafeRawBufferPointer,
-        limits: MessageLimits
+        limits: MessageLimits,
+        stamp: InboundStamp?
     ) throws(MessageDecodingError) -> (Message, Int, Bool) {
         var lines = LineIterator(head)
         guard let firstLine = lines.next() else { throw .malformedStartLine("") }
@@ -150,7 +157,9 @@ public struct MessageParser: Sendable {
                 if value.contains("chunked") { throw .chunkedNotSupported }
                 continue
             case .expect:
-                if String(decoding: rawValue, as: UTF8.self).lowercased() == "100-continue" { expectContinue = true }
+                if equalsIgnoringCase(rawValue, "100-continue") { expectContinue = true }
+            case .stamped:
+                if stamp != nil { continue }
             case .other:
                 break
             }
@@ -173,6 +182,11 @@ public struct MessageParser: Sendable {
             } else {
                 message.headers.appendUnchecked(name: name, value: value)
             }
+        }
+        if let stamp {
+            message.headers.set(lowercased: HeaderName.sender, stamp.sender)
+            message.headers.set(lowercased: HeaderName.server, stamp.server)
+            message.headers.set(lowercased: HeaderName.remoteAddr, stamp.remoteAddress)
         }
         message.closeRequested = isHTTP10 ? !connectionKeepAlive : connectionClose
         return (message, contentLength, expectContinue)
@@ -252,7 +266,7 @@ public struct MessageParser: Sendable {
 
     // MARK: - Byte helpers
 
-    private enum SpecialHeader { case contentLength, connection, transferEncoding, expect, other }
+    private enum SpecialHeader { case contentLength, connection, transferEncoding, expect, stamped, other }
 
     private static func classify(_ name: UnsafeRawBufferPointer) -> SpecialHeader {
         switch name.count {
@@ -260,6 +274,9 @@ public struct MessageParser: Sendable {
         case 10 where equalsIgnoringCase(name, "connection"): return .connection
         case 17 where equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
         case 6 where equalsIgnoringCase(name, "expect"): return .expect
+        case 6 where equalsIgnoringCase(name, "sender"), 6 where equalsIgnoringCase(name, "server"),
+            11 where equalsIgnoringCase(name, "remote-addr"):
+            return .stamped
         default: return .other
         }
     }
@@ -339,3 +356,20 @@ private struct LineIterator {
     }
 }
 
+
+/// The headers a node stamps on everything a connection sends.
+public struct InboundStamp: Sendable, Equatable {
+    /// The connection's session id.
+    public var sender: String
+    /// The node's advertised address.
+    public var server: String
+    /// The peer's `ip:port`.
+    public var remoteAddress: String
+
+    /// Creates a stamp.
+    public init(sender: String, server: String, remoteAddress: String) {
+        self.sender = sender
+        self.server = server
+        self.remoteAddress = remoteAddress
+    }
+}

@@ -19,15 +19,19 @@ public enum MessageSerializer {
         if var body = message.body { buffer.writeBuffer(&body) }
     }
 
-    /// Serializes the whole message into a new buffer.
-    public static func serialize(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    /// Serializes the whole message into a new buffer (without `cmd` and `ack` when `omittingCommand`).
+    public static func serialize(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator(), omittingCommand: Bool = false) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: estimatedHeadSize(message) + (message.body?.readableBytes ?? 0))
-        write(message, into: &buffer)
+        writeHead(message, into: &buffer, omittingCommand: omittingCommand)
+        if var body = message.body { buffer.writeBuffer(&body) }
         return buffer
     }
 
     /// Writes the start line, the headers and the framing headers, up to and including the blank line.
-    public static func writeHead(_ message: Message, into buffer: inout ByteBuffer) {
+    ///
+    /// - Parameter omittingCommand: leave out `cmd` and `ack`, which address the node, not the receiver (used when a
+    ///   produced message is stored, so the producer's message need not be copied to strip them).
+    public static func writeHead(_ message: Message, into buffer: inout ByteBuffer, omittingCommand: Bool = false) {
         switch message.startLine {
         case .status(let code, let reason):
             buffer.writeStaticString("HTTP/1.1 ")
@@ -42,6 +46,7 @@ public enum MessageSerializer {
         }
         buffer.writeStaticString("\r\n")
         for entry in message.headers.storage {
+            if omittingCommand, entry.name.utf8.count == 3, entry.name == HeaderName.cmd || entry.name == HeaderName.ack { continue }
             buffer.writeString(entry.name)
             buffer.writeStaticString(": ")
             buffer.writeString(entry.value)

@@ -116,12 +116,17 @@ extension Message {
     ///   - body: the body text, or `nil` for none.
     ///   - mq: when `true` (the default), the reply also carries this message's `mq` header, as zbus replies do.
     public func reply(status: Int, body: String? = nil, includeMq: Bool = true) -> Message {
-        var headers = Headers()
-        headers.reserveCapacity(3)
-        if includeMq, let mq = self.mq { headers.appendUnchecked(name: HeaderName.mq, value: mq) }
-        if let id = self.id { headers.appendUnchecked(name: HeaderName.id, value: id) }
-        var reply = Message(status: status, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        var reply = Message.reply(status: status, body: body, id: self.id, mq: includeMq ? self.mq : nil)
         reply.closeRequested = self.closeRequested
         return reply
+    }
+
+    /// Builds a reply from the request's `id` and `mq` alone, for code that keeps those rather than the request.
+    public static func reply(status: Int, body: String?, id: String?, mq: String?) -> Message {
+        var headers = Headers()
+        headers.reserveCapacity(2)
+        if let mq { headers.appendUnchecked(name: HeaderName.mq, value: mq) }
+        if let id { headers.appendUnchecked(name: HeaderName.id, value: id) }
+        return Message(status: status, headers: headers, body: body.map { ByteBuffer(string: $0) })
     }
 }

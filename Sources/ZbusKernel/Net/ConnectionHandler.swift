@@ -11,17 +11,32 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private let dispatcher: CommandDispatcher
     private let hooks: ConnectionHooks
+    private let sessionId: String
+    private let remoteAddress: String
     private var session: Session?
     private var readHeld = false
 
-    init(dispatcher: CommandDispatcher, hooks: ConnectionHooks) {
+    private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String) {
         self.dispatcher = dispatcher
         self.hooks = hooks
+        self.sessionId = sessionId
+        self.remoteAddress = remoteAddress
+    }
+
+    /// Sets up a node connection: decoder (which stamps `sender`, `server` and `remote-addr` as it decodes), encoder,
+    /// and this handler.
+    static func configure(_ channel: any Channel, limits: MessageLimits, dispatcher: CommandDispatcher, hooks: ConnectionHooks) throws {
+        let sessionId = makeSessionId()
+        let remote = channel.remoteAddress.map(describe) ?? "unknown"
+        let stamp = dispatcher.stamp(for: (sessionId, remote))
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits, stamp: stamp)))
+        try pipeline.addHandler(MessageEncoder())
+        try pipeline.addHandler(ConnectionHandler(dispatcher: dispatcher, hooks: hooks, sessionId: sessionId, remoteAddress: remote))
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let remote = context.channel.remoteAddress.map(Self.describe) ?? "unknown"
-        let session = Session(id: Self.makeSessionId(), remoteAddress: remote, transport: ChannelTransport(channel: context.channel))
+        let session = Session(id: sessionId, remoteAddress: remoteAddress, transport: ChannelTransport(channel: context.channel))
         self.session = session
         hooks.sessionOpened(session)
         context.fireChannelActive()
@@ -30,7 +45,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !session.isClosingAfterReply else { return }
         session.beginReadBatch()
-        dispatcher.dispatch(unwrapInboundIn(data), session: session)
+        dispatcher.dispatch(stamped: unwrapInboundIn(data), session: session)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -26,12 +26,23 @@ public final class CommandDispatcher: Sendable {
         self.logger = logger
     }
 
-    /// Dispatches one message from `session`.
+    /// The stamp for messages of `session` (see ``MessageDecoder/init(limits:stamp:)``).
+    public func stamp(for session: (id: String, remoteAddress: String)) -> InboundStamp {
+        InboundStamp(sender: session.id, server: serverAddress, remoteAddress: session.remoteAddress)
+    }
+
+    /// Dispatches one message from `session`, stamping `sender`, `server` and `remote-addr` first.
     public func dispatch(_ message: Message, session: Session) {
         var message = message
         message.headers.set(lowercased: HeaderName.sender, session.id)
         message.headers.set(lowercased: HeaderName.server, serverAddress)
         message.headers.set(lowercased: HeaderName.remoteAddr, session.remoteAddress)
+        dispatch(stamped: message, session: session)
+    }
+
+    /// Dispatches one message whose decoder already stamped it.
+    func dispatch(stamped message: Message, session: Session) {
+        var message = message
         if message.cmd == nil, message.uri != nil {
             let url = message.urlRequest
             if let cmd = url.cmd { message.cmd = cmd }

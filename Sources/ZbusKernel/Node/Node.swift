@@ -115,10 +115,7 @@ public final class Node: Service, Sendable {
                         guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
                             throw ChannelError.ioOnClosedChannel
                         }
-                        let pipeline = channel.pipeline.syncOperations
-                        try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
-                        try pipeline.addHandler(MessageEncoder())
-                        try pipeline.addHandler(ConnectionHandler(dispatcher: dispatcher, hooks: hooks))
+                        try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
                     }
                 }
                 .bind(host: config.listen.host, port: config.listen.port)

@@ -243,3 +243,18 @@ struct MessageDecoderChannelTests {
         _ = try channel.finish()
     }
 }
+
+@Suite("MessageParser stamping")
+struct MessageParserStampTests {
+    @Test("a stamp replaces what the peer sent as sender, server and remote-addr")
+    func stamp() throws {
+        var parser = MessageParser(stamp: InboundStamp(sender: "s-1", server: "127.0.0.1:1", remoteAddress: "127.0.0.1:2"))
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\ncmd: test\r\nSender: forged\r\nserver: forged\r\nREMOTE-ADDR: forged\r\nid: 7\r\n\r\n")
+        let message = try #require(try parser.next(&buffer))
+        #expect(message.sender == "s-1")
+        #expect(message.server == "127.0.0.1:1")
+        #expect(message.remoteAddr == "127.0.0.1:2")
+        #expect(message.headers.count == 5)
+        #expect(message.id == "7")
+    }
+}
