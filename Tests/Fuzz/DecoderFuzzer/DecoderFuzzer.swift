@@ -38,10 +38,25 @@ func fuzzOneInput(_ bytes: UnsafeRawBufferPointer) {
 }
 
 #if ZBUS_LIBFUZZER
-@_cdecl("LLVMFuzzerTestOneInput")
-public func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    fuzzOneInput(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
+/// libFuzzer's driver, from `libclang_rt.fuzzer_no_main` (SwiftPM owns `main` for executable targets, so the
+/// fuzzer is started from ours rather than bringing its own).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+@main
+struct DecoderFuzzer {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+            fuzzOneInput(UnsafeRawBufferPointer(start: data, count: size))
+            return 0
+        })
+    }
 }
 #else
 @main

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 @testable import ZbusKernel
@@ -85,10 +86,13 @@ struct MessageParserFuzzTests {
         }
     }
 
+    /// 100,000 inputs by default; `ZBUS_FUZZ_ITERATIONS` and `ZBUS_FUZZ_SEED` run a longer or different session.
     @Test("100,000 generated inputs: no crash, no hang, only 4xx errors, round trips hold")
     func fuzz() {
-        var rng = SplitMix64(state: 0x5EED_2B05)
-        for _ in 0..<100_000 {
+        let environment = ProcessInfo.processInfo.environment
+        let iterations = environment["ZBUS_FUZZ_ITERATIONS"].flatMap(Int.init) ?? 100_000
+        var rng = SplitMix64(state: environment["ZBUS_FUZZ_SEED"].flatMap(UInt64.init) ?? 0x5EED_2B05)
+        for _ in 0..<iterations {
             let input = FuzzInputs.make(&rng)
             Self.check(input, rng: &rng)
         }
