@@ -18,7 +18,8 @@ public protocol SessionTransport: Sendable {
 ///
 /// A session's id (a UUID) is the `sender` stamped on everything the client sends and the `recver` a `route` names.
 /// ``send(_:)`` may be called from any thread. Replies written while the node is handling a read batch are flushed
-/// once at the end of the batch, so a pipelining client gets one write for many replies.
+/// once at the end of the batch, and messages sent from tasks once at the end of the loop tick, so a pipelining
+/// client gets one write for many replies.
 public final class Session: @unchecked Sendable {
     /// The session id (lower-case UUID).
     public let id: String
@@ -75,11 +76,19 @@ public final class Session: @unchecked Sendable {
             return
         }
         transport.write(message)
-        if inReadBatch {
-            flushPending = true
-        } else {
-            transport.flush()
+        guard !flushPending else { return }
+        flushPending = true
+        if !inReadBatch {
+            // Sent from a task (an acknowledgement, a delivery): flush once at the end of this loop tick, so that
+            // everything the tick sends to this client leaves in one write.
+            eventLoop.execute { self.flushIfPending() }
         }
+    }
+
+    private func flushIfPending() {
+        guard flushPending else { return }
+        flushPending = false
+        transport.flush()
     }
 
     // MARK: - Kernel hooks (event loop only)
