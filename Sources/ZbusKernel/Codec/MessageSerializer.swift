@@ -29,36 +29,69 @@ public enum MessageSerializer {
 
     /// Writes the start line, the headers and the framing headers, up to and including the blank line.
     ///
+    /// The head is sized exactly first and then copied in with raw memory copies: one capacity check per message
+    /// rather than one per fragment (this runs for every message in and out of the store and every reply).
+    ///
     /// - Parameter omittingCommand: leave out `cmd` and `ack`, which address the node, not the receiver (used when a
     ///   produced message is stored, so the producer's message need not be copied to strip them).
     public static func writeHead(_ message: Message, into buffer: inout ByteBuffer, omittingCommand: Bool = false) {
+        let bodyLength = message.body?.readableBytes ?? 0
+        var reason = ""
+        var size = 0
         switch message.startLine {
-        case .status(let code, let reason):
-            buffer.writeStaticString("HTTP/1.1 ")
-            writeDecimal(code, into: &buffer)
-            buffer.writeInteger(UInt8(ascii: " "))
-            buffer.writeString(reason ?? HTTPStatus.reason(for: code))
+        case .status(let code, let customReason):
+            reason = customReason ?? HTTPStatus.reason(for: code)
+            size += 9 + decimalWidth(code) + 1 + reason.utf8.count + 2
         case .request(let method, let uri):
-            buffer.writeString(method)
-            buffer.writeInteger(UInt8(ascii: " "))
-            buffer.writeString(uri)
-            buffer.writeStaticString(" HTTP/1.1")
+            size += method.utf8.count + 1 + uri.utf8.count + 11
         }
-        buffer.writeStaticString("\r\n")
-        for entry in message.headers.storage {
-            if omittingCommand, entry.name.utf8.count == 3, entry.name == HeaderName.cmd || entry.name == HeaderName.ack { continue }
-            buffer.writeString(entry.name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(entry.value)
-            buffer.writeStaticString("\r\n")
+        for entry in message.headers.storage where !(omittingCommand && isCommandHeader(entry.name)) {
+            size += entry.name.utf8.count + entry.value.utf8.count + 4
         }
-        buffer.writeStaticString("content-length: ")
-        writeDecimal(message.body?.readableBytes ?? 0, into: &buffer)
-        if message.closeRequested {
-            buffer.writeStaticString("\r\nconnection: close\r\n\r\n")
-        } else {
-            buffer.writeStaticString("\r\nconnection: Keep-Alive\r\n\r\n")
+        size += 16 + decimalWidth(bodyLength) + 2 + (message.closeRequested ? 21 : 26)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
+            var writer = RawWriter(base: target.baseAddress!)
+            switch message.startLine {
+            case .status(let code, _):
+                writer.append("HTTP/1.1 ")
+                writer.appendDecimal(code)
+                writer.append(" ")
+                writer.append(string: reason)
+            case .request(let method, let uri):
+                writer.append(string: method)
+                writer.append(" ")
+                writer.append(string: uri)
+                writer.append(" HTTP/1.1")
+            }
+            writer.append("\r\n")
+            for entry in message.headers.storage where !(omittingCommand && isCommandHeader(entry.name)) {
+                writer.append(string: entry.name)
+                writer.append(": ")
+                writer.append(string: entry.value)
+                writer.append("\r\n")
+            }
+            writer.append("content-length: ")
+            writer.appendDecimal(bodyLength)
+            writer.append(message.closeRequested ? "\r\nconnection: close\r\n\r\n" : "\r\nconnection: Keep-Alive\r\n\r\n")
+            precondition(writer.offset == size, "head size miscounted")
+            return writer.offset
         }
+    }
+
+    @inline(__always)
+    private static func isCommandHeader(_ name: String) -> Bool {
+        name.utf8.count == 3 && (name == HeaderName.cmd || name == HeaderName.ack)
+    }
+
+    @inline(__always)
+    static func decimalWidth(_ value: Int) -> Int {
+        var width = 1
+        var remaining = value
+        while remaining >= 10 {
+            remaining /= 10
+            width += 1
+        }
+        return width
     }
 
     /// Writes a non-negative integer in decimal without going through `String`.
@@ -82,5 +115,39 @@ public enum MessageSerializer {
             }
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[position...]))
         }
+    }
+}
+
+/// Appends bytes at a raw pointer whose room was reserved beforehand.
+private struct RawWriter {
+    let base: UnsafeMutableRawPointer
+    var offset = 0
+
+    init(base: UnsafeMutableRawPointer) { self.base = base }
+
+    @inline(__always)
+    mutating func append(_ text: StaticString) {
+        (base + offset).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+        offset += text.utf8CodeUnitCount
+    }
+
+    @inline(__always)
+    mutating func append(string: String) {
+        var text = string
+        text.withUTF8 { bytes in
+            if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
+            offset += bytes.count
+        }
+    }
+
+    @inline(__always)
+    mutating func appendDecimal(_ value: Int) {
+        let width = MessageSerializer.decimalWidth(value)
+        var remaining = value
+        for position in stride(from: offset + width - 1, through: offset, by: -1) {
+            base.storeBytes(of: UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remaining % 10), toByteOffset: position, as: UInt8.self)
+            remaining /= 10
+        }
+        offset += width
     }
 }
