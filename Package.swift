@@ -42,6 +42,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: strict
         ),
@@ -103,6 +105,39 @@ let package = Package(
         .testTarget(
             name: "ZbusIntegrationTests",
             dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusClientTests",
+            dependencies: [
+                "zbus", "Zbus", "ZbusClient", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zbus-example-producer",
+            dependencies: ["ZbusClient"],
+            path: "Examples/Producer",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zbus-example-consumer",
+            dependencies: ["ZbusClient"],
+            path: "Examples/Consumer",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zbus-example-embedded",
+            dependencies: ["Zbus"],
+            path: "Examples/EmbeddedNode",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zbus-client-bench",
+            dependencies: ["ZbusClient", .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Benchmarks/ClientBench",
             swiftSettings: strict
         ),
     ]

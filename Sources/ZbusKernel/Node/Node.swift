@@ -55,6 +55,8 @@ public final class Node: Service, Sendable {
         let group: MultiThreadedEventLoopGroup
         let serverChannel: any Channel
         let address: HostAndPort
+        let dispatcher: CommandDispatcher
+        let hooks: ConnectionHooks
     }
 
     /// Builds a node and its modules; nothing is bound or started yet.
@@ -74,6 +76,15 @@ public final class Node: Service, Sendable {
         state.withLockedValue { state in
             if case .running(let running) = state { return running.address }
             return nil
+        }
+    }
+
+    /// What an in-process connection needs from the running node (see `Node+InProcess.swift`), or `nil` when the
+    /// node is not running.
+    var inProcessEndpoints: InProcessEndpoints? {
+        state.withLockedValue { state in
+            guard case .running(let running) = state else { return nil }
+            return InProcessEndpoints(eventLoopGroup: running.group, dispatcher: running.dispatcher, hooks: running.hooks)
         }
     }
 
@@ -137,9 +148,8 @@ public final class Node: Service, Sendable {
             for codec in module.rpcCodecs { codecs[codec.name] = codec }
             adapterKinds.merge(module.proxyAdapterKinds) { first, _ in first }
         }
-        dispatcherBox.withLockedValue {
-            $0 = CommandDispatcher(handlers: handlers, serverAddress: advertised, logger: logger)
-        }
+        let dispatcher = CommandDispatcher(handlers: handlers, serverAddress: advertised, logger: logger)
+        dispatcherBox.withLockedValue { $0 = dispatcher }
         let context = NodeContext(
             config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
             rpcCodecs: codecs, proxyAdapterKinds: adapterKinds)
@@ -157,7 +167,9 @@ public final class Node: Service, Sendable {
                 throw NodeError.moduleStartFailed(module: type(of: module).name, reason: "\(error)")
             }
         }
-        state.withLockedValue { $0 = .running(Running(group: group, serverChannel: serverChannel, address: address)) }
+        state.withLockedValue {
+            $0 = .running(Running(group: group, serverChannel: serverChannel, address: address, dispatcher: dispatcher, hooks: hooks))
+        }
         try await serverChannel.setOption(.autoRead, value: true).get()
         logger.info("node listening", metadata: [
             "address": "\(address)", "modules": "\(modules.map { type(of: $0).name }.joined(separator: ","))",
