@@ -73,7 +73,9 @@ final class MQBroker: Sendable {
             }
             return (state.store, Array(state.queues.values))
         }
-        for queue in queues { queue.close().send() }
+        // Parked consumers are not answered: their connections close with the node, and a client reconnects to the
+        // next node rather than reading a 404 as "the MQ is gone".
+        for queue in queues { _ = queue.close() }
         store?.close()
     }
 

@@ -232,12 +232,7 @@ final class MessageQueue: @unchecked Sendable {
             acknowledgeLocked(sessionId: session.id, eventLoop: session.eventLoop)
             nextPullToken += 1
             let token = nextPullToken
-            var pull = Pull(session: session, requestId: requestId, token: token, timeout: nil, closeAfterReply: closeAfterReply)
-            if let timeoutMilliseconds {
-                pull.timeout = session.eventLoop.scheduleTask(in: .milliseconds(timeoutMilliseconds)) { [weak self] in
-                    self?.expirePull(sessionId: session.id, token: token)
-                }
-            }
+            let pull = Pull(session: session, requestId: requestId, token: token, timeout: nil, closeAfterReply: closeAfterReply)
             if isPubSub {
                 var subscriber = subscribers[session.id] ?? Subscriber(session: session, topics: [])
                 if let topics { subscriber.topics = Set(topics) }
@@ -256,6 +251,18 @@ final class MessageQueue: @unchecked Sendable {
                     pulls.append(pull)
                 }
                 dispatchLocked(into: &deliveries)
+            }
+            // The wait limit is armed only for a pull that is still parked: most consumes of a busy MQ are answered
+            // at once and never need a timer.
+            if let timeoutMilliseconds {
+                let parkedIndex = pulls.lastIndex(where: { $0.token == token })
+                let subscriberParked = subscribers[session.id]?.pull?.token == token
+                if parkedIndex != nil || subscriberParked {
+                    let armed: Scheduled<Void> = session.eventLoop.scheduleTask(in: .milliseconds(timeoutMilliseconds)) { [weak self] in
+                        self?.expirePull(sessionId: session.id, token: token)
+                    }
+                    if let parkedIndex { pulls[parkedIndex].timeout = armed } else { subscribers[session.id]?.pull?.timeout = armed }
+                }
             }
         }
         return deliveries
