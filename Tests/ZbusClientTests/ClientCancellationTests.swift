@@ -80,13 +80,17 @@ struct ClientCancellationTests {
             var consume = Message()
             consume.cmd = "consume"
             consume.mq = "Idle"
-            consume.headers["timeout"] = "200"
+            // Long enough that the cancellation always comes first, even on a loaded machine.
+            consume.headers["timeout"] = "1500"
             let task = Task { try await client.send(consume) }
-            try await Task.sleep(for: .milliseconds(50))
+            try await Task.sleep(for: .milliseconds(100))
             task.cancel()
             await #expect(throws: CancellationError.self) { _ = try await task.value }
             var test = Message()
             test.cmd = "test"
+            #expect(try await client.send(test).bodyString == "OK")
+            // The abandoned consume's 204 arrives meanwhile; it must not answer the next request.
+            try await Task.sleep(for: .milliseconds(1700))
             #expect(try await client.send(test).bodyString == "OK")
             await client.close()
         }
