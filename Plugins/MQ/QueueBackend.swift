@@ -67,7 +67,19 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
         if batch.count == 1 {
             try queue.append(MessageSerializer.serialize(batch[0], allocator: allocator, omittingCommand: true), onDurable: onDurable)
         } else {
-            try queue.appendBatch(batch.map { MessageSerializer.serialize($0, allocator: allocator, omittingCommand: true) }, onDurable: onDurable)
+            // One buffer for the whole batch, handed to the store as slices: one allocation instead of one per message.
+            var capacity = 0
+            for message in batch { capacity += MessageSerializer.estimatedHeadSize(message) + (message.body?.readableBytes ?? 0) }
+            var buffer = allocator.buffer(capacity: capacity)
+            var records: [ByteBuffer] = []
+            records.reserveCapacity(batch.count)
+            for message in batch {
+                let start = buffer.writerIndex
+                MessageSerializer.writeHead(message, into: &buffer, omittingCommand: true)
+                if var body = message.body { buffer.writeBuffer(&body) }
+                records.append(buffer.getSlice(at: start, length: buffer.writerIndex - start)!)
+            }
+            try queue.appendBatch(records, onDurable: onDurable)
         }
     }
 
