@@ -71,13 +71,21 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
             var capacity = 0
             for message in batch { capacity += MessageSerializer.estimatedHeadSize(message) + (message.body?.readableBytes ?? 0) }
             var buffer = allocator.buffer(capacity: capacity)
-            var records: [ByteBuffer] = []
-            records.reserveCapacity(batch.count)
+            var ends: [Int] = []
+            ends.reserveCapacity(batch.count)
             for message in batch {
-                let start = buffer.writerIndex
                 MessageSerializer.writeHead(message, into: &buffer, omittingCommand: true)
                 if var body = message.body { buffer.writeBuffer(&body) }
-                records.append(buffer.getSlice(at: start, length: buffer.writerIndex - start)!)
+                ends.append(buffer.writerIndex)
+            }
+            // Slices are taken only once everything is written: a slice shares the storage, and writing into shared
+            // storage would copy it.
+            var records: [ByteBuffer] = []
+            records.reserveCapacity(batch.count)
+            var start = buffer.readerIndex
+            for end in ends {
+                records.append(buffer.getSlice(at: start, length: end - start)!)
+                start = end
             }
             try queue.appendBatch(records, onDurable: onDurable)
         }
