@@ -26,20 +26,24 @@ redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize no --log
 REDIS_PID=$!
 sleep 0.5
 
-echo "== produce/consume, $CONNS connections, 11-byte bodies, $TOTAL messages (fsync: interval)"
+ROUNDS=${ROUNDS:-3}
+echo "== produce/consume, $CONNS connections, 11-byte bodies, $TOTAL messages per run (fsync: interval), $ROUNDS rounds alternating"
 start_zbus "$WORK" "fsync: interval"
 "$ZLOAD" 127.0.0.1 "$ZBUS_PORT" create BenchQ 1 1 >/dev/null
-ZP=$("$ZLOAD" 127.0.0.1 "$ZBUS_PORT" produce BenchQ $CONNS "$PER_CONN" 11 1)
-ZC=$("$ZLOAD" 127.0.0.1 "$ZBUS_PORT" consume BenchQ $CONNS "$PER_CONN" 11 1)
-echo "zbus  $ZP"
-echo "zbus  $ZC"
-RB=$(redis-benchmark -p "$REDIS_PORT" -c $CONNS -P 1 -n "$TOTAL" -d 11 -t lpush,rpop --csv 2>/dev/null)
-RL=$(echo "$RB" | awk -F'"' '$2 == "LPUSH" {print $4}')
-RR=$(echo "$RB" | awk -F'"' '$2 == "RPOP" {print $4}')
-echo "redis LPUSH rate=$RL/s, RPOP rate=$RR/s"
-ZPR=$(echo "$ZP" | zload_rate)
-ZCR=$(echo "$ZC" | zload_rate)
-python3 -c "print(f'ratio produce/LPUSH = {$ZPR/$RL:.2f}, consume/RPOP = {$ZCR/$RR:.2f}')"
+PRODUCE_RATIOS=(); CONSUME_RATIOS=()
+for round in $(seq "$ROUNDS"); do
+    ZP=$("$ZLOAD" 127.0.0.1 "$ZBUS_PORT" produce BenchQ $CONNS "$PER_CONN" 11 1)
+    ZC=$("$ZLOAD" 127.0.0.1 "$ZBUS_PORT" consume BenchQ $CONNS "$PER_CONN" 11 1)
+    RB=$(redis-benchmark -p "$REDIS_PORT" -c $CONNS -P 1 -n "$TOTAL" -d 11 -t lpush,rpop --csv 2>/dev/null)
+    RL=$(echo "$RB" | awk -F'"' '$2 == "LPUSH" {print $4}')
+    RR=$(echo "$RB" | awk -F'"' '$2 == "RPOP" {print $4}')
+    ZPR=$(echo "$ZP" | zload_rate)
+    ZCR=$(echo "$ZC" | zload_rate)
+    PRODUCE_RATIOS+=("$(python3 -c "print(f'{$ZPR/$RL:.2f}')")")
+    CONSUME_RATIOS+=("$(python3 -c "print(f'{$ZCR/$RR:.2f}')")")
+    echo "round $round: zbus produce $ZPR/s consume $ZCR/s; redis LPUSH $RL/s RPOP $RR/s; ratios ${PRODUCE_RATIOS[-1]} ${CONSUME_RATIOS[-1]}"
+done
+python3 -c "import statistics,sys; a=sys.argv[1].split(); b=sys.argv[2].split(); print('median ratio produce/LPUSH', statistics.median(map(float,a)), ' consume/RPOP', statistics.median(map(float,b)))" "${PRODUCE_RATIOS[*]}" "${CONSUME_RATIOS[*]}"
 
 echo "== pipelined produce, depth 32"
 "$ZLOAD" 127.0.0.1 "$ZBUS_PORT" create BenchP 1 1 >/dev/null
