@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Zbus", targets: ["Zbus"]),
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
+        .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -61,8 +62,75 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusRPC",
+            dependencies: [
+                "ZbusKernel", "ZbusClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ZbusRPCModule",
+            dependencies: [
+                "ZbusKernel", "ZbusClient", "ZbusRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Plugins/RPC",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ZbusProxyModule",
+            dependencies: [
+                "ZbusKernel", "ZbusClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Plugins/Proxy",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ZbusExampleAdapter",
+            dependencies: [
+                "ZbusKernel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Plugins/ExampleAdapter",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusProxyTests",
+            dependencies: [
+                "zbus", "Zbus", "ZbusProxyModule", "ZbusExampleAdapter", "ZbusRPC", "ZbusClient", "ZbusTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zbus-proxy-bench",
+            dependencies: [
+                "ZbusRPC", "ZbusClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Benchmarks/ProxyBench",
+            swiftSettings: strict
+        ),
+        .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxyModule", "ZbusExampleAdapter"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -138,6 +206,25 @@ let package = Package(
             name: "zbus-client-bench",
             dependencies: ["ZbusClient", .product(name: "NIOPosix", package: "swift-nio")],
             path: "Benchmarks/ClientBench",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusRPCTests",
+            dependencies: [
+                "zbus", "Zbus", "ZbusRPC", "ZbusRPCModule", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zbus-rpc-bench",
+            dependencies: [
+                "ZbusRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/RPCBench",
             swiftSettings: strict
         ),
     ]

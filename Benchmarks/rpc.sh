@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmark: MQ-RPC against direct RPC, same release build, same run, same service process.
+#
+#   bash Benchmarks/rpc.sh [SECONDS] [CALLERS] [WORKERS]
+#
+# Three processes, as deployed: a broker (`mq` module), a service node (`rpc` module serving `calc` from the broker's
+# MQ `Calc` with WORKERS consumer connections, and on its own direct RPC port), and zbus-rpc-bench, which runs CALLERS
+# concurrent callers (one call in flight each) of `calc.plus` for SECONDS, first over MQ-RPC, then over direct RPC.
+# Prints calls/s and p50/p99 latency of each, and the direct/MQ ratio. The aims: MQ-RPC >= 25,000 calls/s and direct
+# RPC >= 3x MQ-RPC.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. Benchmarks/common.sh
+SECONDS_PER_RUN=${1:-5}
+CALLERS=${2:-16}
+WORKERS=${3:-16}
+SCRATCH=${SCRATCH:-.build-rpc}
+WORK=$(mktemp -d /tmp/zbus-bench-rpc.XXXXXX)
+SERVICE_PID=
+cleanup() {
+    [ -n "$SERVICE_PID" ] && kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
+    stop_zbus
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+swift build -c release --scratch-path "$SCRATCH" --product zbus >/dev/null
+swift build -c release --scratch-path "$SCRATCH" --product zbus-rpc-bench >/dev/null
+BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+ZBUS=$BIN/zbus
+BENCH=$BIN/zbus-rpc-bench
+
+start_zbus "$WORK"   # the broker: mq module only
+DIRECT_PORT=$(free_port)
+mkdir -p "$WORK/service"
+cat > "$WORK/service/node.yaml" <<EOF
+node:
+  name: rpc-service
+  log_level: warning
+modules:
+  - module: rpc
+    services:
+      - { service: calc, mq: Calc, broker: "127.0.0.1:$ZBUS_PORT", workers: $WORKERS, direct: "127.0.0.1:$DIRECT_PORT" }
+EOF
+"$ZBUS" --config "$WORK/service/node.yaml" --listen 127.0.0.1:0 --store "$WORK/service/store" --ready-file "$WORK/service/ready" &
+SERVICE_PID=$!
+for _ in $(seq 500); do [ -f "$WORK/service/ready" ] && break; sleep 0.01; done
+# Wait until the broker counts every worker as a consumer of Calc.
+for _ in $(seq 500); do
+    COUNT=$(curl -s -m 2 -H 'cmd: query_mq' -H 'mq: Calc' "http://127.0.0.1:$ZBUS_PORT/" | sed -n 's/.*"consumerCount":\([0-9]*\).*/\1/p')
+    [ "${COUNT:-0}" -ge "$WORKERS" ] && break
+    sleep 0.02
+done
+
+echo "== calc.plus, $CALLERS concurrent callers, ${SECONDS_PER_RUN}s each (after 1s warm-up), $WORKERS MQ-RPC workers, $(nproc) cores"
+MQ=$("$BENCH" mq "127.0.0.1:$ZBUS_PORT" Calc "$CALLERS" "$SECONDS_PER_RUN" 4)
+DIRECT=$("$BENCH" direct "127.0.0.1:$DIRECT_PORT" "$CALLERS" "$SECONDS_PER_RUN" 4)
+LOCAL=$("$BENCH" local - 1 2)   # no transport: what the invoker, codecs and processor cost per call on one core
+echo "$MQ"
+echo "$DIRECT"
+echo "$LOCAL"
+python3 - "$MQ" "$DIRECT" <<'PY'
+import sys
+def field(line, name):
+    return float(next(part.split("=")[1] for part in line.split() if part.startswith(name + "=")))
+mq, direct = (field(line, "rate") for line in sys.argv[1:3])
+print(f"MQ-RPC {mq:,.0f} calls/s ({'meets' if mq >= 25000 else 'BELOW'} the 25,000 aim); "
+      f"direct/MQ = {direct / mq:.2f} ({'meets' if direct >= 3 * mq else 'BELOW'} the 3x aim)")
+PY

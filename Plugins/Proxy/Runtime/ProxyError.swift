@@ -1,0 +1,64 @@
+import NIOCore
+import ZbusKernel
+
+/// Why a call to a legacy service failed, as the proxy runtime reports it to the caller.
+///
+/// Each case becomes the routed reply's status (``status``) and body (``description``), so a caller learns which
+/// service failed, where it was, and what to check.
+public enum ProxyError: Error, Sendable, CustomStringConvertible {
+    /// The service could not be reached (connection refused, reset, no route).
+    case serviceDown(service: String, address: String, reason: String)
+    /// The service did not answer within the adapter's timeout.
+    case timedOut(service: String, address: String, after: Duration)
+    /// The service answered something the adapter cannot read (wrong protocol, wrong framing, oversized record).
+    case badReply(service: String, address: String, reason: String)
+    /// The caller's message cannot be turned into a legacy request (for example a newline inside a newline-framed
+    /// record).
+    case badRequest(service: String, reason: String)
+
+    /// The reply status: 502 down or garbage, 504 timeout, 400 bad request.
+    public var status: Int {
+        switch self {
+        case .serviceDown, .badReply: return 502
+        case .timedOut: return 504
+        case .badRequest: return 400
+        }
+    }
+
+    /// What went wrong and what to check.
+    public var description: String {
+        switch self {
+        case .serviceDown(let service, let address, let reason):
+            return "legacy service '\(service)' at \(address) is down: \(reason); check that it runs and listens there"
+        case .timedOut(let service, let address, let after):
+            return "legacy service '\(service)' at \(address) did not answer within \(after.proxyDescription); it is slow or stuck (raise `timeout` if that is normal)"
+        case .badReply(let service, let address, let reason):
+            return "legacy service '\(service)' at \(address) answered garbage: \(reason); check the adapter's kind and framing"
+        case .badRequest(let service, let reason):
+            return "request for legacy service '\(service)' cannot be sent: \(reason)"
+        }
+    }
+
+    /// The message routed back to the caller.
+    public var reply: Message {
+        var message = Message(status: status)
+        message.setBody(description)
+        message.contentType = "text/plain; charset=utf-8"
+        return message
+    }
+}
+
+extension Duration {
+    /// `250 ms`, `3 s`: how the proxy names timeouts in its messages.
+    var proxyDescription: String {
+        let millis = components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+        return millis % 1000 == 0 ? "\(millis / 1000) s" : "\(millis) ms"
+    }
+}
+
+extension Duration {
+    /// The same span as NIO's `TimeAmount`.
+    var nioTimeAmount: TimeAmount {
+        .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
+    }
+}

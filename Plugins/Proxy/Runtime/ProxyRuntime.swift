@@ -1,0 +1,145 @@
+import Logging
+import NIOConcurrencyHelpers
+import ZbusClient
+import ZbusKernel
+
+/// Runs one adapter: consumes its MQ with `workers` connections, calls the legacy service with a timeout and at most
+/// `max_in_flight` calls at once, and routes each answer (or a clear 5xx) back to the caller.
+///
+/// The consumer acknowledges a request only after its answer has been routed (its next consume does), so a proxy that
+/// dies mid-call leaves the request to be redelivered to another proxy of the same MQ.
+public final class ProxyAdapterRunner: Sendable {
+    /// The entry's runtime settings.
+    public let settings: ProxyAdapterSettings
+    /// The adapter.
+    public let adapter: any ProxyAdapter
+    private let consumer: Consumer
+    private let limiter: InFlightLimiter
+    private let logger: Logger
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    /// Creates a runner of `adapter` on `broker` (nothing starts before ``start()``).
+    public init(settings: ProxyAdapterSettings, adapter: any ProxyAdapter, broker: any Broker, logger: Logger) {
+        self.settings = settings
+        self.adapter = adapter
+        var logger = logger
+        logger[metadataKey: "adapter"] = "\(settings.name)"
+        logger[metadataKey: "mq"] = "\(settings.mq)"
+        self.logger = logger
+        limiter = InFlightLimiter(limit: settings.maxInFlight)
+        consumer = Consumer(
+            broker: broker, mq: settings.mq,
+            options: Consumer.Options(token: settings.token, autoCreate: [.mq, .rpc], pollTimeout: .seconds(10)),
+            logger: logger)
+    }
+
+    /// Starts consuming; connection failures are retried until ``stop()``.
+    public func start() {
+        let consumer = self.consumer
+        let logger = self.logger
+        let workers = settings.workers
+        let newTask = Task {
+            while !Task.isCancelled {
+                do {
+                    try await consumer.start(concurrency: workers) { message, consumer in
+                        // Not cancelled with the consumers: a call in progress when the node stops still gets its
+                        // answer (bounded by `timeout`) routed before the consumer acknowledges it.
+                        try await Task {
+                            let reply = await self.answer(message)
+                            try await consumer.route(reply, to: message)
+                        }.value
+                    }
+                    return
+                } catch {
+                    logger.error("proxy adapter cannot consume; retrying in 1 s", metadata: ["error": "\(error)"])
+                    do { try await Task.sleep(for: .seconds(1)) } catch { return }
+                }
+            }
+        }
+        task.withLockedValue { $0 = newTask }
+        logger.info("proxy adapter consuming", metadata: ["kind": "\(settings.kind)", "workers": "\(workers)"])
+    }
+
+    /// Calls the legacy service for `request` and returns what to route back: its answer, or a 502/504/400 whose
+    /// body says what failed. Never throws.
+    public func answer(_ request: Message) async -> Message {
+        let adapter = self.adapter
+        let timeout = settings.timeout
+        let name = settings.name
+        enum Outcome: Sendable {
+            case reply(Message)
+            case failed(any Error)
+            case timedOut
+        }
+        let outcome: Outcome
+        do {
+            outcome = try await limiter.withSlot {
+                if let timed = adapter as? any TimedProxyAdapter {
+                    do { return .reply(try await timed.call(request, timeout: timeout)) } catch { return .failed(error) }
+                }
+                return await withTaskGroup(of: Outcome?.self) { group in
+                    group.addTask {
+                        do { return .reply(try await adapter.call(request)) } catch is CancellationError { return nil } catch { return .failed(error) }
+                    }
+                    group.addTask {
+                        do { try await Task.sleep(for: timeout) } catch { return nil }
+                        return .timedOut
+                    }
+                    var result: Outcome = .failed(CancellationError())
+                    while let next = await group.next() {
+                        if let next {
+                            result = next
+                            break
+                        }
+                    }
+                    group.cancelAll()
+                    return result
+                }
+            }
+        } catch {
+            outcome = .failed(error)  // cancelled while waiting for a slot: the node is stopping
+        }
+        switch outcome {
+        case .reply(let reply):
+            return reply
+        case .timedOut:
+            let error = ProxyError.timedOut(service: name, address: adapterAddress, after: timeout)
+            logger.warning("legacy call timed out", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
+            return error.reply
+        case .failed(let error):
+            let proxyError = error as? ProxyError
+            logger.warning("legacy call failed", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
+            if let proxyError { return proxyError.reply }
+            var reply = Message(status: 502)
+            reply.setBody("legacy service '\(name)' failed: \(error)")
+            return reply
+        }
+    }
+
+    private var adapterAddress: String {
+        (adapter as? any DescribedProxyAdapter)?.address ?? "its target"
+    }
+
+    /// Stops consuming (the last answered request is acknowledged) and shuts the adapter down.
+    public func stop() async {
+        let running = task.withLockedValue { task -> Task<Void, Never>? in
+            defer { task = nil }
+            return task
+        }
+        running?.cancel()
+        await running?.value
+        await consumer.close()
+        await adapter.shutdown()
+    }
+}
+
+/// An adapter that can name where its service lives (for timeout messages).
+protocol DescribedProxyAdapter: ProxyAdapter {
+    var address: String { get }
+}
+
+/// A built-in adapter that enforces the timeout itself, with a timer on its connection's event loop (cheaper than the
+/// runtime's race of the call against a sleeping task, which contributed kinds get).
+protocol TimedProxyAdapter: DescribedProxyAdapter {
+    func call(_ request: Message, timeout: Duration) async throws -> Message
+}

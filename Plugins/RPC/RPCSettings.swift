@@ -1,0 +1,88 @@
+import ZbusKernel
+import ZbusRPC
+
+/// The `rpc` module's section, checked.
+///
+/// ```yaml
+/// - module: rpc
+///   codec: json                  # default codec of the services: json | raw | a codec another module contributes
+///   services:
+///     - service: calc            # a service of the module's catalogue
+///       mq: Calc                 # MQ-RPC: consume this MQ (created with mode MQ|RPC = 9 if missing)
+///       broker: 127.0.0.1:15555  # the node holding the MQ (default: this node, which then needs the mq module)
+///       workers: 8               # consumer connections (default 4)
+///       token: secret            # the MQ's access token (optional)
+///       register_token: admin    # the broker's register_token, to create the MQ (optional)
+///       poll_timeout: 10s        # how long each consume waits on the node (default 10s)
+///       direct: 127.0.0.1:15557  # direct RPC: listen here (port 0: any free port, logged at start)
+///       codec: raw               # this service's codec (default: the module's)
+/// ```
+struct RPCSettings: Sendable {
+    static let keys = ["codec", "services"]
+    static let serviceKeys = ["service", "mq", "broker", "workers", "token", "register_token", "poll_timeout", "direct", "codec"]
+
+    /// One hosted service.
+    struct Service: Sendable {
+        let name: String
+        let processor: RpcProcessor
+        let mq: String?
+        let broker: HostAndPort?
+        let workers: Int
+        let token: String?
+        let registerToken: String?
+        let pollTimeoutMilliseconds: Int
+        let direct: HostAndPort?
+        let codec: String
+        /// Where the codec was named, to locate an unknown codec found at start.
+        let codecLocation: ConfigValue
+    }
+
+    let services: [Service]
+
+    init(_ config: ConfigSection, node: NodeConfig, catalog: [String: RpcProcessor]) throws(ConfigError) {
+        let defaultCodec = try config.string("codec", default: "json")
+        let defaultLocation = config["codec"] ?? config.value
+        guard let list = config["services"] else {
+            services = []
+            return
+        }
+        guard case .sequence(let items) = list.kind else {
+            throw list.error("expected a list of services, each with `service` and `mq` and/or `direct`, found \(list.typeName)")
+        }
+        let hasMQ = node.modules.contains { $0.name == "mq" }
+        let known = catalog.keys.sorted().joined(separator: ", ")
+        var services: [Service] = []
+        for item in items {
+            let entry = try ConfigSection(item, allowedKeys: Self.serviceKeys)
+            guard let name = try entry.string("service") else {
+                throw item.error("missing key 'service': the service to host; available: \(known)")
+            }
+            guard let processor = catalog[name] else {
+                throw (entry["service"] ?? item).error("unknown service '\(name)'; available: \(known)")
+            }
+            let mq = try entry.string("mq")
+            let broker = try entry.address("broker")
+            let direct = try entry.address("direct")
+            if mq == nil && direct == nil {
+                throw item.error("service '\(name)' is hosted nowhere: give `mq` (MQ-RPC), `direct` (a direct RPC address) or both")
+            }
+            if let mq, mq.isEmpty { throw (entry["mq"] ?? item).error("the MQ name is empty") }
+            if mq != nil && broker == nil && !hasMQ {
+                throw (entry["mq"] ?? item).error("this node has no `mq` module to hold MQ '\(mq!)': add `- module: mq`, or set `broker: HOST:PORT`")
+            }
+            if broker != nil && mq == nil {
+                throw (entry["broker"] ?? item).error("`broker` is where the MQ of an MQ-RPC service lives; add `mq: NAME` or remove it")
+            }
+            services.append(Service(
+                name: name, processor: processor, mq: mq, broker: broker,
+                workers: try entry.int("workers", in: 1...1024) ?? 4,
+                token: try entry.string("token"),
+                registerToken: try entry.string("register_token"),
+                pollTimeoutMilliseconds: try entry.milliseconds("poll_timeout", in: 100...600_000) ?? 10_000,
+                direct: direct,
+                codec: try entry.string("codec") ?? defaultCodec,
+                codecLocation: entry["codec"] ?? defaultLocation))
+        }
+        self.services = services
+    }
+}

@@ -1,0 +1,245 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ZbusKernel
+
+/// Why an RPC service could not be hosted.
+public enum RpcHostingError: Error, Sendable, CustomStringConvertible {
+    /// The direct RPC server could not listen on its address.
+    case bindFailed(address: HostAndPort, reason: String)
+    /// `start()` was called twice, or after `stop()`.
+    case notStartable(what: String, state: String)
+    /// The MQ of an MQ-RPC service could not be created or consumed.
+    case queueUnavailable(mq: String, broker: String, reason: String)
+
+    /// What went wrong, in one line.
+    public var description: String {
+        switch self {
+        case .bindFailed(let address, let reason):
+            return "direct RPC server cannot listen on \(address): \(reason) (choose another address, or port 0 for any free one)"
+        case .notStartable(let what, let state):
+            return "\(what) cannot be started: it is \(state)"
+        case .queueUnavailable(let mq, let broker, let reason):
+            return "MQ-RPC service on MQ '\(mq)' at \(broker) cannot run: \(reason)"
+        }
+    }
+}
+
+/// A direct RPC server: a port speaking the zbus framing where every message is an RPC call (zbus 6
+/// `rpc/direct/Service`).
+///
+/// ```swift
+/// let server = DirectRpcServer(responder: RpcResponder(processor: processor))
+/// let address = try await server.start()                 // 127.0.0.1 and a free port by default
+/// let rpc = RpcInvoker(try MessageClient(address: "\(address)"), module: "calc")
+/// try await rpc.call("plus", 1, 2, as: Int.self)          // 3
+/// await server.stop()
+/// ```
+///
+/// - Any message except `heartbeat` is a call; `cmd` and `mq` are ignored. The reply carries the request's `id`.
+/// - A request without a body and without a `method` header is read from its URL: `GET /calc/plus?params=1,2`,
+///   `GET /plus?1,2`; `GET /` answers the method catalogue. So browsers and curl are clients too.
+/// - Synchronous methods answer on the connection's event loop; `async` ones in a task, and their replies may overtake
+///   earlier ones on the same connection (zbus clients match replies by `id`).
+/// - `Connection: close` and HTTP/1.0 are honoured, framing limits enforced as on a node.
+public final class DirectRpcServer: Sendable {
+    /// The request logic.
+    public let responder: RpcResponder
+    /// Where it listens (port 0: any free port; see ``address`` once started).
+    public let listen: HostAndPort
+    private let eventLoopGroup: any EventLoopGroup
+    private let limits: MessageLimits
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State.idle)
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    private enum State {
+        case idle
+        case starting
+        case running(any Channel, HostAndPort)
+        case stopped
+    }
+
+    /// Creates a server; nothing listens until ``start()``.
+    ///
+    /// - Parameters:
+    ///   - responder: the processor and codecs.
+    ///   - listen: the address to listen on; `127.0.0.1:0` (a free port on the loopback) by default.
+    ///   - eventLoopGroup: where connections run; NIO's shared group by default (a node passes its own).
+    ///   - limits: the framing limits (header and body sizes).
+    ///   - logger: where connection problems are logged.
+    public init(responder: RpcResponder, listen: HostAndPort = HostAndPort(host: "127.0.0.1", port: 0),
+                eventLoopGroup: (any EventLoopGroup)? = nil, limits: MessageLimits = .default,
+                logger: Logger = Logger(label: "zbus.rpc.direct")) {
+        self.responder = responder
+        self.listen = listen
+        self.eventLoopGroup = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Creates a server for `processor` speaking `codecs`.
+    public convenience init(processor: RpcProcessor, codecs: RpcCodecSet = .standard,
+                            listen: HostAndPort = HostAndPort(host: "127.0.0.1", port: 0),
+                            eventLoopGroup: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "zbus.rpc.direct")) {
+        self.init(responder: RpcResponder(processor: processor, codecs: codecs), listen: listen, eventLoopGroup: eventLoopGroup,
+                  logger: logger)
+    }
+
+    /// The bound address once started.
+    public var address: HostAndPort? {
+        state.withLockedValue { state in
+            if case .running(_, let address) = state { return address }
+            return nil
+        }
+    }
+
+    /// Starts listening.
+    ///
+    /// - Returns: the bound address (with port 0, the port the OS chose).
+    /// - Throws: ``RpcHostingError/bindFailed(address:reason:)``, or ``RpcHostingError/notStartable(what:state:)``.
+    @discardableResult
+    public func start() async throws -> HostAndPort {
+        try state.withLockedValue { state in
+            guard case .idle = state else { throw RpcHostingError.notStartable(what: "the direct RPC server", state: "\(state)") }
+            state = .starting
+        }
+        let responder = self.responder
+        let limits = self.limits
+        let logger = self.logger
+        let connections = self.connections
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: eventLoopGroup)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    let key = ObjectIdentifier(channel)
+                    connections.withLockedValue { $0[key] = channel }
+                    channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
+                    return channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
+                        try pipeline.addHandler(MessageEncoder())
+                        try pipeline.addHandler(DirectRpcHandler(responder: responder, logger: logger))
+                    }
+                }
+                .bind(host: listen.host, port: listen.port)
+                .get()
+        } catch {
+            state.withLockedValue { $0 = .idle }
+            throw RpcHostingError.bindFailed(address: listen, reason: "\(error)")
+        }
+        let bound = HostAndPort(host: listen.host, port: channel.localAddress?.port ?? listen.port)
+        state.withLockedValue { $0 = .running(channel, bound) }
+        return bound
+    }
+
+    /// Stops listening and closes every connection (calls still running finish, their replies are dropped). Safe to
+    /// call more than once.
+    public func stop() async {
+        let channel: (any Channel)? = state.withLockedValue { state in
+            defer { state = .stopped }
+            if case .running(let channel, _) = state { return channel }
+            return nil
+        }
+        guard let channel else { return }
+        try? await channel.close()
+        let open = connections.withLockedValue { Array($0.values) }
+        for connection in open { try? await connection.close() }
+    }
+}
+
+/// One connection of a direct RPC server.
+final class DirectRpcHandler: ChannelDuplexHandler {
+    typealias InboundIn = Message
+    typealias OutboundIn = Message
+    typealias OutboundOut = Message
+
+    private let responder: RpcResponder
+    private let logger: Logger
+    private var flushPending = false
+    private var closing = false
+    private var readHeld = false
+
+    init(responder: RpcResponder, logger: Logger) {
+        self.responder = responder
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        var request = unwrapInboundIn(data)
+        if request.cmd == BuiltInCommands.heartbeat { return }
+        if request.closeRequested { closing = true }
+        if request.body.map({ $0.readableBytes == 0 }) ?? true, request.headers[RawRpcCodec.methodHeader] == nil, request.uri != nil {
+            request.body = JsonRpcCodec.body(of: RpcUrl.request(fromURLOf: request))
+            request.contentType = "application/json"
+        }
+        let id = request.id
+        let close = request.closeRequested
+        switch responder.answer(request) {
+        case .ready(var reply):
+            reply.id = id
+            reply.closeRequested = close
+            if close {
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                context.write(wrapOutboundOut(reply), promise: nil)
+                flushPending = true
+            }
+        case .later(let makeReply):
+            let channel = context.channel
+            Task {
+                var reply = await makeReply()
+                reply.id = id
+                reply.closeRequested = close
+                try? await channel.writeAndFlush(reply)
+                if close { try? await channel.close() }
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? MessageDecodingError, context.channel.isActive, !closing {
+            closing = true
+            logger.debug("refusing malformed input", metadata: ["error": "\(error)"])
+            var reply = Message(status: error.status, body: ByteBuffer(string: error.description))
+            reply.closeRequested = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    // Stop reading while the peer does not drain its replies, so a pipelining client cannot make us buffer without
+    // bound.
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readHeld {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+}

@@ -1,0 +1,60 @@
+import NIOCore
+import ZbusKernel
+
+/// Turns request messages into response messages: a processor and the codecs it speaks.
+///
+/// This is the whole service logic that the MQ-RPC service and the direct RPC server share, usable on its own for any
+/// other transport:
+///
+/// ```swift
+/// let responder = RpcResponder(processor: processor)          // JSON, and raw for application/octet-stream
+/// let reply = await responder.respond(to: requestMessage)     // 200 or 500, the codec's body
+/// ```
+public struct RpcResponder: Sendable {
+    /// The methods.
+    public let processor: RpcProcessor
+    /// The codecs: the default one, and others selected by `content-type`.
+    public let codecs: RpcCodecSet
+
+    /// Creates a responder.
+    public init(processor: RpcProcessor, codecs: RpcCodecSet = .standard) {
+        self.processor = processor
+        self.codecs = codecs
+    }
+
+    /// The response message to `message` (its codec chosen by `content-type`); failures are 500 responses.
+    public func respond(to message: Message) async -> Message {
+        switch answer(message) {
+        case .ready(let reply): return reply
+        case .later(let reply): return await reply()
+        }
+    }
+
+    /// An answer known now, or one that needs an `async` method to run first.
+    enum Answer {
+        case ready(Message)
+        case later(@Sendable () async -> Message)
+    }
+
+    /// Answers `message`, running a synchronous method on the calling thread.
+    func answer(_ message: Message) -> Answer {
+        let codec = codecs.codec(for: message)
+        let request: RpcRequest
+        do {
+            request = try codec.decodeRequest(message)
+        } catch {
+            return .ready(codec.encodeResponse(.failure(RpcServiceError.badRequest("\(error)"))))
+        }
+        switch processor.resolve(request) {
+        case .ready(let response):
+            return .ready(codec.encodeResponse(response))
+        case .call(let method, let arguments):
+            let encoding = request.encoding
+            return .later {
+                var response = await method.call(arguments)
+                response.encoding = encoding
+                return codec.encodeResponse(response)
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import NIOConcurrencyHelpers
+import Logging
+import Testing
+import Zbus
+import ZbusClient
+
+/// An adapter that records how many calls run at once.
+final class CountingAdapter: ProxyAdapter {
+    let state = NIOLockedValueBox((running: 0, peak: 0))
+    let delay: Duration
+
+    init(delay: Duration) {
+        self.delay = delay
+    }
+
+    func call(_ request: Message) async throws -> Message {
+        state.withLockedValue { $0.running += 1; $0.peak = max($0.peak, $0.running) }
+        defer { state.withLockedValue { $0.running -= 1 } }
+        try await Task.sleep(for: delay)
+        var reply = Message(status: 200)
+        reply.setBody("done \(request.bodyString)")
+        return reply
+    }
+
+    func shutdown() async {}
+}
+
+/// An adapter that fails with its own error.
+struct FailingAdapter: ProxyAdapter {
+    struct Broken: Error, CustomStringConvertible {
+        var description: String { "the mainframe is on fire" }
+    }
+
+    func call(_ request: Message) async throws -> Message { throw Broken() }
+    func shutdown() async {}
+}
+
+@Suite("Proxy runtime")
+struct ProxyRuntimeTests {
+    /// A runner that is never started (its broker is never contacted): only ``ProxyAdapterRunner/answer(_:)`` is used.
+    private func runner(_ yaml: String, adapter: any ProxyAdapter) throws -> (ProxyAdapterRunner, any Broker) {
+        let config = try NodeConfig.parse(yaml: "modules:\n  - module: x\n    entry: \(yaml)\n", file: "t.yaml")
+        let entry = try ConfigSection(config.modules[0].value, allowedKeys: ["module", "entry"]).section("entry", allowedKeys: ProxyAdapterSettings.keys)!
+        let broker = try ZbusBroker.connect("127.0.0.1:1")
+        return (ProxyAdapterRunner(settings: try ProxyAdapterSettings(entry), adapter: adapter, broker: broker, logger: Logger(label: "test")), broker)
+    }
+
+    @Test("max_in_flight bounds the legacy calls running at once; every caller is answered")
+    func boundedInFlight() async throws {
+        let adapter = CountingAdapter(delay: .milliseconds(30))
+        let (runner, broker) = try runner("{ kind: x, mq: Q, workers: 8, max_in_flight: 2 }", adapter: adapter)
+        let replies = await withTaskGroup(of: String.self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    var request = Message()
+                    request.setBody("\(index)")
+                    return await runner.answer(request).bodyString
+                }
+            }
+            return await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(replies == Set((0..<8).map { "done \($0)" }))
+        #expect(adapter.state.withLockedValue { $0.peak } == 2)
+        await broker.close()
+    }
+
+    @Test("a call past the timeout is answered 504 naming the adapter; an adapter's own error becomes a 502 with its description")
+    func timeoutAndFailure() async throws {
+        let (slow, broker) = try runner("{ name: glacier, kind: x, mq: Q, timeout: 100ms }", adapter: CountingAdapter(delay: .seconds(30)))
+        let timedOut = await slow.answer(Message())
+        #expect(timedOut.status == 504)
+        #expect(timedOut.bodyString.contains("'glacier'") && timedOut.bodyString.contains("within 100 ms"), "\(timedOut.bodyString)")
+        let (failing, broker2) = try runner("{ name: fire, kind: x, mq: Q }", adapter: FailingAdapter())
+        let failed = await failing.answer(Message())
+        #expect(failed.status == 502)
+        #expect(failed.bodyString == "legacy service 'fire' failed: the mainframe is on fire")
+        await broker.close()
+        await broker2.close()
+    }
+}
