@@ -19,7 +19,7 @@ struct RpcEmbeddedTests {
             #expect(info.mode == 9, "created as MQ|RPC")
             #expect(info.consumerCount >= 4)
 
-            let rpc = RpcInvoker(MqInvoker(broker: broker, mq: "Calc"), module: "calc", timeout: .seconds(5))
+            let rpc = RpcInvoker(MqInvoker(broker: broker, mq: "Calc"), module: "calc", timeout: .seconds(20))
             #expect(try await rpc.call("plus", 1, 2, as: Int.self) == 3)
             #expect(try await rpc.call("echo", "héllo \"you\"", as: String.self) == "héllo \"you\"")
             #expect(try await rpc.call("sleep", 10, as: Int.self) == 10)
@@ -70,7 +70,7 @@ struct RpcEmbeddedTests {
                                        configuration: .init(workers: 2, pollTimeout: .seconds(2)), logger: quietLogger)
             try await service.start()
             let admin = MqAdmin(broker: broker)
-            let rpc = RpcInvoker(broker: broker, mq: "Tcp", module: "calc", timeout: .seconds(5))
+            let rpc = RpcInvoker(broker: broker, mq: "Tcp", module: "calc", timeout: .seconds(20))
             #expect(try await rpc.call("plus", 1, 2, as: Int.self) == 3)
             #expect(try await rpc.call("sleep", 5, as: Int.self) == 5)
 

@@ -83,17 +83,15 @@ final class PendingReply: @unchecked Sendable {
             if complete(.failure(CancellationError())) { withdraw() }
             return
         }
-        lock.lock()
-        guard waitToken == token, let waiter else {
-            lock.unlock()
-            return
-        }
-        self.waiter = nil
-        lock.unlock()
-        waiter.resume(throwing: CancellationError())
+        failWait(token: token, with: CancellationError())
     }
 
     private func expireWait(token: UInt64) {
+        failWait(token: token, with: WaitExpired())
+    }
+
+    /// Ends the wait `token` (if it is still the current one) with `error`.
+    private func failWait(token: UInt64, with error: any Error) {
         lock.lock()
         guard waitToken == token, let waiter else {
             lock.unlock()
@@ -101,6 +99,6 @@ final class PendingReply: @unchecked Sendable {
         }
         self.waiter = nil
         lock.unlock()
-        waiter.resume(throwing: WaitExpired())
+        waiter.resume(throwing: error)
     }
 }

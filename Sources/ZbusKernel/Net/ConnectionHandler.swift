@@ -1,9 +1,8 @@
 import Logging
 import NIOCore
 
-/// The last handler of a node connection: owns the ``Session``, hands messages to the dispatcher, answers framing
-/// errors, and stops reading while the peer is not draining its replies (so a client that pipelines without reading
-/// cannot make the node buffer without bound).
+/// The last handler of a node connection: owns the ``Session``, hands messages to the dispatcher and answers framing
+/// errors. (``ReadBackpressureHandler`` before it stops reading while the peer does not drain its replies.)
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = Message
     typealias OutboundIn = Message
@@ -14,7 +13,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let sessionId: String
     private let remoteAddress: String
     private var session: Session?
-    private var readHeld = false
 
     private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String) {
         self.dispatcher = dispatcher
@@ -32,6 +30,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits, stamp: stamp)))
         try pipeline.addHandler(MessageEncoder())
+        try pipeline.addHandler(ReadBackpressureHandler())
         try pipeline.addHandler(ConnectionHandler(dispatcher: dispatcher, hooks: hooks, sessionId: sessionId, remoteAddress: remote))
     }
 
@@ -65,31 +64,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? MessageDecodingError, context.channel.isActive {
             hooks.logger.debug("refusing malformed input", metadata: ["error": "\(error)", "session": "\(session?.id ?? "-")"])
-            var reply = Message(status: error.status, body: ByteBuffer(string: error.description))
-            reply.closeRequested = true
             session?.markClosed()
             let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(error.closingReply)).whenComplete { _ in channel.close(promise: nil) }
         } else {
             hooks.logger.trace("connection error", metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            context.read()
-        } else {
-            readHeld = true
-        }
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, readHeld {
-            readHeld = false
-            context.read()
-        }
-        context.fireChannelWritabilityChanged()
     }
 
     private static func describe(_ address: SocketAddress) -> String {

@@ -124,6 +124,7 @@ public final class DirectRpcServer: Sendable {
                         let pipeline = channel.pipeline.syncOperations
                         try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
                         try pipeline.addHandler(MessageEncoder())
+                        try pipeline.addHandler(ReadBackpressureHandler())
                         try pipeline.addHandler(DirectRpcHandler(responder: responder, logger: logger))
                     }
                 }
@@ -163,7 +164,6 @@ final class DirectRpcHandler: ChannelDuplexHandler {
     private let logger: Logger
     private var flushPending = false
     private var closing = false
-    private var readHeld = false
 
     init(responder: RpcResponder, logger: Logger) {
         self.responder = responder
@@ -216,30 +216,10 @@ final class DirectRpcHandler: ChannelDuplexHandler {
         if let error = error as? MessageDecodingError, context.channel.isActive, !closing {
             closing = true
             logger.debug("refusing malformed input", metadata: ["error": "\(error)"])
-            var reply = Message(status: error.status, body: ByteBuffer(string: error.description))
-            reply.closeRequested = true
             let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(error.closingReply)).whenComplete { _ in channel.close(promise: nil) }
         } else {
             context.close(promise: nil)
         }
-    }
-
-    // Stop reading while the peer does not drain its replies, so a pipelining client cannot make us buffer without
-    // bound.
-    func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            context.read()
-        } else {
-            readHeld = true
-        }
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, readHeld {
-            readHeld = false
-            context.read()
-        }
-        context.fireChannelWritabilityChanged()
     }
 }
