@@ -34,60 +34,34 @@ let start = clock.now
 let results = try await withThrowingTaskGroup(of: (ok: Int, fail: Int, latencies: [Double]).self) { group in
     for _ in 0..<connections {
         group.addTask {
-            var ok = 0
-            var fail = 0
-            var latencies: [Double] = []
-            latencies.reserveCapacity(count)
+            var result: (ok: Int, fail: Int, latencies: [Double])
             switch mode {
             case "produce":
                 let producer = Producer(broker: broker, mq: mq)
-                let produce: @Sendable () async -> (Int, Int, [Double]) = {
-                    var ok = 0
-                    var fail = 0
-                    var latencies: [Double] = []
-                    latencies.reserveCapacity(count)
-                    for _ in 0..<count {
-                        let sent = clock.now
-                        do {
-                            try await producer.send(body)
-                            ok += 1
-                        } catch {
-                            fail += 1
-                        }
-                        latencies.append(Double((clock.now - sent) / .microseconds(1)))
-                    }
-                    return (ok, fail, latencies)
+                let produce: @Sendable () async -> (ok: Int, fail: Int, latencies: [Double]) = {
+                    await Timing.loop(count: count) { (try? await producer.send(body)) != nil }
                 }
                 if pinned {
-                    (ok, fail, latencies) = await withTaskExecutorPreference(broker.pooledClient().taskExecutor) { await produce() }
+                    result = await withTaskExecutorPreference(broker.pooledClient().taskExecutor) { await produce() }
                 } else {
-                    (ok, fail, latencies) = await produce()
+                    result = await produce()
                 }
             case "consume":
                 let consumer = Consumer(broker: broker, mq: mq)
-                let consume: @Sendable () async -> (Int, Int, [Double]) = {
-                    var ok = 0
-                    var fail = 0
-                    var latencies: [Double] = []
-                    latencies.reserveCapacity(count)
-                    for _ in 0..<count {
-                        let sent = clock.now
-                        if (try? await consumer.take(timeout: .seconds(5))) != nil { ok += 1 } else { fail += 1 }
-                        latencies.append(Double((clock.now - sent) / .microseconds(1)))
-                    }
-                    return (ok, fail, latencies)
+                let consume: @Sendable () async -> (ok: Int, fail: Int, latencies: [Double]) = {
+                    await Timing.loop(count: count) { (try? await consumer.take(timeout: .seconds(5))) != nil }
                 }
                 if pinned {
-                    (ok, fail, latencies) = await withTaskExecutorPreference(consumer.taskExecutor) { await consume() }
+                    result = await withTaskExecutorPreference(consumer.taskExecutor) { await consume() }
                 } else {
-                    (ok, fail, latencies) = await consume()
+                    result = await consume()
                 }
                 await consumer.close()
             default:
                 FileHandle.standardErrorWrite("unknown mode \(mode)\n")
                 exit(2)
             }
-            return (ok, fail, latencies)
+            return result
         }
     }
     var total: (ok: Int, fail: Int, latencies: [Double]) = (0, 0, [])
@@ -106,6 +80,23 @@ let p99 = sorted.isEmpty ? 0 : sorted[Int(Double(sorted.count) * 0.99)]
 print("\(mode) ok=\(results.ok) fail=\(results.fail) secs=\(format3(seconds)) rate=\(Int((Double(results.ok) / seconds).rounded()))/s p50=\(Int(p50))us p99=\(Int(p99))us")
 await broker.close()
 exit(results.fail == 0 ? 0 : 1)
+
+enum Timing {
+    /// Runs `operation` `count` times, one at a time, counting successes and timing each call in microseconds.
+    static func loop(count: Int, _ operation: () async -> Bool) async -> (ok: Int, fail: Int, latencies: [Double]) {
+        let clock = ContinuousClock()
+        var ok = 0
+        var fail = 0
+        var latencies: [Double] = []
+        latencies.reserveCapacity(count)
+        for _ in 0..<count {
+            let sent = clock.now
+            if await operation() { ok += 1 } else { fail += 1 }
+            latencies.append(Double((clock.now - sent) / .microseconds(1)))
+        }
+        return (ok, fail, latencies)
+    }
+}
 
 func format3(_ value: Double) -> String {
     let millis = Int((value * 1000).rounded())

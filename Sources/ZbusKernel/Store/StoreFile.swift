@@ -64,16 +64,7 @@ final class StoreFile: Sendable {
 
     /// Writes all of `bytes` at `offset`.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(QueueStoreError) {
-        var done = 0
-        while done < bytes.count {
-            let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if written < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                throw .io(path: path, operation: "write", errno: code)
-            }
-            done += written
-        }
+        try write(UnsafeRawBufferPointer(start: nil, count: 0), bytes, at: offset)
     }
 
     /// Writes `head` followed by `body` at `offset` with as few system calls as the kernel allows (one, normally).
