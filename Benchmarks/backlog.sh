@@ -14,8 +14,7 @@ WORK=$(mktemp -d /tmp/zbus-bench-backlog.XXXXXX)
 cleanup() { stop_zbus; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-swift build -c release --product zbus >/dev/null
-ZBUS=$(swift build -c release --show-bin-path)/zbus
+build_release zbus
 build_zload "$WORK/zload"
 ZLOAD="$WORK/zload"
 

@@ -20,10 +20,7 @@ WORK=$(mktemp -d /tmp/zbus-bench-client.XXXXXX)
 cleanup() { stop_zbus; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-swift build -c release --scratch-path "$SCRATCH" --product zbus >/dev/null
-swift build -c release --scratch-path "$SCRATCH" --product zbus-client-bench >/dev/null
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
-ZBUS=$BIN/zbus
+build_release zbus zbus-client-bench
 BENCH=$BIN/zbus-client-bench
 build_zload "$WORK/zload"
 ZLOAD="$WORK/zload"

@@ -32,3 +32,11 @@ stop_zbus() { [ -n "${ZBUS_PID:-}" ] && kill "$ZBUS_PID" 2>/dev/null && wait "$Z
 
 # Extracts rate=N from a zload line.
 zload_rate() { sed -n 's/.*rate=\([0-9.]*\).*/\1/p'; }
+
+# Builds PRODUCTs in release mode (scratch path $SCRATCH, default .build); sets BIN (the products' folder) and ZBUS.
+build_release() {
+    local scratch=${SCRATCH:-.build}
+    for product in "$@"; do swift build -c release --scratch-path "$scratch" --product "$product" >/dev/null; done
+    BIN=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+    ZBUS=$BIN/zbus
+}

@@ -22,9 +22,8 @@ trap cleanup EXIT
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx" >&2; exit 1; }
 command -v ab >/dev/null || { echo "ab missing: apt-get install apache2-utils" >&2; exit 1; }
 
-swift build -c release --product zbus >/dev/null
-ZBUS=$(swift build -c release --show-bin-path)/zbus
 . Benchmarks/common.sh
+build_release zbus
 
 
 

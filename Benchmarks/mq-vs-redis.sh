@@ -16,8 +16,7 @@ WORK=$(mktemp -d /tmp/zbus-bench-mq.XXXXXX)
 cleanup() { stop_zbus; [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-swift build -c release --product zbus >/dev/null
-ZBUS=$(swift build -c release --show-bin-path)/zbus
+build_release zbus
 build_zload "$WORK/zload"
 ZLOAD="$WORK/zload"
 

@@ -19,10 +19,7 @@ WORK=$(mktemp -d /tmp/zbus-bench-proxy.XXXXXX)
 cleanup() { stop_zbus; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-swift build -c release --scratch-path "$SCRATCH" --product zbus >/dev/null
-swift build -c release --scratch-path "$SCRATCH" --product zbus-proxy-bench >/dev/null
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
-ZBUS=$BIN/zbus
+build_release zbus zbus-proxy-bench
 BACKEND_PORT=$(free_port)
 
 cat > "$WORK/node.yaml" <<YAML

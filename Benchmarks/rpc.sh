@@ -24,10 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-swift build -c release --scratch-path "$SCRATCH" --product zbus >/dev/null
-swift build -c release --scratch-path "$SCRATCH" --product zbus-rpc-bench >/dev/null
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
-ZBUS=$BIN/zbus
+build_release zbus zbus-rpc-bench
 BENCH=$BIN/zbus-rpc-bench
 
 start_zbus "$WORK"   # the broker: mq module only

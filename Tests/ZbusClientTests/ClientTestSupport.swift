@@ -95,16 +95,6 @@ func withTestNode(_ kind: NodeKind, _ body: (TestNode) async throws -> Void) asy
     }
 }
 
-/// Polls `condition` every 20 ms until it holds or `seconds` pass; returns whether it held.
-func eventually(within seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
 /// Runs blocking work (a raw socket read) on a thread of its own, so that it never holds one of the few cooperative
 /// threads that the client's tasks need meanwhile.
 func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {

@@ -64,16 +64,6 @@ func waitForConsumers(broker: any Broker, mq: String, count: Int, seconds: Doubl
     throw RpcTestError("MQ \(mq) never had \(count) consumers (last: \(String(describing: last)))")
 }
 
-/// Polls `condition` every 20 ms until it holds or `seconds` pass; returns whether it held.
-func eventually(within seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
 /// A test failure with a message.
 struct RpcTestError: Error, CustomStringConvertible {
     let description: String
