@@ -1,41 +1,58 @@
 import Logging
 import NIOCore
 
-/// The last handler of a node connection: owns the ``Session``, hands messages to the dispatcher and answers framing
-/// errors. (``ReadBackpressureHandler`` before it stops reading while the peer does not drain its replies.)
-final class ConnectionHandler: ChannelDuplexHandler {
-    typealias InboundIn = Message
-    typealias OutboundIn = Message
-    typealias OutboundOut = Message
+/// The whole pipeline of a node connection in one handler: it frames messages (``InboundFramer``), hands them to the
+/// dispatcher, serializes the session's replies into one buffer per flush (``OutboundBatch``), answers framing errors
+/// and stops reading while the peer does not drain its replies.
+///
+/// One handler rather than a decoder, an encoder and a handler behind them: messages never cross the channel pipeline,
+/// which saves each one two `NIOAny` boxes, dynamic casts and several handler hops in each direction.
+final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let dispatcher: CommandDispatcher
     private let hooks: ConnectionHooks
     private let sessionId: String
     private let remoteAddress: String
+    private var framer: InboundFramer
+    private var outbound: OutboundBatch
+    private var context: ChannelHandlerContext?
     private var session: Session?
+    private var readHeld = false
 
-    private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String) {
+    private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String,
+                 limits: MessageLimits, allocator: ByteBufferAllocator) {
         self.dispatcher = dispatcher
         self.hooks = hooks
         self.sessionId = sessionId
         self.remoteAddress = remoteAddress
+        // The framer stamps `sender`, `server` and `remote-addr` as it decodes.
+        self.framer = InboundFramer(limits: limits, stamp: dispatcher.stamp(for: (sessionId, remoteAddress)))
+        self.outbound = OutboundBatch(allocator: allocator)
     }
 
-    /// Sets up a node connection: decoder (which stamps `sender`, `server` and `remote-addr` as it decodes), encoder,
-    /// and this handler.
+    /// Sets up a node connection.
     static func configure(_ channel: any Channel, limits: MessageLimits, dispatcher: CommandDispatcher, hooks: ConnectionHooks) throws {
-        let sessionId = makeSessionId()
         let remote = channel.remoteAddress.map(describe) ?? "unknown"
-        let stamp = dispatcher.stamp(for: (sessionId, remote))
-        let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits, stamp: stamp)))
-        try pipeline.addHandler(MessageEncoder())
-        try pipeline.addHandler(ReadBackpressureHandler())
-        try pipeline.addHandler(ConnectionHandler(dispatcher: dispatcher, hooks: hooks, sessionId: sessionId, remoteAddress: remote))
+        let handler = ConnectionHandler(dispatcher: dispatcher, hooks: hooks, sessionId: makeSessionId(), remoteAddress: remote,
+                                        limits: limits, allocator: channel.allocator)
+        try channel.pipeline.syncOperations.addHandler(handler)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        outbound.discard()
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let session = Session(id: sessionId, remoteAddress: remoteAddress, transport: ChannelTransport(channel: context.channel))
+        let session = Session(id: sessionId, remoteAddress: remoteAddress,
+                              transport: HandlerTransport(handler: self, eventLoop: context.eventLoop))
         self.session = session
         hooks.sessionOpened(session)
         context.fireChannelActive()
@@ -43,12 +60,24 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !session.isClosingAfterReply else { return }
+        framer.append(unwrapInboundIn(data))
         session.beginReadBatch()
-        dispatcher.dispatch(stamped: unwrapInboundIn(data), session: session)
+        do {
+            while let message = try framer.next() {
+                dispatcher.dispatch(stamped: message, session: session)
+                // A reply may have closed the connection (HTTP/1.0, `connection: close`): stop cutting messages.
+                if self.session == nil || session.isClosingAfterReply { framer.discardInput(); return }
+            }
+            if framer.takeContinueRequest() { outbound.append(raw: "HTTP/1.1 100 Continue\r\n\r\n") }
+        } catch {
+            refuse(error, context: context)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         session?.endReadBatch()
+        // A `100 Continue` (the only thing written here without a session send) leaves with the batch.
+        if !outbound.isEmpty { outbound.flush(context: context) }
         context.fireChannelReadComplete()
     }
 
@@ -58,19 +87,70 @@ final class ConnectionHandler: ChannelDuplexHandler {
             hooks.sessionClosed(session)
         }
         session = nil
+        framer.discardInput()
+        outbound.discard()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? MessageDecodingError, context.channel.isActive {
-            hooks.logger.debug("refusing malformed input", metadata: ["error": "\(error)", "session": "\(session?.id ?? "-")"])
-            session?.markClosed()
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(error.closingReply)).whenComplete { _ in channel.close(promise: nil) }
+        hooks.logger.trace("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: - Read backpressure
+
+    func read(context: ChannelHandlerContext) {
+        // A client that pipelines requests without reading the replies cannot make the node buffer replies without
+        // bound: reading stops while the channel is not writable.
+        if context.channel.isWritable {
+            context.read()
         } else {
-            hooks.logger.trace("connection error", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
+            readHeld = true
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readHeld {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: - Session transport (event loop only)
+
+    fileprivate func write(_ message: Message) {
+        guard let context else { return }
+        outbound.append(message, context: context)
+    }
+
+    fileprivate func flush() {
+        guard let context else { return }
+        outbound.flush(context: context)
+    }
+
+    fileprivate func close() {
+        guard let context else { return }
+        closeAfterWrites(context: context)
+    }
+
+    private func refuse(_ error: MessageDecodingError, context: ChannelHandlerContext) {
+        framer.discardInput()
+        hooks.logger.debug("refusing malformed input", metadata: ["error": "\(error)", "session": "\(sessionId)"])
+        session?.markClosed()
+        outbound.append(error.closingReply, context: context)
+        closeAfterWrites(context: context)
+    }
+
+    /// Flushes what is queued and closes the connection once it has been written (closing at once would drop
+    /// bytes the socket had not taken yet).
+    private func closeAfterWrites(context: ChannelHandlerContext) {
+        outbound.flush(context: context)
+        let channel = context.channel
+        // Completes after every write queued before it: the end of the queue.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
     }
 
     private static func describe(_ address: SocketAddress) -> String {
@@ -84,24 +164,29 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 }
 
+/// Writes a session's messages through its connection's ``ConnectionHandler``.
+///
+/// Sendable because ``SessionTransport`` is; every call arrives on `eventLoop` (``Session`` hops there first), which
+/// is the only thread that touches the handler.
+private struct HandlerTransport: SessionTransport, @unchecked Sendable {
+    let handler: ConnectionHandler
+    let eventLoop: any EventLoop
+
+    func write(_ message: Message) {
+        eventLoop.assertInEventLoop()
+        handler.write(message)
+    }
+
+    func flush() { handler.flush() }
+
+    func close() { handler.close() }
+}
+
 /// What a connection tells the node about its session's life.
 struct ConnectionHooks: Sendable {
     let logger: Logger
     let sessionOpened: @Sendable (Session) -> Void
     let sessionClosed: @Sendable (Session) -> Void
-}
-
-/// Writes a session's messages to its channel.
-struct ChannelTransport: SessionTransport {
-    let channel: any Channel
-
-    var eventLoop: any EventLoop { channel.eventLoop }
-
-    func write(_ message: Message) { channel.write(message, promise: nil) }
-
-    func flush() { channel.flush() }
-
-    func close() { channel.close(promise: nil) }
 }
 
 /// Random version-4 UUID strings, without Foundation.

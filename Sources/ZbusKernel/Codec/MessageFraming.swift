@@ -1,0 +1,128 @@
+import NIOCore
+
+/// The inbound half of a connection handler that frames messages itself: it accumulates what the socket delivers and
+/// cuts whole messages out of it with a ``MessageParser``.
+///
+/// Doing this inside the connection's own handler, instead of a `ByteToMessageHandler` in front of it, spares every
+/// message a trip through the channel pipeline boxed in an `NIOAny` (an allocation and a dynamic cast each).
+public struct InboundFramer {
+    private var parser: MessageParser
+    /// Bytes read and not yet consumed (a partial message), or `nil` when everything read has been cut.
+    private var input: ByteBuffer?
+
+    /// Compacting the held input once its consumed prefix is this large keeps a pipelining peer's buffer bounded.
+    private static let compactionThreshold = 16 * 1024
+
+    /// Creates a framer enforcing `limits`, stamping `stamp` (if any) on every message.
+    public init(limits: MessageLimits, stamp: InboundStamp? = nil) {
+        self.parser = MessageParser(limits: limits, stamp: stamp)
+    }
+
+    /// Adds bytes just read from the connection.
+    public mutating func append(_ bytes: ByteBuffer) {
+        guard var held = input else {
+            input = bytes
+            return
+        }
+        // Taken out of the property first, so the buffer is uniquely referenced and the write does not copy it.
+        input = nil
+        if held.readerIndex >= Self.compactionThreshold { held.discardReadBytes() }
+        var bytes = bytes
+        held.writeBuffer(&bytes)
+        input = held
+    }
+
+    /// The next complete message, or `nil` until more bytes arrive.
+    ///
+    /// - Throws: ``MessageDecodingError`` when the input breaks framing or a limit; the connection is unusable then.
+    public mutating func next() throws(MessageDecodingError) -> Message? {
+        guard var buffer = input else { return nil }
+        input = nil
+        let message: Message?
+        do {
+            message = try parser.next(&buffer)
+        } catch {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            throw error
+        }
+        // An emptied buffer is dropped, so that its storage is free again for the next read.
+        if buffer.readableBytes > 0 { input = buffer }
+        return message
+    }
+
+    /// Whether the peer waits for `100 Continue` before sending a body (see ``MessageParser/takeContinueRequest()``).
+    public mutating func takeContinueRequest() -> Bool { parser.takeContinueRequest() }
+
+    /// Forgets whatever was read and not yet consumed (the connection is closing).
+    public mutating func discardInput() { input = nil }
+}
+
+/// The outbound half of a connection handler that frames messages itself: messages written between two flushes are
+/// serialized into one buffer, handed to the channel as a single write at the flush.
+///
+/// The buffer is reused from flush to flush: once the socket has taken its bytes the channel lets go of it, and
+/// clearing it then costs no allocation.
+public struct OutboundBatch {
+    /// Bodies up to this size are copied next to their head; larger ones go out as their own buffer (no copy).
+    public static let inlineBodyLimit = 16 * 1024
+    /// A buffer that grew beyond this (one burst of many replies) is not kept for the next batch.
+    private static let retainedCapacityLimit = 256 * 1024
+
+    private var buffer: ByteBuffer
+    private var holdsBytes = false
+
+    /// Creates an empty batch whose buffers come from `allocator`.
+    public init(allocator: ByteBufferAllocator) {
+        self.buffer = allocator.buffer(capacity: 1024)
+    }
+
+    /// Serializes `message` into the batch, or, for a large body, writes what the batch holds, then the head, then
+    /// the body to `context` (so the order on the wire is kept).
+    public mutating func append(_ message: Message, context: ChannelHandlerContext) {
+        let bodySize = message.body?.readableBytes ?? 0
+        if bodySize > Self.inlineBodyLimit {
+            writeOut(context: context)
+            var head = context.channel.allocator.buffer(capacity: MessageSerializer.estimatedHeadSize(message))
+            MessageSerializer.writeHead(message, into: &head)
+            context.write(NIOAny(head), promise: nil)
+            context.write(NIOAny(message.body!), promise: nil)
+            return
+        }
+        MessageSerializer.write(message, into: &buffer)
+        holdsBytes = true
+    }
+
+    /// Appends raw bytes (an interim `100 Continue`) to the batch.
+    public mutating func append(raw bytes: StaticString) {
+        buffer.writeStaticString(bytes)
+        holdsBytes = true
+    }
+
+    /// Whether anything waits for ``flush(context:)``.
+    public var isEmpty: Bool { !holdsBytes }
+
+    /// Writes the batch to `context` and flushes the channel.
+    public mutating func flush(context: ChannelHandlerContext) {
+        writeOut(context: context)
+        context.flush()
+        if buffer.capacity > Self.retainedCapacityLimit {
+            buffer = context.channel.allocator.buffer(capacity: 1024)
+        } else {
+            // Normally the socket took the bytes during the flush and this is the only reference left: no allocation.
+            buffer.clear()
+        }
+    }
+
+    /// Forgets what was not written (the connection is gone).
+    public mutating func discard() {
+        buffer.clear()
+        holdsBytes = false
+    }
+
+    private mutating func writeOut(context: ChannelHandlerContext) {
+        guard holdsBytes else { return }
+        holdsBytes = false
+        context.write(NIOAny(buffer), promise: nil)
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+    }
+}
