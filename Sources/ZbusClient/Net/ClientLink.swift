@@ -26,7 +26,7 @@ protocol ClientConnector: Sendable {
     ) -> EventLoopFuture<any ClientLink>
 }
 
-/// Connects over TCP, framing with the kernel's ``MessageDecoder`` and ``MessageEncoder``.
+/// Connects over TCP, framing with the kernel's ``InboundFramer`` and ``OutboundBatch`` in one handler.
 struct SocketConnector: ClientConnector {
     let host: String
     let port: Int
@@ -45,48 +45,76 @@ struct SocketConnector: ClientConnector {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
-                    try pipeline.addHandler(MessageEncoder())
-                    try pipeline.addHandler(ClientInboundHandler(onMessage: onMessage, onClose: onClose))
+                    let handler = ClientStreamHandler(limits: limits, allocator: channel.allocator, onMessage: onMessage, onClose: onClose)
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .connect(host: host, port: port)
-            .map { SocketLink(channel: $0) as any ClientLink }
+            .flatMapThrowing { channel in
+                let handler = try channel.pipeline.syncOperations.handler(type: ClientStreamHandler.self)
+                return SocketLink(channel: channel, handler: handler) as any ClientLink
+            }
     }
 }
 
-/// A TCP connection.
-struct SocketLink: ClientLink {
+/// A TCP connection. Its methods are called on the channel's event loop (the client's), the only thread that touches
+/// the handler, hence the unchecked conformance.
+struct SocketLink: ClientLink, @unchecked Sendable {
     let channel: any Channel
+    let handler: ClientStreamHandler
 
-    func write(_ message: Message) { channel.write(message, promise: nil) }
+    func write(_ message: Message) { handler.write(message) }
 
-    func flush() { channel.flush() }
+    func flush() { handler.flush() }
 
     func close() -> EventLoopFuture<Void> {
         channel.close().recover { _ in }
     }
 }
 
-/// The last handler of a client connection: hands messages up and reports the end of the connection once.
-final class ClientInboundHandler: ChannelInboundHandler {
-    typealias InboundIn = Message
+/// The whole pipeline of a client connection in one handler: messages are cut from the bytes read and handed up in
+/// order, messages written between two flushes leave in one buffer, and the end of the connection is reported once.
+final class ClientStreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
+    private var framer: InboundFramer
+    private var outbound: OutboundBatch
+    private var context: ChannelHandlerContext?
     private let onMessage: @Sendable (Message) -> Void
     private let onClose: @Sendable (String?) -> Void
     private var failure: String?
 
-    init(onMessage: @escaping @Sendable (Message) -> Void, onClose: @escaping @Sendable (String?) -> Void) {
+    init(limits: MessageLimits, allocator: ByteBufferAllocator, onMessage: @escaping @Sendable (Message) -> Void,
+         onClose: @escaping @Sendable (String?) -> Void) {
+        self.framer = InboundFramer(limits: limits)
+        self.outbound = OutboundBatch(allocator: allocator)
         self.onMessage = onMessage
         self.onClose = onClose
     }
 
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        outbound.discard()
+        self.context = nil
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        onMessage(unwrapInboundIn(data))
+        framer.append(unwrapInboundIn(data))
+        do {
+            while let message = try framer.next() { onMessage(message) }
+        } catch {
+            framer.discardInput()
+            if failure == nil { failure = "\(error)" }
+            context.close(promise: nil)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        framer.discardInput()
+        outbound.discard()
         onClose(failure ?? "closed by the node")
         context.fireChannelInactive()
     }
@@ -94,6 +122,16 @@ final class ClientInboundHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if failure == nil { failure = "\(error)" }
         context.close(promise: nil)
+    }
+
+    func write(_ message: Message) {
+        guard let context else { return }
+        outbound.append(message, context: context)
+    }
+
+    func flush() {
+        guard let context else { return }
+        outbound.flush(context: context)
     }
 }
 

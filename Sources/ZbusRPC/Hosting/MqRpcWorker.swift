@@ -93,10 +93,7 @@ final class MqRpcWorker: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
-                    try pipeline.addHandler(MessageEncoder())
-                    try pipeline.addHandler(WorkerHandler(worker: self))
+                    try channel.pipeline.syncOperations.addHandler(WorkerHandler(worker: self, limits: limits, allocator: channel.allocator))
                 }
             }
             .connect(host: settings.address.host, port: settings.address.port)
@@ -141,10 +138,10 @@ final class MqRpcWorker: Sendable {
     fileprivate var workerName: String { name }
 }
 
-/// The handler of a worker connection: its consume/answer cycle.
+/// The handler of a worker connection: its consume/answer cycle, framing messages itself (no pipeline hops).
 private final class WorkerHandler: ChannelInboundHandler {
-    typealias InboundIn = Message
-    typealias OutboundOut = Message
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private enum State {
         /// A consume is outstanding.
@@ -167,8 +164,12 @@ private final class WorkerHandler: ChannelInboundHandler {
     private let pollMilliseconds: String
     private let consumeIdPrefix: String
     private let createId: String
+    private var framer: InboundFramer
+    private var outbound: OutboundBatch
 
-    init(worker: MqRpcWorker) {
+    init(worker: MqRpcWorker, limits: MessageLimits, allocator: ByteBufferAllocator) {
+        self.framer = InboundFramer(limits: limits)
+        self.outbound = OutboundBatch(allocator: allocator)
         self.worker = worker
         self.settings = worker.workerSettings
         self.responder = worker.workerResponder
@@ -180,7 +181,7 @@ private final class WorkerHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         writeConsume(context: context, waitMilliseconds: pollMilliseconds)
-        context.flush()
+        outbound.flush(context: context)
         // A consume unanswered well past its wait limit means a silent connection: replace it, so the node
         // redelivers whatever it handed to this one.
         let limit = (settings.pollTimeout + settings.replyGrace).nioAmount
@@ -197,6 +198,8 @@ private final class WorkerHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         state = .closed
+        framer.discardInput()
+        outbound.discard()
         watchdog?.cancel()
         watchdog = nil
         worker.connectionClosed(fatal: fatal)
@@ -212,7 +215,17 @@ private final class WorkerHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let message = unwrapInboundIn(data)
+        framer.append(unwrapInboundIn(data))
+        do {
+            while let message = try framer.next() { received(message, context: context) }
+        } catch {
+            framer.discardInput()
+            logger.notice("MQ-RPC worker got malformed input; reconnecting", metadata: ["worker": "\(worker.workerName)", "error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    private func received(_ message: Message, context: ChannelHandlerContext) {
         guard case .waiting = state else { return }
         let status = message.status ?? 200
         if message.id == createId {
@@ -244,7 +257,7 @@ private final class WorkerHandler: ChannelInboundHandler {
                 create.headers[HeaderName.mqMode] = String(MqRpcService.queueMode.rawValue)
                 if let token = settings.token { create.headers[HeaderName.accessToken] = token }
                 if let token = settings.registerToken { create.headers[HeaderName.registerToken] = token }
-                context.write(wrapOutboundOut(create), promise: nil)
+                outbound.append(create, context: context)
                 return consumeAgain(context: context)
             case 403 where body.hasSuffix(") forbidden") || body.hasSuffix(") forbbiden"), 400 where body.hasPrefix("Bad format"):
                 logger.error("the node refuses to let the MQ-RPC worker consume; worker stopped", metadata: [
@@ -302,13 +315,13 @@ private final class WorkerHandler: ChannelInboundHandler {
             route.id = request.id
             route.mq = request.mq ?? settings.mq
             route.ack = false
-            context.write(wrapOutboundOut(route), promise: nil)
+            outbound.append(route, context: context)
         } else {
             logger.warning("a request without sender cannot be answered", metadata: ["id": "\(request.id ?? "-")"])
         }
         // Stopping: a consume that waits for nothing only acknowledges; its answer closes the connection.
         writeConsume(context: context, waitMilliseconds: stopping ? "0" : pollMilliseconds)
-        context.flush()
+        outbound.flush(context: context)
     }
 
     private func consumeAgain(context: ChannelHandlerContext) {
@@ -318,7 +331,7 @@ private final class WorkerHandler: ChannelInboundHandler {
             return
         }
         writeConsume(context: context, waitMilliseconds: pollMilliseconds)
-        context.flush()
+        outbound.flush(context: context)
     }
 
     private func writeConsume(context: ChannelHandlerContext, waitMilliseconds: String) {
@@ -331,7 +344,7 @@ private final class WorkerHandler: ChannelInboundHandler {
         consume.headers.set(lowercased: HeaderName.timeout, waitMilliseconds)
         if let token = settings.token { consume.token = token }
         state = .waiting(since: .now())
-        context.write(wrapOutboundOut(consume), promise: nil)
+        outbound.append(consume, context: context)
     }
 }
 
