@@ -185,7 +185,8 @@ final class MQBroker: Sendable {
         }
         var timeout: Int64?
         if let text = request.headers[HeaderName.timeout] {
-            guard let value = Int64(text.trimmingCharacters(in: .whitespaces)), value >= 0, value <= 86_400_000 else {
+            // Header values arrive trimmed (the parser strips optional whitespace), so no Foundation trimming here.
+            guard let value = Int64(text), value >= 0, value <= 86_400_000 else {
                 return session.send(Self.badFormat(request, "timeout must be milliseconds (0...86400000), got '\(text)'"))
             }
             timeout = value
@@ -209,7 +210,7 @@ final class MQBroker: Sendable {
         message.headers.remove(HeaderName.cmd)
         message.headers.remove(HeaderName.ack)
         message.headers.remove(HeaderName.recver)
-        if let code = message.headers.remove(HeaderName.replyCode), let status = Int(code.trimmingCharacters(in: .whitespaces)),
+        if let code = message.headers.remove(HeaderName.replyCode), let status = Int(code),
             (100...999).contains(status)
         {
             message.startLine = .status(code: status, reason: nil)

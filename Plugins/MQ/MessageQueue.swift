@@ -54,6 +54,11 @@ final class MessageQueue: @unchecked Sendable {
     private(set) var slaves: [String: MessageQueue] = [:]
     private var lastUpdate: Int64
     private var nextPullToken: UInt64 = 0
+    /// Expires parked pulls past their wait limit; runs only while some parked pull has one.
+    private var pullSweeper: RepeatedTask?
+    /// How often parked pulls are checked against their wait limits: the precision of `timeout`. One periodic check
+    /// instead of a timer armed and cancelled for every consume (an MQ-RPC worker parks a consume for every call).
+    private static let pullSweepInterval = TimeAmount.milliseconds(20)
     private var droppedForSlowSubscribers: UInt64 = 0
 
     struct ConsumerInfo {
@@ -65,7 +70,8 @@ final class MessageQueue: @unchecked Sendable {
         let session: Session
         var requestId: String?
         var token: UInt64
-        var timeout: Scheduled<Void>?
+        /// When the consume's wait limit passes (the `timeout` header), if it had one.
+        var deadline: NIODeadline?
         var closeAfterReply: Bool
     }
 
@@ -232,11 +238,11 @@ final class MessageQueue: @unchecked Sendable {
             acknowledgeLocked(sessionId: session.id, eventLoop: session.eventLoop)
             nextPullToken += 1
             let token = nextPullToken
-            let pull = Pull(session: session, requestId: requestId, token: token, timeout: nil, closeAfterReply: closeAfterReply)
+            let deadline = timeoutMilliseconds.map { NIODeadline.now() + .milliseconds($0) }
+            let pull = Pull(session: session, requestId: requestId, token: token, deadline: deadline, closeAfterReply: closeAfterReply)
             if isPubSub {
                 var subscriber = subscribers[session.id] ?? Subscriber(session: session, topics: [])
                 if let topics { subscriber.topics = Set(topics) }
-                subscriber.pull?.timeout?.cancel()
                 subscriber.pull = pull
                 subscribers[session.id] = subscriber
                 consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: Array(subscriber.topics).sorted())
@@ -245,48 +251,74 @@ final class MessageQueue: @unchecked Sendable {
                 consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: [])
                 if let index = pulls.firstIndex(where: { $0.session === session }) {
                     // A new consume from a session that already waits replaces its pull (the new id wins) in place.
-                    pulls[index].timeout?.cancel()
                     pulls[index] = pull
                 } else {
                     pulls.append(pull)
                 }
                 dispatchLocked(into: &deliveries)
             }
-            // The wait limit is armed only for a pull that is still parked: most consumes of a busy MQ are answered
-            // at once and never need a timer.
+            // Only a pull that is still parked needs its wait limit watched: most consumes of a busy MQ are answered
+            // at once. A limit of 0 means "only if something is there": answered now.
             if let timeoutMilliseconds {
                 let parkedIndex = pulls.lastIndex(where: { $0.token == token })
                 let subscriberParked = subscribers[session.id]?.pull?.token == token
                 if parkedIndex != nil || subscriberParked {
-                    let armed: Scheduled<Void> = session.eventLoop.scheduleTask(in: .milliseconds(timeoutMilliseconds)) { [weak self] in
-                        self?.expirePull(sessionId: session.id, token: token)
+                    if timeoutMilliseconds == 0 {
+                        if let parkedIndex { pulls.remove(at: parkedIndex) } else { subscribers[session.id]?.pull = nil }
+                        deliveries.items.append((session, Self.nothingCame(to: pull, mq: name)))
+                    } else if pullSweeper == nil {
+                        pullSweeper = session.eventLoop.scheduleRepeatedTask(initialDelay: Self.pullSweepInterval, delay: Self.pullSweepInterval) { _ in
+                            self.expireDuePulls()
+                        }
                     }
-                    if let parkedIndex { pulls[parkedIndex].timeout = armed } else { subscribers[session.id]?.pull?.timeout = armed }
                 }
             }
         }
         return deliveries
     }
 
-    /// Answers an expired pull with 204 (nothing came within the wait limit).
-    private func expirePull(sessionId: String, token: UInt64) {
-        let expired: Pull? = lock.withLock {
-            if let index = pulls.firstIndex(where: { $0.token == token }) {
-                return pulls.remove(at: index)
+    /// Answers the parked pulls whose wait limit has passed with 204 (nothing came), and stops the sweeper once no
+    /// parked pull has a limit.
+    private func expireDuePulls() {
+        var expired: [Pull] = []
+        lock.withLock {
+            let now = NIODeadline.now()
+            var stillTimed = false
+            pulls.removeAll { pull in
+                guard let deadline = pull.deadline else { return false }
+                if deadline <= now {
+                    expired.append(pull)
+                    return true
+                }
+                stillTimed = true
+                return false
             }
-            if var subscriber = subscribers[sessionId], let pull = subscriber.pull, pull.token == token {
-                subscriber.pull = nil
-                subscribers[sessionId] = subscriber
-                return pull
+            if !subscribers.isEmpty {
+                for (sessionId, subscriber) in subscribers {
+                    guard let pull = subscriber.pull, let deadline = pull.deadline else { continue }
+                    if deadline <= now {
+                        expired.append(pull)
+                        subscribers[sessionId]?.pull = nil
+                    } else {
+                        stillTimed = true
+                    }
+                }
             }
-            return nil
+            if !stillTimed {
+                pullSweeper?.cancel()
+                pullSweeper = nil
+            }
         }
-        guard let expired else { return }
+        for pull in expired { pull.session.send(Self.nothingCame(to: pull, mq: name)) }
+    }
+
+    /// The 204 that ends a pull whose wait limit passed with nothing delivered.
+    private static func nothingCame(to pull: Pull, mq: String) -> Message {
         var reply = Message(status: 204)
-        reply.mq = name
-        reply.id = expired.requestId
-        reply.closeRequested = expired.closeAfterReply
-        expired.session.send(reply)
+        reply.mq = mq
+        reply.id = pull.requestId
+        reply.closeRequested = pull.closeAfterReply
+        return reply
     }
 
     /// A connection closed: forget its pulls and subscription, and put the messages it held back at the head.
@@ -294,16 +326,8 @@ final class MessageQueue: @unchecked Sendable {
         var deliveries = Deliveries()
         lock.withLock {
             consumers.removeValue(forKey: sessionId)
-            if let subscriber = subscribers.removeValue(forKey: sessionId) {
-                subscriber.pull?.timeout?.cancel()
-            }
-            pulls.removeAll { pull in
-                if pull.session.id == sessionId {
-                    pull.timeout?.cancel()
-                    return true
-                }
-                return false
-            }
+            subscribers.removeValue(forKey: sessionId)
+            pulls.removeAll { $0.session.id == sessionId }
             if let held = inFlight.removeValue(forKey: sessionId), !held.isEmpty {
                 logger.debug("redelivering messages of a closed consumer", metadata: ["count": "\(held.count)"])
                 for message in held.reversed() { redeliveries.prepend(message) }
@@ -322,12 +346,10 @@ final class MessageQueue: @unchecked Sendable {
         while let pull = pulls.first {
             guard pull.session.isActive else {
                 pulls.removeFirst()
-                pull.timeout?.cancel()
                 continue
             }
             guard let stored = redeliveries.popFirst() ?? nextFromBackendLocked() else { break }
             pulls.removeFirst()
-            pull.timeout?.cancel()
             inFlight[pull.session.id, default: []].append(stored)
             deliveries.items.append((pull.session, Self.delivery(of: stored.message, requestId: pull.requestId, close: pull.closeAfterReply)))
         }
@@ -370,7 +392,6 @@ final class MessageQueue: @unchecked Sendable {
             let matches = subscriber.topics.contains("*") || (topic.map { subscriber.topics.contains($0) } ?? false)
             guard matches, subscriber.session.isActive else { continue }
             if let pull = subscriber.pull {
-                pull.timeout?.cancel()
                 subscriber.pull = nil
                 deliveries.items.append((subscriber.session, Self.delivery(of: message, requestId: pull.requestId, close: pull.closeAfterReply)))
             } else {
@@ -391,7 +412,6 @@ final class MessageQueue: @unchecked Sendable {
 
     private func deliverBufferedLocked(sessionId: String, into deliveries: inout Deliveries) {
         guard var subscriber = subscribers[sessionId], let pull = subscriber.pull, let message = subscriber.buffer.popFirst() else { return }
-        pull.timeout?.cancel()
         subscriber.pull = nil
         subscribers[sessionId] = subscriber
         deliveries.items.append((subscriber.session, Self.delivery(of: message, requestId: pull.requestId, close: pull.closeAfterReply)))
@@ -423,8 +443,9 @@ final class MessageQueue: @unchecked Sendable {
                 subscriber.pull = nil
                 subscribers[id] = subscriber
             }
+            pullSweeper?.cancel()
+            pullSweeper = nil
             for pull in parked {
-                pull.timeout?.cancel()
                 var reply = Message(status: 404, body: ByteBuffer(string: "MQ(\(name)) Not Found"))
                 reply.mq = name
                 reply.id = pull.requestId

@@ -80,7 +80,7 @@ final class ClientStreamHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private var framer: InboundFramer
-    private var outbound: OutboundBatch
+    private let outbound: OutboundBatch
     private var context: ChannelHandlerContext?
     private let onMessage: @Sendable (Message) -> Void
     private let onClose: @Sendable (String?) -> Void

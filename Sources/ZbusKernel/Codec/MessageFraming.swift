@@ -62,7 +62,11 @@ public struct InboundFramer {
 ///
 /// The buffer is reused from flush to flush: once the socket has taken its bytes the channel lets go of it, and
 /// clearing it then costs no allocation.
-public struct OutboundBatch {
+///
+/// A class, not a struct: a flush can close the channel synchronously and the handler then discards the batch from
+/// inside that flush, which a mutating method of a struct stored in the handler would turn into an exclusivity
+/// violation. Confined to its channel's event loop.
+public final class OutboundBatch {
     /// Bodies up to this size are copied next to their head; larger ones go out as their own buffer (no copy).
     public static let inlineBodyLimit = 16 * 1024
     /// A buffer that grew beyond this (one burst of many replies) is not kept for the next batch.
@@ -78,7 +82,7 @@ public struct OutboundBatch {
 
     /// Serializes `message` into the batch, or, for a large body, writes what the batch holds, then the head, then
     /// the body to `context` (so the order on the wire is kept).
-    public mutating func append(_ message: Message, context: ChannelHandlerContext) {
+    public func append(_ message: Message, context: ChannelHandlerContext) {
         let bodySize = message.body?.readableBytes ?? 0
         if bodySize > Self.inlineBodyLimit {
             writeOut(context: context)
@@ -93,7 +97,7 @@ public struct OutboundBatch {
     }
 
     /// Appends raw bytes (an interim `100 Continue`) to the batch.
-    public mutating func append(raw bytes: StaticString) {
+    public func append(raw bytes: StaticString) {
         buffer.writeStaticString(bytes)
         holdsBytes = true
     }
@@ -102,7 +106,7 @@ public struct OutboundBatch {
     public var isEmpty: Bool { !holdsBytes }
 
     /// Writes the batch to `context` and flushes the channel.
-    public mutating func flush(context: ChannelHandlerContext) {
+    public func flush(context: ChannelHandlerContext) {
         writeOut(context: context)
         context.flush()
         if buffer.capacity > Self.retainedCapacityLimit {
@@ -113,13 +117,24 @@ public struct OutboundBatch {
         }
     }
 
+    /// Writes the batch, flushes, and closes the channel once everything queued has been written (closing at once
+    /// would drop bytes the socket had not taken yet).
+    public func flushAndClose(context: ChannelHandlerContext) {
+        flush(context: context)
+        let channel = context.channel
+        // An empty write completes after every write queued before it: the end of the queue.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+    }
+
     /// Forgets what was not written (the connection is gone).
-    public mutating func discard() {
+    public func discard() {
         buffer.clear()
         holdsBytes = false
     }
 
-    private mutating func writeOut(context: ChannelHandlerContext) {
+    private func writeOut(context: ChannelHandlerContext) {
         guard holdsBytes else { return }
         holdsBytes = false
         context.write(NIOAny(buffer), promise: nil)

@@ -184,9 +184,10 @@ public struct MessageParser: Sendable {
             }
         }
         if let stamp {
-            message.headers.set(lowercased: HeaderName.sender, stamp.sender)
-            message.headers.set(lowercased: HeaderName.server, stamp.server)
-            message.headers.set(lowercased: HeaderName.remoteAddr, stamp.remoteAddress)
+            // What the peer sent under these names was skipped above, so they can be appended without a search.
+            message.headers.appendUnchecked(name: HeaderName.sender, value: stamp.sender)
+            message.headers.appendUnchecked(name: HeaderName.server, value: stamp.server)
+            message.headers.appendUnchecked(name: HeaderName.remoteAddr, value: stamp.remoteAddress)
         }
         message.closeRequested = isHTTP10 ? !connectionKeepAlive : connectionClose
         return (message, contentLength, expectContinue)

@@ -17,7 +17,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let sessionId: String
     private let remoteAddress: String
     private var framer: InboundFramer
-    private var outbound: OutboundBatch
+    private let outbound: OutboundBatch
     private var context: ChannelHandlerContext?
     private var session: Session?
     private var readHeld = false
@@ -131,7 +131,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     fileprivate func close() {
         guard let context else { return }
-        closeAfterWrites(context: context)
+        outbound.flushAndClose(context: context)
     }
 
     private func refuse(_ error: MessageDecodingError, context: ChannelHandlerContext) {
@@ -139,19 +139,9 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         hooks.logger.debug("refusing malformed input", metadata: ["error": "\(error)", "session": "\(sessionId)"])
         session?.markClosed()
         outbound.append(error.closingReply, context: context)
-        closeAfterWrites(context: context)
+        outbound.flushAndClose(context: context)
     }
 
-    /// Flushes what is queued and closes the connection once it has been written (closing at once would drop
-    /// bytes the socket had not taken yet).
-    private func closeAfterWrites(context: ChannelHandlerContext) {
-        outbound.flush(context: context)
-        let channel = context.channel
-        // Completes after every write queued before it: the end of the queue.
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: written)
-        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
-    }
 
     private static func describe(_ address: SocketAddress) -> String {
         guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }

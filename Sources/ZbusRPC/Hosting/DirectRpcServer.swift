@@ -122,10 +122,8 @@ public final class DirectRpcServer: Sendable {
                     channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                     return channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
-                        try pipeline.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
-                        try pipeline.addHandler(MessageEncoder())
                         try pipeline.addHandler(ReadBackpressureHandler())
-                        try pipeline.addHandler(DirectRpcHandler(responder: responder, logger: logger))
+                        try pipeline.addHandler(DirectRpcHandler(responder: responder, limits: limits, allocator: channel.allocator, logger: logger))
                     }
                 }
                 .bind(host: listen.host, port: listen.port)
@@ -154,25 +152,39 @@ public final class DirectRpcServer: Sendable {
     }
 }
 
-/// One connection of a direct RPC server.
-final class DirectRpcHandler: ChannelDuplexHandler {
-    typealias InboundIn = Message
-    typealias OutboundIn = Message
-    typealias OutboundOut = Message
+/// One connection of a direct RPC server, framing messages itself (no pipeline hops per message).
+final class DirectRpcHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let responder: RpcResponder
     private let logger: Logger
-    private var flushPending = false
+    private var framer: InboundFramer
+    private let outbound: OutboundBatch
     private var closing = false
 
-    init(responder: RpcResponder, logger: Logger) {
+    init(responder: RpcResponder, limits: MessageLimits, allocator: ByteBufferAllocator, logger: Logger) {
         self.responder = responder
         self.logger = logger
+        self.framer = InboundFramer(limits: limits)
+        self.outbound = OutboundBatch(allocator: allocator)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
-        var request = unwrapInboundIn(data)
+        framer.append(unwrapInboundIn(data))
+        do {
+            while !closing, let request = try framer.next() { answer(request, context: context) }
+        } catch {
+            framer.discardInput()
+            closing = true
+            logger.debug("refusing malformed input", metadata: ["error": "\(error)"])
+            outbound.append(error.closingReply, context: context)
+            outbound.flushAndClose(context: context)
+        }
+    }
+
+    private func answer(_ request: Message, context: ChannelHandlerContext) {
+        var request = request
         if request.cmd == BuiltInCommands.heartbeat { return }
         if request.closeRequested { closing = true }
         if request.body.map({ $0.readableBytes == 0 }) ?? true, request.headers[RawRpcCodec.methodHeader] == nil, request.uri != nil {
@@ -185,41 +197,39 @@ final class DirectRpcHandler: ChannelDuplexHandler {
         case .ready(var reply):
             reply.id = id
             reply.closeRequested = close
-            if close {
-                let channel = context.channel
-                context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
-            } else {
-                context.write(wrapOutboundOut(reply), promise: nil)
-                flushPending = true
-            }
+            outbound.append(reply, context: context)
+            if close { outbound.flushAndClose(context: context) }
         case .later(let makeReply):
-            let channel = context.channel
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
             Task {
                 var reply = await makeReply()
                 reply.id = id
                 reply.closeRequested = close
-                try? await channel.writeAndFlush(reply)
-                if close { try? await channel.close() }
+                let finished = reply
+                eventLoop.execute {
+                    let (handler, context) = bound.value
+                    guard context.channel.isActive else { return }
+                    handler.outbound.append(finished, context: context)
+                    if close { handler.outbound.flushAndClose(context: context) } else { handler.outbound.flush(context: context) }
+                }
             }
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if flushPending {
-            flushPending = false
-            context.flush()
-        }
+        if !outbound.isEmpty { outbound.flush(context: context) }
         context.fireChannelReadComplete()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? MessageDecodingError, context.channel.isActive, !closing {
-            closing = true
-            logger.debug("refusing malformed input", metadata: ["error": "\(error)"])
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(error.closingReply)).whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            context.close(promise: nil)
-        }
+    func channelInactive(context: ChannelHandlerContext) {
+        framer.discardInput()
+        outbound.discard()
+        context.fireChannelInactive()
     }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
 }

@@ -165,7 +165,7 @@ private final class WorkerHandler: ChannelInboundHandler {
     private let consumeIdPrefix: String
     private let createId: String
     private var framer: InboundFramer
-    private var outbound: OutboundBatch
+    private let outbound: OutboundBatch
 
     init(worker: MqRpcWorker, limits: MessageLimits, allocator: ByteBufferAllocator) {
         self.framer = InboundFramer(limits: limits)
