@@ -248,7 +248,9 @@ final class MessageQueue: @unchecked Sendable {
                 consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: Array(subscriber.topics).sorted())
                 deliverBufferedLocked(sessionId: session.id, into: &deliveries)
             } else {
-                consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: [])
+                if consumers[session.id] == nil {
+                    consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: [])
+                }
                 if let index = pulls.firstIndex(where: { $0.session === session }) {
                     // A new consume from a session that already waits replaces its pull (the new id wins) in place.
                     pulls[index] = pull

@@ -135,6 +135,22 @@ struct MQDurabilityTests {
         expectReply(try consumer.receive(), status: 200, body: "not lost", headers: ["id": "t2", "rawid": "after"])
         consumer.request([("cmd", "consume"), ("mq", "T"), ("timeout", "soon")])
         expectReply(try consumer.receive(), status: 400)
+        // `timeout: 0` asks only for what is there: an empty MQ answers 204 at once.
+        consumer.request([("cmd", "consume"), ("mq", "T"), ("id", "t0"), ("timeout", "0")])
+        expectReply(try consumer.receive(timeout: 3), status: 204, body: "", headers: ["id": "t0", "mq": "T"])
+        // Several parked consumes with different limits, pub/sub included, each expire on their own.
+        client.request([("cmd", "create_mq"), ("mq_name", "Topics"), ("mq_mode", "2")])
+        _ = try client.receive()
+        let subscriber = try node.connect()
+        subscriber.request([("cmd", "consume"), ("mq", "Topics"), ("topic", "a"), ("id", "s1"), ("timeout", "300")])
+        let patient = try node.connect()
+        patient.request([("cmd", "consume"), ("mq", "T"), ("id", "p1"), ("timeout", "60000")])
+        consumer.request([("cmd", "consume"), ("mq", "T"), ("id", "t3"), ("timeout", "100")])
+        expectReply(try consumer.receive(timeout: 3), status: 204, headers: ["id": "t3"])
+        expectReply(try subscriber.receive(timeout: 3), status: 204, headers: ["id": "s1", "mq": "Topics"])
+        client.request([("cmd", "produce"), ("mq", "T"), ("id", "late")], body: "for the patient one")
+        _ = try client.receive()
+        expectReply(try patient.receive(timeout: 3), status: 200, body: "for the patient one", headers: ["id": "p1"])
     }
 
     @Test("max_length: a produce beyond it gets 429 and nothing is stored")

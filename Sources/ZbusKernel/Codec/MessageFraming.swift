@@ -55,6 +55,9 @@ public struct InboundFramer {
 
     /// Forgets whatever was read and not yet consumed (the connection is closing).
     public mutating func discardInput() { input = nil }
+
+    /// Bytes the held input buffer spans, its already consumed prefix included (0 when nothing is held).
+    var heldFootprint: Int { input?.writerIndex ?? 0 }
 }
 
 /// The outbound half of a connection handler that frames messages itself: messages written between two flushes are
