@@ -38,13 +38,21 @@ final class MessageQueue: @unchecked Sendable {
     private let subscriberBufferLimit: Int
 
     // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
-    private var pendingAppends: [ObjectIdentifier: [PendingAppend]] = [:]
+    private var pendingAppends: [ObjectIdentifier: PendingBatch] = [:]
     private var pendingCount = 0
     // The acknowledged bound not yet handed to the store (written once per tick, not once per consume).
     private var commitScheduled = false
 
+    /// One loop's accepted produces: the messages apart from what is done once they are stored, so that the
+    /// messages go to the backend as they are, without being copied into an array of their own.
+    private struct PendingBatch {
+        var messages: [Message] = []
+        var entries: [PendingAppend] = []
+        var count: Int { messages.count }
+        var isEmpty: Bool { messages.isEmpty }
+    }
+
     private struct PendingAppend {
-        let message: Message
         let key: String?
         let keyGroup: String
         let onDurable: @Sendable (Result<Void, QueueStoreError>) -> Void
@@ -151,14 +159,16 @@ final class MessageQueue: @unchecked Sendable {
                     throw .full(limit: definition.maxLength)
                 }
                 let loop = ObjectIdentifier(eventLoop)
-                let entry = PendingAppend(message: message, key: key, keyGroup: keyGroup, onDurable: onDurable)
-                if pendingAppends[loop]?.append(entry) == nil {
-                    pendingAppends[loop] = [entry]
+                let entry = PendingAppend(key: key, keyGroup: keyGroup, onDurable: onDurable)
+                if pendingAppends[loop] == nil {
+                    pendingAppends[loop] = PendingBatch()
                     scheduleFlush = true
                 }
+                pendingAppends[loop]!.messages.append(message)
+                pendingAppends[loop]!.entries.append(entry)
                 pendingCount += 1
             }
-            slaveTargets = Array(slaves.values)
+            slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
         }
         if fannedOut { onDurable(.success(())) }
         if scheduleFlush {
@@ -185,8 +195,8 @@ final class MessageQueue: @unchecked Sendable {
         let acknowledgesLater = backend.acknowledgesLater
         var failure: QueueStoreError?
         var deliveries = Deliveries()
-        let batch: [PendingAppend] = lock.withLock {
-            let batch = pendingAppends.removeValue(forKey: loop) ?? []
+        let batch: PendingBatch = lock.withLock {
+            let batch = pendingAppends.removeValue(forKey: loop) ?? PendingBatch()
             if !writeUnlocked, !batch.isEmpty { failure = write(batch, acknowledgesLater: acknowledgesLater) }
             return batch
         }
@@ -195,29 +205,29 @@ final class MessageQueue: @unchecked Sendable {
         lock.withLock {
             pendingCount -= batch.count
             if failure != nil {
-                for entry in batch { if let key = entry.key { _ = keyFilter.remove(key, group: entry.keyGroup) } }
+                for entry in batch.entries { if let key = entry.key { _ = keyFilter.remove(key, group: entry.keyGroup) } }
             }
             dispatchLocked(into: &deliveries)
         }
         if let failure {
             logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
-            for entry in batch { entry.onDurable(.failure(failure)) }
+            for entry in batch.entries { entry.onDurable(.failure(failure)) }
         } else if !acknowledgesLater {
-            for entry in batch { entry.onDurable(.success(())) }
+            for entry in batch.entries { entry.onDurable(.success(())) }
         }
         deliveries.send()
     }
 
-    private func write(_ batch: [PendingAppend], acknowledgesLater: Bool) -> QueueStoreError? {
+    private func write(_ batch: PendingBatch, acknowledgesLater: Bool) -> QueueStoreError? {
         var whenDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)? = nil
         if acknowledgesLater {
-            let callbacks = batch.map(\.onDurable)
+            let callbacks = batch.entries.map(\.onDurable)
             whenDurable = { result in
                 for callback in callbacks { callback(result) }
             }
         }
         do throws(QueueStoreError) {
-            try backend.appendBatch(batch.map(\.message), onDurable: whenDurable)
+            try backend.appendBatch(batch.messages, onDurable: whenDurable)
             return nil
         } catch {
             return error

@@ -45,8 +45,12 @@ public enum MessageSerializer {
         case .request(let method, let uri):
             size += method.utf8.count + 1 + uri.utf8.count + 11
         }
-        for entry in message.headers.storage where !(omittingCommand && isCommandHeader(entry.name)) {
-            size += entry.name.utf8.count + entry.value.utf8.count + 4
+        // Headers are read in place through the array's buffer: iterating the array would copy each pair out,
+        // retaining and releasing both strings, for every header of every message.
+        message.headers.storage.withUnsafeBufferPointer { headers in
+            for index in headers.indices where !(omittingCommand && isCommandHeader(headers[index].name)) {
+                size += headers[index].name.utf8.count + headers[index].value.utf8.count + 4
+            }
         }
         size += 16 + decimalWidth(bodyLength) + 2 + (message.closeRequested ? 21 : 26)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
@@ -64,11 +68,13 @@ public enum MessageSerializer {
                 writer.append(" HTTP/1.1")
             }
             writer.append("\r\n")
-            for entry in message.headers.storage where !(omittingCommand && isCommandHeader(entry.name)) {
-                writer.append(string: entry.name)
-                writer.append(": ")
-                writer.append(string: entry.value)
-                writer.append("\r\n")
+            message.headers.storage.withUnsafeBufferPointer { headers in
+                for index in headers.indices where !(omittingCommand && isCommandHeader(headers[index].name)) {
+                    writer.append(string: headers[index].name)
+                    writer.append(": ")
+                    writer.append(string: headers[index].value)
+                    writer.append("\r\n")
+                }
             }
             writer.append("content-length: ")
             writer.appendDecimal(bodyLength)
@@ -133,6 +139,15 @@ private struct RawWriter {
 
     @inline(__always)
     mutating func append(string: String) {
+        // Borrowed in place when the string is contiguous UTF-8 (native and small strings always are).
+        let copied: Int? = string.utf8.withContiguousStorageIfAvailable { bytes in
+            if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
+            return bytes.count
+        }
+        if let copied {
+            offset += copied
+            return
+        }
         var text = string
         text.withUTF8 { bytes in
             if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
