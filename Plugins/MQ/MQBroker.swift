@@ -136,7 +136,7 @@ final class MQBroker: Sendable {
             let deliveries = try queue.produce(request, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop) { result in
                 switch result {
                 case .success:
-                    if wantsAck { session.send(Message.reply(status: 200, body: Self.timeBody(), id: replyId, mq: replyMq)) }
+                    if wantsAck { session.sendAcknowledgement(id: replyId, mq: replyMq, time: Clock.milliseconds()) }
                 case .failure(let error):
                     session.send(Message.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(error)", id: replyId, mq: replyMq))
                 }

@@ -99,6 +99,12 @@ public final class OutboundBatch {
         holdsBytes = true
     }
 
+    /// Appends the acknowledgement of a produce (see ``MessageSerializer/writeAcknowledgement(id:mq:time:into:)``).
+    public func appendAcknowledgement(id: String?, mq: String?, time: Int64) {
+        MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &buffer)
+        holdsBytes = true
+    }
+
     /// Appends raw bytes (an interim `100 Continue`) to the batch.
     public func append(raw bytes: StaticString) {
         buffer.writeStaticString(bytes)

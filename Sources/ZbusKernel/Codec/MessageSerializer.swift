@@ -84,6 +84,37 @@ public enum MessageSerializer {
         }
     }
 
+    /// Writes the acknowledgement of a produce, `200` with `mq`, `id` and the node's time in milliseconds as body,
+    /// exactly as ``write(_:into:)`` writes `Message.reply(status: 200, body: String(time), id: id, mq: mq)`, without
+    /// building that message: it is what a node sends most.
+    public static func writeAcknowledgement(id: String?, mq: String?, time: Int64, into buffer: inout ByteBuffer) {
+        let value = Int(max(0, time))
+        let bodyLength = decimalWidth(value)
+        var size = 17 + 16 + decimalWidth(bodyLength) + 2 + 26 + bodyLength
+        if let mq { size += 6 + mq.utf8.count }
+        if let id { size += 6 + id.utf8.count }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
+            var writer = RawWriter(base: target.baseAddress!)
+            writer.append("HTTP/1.1 200 OK\r\n")
+            if let mq {
+                writer.append("mq: ")
+                writer.append(string: mq)
+                writer.append("\r\n")
+            }
+            if let id {
+                writer.append("id: ")
+                writer.append(string: id)
+                writer.append("\r\n")
+            }
+            writer.append("content-length: ")
+            writer.appendDecimal(bodyLength)
+            writer.append("\r\nconnection: Keep-Alive\r\n\r\n")
+            writer.appendDecimal(value)
+            precondition(writer.offset == size, "acknowledgement size miscounted")
+            return writer.offset
+        }
+    }
+
     @inline(__always)
     private static func isCommandHeader(_ name: String) -> Bool {
         name.utf8.count == 3 && (name == HeaderName.cmd || name == HeaderName.ack)

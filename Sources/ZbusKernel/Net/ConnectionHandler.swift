@@ -124,6 +124,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         outbound.append(message, context: context)
     }
 
+    fileprivate func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
+        guard context != nil else { return }
+        outbound.appendAcknowledgement(id: id, mq: mq, time: time)
+    }
+
     fileprivate func flush() {
         guard let context else { return }
         outbound.flush(context: context)
@@ -165,6 +170,10 @@ private struct HandlerTransport: SessionTransport, @unchecked Sendable {
     func write(_ message: Message) {
         eventLoop.assertInEventLoop()
         handler.write(message)
+    }
+
+    func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
+        handler.writeAcknowledgement(id: id, mq: mq, time: time)
     }
 
     func flush() { handler.flush() }

@@ -12,6 +12,16 @@ public protocol SessionTransport: Sendable {
     func flush()
     /// Closes the connection after what was written; called on ``eventLoop``.
     func close()
+    /// Queues the acknowledgement of a produce: `200`, `mq`, `id` and `time` (milliseconds) as body; called on
+    /// ``eventLoop``. Transports that frame bytes write it without building a ``Message``.
+    func writeAcknowledgement(id: String?, mq: String?, time: Int64)
+}
+
+extension SessionTransport {
+    /// Writes the acknowledgement as a ``Message``.
+    public func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
+        write(Message.reply(status: 200, body: String(time), id: id, mq: mq))
+    }
 }
 
 /// One client connection: its id, its peer address, and the way back to it.
@@ -55,6 +65,16 @@ public final class Session: @unchecked Sendable {
         }
     }
 
+    /// Sends the acknowledgement of a produce (`200`, the request's `id` and `mq`, the node's time in milliseconds as
+    /// body): the same bytes as `send(Message.reply(status: 200, body: String(time), id: id, mq: mq))`, cheaper.
+    public func sendAcknowledgement(id: String?, mq: String?, time: Int64) {
+        if eventLoop.inEventLoop {
+            acknowledgeOnLoop(id: id, mq: mq, time: time)
+        } else {
+            eventLoop.execute { self.acknowledgeOnLoop(id: id, mq: mq, time: time) }
+        }
+    }
+
     /// Closes the connection after what was already sent.
     public func close() {
         if eventLoop.inEventLoop {
@@ -62,6 +82,14 @@ public final class Session: @unchecked Sendable {
         } else {
             eventLoop.execute { self.transport.close() }
         }
+    }
+
+    private func acknowledgeOnLoop(id: String?, mq: String?, time: Int64) {
+        guard isActive else { return }
+        // The last reply on a closing connection carries `connection: close`: the general path writes it.
+        if closeAfterReply { return sendOnLoop(Message.reply(status: 200, body: String(time), id: id, mq: mq)) }
+        transport.writeAcknowledgement(id: id, mq: mq, time: time)
+        scheduleFlush()
     }
 
     private func sendOnLoop(_ message: Message) {
@@ -76,6 +104,10 @@ public final class Session: @unchecked Sendable {
             return
         }
         transport.write(message)
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
         guard !flushPending else { return }
         flushPending = true
         if !inReadBatch {

@@ -86,6 +86,18 @@ struct MessageFramingTests {
         #expect(try framer.next() == nil)
     }
 
+    @Test("an acknowledgement is written byte for byte as the equivalent reply message", arguments: [
+        (String?.none, String?.none, Int64(0)), ("a1", "Q", 1_763_745_384_123), (nil, "MQ-with-a-long-name-over-fifteen", 7),
+        ("id-longer-than-fifteen-bytes-0123456789", nil, 9_999_999_999_999),
+    ])
+    func acknowledgementBytes(id: String?, mq: String?, time: Int64) {
+        var fast = ByteBuffer()
+        MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &fast)
+        var general = ByteBuffer()
+        MessageSerializer.write(Message.reply(status: 200, body: String(time), id: id, mq: mq), into: &general)
+        #expect(String(buffer: fast) == String(buffer: general))
+    }
+
     /// Records what reaches the channel's head and closes the channel when asked to by a flush, the way a socket
     /// whose peer vanished does, re-entering the handler that flushed.
     private final class BatchHandler: ChannelOutboundHandler {
