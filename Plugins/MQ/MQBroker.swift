@@ -135,8 +135,8 @@ final class MQBroker: Sendable {
         do throws(MessageQueue.ProduceRefusal) {
             let deliveries = try queue.produce(request, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop) { result in
                 switch result {
-                case .success:
-                    if wantsAck { session.sendAcknowledgement(id: replyId, mq: replyMq, time: Clock.milliseconds()) }
+                case .success(let storedAt):
+                    if wantsAck { session.sendAcknowledgement(id: replyId, mq: replyMq, time: storedAt) }
                 case .failure(let error):
                     session.send(Message.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(error)", id: replyId, mq: replyMq))
                 }

@@ -55,7 +55,7 @@ final class MessageQueue: @unchecked Sendable {
     private struct PendingAppend {
         let key: String?
         let keyGroup: String
-        let onDurable: @Sendable (Result<Void, QueueStoreError>) -> Void
+        let onDurable: @Sendable (Result<Int64, QueueStoreError>) -> Void
     }
 
     private var keyFilter: KeyFilter
@@ -139,7 +139,7 @@ final class MessageQueue: @unchecked Sendable {
     /// other messages the loop accepted meanwhile (one write for all of them), then delivered; `onDurable` is called
     /// once the message is durable under the fsync policy. Messages of one connection keep their order.
     func produce(_ message: Message, key: String?, keyGroup: String, on eventLoop: any EventLoop,
-                 onDurable: @escaping @Sendable (Result<Void, QueueStoreError>) -> Void) throws(ProduceRefusal) -> Deliveries {
+                 onDurable: @escaping @Sendable (Result<Int64, QueueStoreError>) -> Void) throws(ProduceRefusal) -> Deliveries {
         var deliveries = Deliveries()
         lock.lock()
         let slaveTargets: [MessageQueue]
@@ -149,8 +149,8 @@ final class MessageQueue: @unchecked Sendable {
             defer { lock.unlock() }
             if mode.contains(.rpc) && consumers.isEmpty && subscribers.isEmpty { throw .serviceDown }
             if let key, !keyFilter.add(key, group: keyGroup) { throw .duplicateKey }
-            lastUpdate = Clock.milliseconds()
             if isPubSub {
+                lastUpdate = Clock.milliseconds()
                 fanOutLocked(message, into: &deliveries)
                 fannedOut = true
             } else {
@@ -170,7 +170,7 @@ final class MessageQueue: @unchecked Sendable {
             }
             slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
         }
-        if fannedOut { onDurable(.success(())) }
+        if fannedOut { onDurable(.success(Clock.milliseconds())) }
         if scheduleFlush {
             eventLoop.execute { self.flushAppends(of: ObjectIdentifier(eventLoop)) }
         }
@@ -202,8 +202,11 @@ final class MessageQueue: @unchecked Sendable {
         }
         guard !batch.isEmpty else { return }
         if writeUnlocked { failure = write(batch, acknowledgesLater: acknowledgesLater) }
+        // One clock reading for the whole batch: the MQ's last update and the time every acknowledgement carries.
+        let storedAt = Clock.milliseconds()
         lock.withLock {
             pendingCount -= batch.count
+            lastUpdate = storedAt
             if failure != nil {
                 for entry in batch.entries { if let key = entry.key { _ = keyFilter.remove(key, group: entry.keyGroup) } }
             }
@@ -213,7 +216,7 @@ final class MessageQueue: @unchecked Sendable {
             logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
             for entry in batch.entries { entry.onDurable(.failure(failure)) }
         } else if !acknowledgesLater {
-            for entry in batch.entries { entry.onDurable(.success(())) }
+            for entry in batch.entries { entry.onDurable(.success(storedAt)) }
         }
         deliveries.send()
     }
@@ -223,7 +226,8 @@ final class MessageQueue: @unchecked Sendable {
         if acknowledgesLater {
             let callbacks = batch.entries.map(\.onDurable)
             whenDurable = { result in
-                for callback in callbacks { callback(result) }
+                let durableAt = result.map { Clock.milliseconds() }
+                for callback in callbacks { callback(durableAt) }
             }
         }
         do throws(QueueStoreError) {

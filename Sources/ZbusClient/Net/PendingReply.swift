@@ -1,11 +1,14 @@
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// The reply a request is waiting for: completed once, on the client's event loop, and awaited by one task at a time.
 ///
 /// A waiter that is cancelled either withdraws the request (ordinary requests) or only stops waiting, leaving the
 /// reply to a later waiter (a consumer's long-poll, whose message must not be lost).
-final class PendingReply: @unchecked Sendable {
+///
+/// Its state sits in a `Mutex` stored inline: one allocation per request, and a futex rather than a separately
+/// allocated pthread mutex (a client creates one of these for every request it sends).
+final class PendingReply: Sendable {
     /// Thrown to a waiter whose own wait limit passed while the request is still outstanding.
     struct WaitExpired: Error {}
 
@@ -14,10 +17,13 @@ final class PendingReply: @unchecked Sendable {
     /// A one-way message is "replied" to as soon as it is written.
     let oneWay: Bool
 
-    private let lock = NIOLock()
-    private var result: Result<Message, any Error>?
-    private var waiter: UnsafeContinuation<Message, any Error>?
-    private var waitToken: UInt64 = 0
+    private struct State {
+        var result: Result<Message, any Error>?
+        var waiter: UnsafeContinuation<Message, any Error>?
+        var waitToken: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
 
     init(id: String, cmd: String?, oneWay: Bool = false) {
         self.id = id
@@ -26,22 +32,19 @@ final class PendingReply: @unchecked Sendable {
     }
 
     /// Whether the reply (or a failure) is in.
-    var isCompleted: Bool { lock.withLock { result != nil } }
+    var isCompleted: Bool { state.withLock { $0.result != nil } }
 
     /// Completes the reply; the first completion wins. Returns whether this one did.
     @discardableResult
     func complete(_ outcome: Result<Message, any Error>) -> Bool {
-        lock.lock()
-        guard result == nil else {
-            lock.unlock()
-            return false
+        let (completed, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Message, any Error>?) in
+            guard state.result == nil else { return (false, nil) }
+            state.result = outcome
+            defer { state.waiter = nil }
+            return (true, state.waiter)
         }
-        result = outcome
-        let waiter = self.waiter
-        self.waiter = nil
-        lock.unlock()
         waiter?.resume(with: outcome)
-        return true
+        return completed
     }
 
     /// Waits for the reply.
@@ -52,21 +55,22 @@ final class PendingReply: @unchecked Sendable {
     ///   - until: a limit for this wait only, enforced on `eventLoop`; when it passes, ``WaitExpired`` is thrown and
     ///     the request stays outstanding.
     func wait(withdraw: (@Sendable () -> Void)?, until deadline: NIODeadline? = nil, on eventLoop: (any EventLoop)? = nil) async throws -> Message {
-        if let ready = lock.withLock({ result }) { return try ready.get() }
-        let token: UInt64 = lock.withLock {
-            waitToken &+= 1
-            return waitToken
+        if let ready = state.withLock({ $0.result }) { return try ready.get() }
+        let token: UInt64 = state.withLock { state in
+            state.waitToken &+= 1
+            return state.waitToken
         }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Message, any Error>) in
-                lock.lock()
-                if let result {
-                    lock.unlock()
-                    continuation.resume(with: result)
+                let ready: Result<Message, any Error>? = state.withLock { state in
+                    if let result = state.result { return result }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let ready {
+                    continuation.resume(with: ready)
                     return
                 }
-                waiter = continuation
-                lock.unlock()
                 if Task.isCancelled {
                     cancelWait(token: token, withdraw: withdraw)
                 } else if let deadline, let eventLoop {
@@ -92,13 +96,11 @@ final class PendingReply: @unchecked Sendable {
 
     /// Ends the wait `token` (if it is still the current one) with `error`.
     private func failWait(token: UInt64, with error: any Error) {
-        lock.lock()
-        guard waitToken == token, let waiter else {
-            lock.unlock()
-            return
+        let waiter: UnsafeContinuation<Message, any Error>? = state.withLock { state in
+            guard state.waitToken == token, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return waiter
         }
-        self.waiter = nil
-        lock.unlock()
-        waiter.resume(throwing: error)
+        waiter?.resume(throwing: error)
     }
 }
