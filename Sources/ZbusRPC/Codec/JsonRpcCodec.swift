@@ -48,8 +48,7 @@ public struct JsonRpcCodec: RpcCodec {
 
     /// Writes the response JSON; status 200, or 500 when it reports a failure.
     public func encodeResponse(_ response: RpcResponse) -> Message {
-        var body = ByteBuffer()
-        body.reserveCapacity(64)
+        var body = ByteBufferAllocator().buffer(capacity: 96)
         body.writeStaticString("{\"result\":")
         JSONWriter.write(response.result, into: &body)
         body.writeStaticString(",\"error\":")
@@ -106,8 +105,7 @@ public struct JsonRpcCodec: RpcCodec {
 
     /// The request JSON, fields in zbus 6 order.
     public static func body(of request: RpcRequest) -> ByteBuffer {
-        var body = ByteBuffer()
-        body.reserveCapacity(64)
+        var body = ByteBufferAllocator().buffer(capacity: 96)
         body.writeStaticString("{\"module\":")
         JSONWriter.writeString(request.module, into: &body)
         body.writeStaticString(",\"method\":")
