@@ -92,11 +92,26 @@ final class MessageQueue: @unchecked Sendable {
 
     /// What one operation produced for the caller to send once the lock is released.
     struct Deliveries {
-        fileprivate var items: [(Session, Message)] = []
+        /// One thing to send: a message, or a stored record delivered to a consumer.
+        fileprivate enum Item {
+            case message(Message)
+            case record(ByteBuffer, requestId: String?, close: Bool)
+        }
+
+        fileprivate var items: [(Session, Item)] = []
+
+        fileprivate mutating func append(_ message: Message, to session: Session) {
+            items.append((session, .message(message)))
+        }
 
         /// Sends everything, in order.
         func send() {
-            for (session, message) in items { session.send(message) }
+            for (session, item) in items {
+                switch item {
+                case .message(let message): session.send(message)
+                case .record(let record, let requestId, let close): session.sendDelivery(record: record, requestId: requestId, close: close)
+                }
+            }
         }
     }
 
@@ -281,7 +296,7 @@ final class MessageQueue: @unchecked Sendable {
                 if parkedIndex != nil || subscriberParked {
                     if timeoutMilliseconds == 0 {
                         if let parkedIndex { pulls.remove(at: parkedIndex) } else { subscribers[session.id]?.pull = nil }
-                        deliveries.items.append((session, Self.nothingCame(to: pull, mq: name)))
+                        deliveries.append(Self.nothingCame(to: pull, mq: name), to: session)
                     } else if pullSweeper == nil {
                         pullSweeper = session.eventLoop.scheduleRepeatedTask(initialDelay: Self.pullSweepInterval, delay: Self.pullSweepInterval) { _ in
                             self.expireDuePulls()
@@ -367,7 +382,12 @@ final class MessageQueue: @unchecked Sendable {
             guard let stored = redeliveries.popFirst() ?? nextFromBackendLocked() else { break }
             pulls.removeFirst()
             inFlight[pull.session.id, default: []].append(stored)
-            deliveries.items.append((pull.session, Self.delivery(of: stored.message, requestId: pull.requestId, close: pull.closeAfterReply)))
+            switch stored.payload {
+            case .message(let message):
+                deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
+            case .record(let record):
+                deliveries.items.append((pull.session, .record(record, requestId: pull.requestId, close: pull.closeAfterReply)))
+            }
         }
     }
 
@@ -409,7 +429,7 @@ final class MessageQueue: @unchecked Sendable {
             guard matches, subscriber.session.isActive else { continue }
             if let pull = subscriber.pull {
                 subscriber.pull = nil
-                deliveries.items.append((subscriber.session, Self.delivery(of: message, requestId: pull.requestId, close: pull.closeAfterReply)))
+                deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: subscriber.session)
             } else {
                 subscriber.buffer.append(message)
                 if subscriber.buffer.count > subscriberBufferLimit {
@@ -430,20 +450,7 @@ final class MessageQueue: @unchecked Sendable {
         guard var subscriber = subscribers[sessionId], let pull = subscriber.pull, let message = subscriber.buffer.popFirst() else { return }
         subscriber.pull = nil
         subscribers[sessionId] = subscriber
-        deliveries.items.append((subscriber.session, Self.delivery(of: message, requestId: pull.requestId, close: pull.closeAfterReply)))
-    }
-
-    /// The message as a consumer receives it: status 200 unless it carries one, `rawid` = the producer's id, `id` =
-    /// the consume's id (when it had one).
-    static func delivery(of stored: Message, requestId: String?, close: Bool) -> Message {
-        var message = stored
-        message.headers.remove(HeaderName.cmd)
-        message.headers.remove(HeaderName.ack)
-        if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
-        if let producerId = message.id { message.rawId = producerId }
-        if let requestId { message.id = requestId }
-        message.closeRequested = close
-        return message
+        deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: subscriber.session)
     }
 
     // MARK: - Removal
@@ -466,7 +473,7 @@ final class MessageQueue: @unchecked Sendable {
                 reply.mq = name
                 reply.id = pull.requestId
                 reply.closeRequested = pull.closeAfterReply
-                deliveries.items.append((pull.session, reply))
+                deliveries.append(reply, to: pull.session)
             }
         }
         return deliveries

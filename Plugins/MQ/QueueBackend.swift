@@ -4,8 +4,14 @@ import ZbusKernel
 
 /// A message with its position in its queue.
 struct StoredMessage: Sendable {
+    /// A message held in memory, or a durable one as the store keeps it (its wire form, delivered without parsing).
+    enum Payload: Sendable {
+        case message(Message)
+        case record(ByteBuffer)
+    }
+
     let sequence: UInt64
-    let message: Message
+    let payload: Payload
 }
 
 /// Where an MQ keeps the messages not yet handed out. Called under the owning ``MessageQueue``'s lock.
@@ -36,7 +42,7 @@ final class MemoryBackend: QueueBackend, @unchecked Sendable {
 
     func appendBatch(_ batch: [Message], onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) {
         for message in batch {
-            messages.append(StoredMessage(sequence: nextSequence, message: message))
+            messages.append(StoredMessage(sequence: nextSequence, payload: .message(message)))
             nextSequence += 1
         }
     }
@@ -92,17 +98,9 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
     }
 
     func next() -> StoredMessage? {
-        while let (sequence, record) = queue.next() {
-            var buffer = record
-            // Records were written by the serializer and checked by CRC, so they parse; the limits only guard
-            // against a record from a node configured with larger limits.
-            var parser = MessageParser(limits: MessageLimits(maxHeaderBytes: max(limits.maxHeaderBytes, buffer.readableBytes), maxBodyBytes: max(limits.maxBodyBytes, buffer.readableBytes)))
-            if let message = try? parser.next(&buffer) {
-                return StoredMessage(sequence: sequence, message: message)
-            }
-            // Unreadable as a message (never written by this node): skipped; the next commit covers its sequence.
-        }
-        return nil
+        // Delivered as stored (see `StoredDelivery`): no parsing while the queue's lock is held.
+        guard let (sequence, record) = queue.next() else { return nil }
+        return StoredMessage(sequence: sequence, payload: .record(record))
     }
 
     func commit(through sequence: UInt64) { queue.commit(through: sequence) }

@@ -105,6 +105,12 @@ public final class OutboundBatch {
         holdsBytes = true
     }
 
+    /// Appends the delivery of a stored record (see ``StoredDelivery``).
+    public func appendDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
+        StoredDelivery.writeAny(record: record, requestId: requestId, close: close, into: &buffer)
+        holdsBytes = true
+    }
+
     /// Appends raw bytes (an interim `100 Continue`) to the batch.
     public func append(raw bytes: StaticString) {
         buffer.writeStaticString(bytes)

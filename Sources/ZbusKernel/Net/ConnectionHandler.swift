@@ -129,6 +129,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         outbound.appendAcknowledgement(id: id, mq: mq, time: time)
     }
 
+    fileprivate func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
+        guard context != nil else { return }
+        outbound.appendDelivery(record: record, requestId: requestId, close: close)
+    }
+
     fileprivate func flush() {
         guard let context else { return }
         outbound.flush(context: context)
@@ -174,6 +179,10 @@ private struct HandlerTransport: SessionTransport, @unchecked Sendable {
 
     func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
         handler.writeAcknowledgement(id: id, mq: mq, time: time)
+    }
+
+    func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
+        handler.writeDelivery(record: record, requestId: requestId, close: close)
     }
 
     func flush() { handler.flush() }

@@ -15,12 +15,20 @@ public protocol SessionTransport: Sendable {
     /// Queues the acknowledgement of a produce: `200`, `mq`, `id` and `time` (milliseconds) as body; called on
     /// ``eventLoop``. Transports that frame bytes write it without building a ``Message``.
     func writeAcknowledgement(id: String?, mq: String?, time: Int64)
+    /// Queues the delivery of a stored record to a consumer (see ``StoredDelivery``); called on ``eventLoop``.
+    /// Transports that frame bytes write it without building a ``Message``.
+    func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool)
 }
 
 extension SessionTransport {
     /// Writes the acknowledgement as a ``Message``.
     public func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
         write(Message.reply(status: 200, body: String(time), id: id, mq: mq))
+    }
+
+    /// Parses the record and writes its delivery as a ``Message``.
+    public func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
+        write(StoredDelivery.message(record: record, requestId: requestId, close: close))
     }
 }
 
@@ -75,6 +83,16 @@ public final class Session: @unchecked Sendable {
         }
     }
 
+    /// Sends a stored record to a consumer as its delivery (see ``StoredDelivery``): the same bytes as sending the
+    /// parsed message `delivered(requestId:close:)`, without parsing it.
+    public func sendDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
+        if eventLoop.inEventLoop {
+            deliverOnLoop(record: record, requestId: requestId, close: close)
+        } else {
+            eventLoop.execute { self.deliverOnLoop(record: record, requestId: requestId, close: close) }
+        }
+    }
+
     /// Closes the connection after what was already sent.
     public func close() {
         if eventLoop.inEventLoop {
@@ -89,6 +107,19 @@ public final class Session: @unchecked Sendable {
         // The last reply on a closing connection carries `connection: close`: the general path writes it.
         if closeAfterReply { return sendOnLoop(Message.reply(status: 200, body: String(time), id: id, mq: mq)) }
         transport.writeAcknowledgement(id: id, mq: mq, time: time)
+        scheduleFlush()
+    }
+
+    private func deliverOnLoop(record: ByteBuffer, requestId: String?, close: Bool) {
+        guard isActive else { return }
+        if closeAfterReply {
+            transport.writeDelivery(record: record, requestId: requestId, close: true)
+            transport.flush()
+            transport.close()
+            markClosed()
+            return
+        }
+        transport.writeDelivery(record: record, requestId: requestId, close: close)
         scheduleFlush()
     }
 

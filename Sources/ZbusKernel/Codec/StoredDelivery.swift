@@ -1,0 +1,229 @@
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension Message {
+    /// The message as a consumer receives it (zbus 6 §3): status 200 unless it carries a status, `cmd` and `ack`
+    /// dropped, `rawid` = the producer's `id`, `id` = the consume's id (when it had one).
+    public func delivered(requestId: String?, close: Bool) -> Message {
+        var message = self
+        message.headers.remove(HeaderName.cmd)
+        message.headers.remove(HeaderName.ack)
+        if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
+        if let producerId = message.id { message.rawId = producerId }
+        if let requestId { message.id = requestId }
+        message.closeRequested = close
+        return message
+    }
+}
+
+/// Writes a stored record (a message in the store's wire form) straight into an outgoing buffer as its delivery to a
+/// consumer, without parsing it into a ``Message``: the bytes ``Message/delivered(requestId:close:)`` followed by the
+/// serializer would produce, for the records this node writes.
+///
+/// Consuming a durable MQ reads every message back from the store; building a `Message` from it (a string per header)
+/// only to write it out again was the largest cost of a consume.
+public enum StoredDelivery {
+    /// Appends the delivery of `record` to `buffer`.
+    ///
+    /// - Returns: `false` (leaving `buffer` untouched) for a record this writer does not handle: not in the form the
+    ///   serializer writes (a head without its end, a `content-length` that does not match the body). The caller then
+    ///   parses the record and delivers the message the general way.
+    public static func write(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) -> Bool {
+        record.withUnsafeReadableBytes { bytes in
+            guard let plan = Plan(bytes) else { return false }
+            write(bytes, plan: plan, requestId: requestId, close: close, into: &buffer)
+            return true
+        }
+    }
+
+    /// The delivery of `record` as a ``Message``, parsed the general way (for transports that carry messages, and for
+    /// records ``write(record:requestId:close:into:)`` does not handle). A record that does not parse (it passed its
+    /// checksum, so it was never written by a node) is answered with a 500 naming the problem instead.
+    public static func message(record: ByteBuffer, requestId: String?, close: Bool) -> Message {
+        var buffer = record
+        let size = max(record.readableBytes, 1)
+        var parser = MessageParser(limits: MessageLimits(maxHeaderBytes: size, maxBodyBytes: size))
+        do {
+            if let message = try parser.next(&buffer) { return message.delivered(requestId: requestId, close: close) }
+            return unreadable("incomplete message", requestId: requestId, close: close)
+        } catch {
+            return unreadable("\(error)", requestId: requestId, close: close)
+        }
+    }
+
+    private static func unreadable(_ reason: String, requestId: String?, close: Bool) -> Message {
+        var reply = Message.reply(status: 500, body: "stored message unreadable: \(reason)", id: requestId, mq: nil)
+        reply.closeRequested = close
+        return reply
+    }
+
+    /// Appends the delivery of `record` to `buffer`, parsing it the general way when the fast path does not apply.
+    public static func writeAny(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) {
+        guard !write(record: record, requestId: requestId, close: close, into: &buffer) else { return }
+        MessageSerializer.write(message(record: record, requestId: requestId, close: close), into: &buffer)
+    }
+
+    /// What one pass over the head found.
+    private struct Plan {
+        /// Offset of the `\r\n` that ends the start line.
+        var startLineEnd: Int
+        /// Offset of the blank line's `\r\n` (the end of the last header line).
+        var headEnd: Int
+        var isStatusLine: Bool
+        /// The producer's id (value bytes), if the record has one.
+        var storedId: Range<Int>?
+        var hasRawId = false
+        var bodyStart: Int
+        var bodyLength: Int
+
+        init?(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress, bytes.count >= 4 else { return nil }
+            // The first `\r\n\r\n` ends the head.
+            var headEnd: Int?
+            var position = 0
+            while position + 3 < bytes.count {
+                guard let hit = memchr(base + position, Int32(UInt8(ascii: "\r")), bytes.count - position - 3) else { break }
+                let index = base.distance(to: UnsafeRawPointer(hit))
+                if bytes[index + 1] == UInt8(ascii: "\n"), bytes[index + 2] == UInt8(ascii: "\r"), bytes[index + 3] == UInt8(ascii: "\n") {
+                    headEnd = index
+                    break
+                }
+                position = index + 1
+            }
+            guard let headEnd, let firstLineEnd = Self.lineEnd(bytes, from: 0, limit: headEnd + 2) else { return nil }
+            self.headEnd = headEnd
+            self.startLineEnd = firstLineEnd
+            self.isStatusLine = firstLineEnd >= 5 && bytes[0] == UInt8(ascii: "H") && bytes[1] == UInt8(ascii: "T")
+                && bytes[2] == UInt8(ascii: "T") && bytes[3] == UInt8(ascii: "P") && bytes[4] == UInt8(ascii: "/")
+            self.bodyStart = headEnd + 4
+            self.bodyLength = bytes.count - bodyStart
+            var contentLength: Int?
+            var lineStart = firstLineEnd + 2
+            while lineStart < headEnd {
+                guard let end = Self.lineEnd(bytes, from: lineStart, limit: headEnd + 2),
+                    let (name, value) = Self.split(bytes, lineStart..<end)
+                else { return nil }
+                switch Self.kind(bytes, name) {
+                case .id: storedId = value
+                case .rawId: hasRawId = true
+                case .contentLength:
+                    var number = 0
+                    for offset in value {
+                        let digit = bytes[offset] &- UInt8(ascii: "0")
+                        guard digit < 10, number < 1 << 40 else { return nil }
+                        number = number * 10 + Int(digit)
+                    }
+                    contentLength = number
+                case .connection, .transferEncoding, .command, .other: break
+                }
+                lineStart = end + 2
+            }
+            guard (contentLength ?? 0) == bodyLength else { return nil }
+        }
+
+        /// Offset of the next `\r\n` at or after `from`, before `limit`.
+        static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
+            var index = from
+            while index + 1 < limit {
+                if bytes[index] == UInt8(ascii: "\r") && bytes[index + 1] == UInt8(ascii: "\n") { return index }
+                index += 1
+            }
+            return nil
+        }
+
+        /// The name and the trimmed value of a header line.
+        static func split(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> (Range<Int>, Range<Int>)? {
+            guard let colon = line.first(where: { bytes[$0] == UInt8(ascii: ":") }), colon > line.lowerBound else { return nil }
+            var valueStart = colon + 1
+            var valueEnd = line.upperBound
+            while valueStart < valueEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
+            while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            var nameEnd = colon
+            while nameEnd > line.lowerBound, bytes[nameEnd - 1] == 0x20 || bytes[nameEnd - 1] == 0x09 { nameEnd -= 1 }
+            return (line.lowerBound..<nameEnd, valueStart..<valueEnd)
+        }
+
+        enum Kind { case id, rawId, contentLength, connection, transferEncoding, command, other }
+
+        static func kind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Kind {
+            switch name.count {
+            case 2 where equals(bytes, name, "id"): return .id
+            case 3 where equals(bytes, name, "cmd") || equals(bytes, name, "ack"): return .command
+            case 5 where equals(bytes, name, "rawid"): return .rawId
+            case 10 where equals(bytes, name, "connection"): return .connection
+            case 14 where equals(bytes, name, "content-length"): return .contentLength
+            case 17 where equals(bytes, name, "transfer-encoding"): return .transferEncoding
+            default: return .other
+            }
+        }
+
+        static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {
+            guard range.count == lowercase.utf8CodeUnitCount else { return false }
+            let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+            for offset in 0..<range.count where lowerASCII(bytes[range.lowerBound + offset]) != expected[offset] { return false }
+            return true
+        }
+    }
+
+    @inline(__always)
+    private static func lowerASCII(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+
+    private static func write(_ bytes: UnsafeRawBufferPointer, plan: Plan, requestId: String?, close: Bool, into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: bytes.count + (requestId?.utf8.count ?? 0) + 2 * 40)
+        if plan.isStatusLine {
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<plan.startLineEnd]))
+            buffer.writeStaticString("\r\n")
+        } else {
+            buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
+        }
+        let storedId = plan.storedId.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        var lineStart = plan.startLineEnd + 2
+        while lineStart < plan.headEnd {
+            let end = Plan.lineEnd(bytes, from: lineStart, limit: plan.headEnd + 2)!
+            let (name, value) = Plan.split(bytes, lineStart..<end)!
+            lineStart = end + 2
+            switch Plan.kind(bytes, name) {
+            case .contentLength, .connection, .transferEncoding, .command:
+                continue
+            case .id:
+                buffer.writeStaticString("id: ")
+                if let requestId { buffer.writeString(requestId) } else { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[value])) }
+            case .rawId:
+                buffer.writeStaticString("rawid: ")
+                buffer.writeBytes(storedId ?? UnsafeRawBufferPointer(rebasing: bytes[value]))
+            case .other:
+                // Names are written lower-cased, as the parser would have stored them.
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count) { target in
+                    for offset in 0..<name.count { target[offset] = lowerASCII(bytes[name.lowerBound + offset]) }
+                    return name.count
+                }
+                buffer.writeStaticString(": ")
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[value]))
+            }
+            buffer.writeStaticString("\r\n")
+        }
+        if let storedId, !plan.hasRawId {
+            buffer.writeStaticString("rawid: ")
+            buffer.writeBytes(storedId)
+            buffer.writeStaticString("\r\n")
+        }
+        if storedId == nil, let requestId {
+            buffer.writeStaticString("id: ")
+            buffer.writeString(requestId)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("content-length: ")
+        MessageSerializer.writeDecimal(plan.bodyLength, into: &buffer)
+        buffer.writeStaticString(close ? "\r\nconnection: close\r\n\r\n" : "\r\nconnection: Keep-Alive\r\n\r\n")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[plan.bodyStart...]))
+    }
+}

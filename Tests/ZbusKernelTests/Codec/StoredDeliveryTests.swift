@@ -1,0 +1,82 @@
+import NIOCore
+import Testing
+@testable import ZbusKernel
+
+@Suite("StoredDelivery")
+struct StoredDeliveryTests {
+    /// Records as the MQ module stores them: a produce as the node parsed it (stamped), serialized without `cmd`/`ack`.
+    static let produced: [String] = [
+        "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Q\r\nid: 0-17\r\ncontent-length: 11\r\n\r\nhello world",
+        "POST /x?y=1 HTTP/1.1\r\nCmd: produce\r\nMQ: Q\r\nack: 0\r\nX-Custom:  spaced value \r\ncontent-length: 0\r\n\r\n",
+        "GET / HTTP/1.1\r\ncmd: produce\r\nmq: Q\r\nrawid: earlier\r\nid: i2\r\ntopic: a,b\r\ncontent-length: 3\r\n\r\nabc",
+        "HTTP/1.1 202 Accepted\r\ncmd: produce\r\nmq: Q\r\nid: s1\r\ncontent-length: 2\r\n\r\nok",
+        "HTTP/1.1 599 Custom Reason Here\r\nmq: Q\r\ncontent-length: 1\r\n\r\nz",
+        "POST / HTTP/1.1\r\nmq: Q\r\nexpect: 100-continue\r\nencoding: UTF-8\r\ncontent-length: 4\r\n\r\n\u{00e9}\u{00e9}",
+        "POST / HTTP/1.1\r\nmq: Q\r\nid: \(String(repeating: "long-id-", count: 20))\r\ncontent-length: 5\r\n\r\n12345",
+    ]
+
+    private static func record(_ wire: String) throws -> ByteBuffer {
+        var input = ByteBuffer(string: wire)
+        var parser = MessageParser(stamp: InboundStamp(sender: "0b0a8e4c-5f7e-4c55-8a43-2b7a3a0d1e11", server: "10.0.0.1:15555",
+                                                       remoteAddress: "127.0.0.1:40000"))
+        let message = try #require(try parser.next(&input))
+        return MessageSerializer.serialize(message, omittingCommand: true)
+    }
+
+    private static func general(_ record: ByteBuffer, requestId: String?, close: Bool) -> String {
+        var out = ByteBuffer()
+        MessageSerializer.write(StoredDelivery.message(record: record, requestId: requestId, close: close), into: &out)
+        return String(buffer: out)
+    }
+
+    @Test("the fast path writes exactly what parsing, delivered(requestId:close:) and the serializer write",
+          arguments: 0..<7)
+    func sameBytes(index: Int) throws {
+        let record = try Self.record(Self.produced[index])
+        for requestId in [nil, "c-1", String(repeating: "r", count: 40)] {
+            for close in [false, true] {
+                var fast = ByteBuffer()
+                #expect(StoredDelivery.write(record: record, requestId: requestId, close: close, into: &fast))
+                #expect(String(buffer: fast) == Self.general(record, requestId: requestId, close: close),
+                        "record \(index), requestId \(requestId ?? "nil"), close \(close)")
+            }
+        }
+    }
+
+    @Test("a delivered produce: 200, rawid = the producer's id, id = the consume's id, body intact")
+    func deliveredShape() throws {
+        var out = ByteBuffer()
+        #expect(StoredDelivery.write(record: try Self.record(Self.produced[0]), requestId: "c-9", close: false, into: &out))
+        var parser = MessageParser()
+        let message = try #require(try parser.next(&out))
+        #expect(message.status == 200)
+        #expect(message.id == "c-9")
+        #expect(message.rawId == "0-17")
+        #expect(message.mq == "Q")
+        #expect(message.cmd == nil)
+        #expect(message.bodyString == "hello world")
+        #expect(message.sender == "0b0a8e4c-5f7e-4c55-8a43-2b7a3a0d1e11")
+    }
+
+    @Test("records not in the serializer's form are declined, and writeAny falls back to parsing them")
+    func declined() throws {
+        let odd = [
+            "POST / HTTP/1.1\r\nmq: Q\r\ncontent-length: 9\r\n\r\nabc",  // content-length does not match the body
+            "POST / HTTP/1.1\r\nmq: Q\r\ncontent-length: 3",  // no end of head
+            "garbage without any structure",
+        ]
+        for text in odd {
+            var fast = ByteBuffer()
+            #expect(!StoredDelivery.write(record: ByteBuffer(string: text), requestId: "c", close: false, into: &fast))
+            #expect(fast.readableBytes == 0)
+            var any = ByteBuffer()
+            StoredDelivery.writeAny(record: ByteBuffer(string: text), requestId: "c", close: false, into: &any)
+            #expect(String(buffer: any) == Self.general(ByteBuffer(string: text), requestId: "c", close: false))
+        }
+        // An unparseable record becomes a 500 naming the problem, carrying the consume's id.
+        let unreadable = StoredDelivery.message(record: ByteBuffer(string: "garbage without any structure"), requestId: "c", close: false)
+        #expect(unreadable.status == 500)
+        #expect(unreadable.id == "c")
+        #expect(unreadable.bodyString.hasPrefix("stored message unreadable"))
+    }
+}
