@@ -128,19 +128,12 @@ final class MQBroker: Sendable {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
         let wantsAck = request.ack
-        // The reply needs only the request's id and mq: capturing those rather than the request keeps the
-        // message's storage uniquely owned on its way to the store.
-        let replyId = request.id
-        let replyMq = request.mq
+        // The receipt needs only the request's id and mq: taking those rather than the request keeps the message's
+        // storage uniquely owned on its way to the store.
+        let receipt = MessageQueue.ProduceReceipt(session: session, id: request.id, mq: request.mq, wantsAck: wantsAck)
         do throws(MessageQueue.ProduceRefusal) {
-            let deliveries = try queue.produce(request, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop) { result in
-                switch result {
-                case .success(let storedAt):
-                    if wantsAck { session.sendAcknowledgement(id: replyId, mq: replyMq, time: storedAt) }
-                case .failure(let error):
-                    session.send(Message.reply(status: 500, body: "MQ(\(queue.name)) store failure: \(error)", id: replyId, mq: replyMq))
-                }
-            }
+            let deliveries = try queue.produce(request, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop,
+                                               receipt: receipt)
             deliveries.send()
         } catch {
             switch error {

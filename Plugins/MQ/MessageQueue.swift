@@ -55,7 +55,29 @@ final class MessageQueue: @unchecked Sendable {
     private struct PendingAppend {
         let key: String?
         let keyGroup: String
-        let onDurable: @Sendable (Result<Int64, QueueStoreError>) -> Void
+        let receipt: ProduceReceipt
+    }
+
+    /// Who hears about a produce once it is stored: the producer's session and the request's `id` and `mq`. A plain
+    /// value rather than a callback, so accepting a message allocates nothing for it.
+    struct ProduceReceipt: Sendable {
+        let session: Session?
+        let id: String?
+        let mq: String?
+        let wantsAck: Bool
+
+        /// Nobody to tell (the copy a slave MQ gets).
+        static let none = ProduceReceipt(session: nil, id: nil, mq: nil, wantsAck: false)
+
+        /// The message is durable under the fsync policy as of `time` (milliseconds): acknowledge if asked to.
+        func stored(at time: Int64) {
+            if wantsAck, let session { session.sendAcknowledgement(id: id, mq: mq, time: time) }
+        }
+
+        /// The store refused the message: the producer hears it, acknowledgement asked for or not.
+        func failed(_ error: QueueStoreError, queue: String) {
+            session?.send(Message.reply(status: 500, body: "MQ(\(queue)) store failure: \(error)", id: id, mq: mq))
+        }
     }
 
     private var keyFilter: KeyFilter
@@ -151,10 +173,10 @@ final class MessageQueue: @unchecked Sendable {
     /// storing, or refuses it at once.
     ///
     /// Accepted messages are written to the store at the end of the current tick of `eventLoop`, together with the
-    /// other messages the loop accepted meanwhile (one write for all of them), then delivered; `onDurable` is called
+    /// other messages the loop accepted meanwhile (one write for all of them), then delivered; `receipt` hears
     /// once the message is durable under the fsync policy. Messages of one connection keep their order.
     func produce(_ message: Message, key: String?, keyGroup: String, on eventLoop: any EventLoop,
-                 onDurable: @escaping @Sendable (Result<Int64, QueueStoreError>) -> Void) throws(ProduceRefusal) -> Deliveries {
+                 receipt: ProduceReceipt) throws(ProduceRefusal) -> Deliveries {
         var deliveries = Deliveries()
         lock.lock()
         let slaveTargets: [MessageQueue]
@@ -174,7 +196,7 @@ final class MessageQueue: @unchecked Sendable {
                     throw .full(limit: definition.maxLength)
                 }
                 let loop = ObjectIdentifier(eventLoop)
-                let entry = PendingAppend(key: key, keyGroup: keyGroup, onDurable: onDurable)
+                let entry = PendingAppend(key: key, keyGroup: keyGroup, receipt: receipt)
                 if pendingAppends[loop] == nil {
                     pendingAppends[loop] = PendingBatch()
                     scheduleFlush = true
@@ -185,14 +207,14 @@ final class MessageQueue: @unchecked Sendable {
             }
             slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
         }
-        if fannedOut { onDurable(.success(Clock.milliseconds())) }
+        if fannedOut { receipt.stored(at: Clock.milliseconds()) }
         if scheduleFlush {
             eventLoop.execute { self.flushAppends(of: ObjectIdentifier(eventLoop)) }
         }
         for slave in slaveTargets {
             // A slave gets a copy of every message produced to its master, its headers untouched.
             do {
-                try slave.produce(message, key: nil, keyGroup: "", on: eventLoop, onDurable: { _ in }).send()
+                try slave.produce(message, key: nil, keyGroup: "", on: eventLoop, receipt: .none).send()
             } catch {
                 logger.warning("copy to slave MQ failed", metadata: ["slave": "\(slave.name)", "error": "\(error)"])
             }
@@ -229,9 +251,9 @@ final class MessageQueue: @unchecked Sendable {
         }
         if let failure {
             logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
-            for entry in batch.entries { entry.onDurable(.failure(failure)) }
+            for entry in batch.entries { entry.receipt.failed(failure, queue: name) }
         } else if !acknowledgesLater {
-            for entry in batch.entries { entry.onDurable(.success(storedAt)) }
+            for entry in batch.entries { entry.receipt.stored(at: storedAt) }
         }
         deliveries.send()
     }
@@ -239,10 +261,16 @@ final class MessageQueue: @unchecked Sendable {
     private func write(_ batch: PendingBatch, acknowledgesLater: Bool) -> QueueStoreError? {
         var whenDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)? = nil
         if acknowledgesLater {
-            let callbacks = batch.entries.map(\.onDurable)
+            let receipts = batch.entries.map(\.receipt)
+            let name = self.name
             whenDurable = { result in
-                let durableAt = result.map { Clock.milliseconds() }
-                for callback in callbacks { callback(durableAt) }
+                switch result {
+                case .success:
+                    let durableAt = Clock.milliseconds()
+                    for receipt in receipts { receipt.stored(at: durableAt) }
+                case .failure(let error):
+                    for receipt in receipts { receipt.failed(error, queue: name) }
+                }
             }
         }
         do throws(QueueStoreError) {
