@@ -177,7 +177,7 @@ public struct MessageParser: Sendable {
                     index![name] = message.headers.count
                     message.headers.appendUnchecked(name: name, value: value)
                 }
-            } else if let existing = message.headers.storage.firstIndex(where: { $0.name == name }) {
+            } else if let existing = message.headers.storage.firstIndex(where: { Headers.same($0.name, name) }) {
                 message.headers.storage[existing].value = value
             } else {
                 message.headers.appendUnchecked(name: name, value: value)
