@@ -111,6 +111,8 @@ public struct Producer: Sendable {
 
     private func prepared(_ message: Message, ack: Bool) -> Message {
         var request = message
+        // Room for what is added here and the id the client adds, so the header array grows once at most.
+        request.headers.reserveCapacity(request.headers.count + 4)
         request.cmd = "produce"
         request.mq = mq
         if let token { request.token = token }
