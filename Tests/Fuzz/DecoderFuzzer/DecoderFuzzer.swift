@@ -5,15 +5,20 @@ import ZbusKernel
 import Glibc
 #endif
 
-/// Runs one input through the parser, in two chunkings, and traps on any broken invariant.
+/// Runs one input through the parser, in two chunkings, and through the connection framer, and traps on any broken
+/// invariant; every decoded message is also stored and delivered from its record (`StoredDelivery`), which must give
+/// the bytes the parsing path gives.
 ///
 /// The same body serves libFuzzer (`LLVMFuzzerTestOneInput`) and the replay runner (plain binary: each argument is a
 /// file to replay, as libFuzzer writes crash inputs).
 func fuzzOneInput(_ bytes: UnsafeRawBufferPointer) {
+    let limits = MessageLimits(maxHeaderBytes: 512, maxBodyBytes: 256)
+    var firstRun: [Message]?
     for chunkSize in [bytes.count, 7] where chunkSize > 0 {
-        var parser = MessageParser(limits: MessageLimits(maxHeaderBytes: 512, maxBodyBytes: 256))
+        var parser = MessageParser(limits: limits)
         var buffer = ByteBuffer()
         var offset = 0
+        var messages: [Message] = []
         feeding: while offset < bytes.count {
             let end = min(bytes.count, offset + chunkSize)
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
@@ -23,6 +28,7 @@ func fuzzOneInput(_ bytes: UnsafeRawBufferPointer) {
                 do {
                     guard let message = try parser.next(&buffer) else { break }
                     precondition(buffer.readerIndex > before, "decoded a message without consuming input")
+                    messages.append(message)
                     var encoded = MessageSerializer.serialize(message)
                     var again = MessageParser(limits: .default)
                     let decoded = try again.next(&encoded)
@@ -33,6 +39,36 @@ func fuzzOneInput(_ bytes: UnsafeRawBufferPointer) {
                     break feeding
                 }
             }
+        }
+        if firstRun == nil { firstRun = messages }
+    }
+
+    var framer = InboundFramer(limits: limits)
+    var framed = 0
+    var offset = 0
+    framing: while offset < bytes.count {
+        let end = min(bytes.count, offset + 13)
+        framer.append(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<end])))
+        offset = end
+        do {
+            while let message = try framer.next() {
+                precondition(framed < (firstRun?.count ?? 0) && firstRun![framed].headers == message.headers,
+                             "the framer cut a different message")
+                framed += 1
+            }
+        } catch {
+            break framing
+        }
+    }
+
+    for message in firstRun ?? [] {
+        let record = MessageSerializer.serialize(message, omittingCommand: true)
+        for (requestId, close) in [(String?.none, false), ("c-1", true)] {
+            var fast = ByteBuffer()
+            precondition(StoredDelivery.write(record: record, requestId: requestId, close: close, into: &fast), "record declined")
+            var general = ByteBuffer()
+            MessageSerializer.write(StoredDelivery.message(record: record, requestId: requestId, close: close), into: &general)
+            precondition(fast == general, "stored delivery differs from the parsed one")
         }
     }
 }

@@ -57,11 +57,16 @@ enum FuzzInputs {
 @Suite("MessageParser fuzz")
 struct MessageParserFuzzTests {
     /// Feeds `bytes` in random chunks; checks that every call makes progress or asks for more, and that whatever
-    /// decodes re-encodes into something that decodes to the same message.
+    /// decodes re-encodes into something that decodes to the same message. Then checks that the connection framer
+    /// (another chunking) cuts the same messages, and that each one, stored and delivered from its record without
+    /// parsing (`StoredDelivery`), gives the bytes the parsing path gives.
     static func check(_ bytes: [UInt8], rng: inout SplitMix64) {
-        var parser = MessageParser(limits: MessageLimits(maxHeaderBytes: 256, maxBodyBytes: 64))
+        let limits = MessageLimits(maxHeaderBytes: 256, maxBodyBytes: 64)
+        var parser = MessageParser(limits: limits)
         var buffer = ByteBuffer()
         var offset = 0
+        var decoded: [Message] = []
+        var failed = false
         feeding: while offset < bytes.count {
             let chunk = min(bytes.count - offset, Int.random(in: 1...64, using: &rng))
             buffer.writeBytes(bytes[offset..<(offset + chunk)])
@@ -73,16 +78,50 @@ struct MessageParserFuzzTests {
                     message = try parser.next(&buffer)
                 } catch {
                     #expect((400...499).contains(error.status))
+                    failed = true
                     break feeding
                 }
                 guard let message else { break }
                 #expect(buffer.readerIndex > before, "a decoded message must consume input")
+                decoded.append(message)
                 var encoded = MessageSerializer.serialize(message)
                 var again = MessageParser(limits: .default)
-                let decoded = try? again.next(&encoded)
-                #expect(decoded?.headers == message.headers)
-                #expect(decoded?.body?.readableBytes ?? 0 == message.body?.readableBytes ?? 0)
+                let reparsed = try? again.next(&encoded)
+                #expect(reparsed?.headers == message.headers)
+                #expect(reparsed?.body?.readableBytes ?? 0 == message.body?.readableBytes ?? 0)
             }
+        }
+
+        var framer = InboundFramer(limits: limits)
+        var framed: [Message] = []
+        var framerFailed = false
+        offset = 0
+        framing: while offset < bytes.count {
+            let chunk = min(bytes.count - offset, Int.random(in: 1...200, using: &rng))
+            framer.append(ByteBuffer(bytes: bytes[offset..<(offset + chunk)]))
+            offset += chunk
+            do {
+                while let message = try framer.next() { framed.append(message) }
+            } catch {
+                framerFailed = true
+                break framing
+            }
+        }
+        #expect(framerFailed == failed)
+        #expect(framed.count == decoded.count)
+        for (one, other) in zip(framed, decoded) {
+            #expect(one.headers == other.headers && one.body == other.body && one.startLine == other.startLine)
+        }
+
+        for message in decoded {
+            let record = MessageSerializer.serialize(message, omittingCommand: true)
+            var fast = ByteBuffer()
+            let requestId: String? = Bool.random(using: &rng) ? "c-\(rng.next() % 1000)" : nil
+            let close = Bool.random(using: &rng)
+            #expect(StoredDelivery.write(record: record, requestId: requestId, close: close, into: &fast))
+            var general = ByteBuffer()
+            MessageSerializer.write(StoredDelivery.message(record: record, requestId: requestId, close: close), into: &general)
+            #expect(fast == general, "delivery of \(String(buffer: record).debugDescription)")
         }
     }
 
