@@ -72,6 +72,29 @@ struct ClientCancellationTests {
         }
     }
 
+    @Test("a second request with the id of one still waiting is refused; the first still gets its own reply",
+          .timeLimit(.minutes(1)), arguments: NodeKind.allCases)
+    func duplicateId(kind: NodeKind) async throws {
+        try await withTestNode(kind) { node in
+            let admin = MqAdmin(broker: node.broker)
+            try await admin.create("Dup")
+            let client = node.broker.makeClient(onPush: nil)
+            var consume = Message()
+            consume.cmd = "consume"
+            consume.mq = "Dup"
+            consume.id = "same-id"
+            consume.headers["timeout"] = "1000"
+            let first = Task { try await client.send(consume) }
+            #expect(try await parkedConsumes(admin, "Dup", count: 1), "the first request is out and waiting")
+            var test = Message()
+            test.cmd = "test"
+            test.id = "same-id"
+            await #expect(throws: ZbusClientError.self) { _ = try await client.send(test) }
+            #expect(try await first.value.status == 204, "the waiting request keeps its place")
+            await client.close()
+        }
+    }
+
     @Test("cancelling a request abandons it: a later reply with its id is not mistaken for another request's")
     func cancelledSend() async throws {
         try await withTestNode(.process) { node in

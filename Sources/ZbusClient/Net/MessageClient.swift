@@ -283,12 +283,13 @@ extension MessageClient {
                 reply.complete(.success(message))
                 return
             }
-            guard waiting[reply.id] == nil else {
+            let timeout = timeout ?? configuration.requestTimeout
+            // One hash of the id for the check and the insertion; a duplicate puts the earlier request back.
+            if let earlier = waiting.updateValue(Waiting(reply: reply, deadline: .now() + timeout.timeAmount, timeout: timeout), forKey: reply.id) {
+                waiting[reply.id] = earlier
                 reply.complete(.failure(ZbusClientError.duplicateRequestId(reply.id)))
                 return
             }
-            let timeout = timeout ?? configuration.requestTimeout
-            waiting[reply.id] = Waiting(reply: reply, deadline: .now() + timeout.timeAmount, timeout: timeout)
             link.write(message)
             scheduleFlush(link)
             startSweeper()

@@ -55,11 +55,12 @@ final class PendingReply: Sendable {
     ///   - until: a limit for this wait only, enforced on `eventLoop`; when it passes, ``WaitExpired`` is thrown and
     ///     the request stays outstanding.
     func wait(withdraw: (@Sendable () -> Void)?, until deadline: NIODeadline? = nil, on eventLoop: (any EventLoop)? = nil) async throws -> Message {
-        if let ready = state.withLock({ $0.result }) { return try ready.get() }
-        let token: UInt64 = state.withLock { state in
+        let (ready, token) = state.withLock { state -> (Result<Message, any Error>?, UInt64) in
+            if let result = state.result { return (result, 0) }
             state.waitToken &+= 1
-            return state.waitToken
+            return (nil, state.waitToken)
         }
+        if let ready { return try ready.get() }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Message, any Error>) in
                 let ready: Result<Message, any Error>? = state.withLock { state in
