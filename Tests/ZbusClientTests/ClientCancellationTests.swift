@@ -83,7 +83,8 @@ struct ClientCancellationTests {
             consume.cmd = "consume"
             consume.mq = "Dup"
             consume.id = "same-id"
-            consume.headers["timeout"] = "1000"
+            // Long enough to be still waiting when the second request goes out, even on a loaded machine.
+            consume.headers["timeout"] = "3000"
             let first = Task { try await client.send(consume) }
             #expect(try await parkedConsumes(admin, "Dup", count: 1), "the first request is out and waiting")
             var test = Message()

@@ -25,7 +25,7 @@ func quickConfiguration() -> ClientConfiguration {
 /// A node file with the `mq` module.
 func clientNodeFile(_ directory: URL) throws -> String {
     let path = directory.appendingPathComponent("node-\(UUID().uuidString).yaml")
-    try "node:\n  log_level: warning\nmodules:\n  - module: mq\n".write(to: path, atomically: true, encoding: .utf8)
+    try "node:\n  log_level: warning\nmodules:\n  - module: mq\n".write(to: path, atomically: false, encoding: .utf8)
     return path.path
 }
 

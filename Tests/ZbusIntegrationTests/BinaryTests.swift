@@ -145,7 +145,7 @@ struct CheckConfigTests {
         let directory = ZbusProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("\(name).yaml")
-        try yaml.write(to: path, atomically: true, encoding: .utf8)
+        try yaml.write(to: path, atomically: false, encoding: .utf8)
         for arguments in [["check-config", path.path], ["--config", path.path, "--listen", "127.0.0.1:0"]] {
             let result = try runCommand(ZbusProcess.binaryPath, arguments, timeout: 20)
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
@@ -170,7 +170,7 @@ struct CheckConfigTests {
         // The file's port is taken; the --listen override (port 0) must win or start-up would fail.
         let blocker = try ZbusProcess()
         defer { blocker.cleanUp() }
-        try "node:\n  listen: 127.0.0.1:\(blocker.port)\n  store: /nonexistent/never\nmodules: []\n".write(to: path, atomically: true, encoding: .utf8)
+        try "node:\n  listen: 127.0.0.1:\(blocker.port)\n  store: /nonexistent/never\nmodules: []\n".write(to: path, atomically: false, encoding: .utf8)
         let node = try ZbusProcess(arguments: ["--config", path.path, "--log-level", "debug"])
         defer { node.cleanUp() }
         #expect(node.port != blocker.port)

@@ -6,7 +6,7 @@ import ZbusTestSupport
 /// A node file with the `mq` module, for tests.
 func mqNodeFile(_ directory: URL, extra: String = "") throws -> String {
     let path = directory.appendingPathComponent("node-\(UUID().uuidString).yaml")
-    try "modules:\n  - module: mq\n\(extra)".write(to: path, atomically: true, encoding: .utf8)
+    try "modules:\n  - module: mq\n\(extra)".write(to: path, atomically: false, encoding: .utf8)
     return path.path
 }
 

@@ -10,7 +10,7 @@ import ZbusTestSupport
 /// Writes a node file into `directory`.
 func nodeFile(_ directory: URL, _ yaml: String) throws -> String {
     let path = directory.appendingPathComponent("node-\(UUID().uuidString).yaml")
-    try yaml.write(to: path, atomically: true, encoding: .utf8)
+    try yaml.write(to: path, atomically: false, encoding: .utf8)
     return path.path
 }
 

@@ -24,7 +24,7 @@ let quietLogger: Logger = {
 /// Writes `yaml` to a node file in `directory`.
 func writeNodeFile(_ yaml: String, in directory: URL) throws -> String {
     let path = directory.appendingPathComponent("node-\(UUID().uuidString).yaml")
-    try yaml.write(to: path, atomically: true, encoding: .utf8)
+    try yaml.write(to: path, atomically: false, encoding: .utf8)
     return path.path
 }
 
