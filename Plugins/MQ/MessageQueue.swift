@@ -71,7 +71,7 @@ final class MessageQueue: @unchecked Sendable {
 
         /// The message is durable under the fsync policy as of `time` (milliseconds): acknowledge if asked to.
         func stored(at time: Int64) {
-            if wantsAck, let session { session.sendAcknowledgement(id: id, mq: mq, time: time) }
+            if wantsAck, let session { session.send(.acknowledgement(id: id, mq: mq, time: time)) }
         }
 
         /// The store refused the message: the producer hears it, acknowledgement asked for or not.
@@ -114,13 +114,7 @@ final class MessageQueue: @unchecked Sendable {
 
     /// What one operation produced for the caller to send once the lock is released.
     struct Deliveries {
-        /// One thing to send: a message, or a stored record delivered to a consumer.
-        fileprivate enum Item {
-            case message(Message)
-            case record(ByteBuffer, requestId: String?, close: Bool)
-        }
-
-        fileprivate var items: [(Session, Item)] = []
+        fileprivate var items: [(Session, Outgoing)] = []
 
         fileprivate mutating func append(_ message: Message, to session: Session) {
             items.append((session, .message(message)))
@@ -128,12 +122,7 @@ final class MessageQueue: @unchecked Sendable {
 
         /// Sends everything, in order.
         func send() {
-            for (session, item) in items {
-                switch item {
-                case .message(let message): session.send(message)
-                case .record(let record, let requestId, let close): session.sendDelivery(record: record, requestId: requestId, close: close)
-                }
-            }
+            for (session, outgoing) in items { session.send(outgoing) }
         }
     }
 
@@ -414,7 +403,7 @@ final class MessageQueue: @unchecked Sendable {
             case .message(let message):
                 deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
             case .record(let record):
-                deliveries.items.append((pull.session, .record(record, requestId: pull.requestId, close: pull.closeAfterReply)))
+                deliveries.items.append((pull.session, .delivery(record: record, requestId: pull.requestId, close: pull.closeAfterReply)))
             }
         }
     }

@@ -33,63 +33,45 @@ public struct MessageDecoder: ByteToMessageDecoder {
 
 /// Channel encoder: ``Message`` in, bytes out.
 ///
-/// Messages written between two flushes are serialized into one buffer, handed on at the flush: one allocation and
-/// one pending write for a whole batch of replies (a pipelining client gets many per read), instead of one each.
+/// Messages written between two flushes are serialized into one buffer (an ``OutboundBatch``), handed on at the flush:
+/// one pending write for a whole batch of replies (a pipelining client gets many per read), instead of one each. For
+/// connections whose last handler frames messages itself, use ``OutboundBatch`` directly.
 public final class MessageEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     public typealias OutboundIn = Message
     public typealias OutboundOut = ByteBuffer
 
-    /// Bodies up to this size are copied next to their head; larger ones go out as their own buffer (no copy).
-    private static let inlineBodyLimit = 16 * 1024
-
-    private var pending: ByteBuffer?
+    private var batch: OutboundBatch?
     private var pendingPromises: [EventLoopPromise<Void>] = []
 
     /// Creates an encoder.
     public init() {}
 
+    public func handlerAdded(context: ChannelHandlerContext) {
+        batch = OutboundBatch(allocator: context.channel.allocator)
+    }
+
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let message = unwrapOutboundIn(data)
-        let bodySize = message.body?.readableBytes ?? 0
-        if bodySize > Self.inlineBodyLimit {
-            writePending(context: context)
-            var head = context.channel.allocator.buffer(capacity: MessageSerializer.estimatedHeadSize(message))
-            MessageSerializer.writeHead(message, into: &head)
-            context.write(wrapOutboundOut(head), promise: nil)
-            context.write(wrapOutboundOut(message.body!), promise: promise)
-            return
-        }
-        if pending == nil {
-            pending = context.channel.allocator.buffer(capacity: max(1024, MessageSerializer.estimatedHeadSize(message) + bodySize))
-        }
-        MessageSerializer.write(message, into: &pending!)
+        batch?.append(unwrapOutboundIn(data), context: context)
         if let promise { pendingPromises.append(promise) }
     }
 
     public func flush(context: ChannelHandlerContext) {
-        writePending(context: context)
-        context.flush()
+        var combined: EventLoopPromise<Void>?
+        if !pendingPromises.isEmpty {
+            // One promise for the batch's write, completing those of every message in it.
+            let promises = pendingPromises
+            pendingPromises = []
+            combined = context.eventLoop.makePromise(of: Void.self)
+            for promise in promises { combined!.futureResult.cascade(to: promise) }
+        }
+        batch?.flush(context: context, promise: combined)
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         // Unflushed messages are dropped with the channel, as unflushed writes are; their promises must still complete.
-        pending = nil
+        batch?.discard()
         let promises = pendingPromises
         pendingPromises = []
         for promise in promises { promise.fail(ChannelError.ioOnClosedChannel) }
-    }
-
-    private func writePending(context: ChannelHandlerContext) {
-        guard let buffer = pending else { return }
-        pending = nil
-        if pendingPromises.isEmpty {
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            return
-        }
-        let promises = pendingPromises
-        pendingPromises = []
-        let combined = context.eventLoop.makePromise(of: Void.self)
-        for promise in promises { combined.futureResult.cascade(to: promise) }
-        context.write(wrapOutboundOut(buffer), promise: combined)
     }
 }

@@ -99,16 +99,18 @@ public final class OutboundBatch {
         holdsBytes = true
     }
 
-    /// Appends the acknowledgement of a produce (see ``MessageSerializer/writeAcknowledgement(id:mq:time:into:)``).
-    public func appendAcknowledgement(id: String?, mq: String?, time: Int64) {
-        MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &buffer)
-        holdsBytes = true
-    }
-
-    /// Appends the delivery of a stored record (see ``StoredDelivery``).
-    public func appendDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
-        StoredDelivery.writeAny(record: record, requestId: requestId, close: close, into: &buffer)
-        holdsBytes = true
+    /// Appends `outgoing`: acknowledgements and deliveries are written without building a ``Message``.
+    public func append(_ outgoing: Outgoing, context: ChannelHandlerContext) {
+        switch outgoing {
+        case .message(let message):
+            append(message, context: context)
+        case .acknowledgement(let id, let mq, let time):
+            MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &buffer)
+            holdsBytes = true
+        case .delivery(let record, let requestId, let close):
+            StoredDelivery.writeAny(record: record, requestId: requestId, close: close, into: &buffer)
+            holdsBytes = true
+        }
     }
 
     /// Appends raw bytes (an interim `100 Continue`) to the batch.
@@ -120,9 +122,17 @@ public final class OutboundBatch {
     /// Whether anything waits for ``flush(context:)``.
     public var isEmpty: Bool { !holdsBytes }
 
-    /// Writes the batch to `context` and flushes the channel.
-    public func flush(context: ChannelHandlerContext) {
-        writeOut(context: context)
+    /// Writes the batch to `context` and flushes the channel; `promise`, if any, completes once everything written
+    /// so far has left (or failed).
+    public func flush(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        if holdsBytes {
+            holdsBytes = false
+            context.write(NIOAny(buffer), promise: promise)
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+        } else if let promise {
+            // An empty write completes after every write queued before it.
+            context.write(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        }
         context.flush()
         if buffer.capacity > Self.retainedCapacityLimit {
             buffer = context.channel.allocator.buffer(capacity: 1024)
@@ -135,11 +145,9 @@ public final class OutboundBatch {
     /// Writes the batch, flushes, and closes the channel once everything queued has been written (closing at once
     /// would drop bytes the socket had not taken yet).
     public func flushAndClose(context: ChannelHandlerContext) {
-        flush(context: context)
         let channel = context.channel
-        // An empty write completes after every write queued before it: the end of the queue.
         let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(NIOAny(channel.allocator.buffer(capacity: 0)), promise: written)
+        flush(context: context, promise: written)
         written.futureResult.whenComplete { _ in channel.close(promise: nil) }
     }
 

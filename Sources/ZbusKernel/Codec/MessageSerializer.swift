@@ -84,9 +84,8 @@ public enum MessageSerializer {
         }
     }
 
-    /// Writes the acknowledgement of a produce, `200` with `mq`, `id` and the node's time in milliseconds as body,
-    /// exactly as ``write(_:into:)`` writes `Message.reply(status: 200, body: String(time), id: id, mq: mq)`, without
-    /// building that message: it is what a node sends most.
+    /// Writes ``Outgoing/acknowledgement(id:mq:time:)`` exactly as ``write(_:into:)`` writes its ``Outgoing/message``,
+    /// without building that message: it is what a node sends most.
     public static func writeAcknowledgement(id: String?, mq: String?, time: Int64, into buffer: inout ByteBuffer) {
         let value = Int(max(0, time))
         let bodyLength = decimalWidth(value)

@@ -119,19 +119,9 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: - Session transport (event loop only)
 
-    fileprivate func write(_ message: Message) {
+    fileprivate func write(_ outgoing: Outgoing) {
         guard let context else { return }
-        outbound.append(message, context: context)
-    }
-
-    fileprivate func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
-        guard context != nil else { return }
-        outbound.appendAcknowledgement(id: id, mq: mq, time: time)
-    }
-
-    fileprivate func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
-        guard context != nil else { return }
-        outbound.appendDelivery(record: record, requestId: requestId, close: close)
+        outbound.append(outgoing, context: context)
     }
 
     fileprivate func flush() {
@@ -173,16 +163,12 @@ private struct HandlerTransport: SessionTransport, @unchecked Sendable {
     let eventLoop: any EventLoop
 
     func write(_ message: Message) {
+        write(.message(message))
+    }
+
+    func write(_ outgoing: Outgoing) {
         eventLoop.assertInEventLoop()
-        handler.write(message)
-    }
-
-    func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
-        handler.writeAcknowledgement(id: id, mq: mq, time: time)
-    }
-
-    func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
-        handler.writeDelivery(record: record, requestId: requestId, close: close)
+        handler.write(outgoing)
     }
 
     func flush() { handler.flush() }

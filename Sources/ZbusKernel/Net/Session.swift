@@ -2,33 +2,58 @@ import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
 
+/// What a session sends: a message, or one of the two things a node sends most, which a transport that frames bytes
+/// writes without building a ``Message``.
+public enum Outgoing: Sendable {
+    /// A message.
+    case message(Message)
+    /// The acknowledgement of a produce, as zbus nodes send it: `200` with the request's `id` and `mq`, and the node's
+    /// time in milliseconds as body.
+    case acknowledgement(id: String?, mq: String?, time: Int64)
+    /// A stored record delivered to a consumer (see ``StoredDelivery``).
+    case delivery(record: ByteBuffer, requestId: String?, close: Bool)
+
+    /// The same thing as a ``Message`` (a delivery is parsed).
+    public var message: Message {
+        switch self {
+        case .message(let message): message
+        case .acknowledgement(let id, let mq, let time): Message.reply(status: 200, body: String(time), id: id, mq: mq)
+        case .delivery(let record, let requestId, let close): StoredDelivery.message(record: record, requestId: requestId, close: close)
+        }
+    }
+
+    /// The same thing, carrying `connection: close`.
+    var closing: Outgoing {
+        switch self {
+        case .delivery(let record, let requestId, _):
+            return .delivery(record: record, requestId: requestId, close: true)
+        case .message, .acknowledgement:
+            var message = self.message
+            message.closeRequested = true
+            return .message(message)
+        }
+    }
+}
+
 /// How a session's messages leave the node: a TCP channel, or an in-process peer.
 public protocol SessionTransport: Sendable {
     /// The event loop the session's state lives on.
     var eventLoop: any EventLoop { get }
     /// Queues `message` for writing; called on ``eventLoop``.
     func write(_ message: Message)
+    /// Queues `outgoing` for writing; called on ``eventLoop``. Transports that frame bytes write acknowledgements and
+    /// deliveries without building a ``Message``; the default writes ``Outgoing/message``.
+    func write(_ outgoing: Outgoing)
     /// Writes out what was queued; called on ``eventLoop``.
     func flush()
     /// Closes the connection after what was written; called on ``eventLoop``.
     func close()
-    /// Queues the acknowledgement of a produce: `200`, `mq`, `id` and `time` (milliseconds) as body; called on
-    /// ``eventLoop``. Transports that frame bytes write it without building a ``Message``.
-    func writeAcknowledgement(id: String?, mq: String?, time: Int64)
-    /// Queues the delivery of a stored record to a consumer (see ``StoredDelivery``); called on ``eventLoop``.
-    /// Transports that frame bytes write it without building a ``Message``.
-    func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool)
 }
 
 extension SessionTransport {
-    /// Writes the acknowledgement as a ``Message``.
-    public func writeAcknowledgement(id: String?, mq: String?, time: Int64) {
-        write(Message.reply(status: 200, body: String(time), id: id, mq: mq))
-    }
-
-    /// Parses the record and writes its delivery as a ``Message``.
-    public func writeDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
-        write(StoredDelivery.message(record: record, requestId: requestId, close: close))
+    /// Writes `outgoing` as a ``Message``.
+    public func write(_ outgoing: Outgoing) {
+        write(outgoing.message)
     }
 }
 
@@ -66,30 +91,16 @@ public final class Session: @unchecked Sendable {
 
     /// Sends `message` to the client. Safe from any thread; a message sent to a closed session is dropped.
     public func send(_ message: Message) {
-        if eventLoop.inEventLoop {
-            sendOnLoop(message)
-        } else {
-            eventLoop.execute { self.sendOnLoop(message) }
-        }
+        send(.message(message))
     }
 
-    /// Sends the acknowledgement of a produce (`200`, the request's `id` and `mq`, the node's time in milliseconds as
-    /// body): the same bytes as `send(Message.reply(status: 200, body: String(time), id: id, mq: mq))`, cheaper.
-    public func sendAcknowledgement(id: String?, mq: String?, time: Int64) {
+    /// Sends `outgoing` to the client (an acknowledgement or a delivery costs less this way than as a ``Message``,
+    /// for the same bytes). Safe from any thread; dropped when the session is closed.
+    public func send(_ outgoing: Outgoing) {
         if eventLoop.inEventLoop {
-            acknowledgeOnLoop(id: id, mq: mq, time: time)
+            sendOnLoop(outgoing)
         } else {
-            eventLoop.execute { self.acknowledgeOnLoop(id: id, mq: mq, time: time) }
-        }
-    }
-
-    /// Sends a stored record to a consumer as its delivery (see ``StoredDelivery``): the same bytes as sending the
-    /// parsed message `delivered(requestId:close:)`, without parsing it.
-    public func sendDelivery(record: ByteBuffer, requestId: String?, close: Bool) {
-        if eventLoop.inEventLoop {
-            deliverOnLoop(record: record, requestId: requestId, close: close)
-        } else {
-            eventLoop.execute { self.deliverOnLoop(record: record, requestId: requestId, close: close) }
+            eventLoop.execute { self.sendOnLoop(outgoing) }
         }
     }
 
@@ -102,39 +113,16 @@ public final class Session: @unchecked Sendable {
         }
     }
 
-    private func acknowledgeOnLoop(id: String?, mq: String?, time: Int64) {
-        guard isActive else { return }
-        // The last reply on a closing connection carries `connection: close`: the general path writes it.
-        if closeAfterReply { return sendOnLoop(Message.reply(status: 200, body: String(time), id: id, mq: mq)) }
-        transport.writeAcknowledgement(id: id, mq: mq, time: time)
-        scheduleFlush()
-    }
-
-    private func deliverOnLoop(record: ByteBuffer, requestId: String?, close: Bool) {
+    private func sendOnLoop(_ outgoing: Outgoing) {
         guard isActive else { return }
         if closeAfterReply {
-            transport.writeDelivery(record: record, requestId: requestId, close: true)
+            transport.write(outgoing.closing)
             transport.flush()
             transport.close()
             markClosed()
             return
         }
-        transport.writeDelivery(record: record, requestId: requestId, close: close)
-        scheduleFlush()
-    }
-
-    private func sendOnLoop(_ message: Message) {
-        guard isActive else { return }
-        var message = message
-        if closeAfterReply {
-            message.closeRequested = true
-            transport.write(message)
-            transport.flush()
-            transport.close()
-            markClosed()
-            return
-        }
-        transport.write(message)
+        transport.write(outgoing)
         scheduleFlush()
     }
 

@@ -94,7 +94,7 @@ struct MessageFramingTests {
         var fast = ByteBuffer()
         MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &fast)
         var general = ByteBuffer()
-        MessageSerializer.write(Message.reply(status: 200, body: String(time), id: id, mq: mq), into: &general)
+        MessageSerializer.write(Outgoing.acknowledgement(id: id, mq: mq, time: time).message, into: &general)
         #expect(String(buffer: fast) == String(buffer: general))
     }
 
