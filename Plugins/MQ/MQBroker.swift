@@ -82,7 +82,7 @@ final class MQBroker: Sendable {
     /// A connection closed: its pulls go, and messages it held go back to their queues.
     func sessionClosed(_ session: Session) {
         let queues = state.withLockedValue { Array($0.queues.values) }
-        for queue in queues { queue.sessionClosed(session.id).send() }
+        for queue in queues { queue.sessionClosed(session).send() }
     }
 
     private func makeQueue(_ definition: MQDefinition, durable: DurableQueue) -> MessageQueue {

@@ -26,15 +26,17 @@ final class MessageQueue: @unchecked Sendable {
     // Point-to-point state.
     private var redeliveries: Deque<StoredMessage> = []
     private var pulls: Deque<Pull> = []
-    private var inFlight: [String: [StoredMessage]] = [:]
+    // Per consumer session; an acknowledged session keeps its (empty) array so the next delivery reuses its storage.
+    private var inFlight: [SessionKey: [StoredMessage]] = [:]
     private var outstanding: Deque<UInt64> = []
     private var highestHandedOut: UInt64 = 0
     private var committed: UInt64 = 0
 
-    // Consumers that have consumed and are still connected (the `consumerCount`), with what the monitor shows.
-    private var consumers: [String: ConsumerInfo] = [:]
+    // Consumers that have consumed and are still connected (the `consumerCount`). Holding the session keeps its
+    // object identifier (the key of these tables, cheaper to hash than the session's UUID) from being reused.
+    private var consumers: [SessionKey: Session] = [:]
     // Pub/sub state.
-    private var subscribers: [String: Subscriber] = [:]
+    private var subscribers: [SessionKey: Subscriber] = [:]
     private let subscriberBufferLimit: Int
 
     // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
@@ -90,6 +92,9 @@ final class MessageQueue: @unchecked Sendable {
     /// instead of a timer armed and cancelled for every consume (an MQ-RPC worker parks a consume for every call).
     private static let pullSweepInterval = TimeAmount.milliseconds(20)
     private var droppedForSlowSubscribers: UInt64 = 0
+
+    /// The key of the per-session tables: the session object's identity.
+    typealias SessionKey = ObjectIdentifier
 
     struct ConsumerInfo {
         let remoteAddress: String
@@ -281,22 +286,21 @@ final class MessageQueue: @unchecked Sendable {
     func consume(session: Session, requestId: String?, topics: [String]?, timeoutMilliseconds: Int64?, closeAfterReply: Bool) -> Deliveries {
         var deliveries = Deliveries()
         lock.withLock {
-            acknowledgeLocked(sessionId: session.id, eventLoop: session.eventLoop)
+            let key = SessionKey(session)
+            acknowledgeLocked(key, eventLoop: session.eventLoop)
             nextPullToken += 1
             let token = nextPullToken
             let deadline = timeoutMilliseconds.map { NIODeadline.now() + .milliseconds($0) }
             let pull = Pull(session: session, requestId: requestId, token: token, deadline: deadline, closeAfterReply: closeAfterReply)
             if isPubSub {
-                var subscriber = subscribers[session.id] ?? Subscriber(session: session, topics: [])
+                var subscriber = subscribers[key] ?? Subscriber(session: session, topics: [])
                 if let topics { subscriber.topics = Set(topics) }
                 subscriber.pull = pull
-                subscribers[session.id] = subscriber
-                consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: Array(subscriber.topics).sorted())
-                deliverBufferedLocked(sessionId: session.id, into: &deliveries)
+                subscribers[key] = subscriber
+                consumers[key] = session
+                deliverBufferedLocked(key, into: &deliveries)
             } else {
-                if consumers[session.id] == nil {
-                    consumers[session.id] = ConsumerInfo(remoteAddress: session.remoteAddress, topics: [])
-                }
+                if consumers[key] == nil { consumers[key] = session }
                 if let index = pulls.firstIndex(where: { $0.session === session }) {
                     // A new consume from a session that already waits replaces its pull (the new id wins) in place.
                     pulls[index] = pull
@@ -309,10 +313,10 @@ final class MessageQueue: @unchecked Sendable {
             // at once. A limit of 0 means "only if something is there": answered now.
             if let timeoutMilliseconds {
                 let parkedIndex = pulls.lastIndex(where: { $0.token == token })
-                let subscriberParked = subscribers[session.id]?.pull?.token == token
+                let subscriberParked = subscribers[key]?.pull?.token == token
                 if parkedIndex != nil || subscriberParked {
                     if timeoutMilliseconds == 0 {
-                        if let parkedIndex { pulls.remove(at: parkedIndex) } else { subscribers[session.id]?.pull = nil }
+                        if let parkedIndex { pulls.remove(at: parkedIndex) } else { subscribers[key]?.pull = nil }
                         deliveries.append(Self.nothingCame(to: pull, mq: name), to: session)
                     } else if pullSweeper == nil {
                         pullSweeper = session.eventLoop.scheduleRepeatedTask(initialDelay: Self.pullSweepInterval, delay: Self.pullSweepInterval) { _ in
@@ -342,11 +346,11 @@ final class MessageQueue: @unchecked Sendable {
                 return false
             }
             if !subscribers.isEmpty {
-                for (sessionId, subscriber) in subscribers {
+                for (key, subscriber) in subscribers {
                     guard let pull = subscriber.pull, let deadline = pull.deadline else { continue }
                     if deadline <= now {
                         expired.append(pull)
-                        subscribers[sessionId]?.pull = nil
+                        subscribers[key]?.pull = nil
                     } else {
                         stillTimed = true
                     }
@@ -370,13 +374,14 @@ final class MessageQueue: @unchecked Sendable {
     }
 
     /// A connection closed: forget its pulls and subscription, and put the messages it held back at the head.
-    func sessionClosed(_ sessionId: String) -> Deliveries {
+    func sessionClosed(_ session: Session) -> Deliveries {
         var deliveries = Deliveries()
+        let key = SessionKey(session)
         lock.withLock {
-            consumers.removeValue(forKey: sessionId)
-            subscribers.removeValue(forKey: sessionId)
-            pulls.removeAll { $0.session.id == sessionId }
-            if let held = inFlight.removeValue(forKey: sessionId), !held.isEmpty {
+            consumers.removeValue(forKey: key)
+            subscribers.removeValue(forKey: key)
+            pulls.removeAll { $0.session === session }
+            if let held = inFlight.removeValue(forKey: key), !held.isEmpty {
                 logger.debug("redelivering messages of a closed consumer", metadata: ["count": "\(held.count)"])
                 for message in held.reversed() { redeliveries.prepend(message) }
                 dispatchLocked(into: &deliveries)
@@ -384,9 +389,6 @@ final class MessageQueue: @unchecked Sendable {
         }
         return deliveries
     }
-
-    /// Whether `sessionId` has consumed from this MQ and is still connected.
-    func hasConsumer(_ sessionId: String) -> Bool { lock.withLock { consumers[sessionId] != nil } }
 
     // MARK: - Dispatch (lock held)
 
@@ -398,7 +400,7 @@ final class MessageQueue: @unchecked Sendable {
             }
             guard let stored = redeliveries.popFirst() ?? nextFromBackendLocked() else { break }
             pulls.removeFirst()
-            inFlight[pull.session.id, default: []].append(stored)
+            inFlight[SessionKey(pull.session), default: []].append(stored)
             switch stored.payload {
             case .message(let message):
                 deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
@@ -415,11 +417,12 @@ final class MessageQueue: @unchecked Sendable {
         return stored
     }
 
-    private func acknowledgeLocked(sessionId: String, eventLoop: any EventLoop) {
-        guard let held = inFlight.removeValue(forKey: sessionId), !held.isEmpty else { return }
-        for stored in held {
+    private func acknowledgeLocked(_ key: SessionKey, eventLoop: any EventLoop) {
+        guard let slot = inFlight.index(forKey: key), !inFlight.values[slot].isEmpty else { return }
+        for stored in inFlight.values[slot] {
             if let index = outstanding.firstIndex(of: stored.sequence) { outstanding.remove(at: index) }
         }
+        inFlight.values[slot].removeAll(keepingCapacity: true)
         let bound = outstanding.min().map { $0 - 1 } ?? highestHandedOut
         if bound > committed {
             committed = bound
@@ -440,7 +443,7 @@ final class MessageQueue: @unchecked Sendable {
 
     private func fanOutLocked(_ message: Message, into deliveries: inout Deliveries) {
         let topic = message.topic
-        for (sessionId, var subscriber) in subscribers {
+        for (key, var subscriber) in subscribers {
             // A message without a topic reaches `*` subscribers (zbus 6.3.0 dropped it).
             let matches = subscriber.topics.contains("*") || (topic.map { subscriber.topics.contains($0) } ?? false)
             guard matches, subscriber.session.isActive else { continue }
@@ -454,19 +457,19 @@ final class MessageQueue: @unchecked Sendable {
                     droppedForSlowSubscribers += 1
                     if droppedForSlowSubscribers.isMultiple(of: 1000) || droppedForSlowSubscribers == 1 {
                         logger.warning("subscriber buffer full, dropping oldest", metadata: [
-                            "session": "\(sessionId)", "limit": "\(subscriberBufferLimit)", "dropped": "\(droppedForSlowSubscribers)",
+                            "session": "\(subscriber.session.id)", "limit": "\(subscriberBufferLimit)", "dropped": "\(droppedForSlowSubscribers)",
                         ])
                     }
                 }
             }
-            subscribers[sessionId] = subscriber
+            subscribers[key] = subscriber
         }
     }
 
-    private func deliverBufferedLocked(sessionId: String, into deliveries: inout Deliveries) {
-        guard var subscriber = subscribers[sessionId], let pull = subscriber.pull, let message = subscriber.buffer.popFirst() else { return }
+    private func deliverBufferedLocked(_ key: SessionKey, into deliveries: inout Deliveries) {
+        guard var subscriber = subscribers[key], let pull = subscriber.pull, let message = subscriber.buffer.popFirst() else { return }
         subscriber.pull = nil
-        subscribers[sessionId] = subscriber
+        subscribers[key] = subscriber
         deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: subscriber.session)
     }
 

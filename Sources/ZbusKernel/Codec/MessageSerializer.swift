@@ -154,8 +154,9 @@ public enum MessageSerializer {
     }
 }
 
-/// Appends bytes at a raw pointer whose room was reserved beforehand.
-private struct RawWriter {
+/// Appends bytes at a raw pointer whose room was reserved beforehand (the serializer and ``StoredDelivery`` size their
+/// output first and then write it with plain memory copies, one capacity check per message).
+struct RawWriter {
     let base: UnsafeMutableRawPointer
     var offset = 0
 
@@ -165,6 +166,12 @@ private struct RawWriter {
     mutating func append(_ text: StaticString) {
         (base + offset).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
         offset += text.utf8CodeUnitCount
+    }
+
+    @inline(__always)
+    mutating func append(bytes: UnsafeRawBufferPointer) {
+        if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
+        offset += bytes.count
     }
 
     @inline(__always)

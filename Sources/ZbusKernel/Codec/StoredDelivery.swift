@@ -70,7 +70,7 @@ public enum StoredDelivery {
         MessageSerializer.write(message(record: record, requestId: requestId, close: close), into: &buffer)
     }
 
-    /// What one pass over the head found.
+    /// What one pass over the head found, including the exact size of the delivery's head parts that depend on it.
     private struct Plan {
         /// Offset of the `\r\n` that ends the start line.
         var startLineEnd: Int
@@ -79,9 +79,16 @@ public enum StoredDelivery {
         var isStatusLine: Bool
         /// The producer's id (value bytes), if the record has one.
         var storedId: Range<Int>?
-        var hasRawId = false
         var bodyStart: Int
         var bodyLength: Int
+        /// Bytes of the header lines copied through (`name: value\r\n` each).
+        var copiedBytes = 0
+        /// `id` lines and the sum of their value lengths.
+        var idLines = 0
+        var idValueBytes = 0
+        /// `rawid` lines and the sum of their value lengths.
+        var rawIdLines = 0
+        var rawIdValueBytes = 0
 
         init?(_ bytes: UnsafeRawBufferPointer) {
             guard let base = bytes.baseAddress, bytes.count >= 4 else { return nil }
@@ -111,8 +118,13 @@ public enum StoredDelivery {
                     let (name, value) = Self.split(bytes, lineStart..<end)
                 else { return nil }
                 switch Self.kind(bytes, name) {
-                case .id: storedId = value
-                case .rawId: hasRawId = true
+                case .id:
+                    storedId = value
+                    idLines += 1
+                    idValueBytes += value.count
+                case .rawId:
+                    rawIdLines += 1
+                    rawIdValueBytes += value.count
                 case .contentLength:
                     var number = 0
                     for offset in value {
@@ -121,26 +133,46 @@ public enum StoredDelivery {
                         number = number * 10 + Int(digit)
                     }
                     contentLength = number
-                case .connection, .transferEncoding, .command, .other: break
+                case .other: copiedBytes += name.count + 2 + value.count + 2
+                case .connection, .transferEncoding, .command: break
                 }
                 lineStart = end + 2
             }
             guard (contentLength ?? 0) == bodyLength else { return nil }
         }
 
+        /// The exact size of the delivery written by ``StoredDelivery/write(_:plan:requestId:close:into:)``.
+        func deliverySize(requestIdLength: Int?, close: Bool) -> Int {
+            var size = isStatusLine ? startLineEnd + 2 : 17
+            size += copiedBytes
+            size += idLines * 6 + (requestIdLength.map { $0 * idLines } ?? idValueBytes)
+            size += rawIdLines * 9 + (storedId.map { $0.count * rawIdLines } ?? rawIdValueBytes)
+            if let storedId, rawIdLines == 0 { size += 9 + storedId.count }
+            if storedId == nil, let requestIdLength { size += 6 + requestIdLength }
+            size += 16 + MessageSerializer.decimalWidth(bodyLength) + 2 + (close ? 21 : 26)
+            return size + bodyLength
+        }
+
         /// Offset of the next `\r\n` at or after `from`, before `limit`.
         static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
+            guard let base = bytes.baseAddress else { return nil }
             var index = from
             while index + 1 < limit {
-                if bytes[index] == UInt8(ascii: "\r") && bytes[index + 1] == UInt8(ascii: "\n") { return index }
-                index += 1
+                guard let hit = memchr(base + index, Int32(UInt8(ascii: "\r")), limit - 1 - index) else { return nil }
+                let found = base.distance(to: UnsafeRawPointer(hit))
+                if bytes[found + 1] == UInt8(ascii: "\n") { return found }
+                index = found + 1
             }
             return nil
         }
 
         /// The name and the trimmed value of a header line.
         static func split(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> (Range<Int>, Range<Int>)? {
-            guard let colon = line.first(where: { bytes[$0] == UInt8(ascii: ":") }), colon > line.lowerBound else { return nil }
+            guard let base = bytes.baseAddress, !line.isEmpty,
+                let hit = memchr(base + line.lowerBound, Int32(UInt8(ascii: ":")), line.count)
+            else { return nil }
+            let colon = base.distance(to: UnsafeRawPointer(hit))
+            guard colon > line.lowerBound else { return nil }
             var valueStart = colon + 1
             var valueEnd = line.upperBound
             while valueStart < valueEnd, bytes[valueStart] == 0x20 || bytes[valueStart] == 0x09 { valueStart += 1 }
@@ -177,53 +209,60 @@ public enum StoredDelivery {
         byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 
+    /// Writes the delivery in one reservation of its exact size, with plain memory copies (a `ByteBuffer` write per
+    /// fragment costs a capacity and uniqueness check each, which was most of this function's time).
     private static func write(_ bytes: UnsafeRawBufferPointer, plan: Plan, requestId: String?, close: Bool, into buffer: inout ByteBuffer) {
-        buffer.reserveCapacity(minimumWritableBytes: bytes.count + (requestId?.utf8.count ?? 0) + 2 * 40)
-        if plan.isStatusLine {
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<plan.startLineEnd]))
-            buffer.writeStaticString("\r\n")
-        } else {
-            buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
-        }
-        let storedId = plan.storedId.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-        var lineStart = plan.startLineEnd + 2
-        while lineStart < plan.headEnd {
-            let end = Plan.lineEnd(bytes, from: lineStart, limit: plan.headEnd + 2)!
-            let (name, value) = Plan.split(bytes, lineStart..<end)!
-            lineStart = end + 2
-            switch Plan.kind(bytes, name) {
-            case .contentLength, .connection, .transferEncoding, .command:
-                continue
-            case .id:
-                buffer.writeStaticString("id: ")
-                if let requestId { buffer.writeString(requestId) } else { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[value])) }
-            case .rawId:
-                buffer.writeStaticString("rawid: ")
-                buffer.writeBytes(storedId ?? UnsafeRawBufferPointer(rebasing: bytes[value]))
-            case .other:
-                // Names are written lower-cased, as the parser would have stored them.
-                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count) { target in
-                    for offset in 0..<name.count { target[offset] = lowerASCII(bytes[name.lowerBound + offset]) }
-                    return name.count
-                }
-                buffer.writeStaticString(": ")
-                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[value]))
+        let size = plan.deliverySize(requestIdLength: requestId?.utf8.count, close: close)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
+            var writer = RawWriter(base: target.baseAddress!)
+            if plan.isStatusLine {
+                writer.append(bytes: UnsafeRawBufferPointer(rebasing: bytes[0..<plan.startLineEnd]))
+                writer.append("\r\n")
+            } else {
+                writer.append("HTTP/1.1 200 OK\r\n")
             }
-            buffer.writeStaticString("\r\n")
+            let storedId = plan.storedId.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+            var lineStart = plan.startLineEnd + 2
+            while lineStart < plan.headEnd {
+                let end = Plan.lineEnd(bytes, from: lineStart, limit: plan.headEnd + 2)!
+                let (name, value) = Plan.split(bytes, lineStart..<end)!
+                lineStart = end + 2
+                switch Plan.kind(bytes, name) {
+                case .contentLength, .connection, .transferEncoding, .command:
+                    continue
+                case .id:
+                    writer.append("id: ")
+                    if let requestId { writer.append(string: requestId) } else { writer.append(bytes: UnsafeRawBufferPointer(rebasing: bytes[value])) }
+                case .rawId:
+                    writer.append("rawid: ")
+                    writer.append(bytes: storedId ?? UnsafeRawBufferPointer(rebasing: bytes[value]))
+                case .other:
+                    // Names are written lower-cased, as the parser would have stored them.
+                    for offset in 0..<name.count {
+                        writer.base.storeBytes(of: lowerASCII(bytes[name.lowerBound + offset]), toByteOffset: writer.offset + offset, as: UInt8.self)
+                    }
+                    writer.offset += name.count
+                    writer.append(": ")
+                    writer.append(bytes: UnsafeRawBufferPointer(rebasing: bytes[value]))
+                }
+                writer.append("\r\n")
+            }
+            if let storedId, plan.rawIdLines == 0 {
+                writer.append("rawid: ")
+                writer.append(bytes: storedId)
+                writer.append("\r\n")
+            }
+            if storedId == nil, let requestId {
+                writer.append("id: ")
+                writer.append(string: requestId)
+                writer.append("\r\n")
+            }
+            writer.append("content-length: ")
+            writer.appendDecimal(plan.bodyLength)
+            writer.append(close ? "\r\nconnection: close\r\n\r\n" : "\r\nconnection: Keep-Alive\r\n\r\n")
+            writer.append(bytes: UnsafeRawBufferPointer(rebasing: bytes[plan.bodyStart...]))
+            precondition(writer.offset == size, "delivery size miscounted")
+            return writer.offset
         }
-        if let storedId, !plan.hasRawId {
-            buffer.writeStaticString("rawid: ")
-            buffer.writeBytes(storedId)
-            buffer.writeStaticString("\r\n")
-        }
-        if storedId == nil, let requestId {
-            buffer.writeStaticString("id: ")
-            buffer.writeString(requestId)
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("content-length: ")
-        MessageSerializer.writeDecimal(plan.bodyLength, into: &buffer)
-        buffer.writeStaticString(close ? "\r\nconnection: close\r\n\r\n" : "\r\nconnection: Keep-Alive\r\n\r\n")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[plan.bodyStart...]))
     }
 }

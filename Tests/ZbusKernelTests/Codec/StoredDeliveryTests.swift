@@ -58,6 +58,29 @@ struct StoredDeliveryTests {
         #expect(message.sender == "0b0a8e4c-5f7e-4c55-8a43-2b7a3a0d1e11")
     }
 
+    @Test("hand-written records (repeated id and rawid lines, no space after the colon, upper-case names) are written whole and parse back")
+    func unusualRecords() throws {
+        let records = [
+            "POST / HTTP/1.1\r\nid: a\r\nID:b\r\nrawid: r1\r\nRawId:r2\r\nX-Y:z\r\ncontent-length: 2\r\n\r\nhi",
+            "GET /q HTTP/1.1\r\nrawid:early\r\nmq:Q\r\nconnection: close\r\ntransfer-encoding: x\r\nack:1\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nk:\r\n\r\n",
+        ]
+        for text in records {
+            for requestId in [nil, "c-1", String(repeating: "q", count: 70)] {
+                for close in [false, true] {
+                    var fast = ByteBuffer()
+                    #expect(StoredDelivery.write(record: ByteBuffer(string: text), requestId: requestId, close: close, into: &fast))
+                    var parser = MessageParser()
+                    let message = try #require(try parser.next(&fast), "\(text.debugDescription) did not parse back")
+                    #expect(fast.readableBytes == 0)
+                    #expect(message.cmd == nil && message.headers["ack"] == nil)
+                    if let requestId { #expect(message.id == requestId) }
+                    #expect(message.closeRequested == close)
+                }
+            }
+        }
+    }
+
     @Test("records not in the serializer's form are declined, and writeAny falls back to parsing them")
     func declined() throws {
         let odd = [
