@@ -24,8 +24,13 @@ let package = Package(
     ],
     targets: [
         .target(
+            name: "CZbusCRC32C",
+            path: "Sources/CZbusCRC32C"
+        ),
+        .target(
             name: "ZbusKernel",
             dependencies: [
+                "CZbusCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,7 +1,10 @@
+import CZbusCRC32C
+
 /// CRC-32C (Castagnoli, reflected polynomial `0x82F63B78`), the checksum the queue store keeps beside every record.
 ///
-/// Software slicing-by-8: eight 256-entry tables let the loop fold eight input bytes per step, which is several times
-/// faster than the byte-at-a-time table method and needs no CPU-specific instructions.
+/// Uses the CPU's CRC-32C instruction where there is one (SSE 4.2 on x86-64), and otherwise a software
+/// slicing-by-8: eight 256-entry tables let the loop fold eight input bytes per step, several times faster than the
+/// byte-at-a-time table method. Both give the same values (tested against each other).
 ///
 /// ```swift
 /// CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283
@@ -21,7 +24,16 @@ public struct CRC32C: Sendable, Equatable {
     /// Folds `bytes` into the checksum.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-        state = CRC32C.fold(state, base, bytes.count)
+        state = CRC32C.usesHardware ? czbus_crc32c_update(state, base, bytes.count) : CRC32C.fold(state, base, bytes.count)
+    }
+
+    /// Whether ``update(_:)`` uses the CPU's CRC-32C instruction.
+    public static let usesHardware: Bool = czbus_crc32c_hardware_available() != 0
+
+    /// The checksum of `bytes` computed by the software fold, whatever the CPU offers (the reference in tests).
+    static func softwareChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return 0 }
+        return ~fold(0xFFFF_FFFF, base, bytes.count)
     }
 
     /// Folds `bytes` into the checksum.

@@ -1,5 +1,5 @@
 import Testing
-import ZbusKernel
+@testable import ZbusKernel
 
 @Suite("QueueStore: CRC-32C")
 struct QueueStoreCRC32CTests {
@@ -32,6 +32,23 @@ struct QueueStoreCRC32CTests {
                 let slice = Array(data[start..<end])
                 let sliced = data.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
                 #expect(sliced == Self.reference(slice), "bytes \(start)..<\(end)")
+            }
+        }
+    }
+
+    @Test("the software fold (the path without a CRC instruction) matches the reference and the path in use")
+    func softwareMatchesReferenceAndHardware() {
+        #if arch(x86_64)
+        #expect(CRC32C.usesHardware, "every x86-64 CPU since 2008 has SSE 4.2; without it this test compares the software fold with itself")
+        #endif
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<300).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for start in 0..<9 {
+            for end in stride(from: start, through: data.count, by: 5) {
+                let software = data.withUnsafeBytes { CRC32C.softwareChecksum(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+                let inUse = data.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+                #expect(software == Self.reference(Array(data[start..<end])), "bytes \(start)..<\(end)")
+                #expect(software == inUse, "bytes \(start)..<\(end), hardware: \(CRC32C.usesHardware)")
             }
         }
     }
