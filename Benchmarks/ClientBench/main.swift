@@ -83,7 +83,7 @@ exit(results.fail == 0 ? 0 : 1)
 
 enum Timing {
     /// Runs `operation` `count` times, one at a time, counting successes and timing each call in microseconds.
-    static func loop(count: Int, _ operation: () async -> Bool) async -> (ok: Int, fail: Int, latencies: [Double]) {
+    nonisolated(nonsending) static func loop(count: Int, _ operation: nonisolated(nonsending) () async -> Bool) async -> (ok: Int, fail: Int, latencies: [Double]) {
         let clock = ContinuousClock()
         var ok = 0
         var fail = 0

@@ -43,7 +43,7 @@ struct LocalInvoker: MessageInvoker {
         return RpcResponder(processor: processor)
     }()
     var target: String { "local" }
-    func invoke(_ request: Message, timeout: Duration) async throws -> Message { await responder.respond(to: request) }
+    nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message { await responder.respond(to: request) }
 }
 
 let broker = try SingleBroker(address: mode == "local" ? "127.0.0.1:1" : address, configuration: configuration, poolSize: pool)

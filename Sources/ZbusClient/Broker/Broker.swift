@@ -22,12 +22,12 @@ public protocol Broker: Sendable {
     ///   - request: the message.
     ///   - timeout: how long to wait for the reply; the client's request timeout by default.
     /// - Throws: ``ZbusClientError`` or `CancellationError`, as ``MessageClient/send(_:timeout:)``.
-    func send(_ request: Message, timeout: Duration?) async throws -> Message
+    nonisolated(nonsending) func send(_ request: Message, timeout: Duration?) async throws -> Message
 
     /// Sends `message`, which gets no reply, on one of the pooled connections.
     ///
     /// - Throws: ``ZbusClientError`` when it could not be written.
-    func sendOneWay(_ message: Message) async throws
+    nonisolated(nonsending) func sendOneWay(_ message: Message) async throws
 
     /// One of the pooled connections, for a sequence of requests that must leave in order (the node handles each
     /// connection's messages in the order sent).
@@ -45,7 +45,7 @@ public protocol Broker: Sendable {
 
 extension Broker {
     /// Sends `request` and waits for its reply, with the client's default timeout.
-    public func send(_ request: Message) async throws -> Message {
+    public nonisolated(nonsending) func send(_ request: Message) async throws -> Message {
         try await send(request, timeout: nil)
     }
 }

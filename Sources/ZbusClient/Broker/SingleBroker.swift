@@ -44,12 +44,12 @@ public final class SingleBroker: Broker {
     }
 
     /// Sends `request` on a pooled connection and waits for its reply (see ``Broker/send(_:timeout:)``).
-    public func send(_ request: Message, timeout: Duration?) async throws -> Message {
+    public nonisolated(nonsending) func send(_ request: Message, timeout: Duration?) async throws -> Message {
         try await pool.pick().send(request, timeout: timeout)
     }
 
     /// Sends `message`, which gets no reply, on a pooled connection.
-    public func sendOneWay(_ message: Message) async throws {
+    public nonisolated(nonsending) func sendOneWay(_ message: Message) async throws {
         try await pool.pick().sendOneWay(message)
     }
 
@@ -97,12 +97,12 @@ public final class InProcessBroker: Broker {
     }
 
     /// Sends `request` on a pooled connection and waits for its reply (see ``Broker/send(_:timeout:)``).
-    public func send(_ request: Message, timeout: Duration?) async throws -> Message {
+    public nonisolated(nonsending) func send(_ request: Message, timeout: Duration?) async throws -> Message {
         try await pool.pick().send(request, timeout: timeout)
     }
 
     /// Sends `message`, which gets no reply, on a pooled connection.
-    public func sendOneWay(_ message: Message) async throws {
+    public nonisolated(nonsending) func sendOneWay(_ message: Message) async throws {
         try await pool.pick().sendOneWay(message)
     }
 

@@ -85,7 +85,7 @@ public final class Consumer: Sendable {
     /// - Returns: the message (`id` = the producer's id), or `nil` when none came within `timeout`.
     /// - Throws: ``ZbusClientError/rejected(cmd:mq:status:body:)`` (403 token, 404 with auto-create off), a connection
     ///   error, or `CancellationError` (the consume in flight is kept for the next `take`).
-    public func take(timeout: Duration = .seconds(10)) async throws -> Message? {
+    public nonisolated(nonsending) func take(timeout: Duration = .seconds(10)) async throws -> Message? {
         try await primary.take(timeout: timeout)
     }
 
@@ -207,7 +207,7 @@ final class ConsumerConnection: Sendable {
         self.options = options
     }
 
-    func take(timeout: Duration) async throws -> Message? {
+    nonisolated(nonsending) func take(timeout: Duration) async throws -> Message? {
         try state.withLockedValue { state in
             if state.closed { throw ZbusClientError.clientClosed(address: client.address) }
             if state.busy {
@@ -314,7 +314,7 @@ final class ConsumerConnection: Sendable {
         return .message(message)
     }
 
-    private func create(mode: QueueMode) async throws {
+    private nonisolated(nonsending) func create(mode: QueueMode) async throws {
         var request = Message()
         request.cmd = "create_mq"
         request.headers[HeaderName.mqName] = mq

@@ -48,7 +48,7 @@ public struct Producer: Sendable {
     /// - Throws: ``ZbusClientError/rejected(cmd:mq:status:body:)`` for 404 (no such MQ, or an RPC MQ with no consumer),
     ///   403 (token), 406 (duplicate `key`), 429 (MQ full), 500 (store failure); a connection error otherwise.
     @discardableResult
-    public func send(_ message: Message, timeout: Duration? = nil) async throws -> Message {
+    public nonisolated(nonsending) func send(_ message: Message, timeout: Duration? = nil) async throws -> Message {
         let request = prepared(message, ack: true)
         let reply = try await withRetries { try await broker.send(request, timeout: timeout) }
         guard reply.status == 200 else {
@@ -59,13 +59,13 @@ public struct Producer: Sendable {
 
     /// Sends a text body with optional headers (`topic`, `id`, custom ones) and waits for the acknowledgement.
     @discardableResult
-    public func send(_ body: String, headers: [(String, String)] = [], timeout: Duration? = nil) async throws -> Message {
+    public nonisolated(nonsending) func send(_ body: String, headers: [(String, String)] = [], timeout: Duration? = nil) async throws -> Message {
         try await send(Message(text: body, headers: headers), timeout: timeout)
     }
 
     /// Publishes `message` under `topic` (for a pub/sub MQ) and waits for the acknowledgement.
     @discardableResult
-    public func publish(_ message: Message, topic: String, timeout: Duration? = nil) async throws -> Message {
+    public nonisolated(nonsending) func publish(_ message: Message, topic: String, timeout: Duration? = nil) async throws -> Message {
         var message = message
         message.topic = topic
         return try await send(message, timeout: timeout)
@@ -73,7 +73,7 @@ public struct Producer: Sendable {
 
     /// Sends `message` with `ack: 0`: the node sends nothing back, so this returns once the message is written.
     /// Faster, but a message can be lost with the connection without anyone knowing.
-    public func sendWithoutAck(_ message: Message) async throws {
+    public nonisolated(nonsending) func sendWithoutAck(_ message: Message) async throws {
         let request = prepared(message, ack: false)
         try await withRetries { try await broker.sendOneWay(request) }
     }
@@ -81,7 +81,7 @@ public struct Producer: Sendable {
     /// Sends `message` with `ack: 0` and waits for the answer a consumer routes back with the same `id` (MQ-RPC).
     ///
     /// - Returns: the routed reply; its status is what the consumer set (`reply_code`).
-    public func request(_ message: Message, timeout: Duration? = nil) async throws -> Message {
+    public nonisolated(nonsending) func request(_ message: Message, timeout: Duration? = nil) async throws -> Message {
         try await broker.send(prepared(message, ack: false), timeout: timeout)
     }
 
@@ -121,7 +121,7 @@ public struct Producer: Sendable {
         return request
     }
 
-    private func withRetries<T>(_ body: () async throws -> T) async throws -> T {
+    private nonisolated(nonsending) func withRetries<T>(_ body: nonisolated(nonsending) () async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             do {

@@ -112,12 +112,12 @@ public final class MessageClient: Sendable {
     /// - Returns: the reply, whatever its status (see ``Producer`` and ``MqAdmin`` for calls that check it).
     /// - Throws: ``ZbusClientError`` (`connectFailed`, `connectionClosed`, `timedOut`, `clientClosed`,
     ///   `duplicateRequestId`), or `CancellationError` when the task is cancelled (the request is abandoned).
-    public func send(_ request: Message, timeout: Duration? = nil) async throws -> Message {
+    public nonisolated(nonsending) func send(_ request: Message, timeout: Duration? = nil) async throws -> Message {
         try await awaitReply(submit(request, timeout: timeout))
     }
 
     /// Waits for a submitted request's reply; cancellation abandons the request.
-    func awaitReply(_ reply: PendingReply) async throws -> Message {
+    nonisolated(nonsending) func awaitReply(_ reply: PendingReply) async throws -> Message {
         let core = self.core
         return try await reply.wait(withdraw: { [eventLoop] in
             eventLoop.execute { core.value.withdraw(reply) }
@@ -129,7 +129,7 @@ public final class MessageClient: Sendable {
     ///
     /// - Throws: ``ZbusClientError/connectFailed(address:reason:)`` or ``ZbusClientError/clientClosed(address:)``
     ///   when it could not be written; `CancellationError` when the task is cancelled before it was.
-    public func sendOneWay(_ message: Message) async throws {
+    public nonisolated(nonsending) func sendOneWay(_ message: Message) async throws {
         var message = message
         if message.id == nil { message.id = makeId() }
         let written = PendingReply(id: message.id!, cmd: message.cmd, oneWay: true)

@@ -54,7 +54,7 @@ final class PendingReply: Sendable {
     ///     is abandoned); `nil` keeps the request outstanding and only stops this wait.
     ///   - until: a limit for this wait only, enforced on `eventLoop`; when it passes, ``WaitExpired`` is thrown and
     ///     the request stays outstanding.
-    func wait(withdraw: (@Sendable () -> Void)?, until deadline: NIODeadline? = nil, on eventLoop: (any EventLoop)? = nil) async throws -> Message {
+    nonisolated(nonsending) func wait(withdraw: (@Sendable () -> Void)?, until deadline: NIODeadline? = nil, on eventLoop: (any EventLoop)? = nil) async throws -> Message {
         let (ready, token) = state.withLock { state -> (Result<Message, any Error>?, UInt64) in
             if let result = state.result { return (result, 0) }
             state.waitToken &+= 1

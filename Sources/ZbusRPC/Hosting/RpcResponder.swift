@@ -23,7 +23,7 @@ public struct RpcResponder: Sendable {
     }
 
     /// The response message to `message` (its codec chosen by `content-type`); failures are 500 responses.
-    public func respond(to message: Message) async -> Message {
+    public nonisolated(nonsending) func respond(to message: Message) async -> Message {
         switch answer(message) {
         case .ready(let reply): return reply
         case .later(let reply): return await reply()

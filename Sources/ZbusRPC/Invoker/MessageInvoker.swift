@@ -23,7 +23,7 @@ public protocol MessageInvoker: Sendable {
     ///   - timeout: how long to wait for the answer.
     /// - Throws: ``ZbusClientError`` (connection failures, ``ZbusClientError/timedOut(address:cmd:id:after:)``), or
     ///   ``RpcError`` when the node refused the call.
-    func invoke(_ request: Message, timeout: Duration) async throws -> Message
+    nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message
 }
 
 extension MessageClient: MessageInvoker {
@@ -31,7 +31,7 @@ extension MessageClient: MessageInvoker {
     public var target: String { address }
 
     /// Sends `request` on this connection and waits for its answer.
-    public func invoke(_ request: Message, timeout: Duration) async throws -> Message {
+    public nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message {
         try await send(request, timeout: timeout)
     }
 }
@@ -41,7 +41,7 @@ extension SingleBroker: MessageInvoker {
     public var target: String { address }
 
     /// Sends `request` on a pooled connection and waits for its answer.
-    public func invoke(_ request: Message, timeout: Duration) async throws -> Message {
+    public nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message {
         try await send(request, timeout: timeout)
     }
 }
@@ -51,7 +51,7 @@ extension InProcessBroker: MessageInvoker {
     public var target: String { address }
 
     /// Sends `request` on a pooled in-process session and waits for its answer.
-    public func invoke(_ request: Message, timeout: Duration) async throws -> Message {
+    public nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message {
         try await send(request, timeout: timeout)
     }
 }
@@ -70,7 +70,7 @@ public struct BrokerInvoker: MessageInvoker {
     public var target: String { broker.address }
 
     /// Sends `request` on a pooled connection and waits for its answer.
-    public func invoke(_ request: Message, timeout: Duration) async throws -> Message {
+    public nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message {
         try await broker.send(request, timeout: timeout)
     }
 }
@@ -107,7 +107,7 @@ public struct MqInvoker: MessageInvoker {
     ///
     /// - Throws: ``RpcError/serviceUnavailable(module:method:target:status:reason:)`` when the node refuses the produce
     ///   (no consumer, no MQ, wrong token, MQ full); ``ZbusClientError`` for connection failures and timeouts.
-    public func invoke(_ request: Message, timeout: Duration) async throws -> Message {
+    public nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message {
         var request = request
         request.cmd = "produce"
         request.mq = mq

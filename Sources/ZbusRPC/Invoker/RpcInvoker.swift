@@ -60,12 +60,12 @@ public struct RpcInvoker: Sendable {
     ///   - timeout: the wait for the answer; ``timeout`` by default.
     /// - Throws: ``RpcError`` for everything but a failure the service reported (see ``RpcResponse/isFailure``):
     ///   `timedOut`, `serviceUnavailable`, `transport`, `encoding`, `badResponse`; `CancellationError`.
-    public func invoke(_ request: RpcRequest, timeout: Duration? = nil) async throws -> RpcResponse {
+    public nonisolated(nonsending) func invoke(_ request: RpcRequest, timeout: Duration? = nil) async throws -> RpcResponse {
         try await exchange(request, timeout: timeout).response
     }
 
     /// Sends `request`; returns the response and the status of the message that carried it.
-    private func exchange(_ request: RpcRequest, timeout: Duration?) async throws -> (response: RpcResponse, status: Int) {
+    private nonisolated(nonsending) func exchange(_ request: RpcRequest, timeout: Duration?) async throws -> (response: RpcResponse, status: Int) {
         let message: Message
         do {
             message = try codec.encodeRequest(request)
@@ -100,7 +100,7 @@ public struct RpcInvoker: Sendable {
     ///   - timeout: the wait for the answer; ``timeout`` by default.
     /// - Throws: ``RpcError``: `remote` (the service failed), `timedOut`, `serviceUnavailable`, `transport`,
     ///   `resultType`, ...
-    public func call<each P: Encodable, R: Decodable>(_ method: String, _ params: repeat each P, as type: R.Type,
+    public nonisolated(nonsending) func call<each P: Encodable, R: Decodable>(_ method: String, _ params: repeat each P, as type: R.Type,
                                                        timeout: Duration? = nil) async throws -> R {
         let result = try await callResult(method, try encode(method, repeat each params), timeout: timeout)
         do {
@@ -115,18 +115,18 @@ public struct RpcInvoker: Sendable {
     ///
     /// - Throws: ``RpcError`` as ``call(_:_:as:timeout:)``.
     @discardableResult
-    public func call<each P: Encodable>(_ method: String, _ params: repeat each P, timeout: Duration? = nil) async throws -> JSONValue {
+    public nonisolated(nonsending) func call<each P: Encodable>(_ method: String, _ params: repeat each P, timeout: Duration? = nil) async throws -> JSONValue {
         try await callResult(method, try encode(method, repeat each params), timeout: timeout)
     }
 
     /// The service's method catalogue (of ``module``, or of every module).
     ///
     /// - Throws: ``RpcError``.
-    public func catalogue(timeout: Duration? = nil) async throws -> JSONValue {
+    public nonisolated(nonsending) func catalogue(timeout: Duration? = nil) async throws -> JSONValue {
         try await callResult("", [], timeout: timeout)
     }
 
-    private func callResult(_ method: String, _ params: [JSONValue], timeout: Duration?) async throws -> JSONValue {
+    private nonisolated(nonsending) func callResult(_ method: String, _ params: [JSONValue], timeout: Duration?) async throws -> JSONValue {
         let (response, status) = try await exchange(RpcRequest(module: module, method: method, params: params), timeout: timeout)
         guard !response.isFailure else {
             throw RpcError.remote(module: module, method: method, status: status, message: response.errorMessage ?? "failed",

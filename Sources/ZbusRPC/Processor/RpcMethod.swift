@@ -43,7 +43,7 @@ public struct RpcMethod: Sendable {
     public var arity: Int { variadic ? -1 : parameterTypes.count }
 
     /// Runs the method with `arguments` (already counted) and returns the response; thrown errors become failures.
-    public func call(_ arguments: [JSONValue]) async -> RpcResponse {
+    public nonisolated(nonsending) func call(_ arguments: [JSONValue]) async -> RpcResponse {
         do {
             switch body {
             case .inline(let run): return RpcResponse(result: try run(arguments))

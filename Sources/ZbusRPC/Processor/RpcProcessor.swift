@@ -126,7 +126,7 @@ public struct RpcProcessor: Sendable {
     }
 
     /// Runs `request` and returns its response; never throws (failures are responses).
-    public func process(_ request: RpcRequest) async -> RpcResponse {
+    public nonisolated(nonsending) func process(_ request: RpcRequest) async -> RpcResponse {
         switch resolve(request) {
         case .ready(let response): return response
         case .call(let method, let arguments): return await method.call(arguments)
