@@ -132,13 +132,20 @@ public struct MessageParser: Sendable {
         message.headers.reserveCapacity(12)
 
         while let line = lines.next() {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw .malformedHeader(printable(line)) }
-            let rawName = trim(UnsafeRawBufferPointer(rebasing: line[line.startIndex..<colon]))
-            let rawValue = trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)..<line.endIndex]))
-            guard !rawName.isEmpty, rawName.allSatisfy(isTokenByte) else { throw .malformedHeader(printable(line)) }
-            guard rawValue.allSatisfy({ $0 >= 0x20 || $0 == 0x09 }), !rawValue.contains(0x7F) else {
+            guard let base = line.baseAddress, let hit = memchr(base, Int32(UInt8(ascii: ":")), line.count) else {
                 throw .malformedHeader(printable(line))
             }
+            let colon = base.distance(to: UnsafeRawPointer(hit))
+            let rawName = trim(UnsafeRawBufferPointer(rebasing: line[0..<colon]))
+            let rawValue = trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)...]))
+            // One pass per part: a name is token bytes, a value has no control bytes but tabs.
+            var nameHasUpperCase = false
+            for byte in rawName {
+                guard isTokenByte(byte) else { throw .malformedHeader(printable(line)) }
+                nameHasUpperCase = nameHasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            }
+            guard !rawName.isEmpty else { throw .malformedHeader(printable(line)) }
+            for byte in rawValue where (byte < 0x20 && byte != 0x09) || byte == 0x7F { throw .malformedHeader(printable(line)) }
             switch classify(rawName) {
             case .contentLength:
                 contentLength = try parseContentLength(rawValue, limits: limits)
@@ -163,7 +170,7 @@ public struct MessageParser: Sendable {
             case .other:
                 break
             }
-            let name = lowercasedString(rawName)
+            let name = nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self)
             let value = String(decoding: rawValue, as: UTF8.self)
             if index == nil && message.headers.count >= 16 {
                 var built: [String: Int] = [:]
@@ -297,19 +304,15 @@ public struct MessageParser: Sendable {
     @inline(__always)
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
-    /// RFC 9110 token characters.
+    /// RFC 9110 token characters (`!#$%&'*+-.^_`|~`, digits, letters) as two 64-bit masks over the ASCII range: one
+    /// shift and test per byte instead of a chain of comparisons (every header name of every message is checked).
     @inline(__always)
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        let lowMask: UInt64 = 0x03FF_6CFA_0000_0000  // bytes 0...63
+        let highMask: UInt64 = 0x57FF_FFFF_C7FF_FFFE  // bytes 64...127
+        if byte < 64 { return (lowMask >> UInt64(byte)) & 1 == 1 }
+        if byte < 128 { return (highMask >> UInt64(byte - 64)) & 1 == 1 }
+        return false
     }
 
     private static func trim(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
@@ -322,10 +325,7 @@ public struct MessageParser: Sendable {
 
     /// Makes a String of ASCII-lower-cased bytes in one pass.
     private static func lowercasedString(_ bytes: UnsafeRawBufferPointer) -> String {
-        if !bytes.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
-            return String(decoding: bytes, as: UTF8.self)
-        }
-        return String(unsafeUninitializedCapacity: bytes.count) { target in
+        String(unsafeUninitializedCapacity: bytes.count) { target in
             for offset in 0..<bytes.count { target[offset] = lowerASCII(bytes[offset]) }
             return bytes.count
         }
@@ -346,9 +346,11 @@ private struct LineIterator {
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     mutating func next() -> UnsafeRawBufferPointer? {
-        guard position < bytes.count else { return nil }
-        var end = position
-        while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+        guard position < bytes.count, let base = bytes.baseAddress else { return nil }
+        var end = bytes.count
+        if let hit = memchr(base + position, Int32(UInt8(ascii: "\n")), bytes.count - position) {
+            end = base.distance(to: UnsafeRawPointer(hit))
+        }
         var lineEnd = end
         if lineEnd > position, bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
         let line = UnsafeRawBufferPointer(rebasing: bytes[position..<lineEnd])

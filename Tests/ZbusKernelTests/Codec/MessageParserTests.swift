@@ -14,6 +14,16 @@ private func decodeAll(_ text: String, limits: MessageLimits = .default) throws 
 
 @Suite("MessageParser")
 struct MessageParserTests {
+    @Test("header-name bytes: exactly RFC 9110's token characters are accepted")
+    func tokenBytes() {
+        let specials = Set("!#$%&'*+-.^_`|~".utf8)
+        for byte in 0...255 {
+            let value = UInt8(byte)
+            let isAlphanumeric = (0x30...0x39).contains(value) || (0x41...0x5A).contains(value) || (0x61...0x7A).contains(value)
+            #expect(MessageParser.isTokenByte(value) == (isAlphanumeric || specials.contains(value)), "byte \(byte)")
+        }
+    }
+
     @Test("a request line with zbus headers and a body")
     func request() throws {
         let messages = try decodeAll("POST /x HTTP/1.1\r\ncmd: produce\r\nmq: Q1\r\nid: p1\r\ncontent-length: 11\r\n\r\nhello world")
