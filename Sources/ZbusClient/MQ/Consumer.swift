@@ -270,8 +270,10 @@ final class ConsumerConnection: Sendable {
         if let outstanding = state.withLockedValue({ $0.outstanding }) { return (outstanding, true) }
         let remaining = max(0, (deadline - .now()).nanoseconds)
         var request = Message()
+        request.headers.reserveCapacity(6)
         request.cmd = "consume"
         request.mq = mq
+        request.id = RequestId.next()
         if let token = options.token { request.token = token }
         if let topic = options.topic { request.topic = topic }
         let waitMillis = (remaining + 999_999) / 1_000_000

@@ -115,6 +115,7 @@ public struct Producer: Sendable {
         request.headers.reserveCapacity(request.headers.count + 4)
         request.cmd = "produce"
         request.mq = mq
+        if request.id == nil { request.id = RequestId.next() }
         if let token { request.token = token }
         // An absent `ack` means "reply" to every zbus node; only the opt-out travels.
         if ack { request.headers.remove(HeaderName.ack) } else { request.ack = false }

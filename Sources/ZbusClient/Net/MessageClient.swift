@@ -32,8 +32,6 @@ public final class MessageClient: Sendable {
     let eventLoop: any EventLoop
 
     private let core: NIOLoopBoundBox<Core>
-    private let idPrefix: String
-    private let nextId = ManagedAtomic<UInt64>(0)
 
     /// Creates a client for the node at `address` (`HOST:PORT`); nothing is connected until the first request.
     ///
@@ -84,7 +82,6 @@ public final class MessageClient: Sendable {
         self.address = connector.address
         self.configuration = configuration
         self.eventLoop = eventLoop
-        self.idPrefix = Self.makeIdPrefix()
         let core = Core(connector: connector, configuration: configuration, eventLoop: eventLoop, logger: logger, onPush: onPush)
         self.core = NIOLoopBoundBox.makeBoxSendingValue(core, eventLoop: eventLoop)
     }
@@ -172,16 +169,10 @@ public final class MessageClient: Sendable {
         try? await closed.get()
     }
 
-    /// A new request id: a random per-client prefix and a counter, unique on this connection and very unlikely to meet
-    /// another client's.
+    /// A new request id: a random per-process prefix and a counter, unique among this process's requests and very
+    /// unlikely to meet another process's.
     public func makeId() -> String {
-        idPrefix + String(nextId.loadThenWrappingIncrement(ordering: .relaxed), radix: 36)
-    }
-
-    private static func makeIdPrefix() -> String {
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
-        var generator = SystemRandomNumberGenerator()
-        return String((0..<8).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] }) + "-"
+        RequestId.next()
     }
 }
 
@@ -222,7 +213,8 @@ extension MessageClient {
         private var waiting: [String: Waiting] = [:]
         private var queued: [Queued] = []
         private var flushScheduled = false
-        private var lastWrite = NIODeadline.now()
+        // Whether anything was written since the last heartbeat tick (a flag rather than a time: no clock reading per write).
+        private var wroteSinceBeat = false
         private var heartbeat: RepeatedTask?
         private var sweeper: RepeatedTask?
         private var reconnectDelay: Duration
@@ -297,7 +289,7 @@ extension MessageClient {
 
         /// Flushes once after every write queued on the loop so far, so pipelined requests leave in one syscall.
         private func scheduleFlush(_ link: any ClientLink) {
-            lastWrite = .now()
+            wroteSinceBeat = true
             guard !flushScheduled else { return }
             flushScheduled = true
             eventLoop.assumeIsolated().execute {
@@ -489,12 +481,17 @@ extension MessageClient {
             let amount = interval.timeAmount
             let bound = self.bound
             heartbeat = eventLoop.scheduleRepeatedTask(initialDelay: amount, delay: amount) { _ in
-                bound.value.beat(idleFor: amount)
+                bound.value.beat()
             }
         }
 
-        private func beat(idleFor amount: TimeAmount) {
-            guard case .connected(let link) = state, NIODeadline.now() - lastWrite >= amount else { return }
+        private func beat() {
+            // A beat goes out when a whole interval passed without a write.
+            guard case .connected(let link) = state else { return }
+            guard !wroteSinceBeat else {
+                wroteSinceBeat = false
+                return
+            }
             var beat = Message()
             beat.cmd = BuiltInCommands.heartbeat
             beat.id = "heartbeat"

@@ -65,7 +65,9 @@ public struct JsonRpcCodec: RpcCodec {
     /// Writes the request JSON as a `POST /` message with `content-type: application/json`.
     public func encodeRequest(_ request: RpcRequest) throws -> Message {
         var headers = Headers()
+        headers.reserveCapacity(6)  // room for what an invoker adds: id, cmd, mq, ack, token
         headers.set(lowercased: HeaderName.contentType, "application/json")
+        headers.set(lowercased: HeaderName.id, RequestId.next())
         return Message(method: "POST", uri: "/", headers: headers, body: Self.body(of: request))
     }
 

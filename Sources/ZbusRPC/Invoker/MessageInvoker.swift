@@ -23,7 +23,9 @@ public protocol MessageInvoker: Sendable {
     ///   - timeout: how long to wait for the answer.
     /// - Throws: ``ZbusClientError`` (connection failures, ``ZbusClientError/timedOut(address:cmd:id:after:)``), or
     ///   ``RpcError`` when the node refused the call.
-    nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message
+    ///
+    /// The request is consumed: an invoker that adds headers (``MqInvoker``) then does so without copying it.
+    nonisolated(nonsending) func invoke(_ request: consuming Message, timeout: Duration) async throws -> Message
 }
 
 extension MessageClient: MessageInvoker {
@@ -107,8 +109,9 @@ public struct MqInvoker: MessageInvoker {
     ///
     /// - Throws: ``RpcError/serviceUnavailable(module:method:target:status:reason:)`` when the node refuses the produce
     ///   (no consumer, no MQ, wrong token, MQ full); ``ZbusClientError`` for connection failures and timeouts.
-    public nonisolated(nonsending) func invoke(_ request: Message, timeout: Duration) async throws -> Message {
+    public nonisolated(nonsending) func invoke(_ request: consuming Message, timeout: Duration) async throws -> Message {
         var request = request
+        if request.id == nil { request.id = RequestId.next() }
         request.cmd = "produce"
         request.mq = mq
         request.ack = false
