@@ -24,6 +24,15 @@ struct RpcJsonFixtureTests {
 
     // MARK: - Requests as peers send them
 
+    @Test("integers are written as their decimal text, from the smallest to the largest 64-bit value")
+    func integerText() {
+        let values: [Int64] = [0, 7, 9, 10, 11, 99, 100, -1, -9, -10, -11, 12_345, -98_765, 1 << 40, .max, .min, .max - 1, .min + 1]
+        for value in values {
+            #expect(JSONWriter.text(of: .int(value)) == String(value))
+        }
+        #expect(JSONWriter.text(of: .array([.int(-3), .int(42), .int(1_000_000)])) == "[-3,42,1000000]")
+    }
+
     @Test("Java request: @type ignored, paramTypes kept, fastjson 3L numbers read")
     func javaRequest() throws {
         let json = #"{"@type":"org.zbus.rpc.RpcCodec$Request","encoding":"UTF-8","method":"plus","module":"org.example.Calc","paramTypes":["long","long"],"params":[3L,4]}"#

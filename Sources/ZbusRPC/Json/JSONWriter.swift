@@ -50,7 +50,27 @@ public enum JSONWriter {
             buffer.writeInteger(UInt8(ascii: "0") + UInt8(number))
             return
         }
-        buffer.writeString(String(number))
+        // Digits written backwards into a fixed scratch area: no String per number (RPC arguments and results are
+        // mostly integers, one or more per call).
+        var magnitude = number.magnitude
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 20) { target in
+            var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: 19 digits and a sign fit
+            return withUnsafeMutableBytes(of: &scratch) { digits in
+                var position = digits.count
+                repeat {
+                    position -= 1
+                    digits[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                if number < 0 {
+                    position -= 1
+                    digits[position] = UInt8(ascii: "-")
+                }
+                let length = digits.count - position
+                target.baseAddress!.copyMemory(from: digits.baseAddress! + position, byteCount: length)
+                return length
+            }
+        }
     }
 
     /// Appends `number`, or `null` when it is not finite.
