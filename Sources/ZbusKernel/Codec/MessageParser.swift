@@ -77,17 +77,22 @@ public struct MessageParser: Sendable {
         buffer.moveReaderIndex(forwardBy: headLength)
         scanned = 0
         if bodyLength == 0 { return message }
+        if buffer.readableBytes >= bodyLength {
+            // The usual case: the body came with its head. Attached here, the message is not parked in
+            // `pendingHead` and copied out again (a retain and a release of each of its parts).
+            var complete = message
+            complete.body = buffer.readSlice(length: bodyLength)
+            return complete
+        }
         pendingHead = message
         pendingBodyLength = bodyLength
-        let body = takeBody(&buffer)
-        if body == nil && expectContinue { continueRequested = true }
-        return body
+        if expectContinue { continueRequested = true }
+        return nil
     }
 
     private mutating func takeBody(_ buffer: inout ByteBuffer) -> Message? {
-        guard buffer.readableBytes >= pendingBodyLength, var message = pendingHead else { return nil }
+        guard buffer.readableBytes >= pendingBodyLength, var message = pendingHead.take() else { return nil }
         message.body = buffer.readSlice(length: pendingBodyLength)
-        pendingHead = nil
         pendingBodyLength = 0
         return message
     }
