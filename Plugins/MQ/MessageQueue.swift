@@ -40,7 +40,9 @@ final class MessageQueue: @unchecked Sendable {
     private let subscriberBufferLimit: Int
 
     // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
-    private var pendingAppends: [ObjectIdentifier: PendingBatch] = [:]
+    // One slot per event loop that ever produced here (a handful): a linear search beats hashing, and a slot keeps
+    // its arrays' capacity from tick to tick.
+    private var pendingAppends: [PendingSlot] = []
     private var pendingCount = 0
     // The acknowledged bound not yet handed to the store (written once per tick, not once per consume).
     private var commitScheduled = false
@@ -50,8 +52,24 @@ final class MessageQueue: @unchecked Sendable {
     private struct PendingBatch {
         var messages: [Message] = []
         var entries: [PendingAppend] = []
+
+        init() {}
+
+        /// An empty batch with room for `capacity` messages (the size of the loop's previous batch).
+        init(reservingCapacity capacity: Int) {
+            messages.reserveCapacity(capacity)
+            entries.reserveCapacity(capacity)
+        }
+
         var count: Int { messages.count }
         var isEmpty: Bool { messages.isEmpty }
+    }
+
+    private struct PendingSlot {
+        let loop: ObjectIdentifier
+        var batch = PendingBatch()
+        /// Whether a flush of this slot is scheduled on its loop.
+        var scheduled = false
     }
 
     private struct PendingAppend {
@@ -191,12 +209,19 @@ final class MessageQueue: @unchecked Sendable {
                 }
                 let loop = ObjectIdentifier(eventLoop)
                 let entry = PendingAppend(key: key, keyGroup: keyGroup, receipt: receipt)
-                if pendingAppends[loop] == nil {
-                    pendingAppends[loop] = PendingBatch()
+                let slot: Int
+                if let index = pendingAppends.firstIndex(where: { $0.loop == loop }) {
+                    slot = index
+                } else {
+                    pendingAppends.append(PendingSlot(loop: loop))
+                    slot = pendingAppends.count - 1
+                }
+                if !pendingAppends[slot].scheduled {
+                    pendingAppends[slot].scheduled = true
                     scheduleFlush = true
                 }
-                pendingAppends[loop]!.messages.append(message)
-                pendingAppends[loop]!.entries.append(entry)
+                pendingAppends[slot].batch.messages.append(message)
+                pendingAppends[slot].batch.entries.append(entry)
                 pendingCount += 1
             }
             slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
@@ -227,7 +252,10 @@ final class MessageQueue: @unchecked Sendable {
         var failure: QueueStoreError?
         var deliveries = Deliveries()
         let batch: PendingBatch = lock.withLock {
-            let batch = pendingAppends.removeValue(forKey: loop) ?? PendingBatch()
+            guard let slot = pendingAppends.firstIndex(where: { $0.loop == loop }) else { return PendingBatch() }
+            let batch = pendingAppends[slot].batch
+            pendingAppends[slot].batch = PendingBatch(reservingCapacity: batch.count)
+            pendingAppends[slot].scheduled = false
             if !writeUnlocked, !batch.isEmpty { failure = write(batch, acknowledgesLater: acknowledgesLater) }
             return batch
         }

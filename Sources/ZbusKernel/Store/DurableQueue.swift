@@ -321,6 +321,12 @@ public final class DurableQueue: @unchecked Sendable {
         guard !closed else { throw .queueClosed(name: name) }
         let first = nextSequence
         var pending: [UInt8] = []
+        // Sized once for the whole batch (up to the 1 MiB write size), so that it does not grow by copying.
+        var framedBytes = 0
+        for record in records where record.readableBytes <= ReadBuffer.maxChunk {
+            framedBytes += SegmentFormat.recordHeaderSize + record.readableBytes
+        }
+        pending.reserveCapacity(min(framedBytes, (1 << 20) + SegmentFormat.recordHeaderSize + ReadBuffer.maxChunk))
         var pendingRecords: UInt64 = 0
         var lastFile: StoreFile?
         var earlierFiles: [StoreFile] = []
