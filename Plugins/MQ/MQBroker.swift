@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import ZbusKernel
 
 /// The MQ table of a node and the command logic over it.
@@ -13,7 +14,14 @@ final class MQBroker: Sendable {
     private let state = NIOLockedValueBox(State())
     /// The MQ table as read on every request: an immutable snapshot swapped on create and remove, so lookups take
     /// no lock (the event loops would otherwise contend on it for every message).
-    private let table = ManagedAtomic(QueueTable(queues: [:]))
+    private let table = ManagedAtomic(QueueTable(version: 0, queues: [:]))
+    /// The version of `table`, moved after each swap. Each thread keeps the snapshot it last loaded and reloads only
+    /// when this moves: loading the atomic reference itself is a read-modify-write of a word that both event loops
+    /// would otherwise bounce between their cores on every message. Versions are unique across every broker of the
+    /// process, so a thread's snapshot is never taken for another broker's (one thread-specific slot serves them all).
+    private let tableVersion = ManagedAtomic<UInt64>(0)
+    private static let versions = ManagedAtomic<UInt64>(0)
+    private static let threadTable = ThreadSpecificVariable<QueueTable>()
     private let routeDropped = ManagedAtomic<UInt64>(0)
 
     private struct State {
@@ -95,12 +103,19 @@ final class MQBroker: Sendable {
 
     private func queue(named name: String?) -> MessageQueue? {
         guard let name else { return nil }
-        return table.load(ordering: .acquiring).queues[name]
+        let version = tableVersion.load(ordering: .acquiring)
+        if let cached = Self.threadTable.currentValue, cached.version == version { return cached.queues[name] }
+        let snapshot = table.load(ordering: .acquiring)
+        Self.threadTable.currentValue = snapshot
+        return snapshot.queues[name]
     }
 
     /// Publishes the table after a change; called with the state lock held, so snapshots never go backwards.
+    /// The table is stored before its version moves, so a thread that sees the new version loads the new table.
     private func publish(_ queues: [String: MessageQueue]) {
-        table.store(QueueTable(queues: queues), ordering: .releasing)
+        let version = Self.versions.wrappingIncrementThenLoad(ordering: .relaxed)
+        table.store(QueueTable(version: version, queues: queues), ordering: .releasing)
+        tableVersion.store(version, ordering: .releasing)
     }
 
     // MARK: - Replies
@@ -354,7 +369,13 @@ final class MQBroker: Sendable {
 
 /// An immutable MQ table, swapped atomically.
 final class QueueTable: AtomicReference, Sendable {
+    /// Unique among all tables of the process (0 for every broker's initial empty table, which no thread caches
+    /// under a broker's later version).
+    let version: UInt64
     let queues: [String: MessageQueue]
 
-    init(queues: [String: MessageQueue]) { self.queues = queues }
+    init(version: UInt64, queues: [String: MessageQueue]) {
+        self.version = version
+        self.queues = queues
+    }
 }
