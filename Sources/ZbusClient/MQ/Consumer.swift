@@ -208,30 +208,54 @@ final class ConsumerConnection: Sendable {
     }
 
     nonisolated(nonsending) func take(timeout: Duration) async throws -> Message? {
-        try state.withLockedValue { state in
+        // Three lock operations on the usual path (start, consume sent, message taken): the start also picks up a
+        // consume left outstanding by a cancelled take, and the end releases the take as it records the message.
+        let leftOver = try state.withLockedValue { state -> PendingReply? in
             if state.closed { throw ZbusClientError.clientClosed(address: client.address) }
             if state.busy {
                 throw ZbusClientError.unsupported(
                     "take() on MQ '\(mq)' was called while another take() on the same consumer is waiting; use one Consumer per task or start(concurrency:)")
             }
             state.busy = true
+            return state.outstanding
         }
-        defer { state.withLockedValue { $0.busy = false } }
+        var released = false
+        defer { if !released { state.withLockedValue { $0.busy = false } } }
 
-        let deadline = NIODeadline.now() + timeout.timeAmount
+        let start = NIODeadline.now()
+        let deadline = start + timeout.timeAmount
+        var firstPass = true
         while true {
-            let (pending, inherited) = outstandingOrNew(deadline: deadline)
-            let outcome: Result<Message, any Error>
+            let pending: PendingReply
+            let inherited: Bool
+            if firstPass, let leftOver {
+                (pending, inherited) = (leftOver, true)
+            } else if !firstPass, let outstanding = state.withLockedValue({ $0.outstanding }) {
+                (pending, inherited) = (outstanding, true)
+            } else {
+                (pending, inherited) = (sendConsume(deadline: deadline, now: firstPass ? start : .now()), false)
+            }
+            firstPass = false
+            let outcome: Result<Outcome, any Error>
             do {
                 // A consume this take sent is bounded by the node's answer (and the request timeout); one inherited
                 // from a cancelled take may wait longer on the node, so this take stops waiting at its own deadline.
-                outcome = .success(try await pending.wait(withdraw: nil, until: inherited ? deadline : nil, on: client.eventLoop))
+                outcome = .success(classify(try await pending.wait(withdraw: nil, until: inherited ? deadline : nil, on: client.eventLoop)))
             } catch is PendingReply.WaitExpired {
                 return nil
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
                 outcome = .failure(error)
+            }
+            if case .success(.message(let message)) = outcome {
+                state.withLockedValue { state in
+                    if state.outstanding === pending { state.outstanding = nil }
+                    state.holdsMessage = true
+                    state.busy = false
+                }
+                released = true
+                return message
             }
             state.withLockedValue { if $0.outstanding === pending { $0.outstanding = nil } }
 
@@ -246,29 +270,24 @@ final class ConsumerConnection: Sendable {
                     continue  // a previous take's consume broke; consume afresh
                 }
                 throw error
-            case .success(let reply):
-                switch classify(reply) {
-                case .message(let message):
-                    state.withLockedValue { $0.holdsMessage = true }
-                    return message
-                case .nothing:
-                    if NIODeadline.now() >= deadline { return nil }
-                case .notFound:
-                    guard let mode = options.autoCreate else {
-                        throw ZbusClientError.rejected(cmd: "consume", mq: mq, status: 404, body: reply.bodyString)
-                    }
-                    try await create(mode: mode)
-                case .refused(let status):
-                    throw ZbusClientError.rejected(cmd: "consume", mq: mq, status: status, body: reply.bodyString)
+            case .success(.message):
+                preconditionFailure("returned above")
+            case .success(.nothing):
+                if NIODeadline.now() >= deadline { return nil }
+            case .success(.notFound(let body)):
+                guard let mode = options.autoCreate else {
+                    throw ZbusClientError.rejected(cmd: "consume", mq: mq, status: 404, body: body)
                 }
+                try await create(mode: mode)
+            case .success(.refused(let status, let body)):
+                throw ZbusClientError.rejected(cmd: "consume", mq: mq, status: status, body: body)
             }
         }
     }
 
-    /// The consume in flight, or a new one asking the node to wait until `deadline`.
-    private func outstandingOrNew(deadline: NIODeadline) -> (PendingReply, inherited: Bool) {
-        if let outstanding = state.withLockedValue({ $0.outstanding }) { return (outstanding, true) }
-        let remaining = max(0, (deadline - .now()).nanoseconds)
+    /// Sends a consume asking the node to wait until `deadline`, and records it as outstanding.
+    private func sendConsume(deadline: NIODeadline, now: NIODeadline) -> PendingReply {
+        let remaining = max(0, (deadline - now).nanoseconds)
         var request = Message()
         request.headers.reserveCapacity(6)
         request.cmd = "consume"
@@ -277,20 +296,20 @@ final class ConsumerConnection: Sendable {
         if let token = options.token { request.token = token }
         if let topic = options.topic { request.topic = topic }
         let waitMillis = (remaining + 999_999) / 1_000_000
-        request.headers[HeaderName.timeout] = String(waitMillis)
+        request.headers.set(lowercased: HeaderName.timeout, String(waitMillis))
         let pending = client.submit(request, timeout: .nanoseconds(remaining) + options.replyGrace)
         state.withLockedValue {
             $0.outstanding = pending
             $0.holdsMessage = false
         }
-        return (pending, false)
+        return pending
     }
 
     private enum Outcome {
         case message(Message)
         case nothing
-        case notFound
-        case refused(Int)
+        case notFound(body: String)
+        case refused(status: Int, body: String)
     }
 
     /// Tells a delivered message from the node's own answers to the consume (204, 404 `MQ(x) Not Found`, 403, 400).
@@ -301,11 +320,11 @@ final class ConsumerConnection: Sendable {
             case 204 where reply.body == nil || reply.body?.readableBytes == 0:
                 return .nothing
             case 404 where reply.bodyString.hasSuffix(") Not Found"):
-                return .notFound
+                return .notFound(body: reply.bodyString)
             case 403 where reply.bodyString.hasSuffix(") forbidden") || reply.bodyString.hasSuffix(") forbbiden"):
-                return .refused(status)
+                return .refused(status: status, body: reply.bodyString)
             case 400 where reply.bodyString.hasPrefix("Bad format"):
-                return .refused(status)
+                return .refused(status: status, body: reply.bodyString)
             default:
                 break
             }
