@@ -94,6 +94,11 @@ final class MessageQueue: @unchecked Sendable {
             if wantsAck, let session { session.send(.acknowledgement(id: id, mq: mq, time: time)) }
         }
 
+        /// ``stored(at:)`` for one of many receipts answered together on the producers' loop.
+        func stored(at time: Int64, via sends: inout BatchedSends) {
+            if wantsAck, let session { sends.send(.acknowledgement(id: id, mq: mq, time: time), to: session) }
+        }
+
         /// The store refused the message: the producer hears it, acknowledgement asked for or not.
         func failed(_ error: QueueStoreError, queue: String) {
             session?.send(Message.reply(status: 500, body: "MQ(\(queue)) store failure: \(error)", id: id, mq: mq))
@@ -275,7 +280,10 @@ final class MessageQueue: @unchecked Sendable {
             logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
             for entry in batch.entries { entry.receipt.failed(failure, queue: name) }
         } else if !acknowledgesLater {
-            for entry in batch.entries { entry.receipt.stored(at: storedAt) }
+            // One flush per producer for the whole batch, not one scheduled task each.
+            var sends = BatchedSends()
+            for entry in batch.entries { entry.receipt.stored(at: storedAt, via: &sends) }
+            sends.finish()
         }
         deliveries.send()
     }

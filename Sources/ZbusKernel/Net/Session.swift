@@ -156,6 +156,21 @@ public final class Session: @unchecked Sendable {
         }
     }
 
+    /// Holds the flushes of what is sent to this session until ``endSendBatch()``, for code on the session's event loop
+    /// that sends to many sessions in one go (a stored batch's acknowledgements): one write per session at the end
+    /// instead of a flush scheduled for each.
+    ///
+    /// - Returns: `false` (and holds nothing) off the session's loop or when its sends are already held; call
+    ///   ``endSendBatch()`` only after `true`.
+    package func beginSendBatch() -> Bool {
+        guard eventLoop.inEventLoop, !inReadBatch else { return false }
+        inReadBatch = true
+        return true
+    }
+
+    /// Ends what ``beginSendBatch()`` began and flushes what was sent meanwhile.
+    package func endSendBatch() { endReadBatch() }
+
     /// Makes the next message sent to the client the last one on this connection (HTTP/1.0, `Connection: close`).
     func closeAfterNextReply() { closeAfterReply = true }
 
