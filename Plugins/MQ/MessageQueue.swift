@@ -152,6 +152,11 @@ final class MessageQueue: @unchecked Sendable {
         func send() {
             for (session, outgoing) in items { session.send(outgoing) }
         }
+
+        /// Sends everything, in order, through `sends` (sessions of this loop flushed once when it finishes).
+        func send(via sends: inout BatchedSends) {
+            for (session, outgoing) in items { sends.send(outgoing, to: session) }
+        }
     }
 
     init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, keyLimit: Int, subscriberBufferLimit: Int, logger: Logger) {
@@ -279,13 +284,14 @@ final class MessageQueue: @unchecked Sendable {
         if let failure {
             logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
             for entry in batch.entries { entry.receipt.failed(failure, queue: name) }
-        } else if !acknowledgesLater {
-            // One flush per producer for the whole batch, not one scheduled task each.
-            var sends = BatchedSends()
-            for entry in batch.entries { entry.receipt.stored(at: storedAt, via: &sends) }
-            sends.finish()
         }
-        deliveries.send()
+        // One flush per session of this loop for the batch's acknowledgements and deliveries, not one task each.
+        var sends = BatchedSends()
+        if failure == nil && !acknowledgesLater {
+            for entry in batch.entries { entry.receipt.stored(at: storedAt, via: &sends) }
+        }
+        deliveries.send(via: &sends)
+        sends.finish()
     }
 
     private func write(_ batch: PendingBatch, acknowledgesLater: Bool) -> QueueStoreError? {
