@@ -152,11 +152,6 @@ final class MessageQueue: @unchecked Sendable {
         func send() {
             for (session, outgoing) in items { session.send(outgoing) }
         }
-
-        /// Sends everything, in order, through `sends` (sessions of this loop flushed once when it finishes).
-        func send(via sends: inout BatchedSends) {
-            for (session, outgoing) in items { sends.send(outgoing, to: session) }
-        }
     }
 
     init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, keyLimit: Int, subscriberBufferLimit: Int, logger: Logger) {
@@ -284,14 +279,13 @@ final class MessageQueue: @unchecked Sendable {
         if let failure {
             logger.error("store append failed", metadata: ["error": "\(failure)", "messages": "\(batch.count)"])
             for entry in batch.entries { entry.receipt.failed(failure, queue: name) }
-        }
-        // One flush per session of this loop for the batch's acknowledgements and deliveries, not one task each.
-        var sends = BatchedSends()
-        if failure == nil && !acknowledgesLater {
+        } else if !acknowledgesLater {
+            // One flush per producer for the whole batch, not one scheduled task each.
+            var sends = BatchedSends()
             for entry in batch.entries { entry.receipt.stored(at: storedAt, via: &sends) }
+            sends.finish()
         }
-        deliveries.send(via: &sends)
-        sends.finish()
+        deliveries.send()
     }
 
     private func write(_ batch: PendingBatch, acknowledgesLater: Bool) -> QueueStoreError? {
