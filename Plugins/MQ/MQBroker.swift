@@ -96,7 +96,7 @@ final class MQBroker: Sendable {
     private func makeQueue(_ definition: MQDefinition, durable: DurableQueue) -> MessageQueue {
         let backend: any QueueBackend = definition.modeBits.isMemoryOnly
             ? MemoryBackend()
-            : DurableBackend(queue: durable, limits: node.limits, fsyncAlways: settings.fsync == .always)
+            : DurableBackend(queue: durable, fsyncAlways: settings.fsync == .always)
         return MessageQueue(definition: definition, backend: backend, durableQueue: durable, keyLimit: settings.keyLimit,
                             subscriberBufferLimit: settings.subscriberBuffer, logger: logger)
     }

@@ -56,12 +56,10 @@ final class MemoryBackend: QueueBackend, @unchecked Sendable {
 final class DurableBackend: QueueBackend, @unchecked Sendable {
     let queue: DurableQueue
     private let allocator = ByteBufferAllocator()
-    private let limits: MessageLimits
     private let fsyncAlways: Bool
 
-    init(queue: DurableQueue, limits: MessageLimits, fsyncAlways: Bool) {
+    init(queue: DurableQueue, fsyncAlways: Bool) {
         self.queue = queue
-        self.limits = limits
         self.fsyncAlways = fsyncAlways
     }
 

@@ -226,15 +226,10 @@ final class ConsumerConnection: Sendable {
         let deadline = start + timeout.timeAmount
         var firstPass = true
         while true {
-            let pending: PendingReply
-            let inherited: Bool
-            if firstPass, let leftOver {
-                (pending, inherited) = (leftOver, true)
-            } else if !firstPass, let outstanding = state.withLockedValue({ $0.outstanding }) {
-                (pending, inherited) = (outstanding, true)
-            } else {
-                (pending, inherited) = (sendConsume(deadline: deadline, now: firstPass ? start : .now()), false)
-            }
+            // The first pass already read what is outstanding, under the start's lock.
+            let outstanding = firstPass ? leftOver : state.withLockedValue { $0.outstanding }
+            let inherited = outstanding != nil
+            let pending = outstanding ?? sendConsume(deadline: deadline, now: firstPass ? start : .now())
             firstPass = false
             let outcome: Result<Outcome, any Error>
             do {

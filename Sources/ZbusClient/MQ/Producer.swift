@@ -111,7 +111,7 @@ public struct Producer: Sendable {
 
     private func prepared(_ message: Message, ack: Bool) -> Message {
         var request = message
-        // Room for what is added here and the id the client adds, so the header array grows once at most.
+        // Room for what is added here (cmd, mq, id, token), so the header array grows once at most.
         request.headers.reserveCapacity(request.headers.count + 4)
         request.cmd = "produce"
         request.mq = mq

@@ -159,8 +159,8 @@ public struct MessageParser: Sendable {
                 var start = 0
                 for end in 0...rawValue.count where end == rawValue.count || rawValue[end] == UInt8(ascii: ",") {
                     let token = trim(UnsafeRawBufferPointer(rebasing: rawValue[start..<end]))
-                    if equalsIgnoringCase(token, "close") { connectionClose = true }
-                    if equalsIgnoringCase(token, "keep-alive") { connectionKeepAlive = true }
+                    if ASCIIBytes.equalsIgnoringCase(token, "close") { connectionClose = true }
+                    if ASCIIBytes.equalsIgnoringCase(token, "keep-alive") { connectionKeepAlive = true }
                     start = end + 1
                 }
                 continue
@@ -169,7 +169,7 @@ public struct MessageParser: Sendable {
                 if value.contains("chunked") { throw .chunkedNotSupported }
                 continue
             case .expect:
-                if equalsIgnoringCase(rawValue, "100-continue") { expectContinue = true }
+                if ASCIIBytes.equalsIgnoringCase(rawValue, "100-continue") { expectContinue = true }
             case .stamped:
                 if stamp != nil { continue }
             case .other:
@@ -225,7 +225,7 @@ public struct MessageParser: Sendable {
         }
         guard count > 0 else { throw .malformedStartLine(printable(line)) }
         let first = UnsafeRawBufferPointer(rebasing: line[ranges.0])
-        if first.count >= 4, startsWithIgnoringCase(first, "http") {
+        if first.count >= 4, ASCIIBytes.startsWithIgnoringCase(first, "http") {
             // A status line: `HTTP/1.1 200 Reason words`.
             let code = UnsafeRawBufferPointer(rebasing: line[ranges.1])
             guard count >= 2, code.count == 3, code.allSatisfy(isDigit) else { throw .malformedStartLine(printable(line)) }
@@ -241,7 +241,7 @@ public struct MessageParser: Sendable {
         var isHTTP10 = false
         if count == 3 {
             let version = UnsafeRawBufferPointer(rebasing: line[ranges.2])
-            guard version.count >= 5, startsWithIgnoringCase(version, "http/"), version.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
+            guard version.count >= 5, ASCIIBytes.startsWithIgnoringCase(version, "http/"), version.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
                 throw .malformedStartLine(printable(line))
             }
             isHTTP10 = version.count == 8 && version[5] == UInt8(ascii: "1") && version[6] == UInt8(ascii: ".") && version[7] == UInt8(ascii: "0")
@@ -249,13 +249,6 @@ public struct MessageParser: Sendable {
         let method = String(decoding: first, as: UTF8.self)
         let uri = count >= 2 ? String(decoding: UnsafeRawBufferPointer(rebasing: line[ranges.1]), as: UTF8.self) : "/"
         return (Message(method: method, uri: uri), isHTTP10)
-    }
-
-    private static func startsWithIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        let prefix = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        guard bytes.count >= prefix.count else { return false }
-        for offset in 0..<prefix.count where lowerASCII(bytes[offset]) != prefix[offset] { return false }
-        return true
     }
 
     private static func parseContentLength(
@@ -283,27 +276,15 @@ public struct MessageParser: Sendable {
 
     private static func classify(_ name: UnsafeRawBufferPointer) -> SpecialHeader {
         switch name.count {
-        case 14 where equalsIgnoringCase(name, "content-length"): return .contentLength
-        case 10 where equalsIgnoringCase(name, "connection"): return .connection
-        case 17 where equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
-        case 6 where equalsIgnoringCase(name, "expect"): return .expect
-        case 6 where equalsIgnoringCase(name, "sender"), 6 where equalsIgnoringCase(name, "server"),
-            11 where equalsIgnoringCase(name, "remote-addr"):
+        case 14 where ASCIIBytes.equalsIgnoringCase(name, "content-length"): return .contentLength
+        case 10 where ASCIIBytes.equalsIgnoringCase(name, "connection"): return .connection
+        case 17 where ASCIIBytes.equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
+        case 6 where ASCIIBytes.equalsIgnoringCase(name, "expect"): return .expect
+        case 6 where ASCIIBytes.equalsIgnoringCase(name, "sender"), 6 where ASCIIBytes.equalsIgnoringCase(name, "server"),
+            11 where ASCIIBytes.equalsIgnoringCase(name, "remote-addr"):
             return .stamped
         default: return .other
         }
-    }
-
-    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        for offset in 0..<bytes.count where lowerASCII(bytes[offset]) != expected[offset] { return false }
-        return true
-    }
-
-    @inline(__always)
-    private static func lowerASCII(_ byte: UInt8) -> UInt8 {
-        (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) ? byte | 0x20 : byte
     }
 
     @inline(__always)
@@ -331,7 +312,7 @@ public struct MessageParser: Sendable {
     /// Makes a String of ASCII-lower-cased bytes in one pass.
     private static func lowercasedString(_ bytes: UnsafeRawBufferPointer) -> String {
         String(unsafeUninitializedCapacity: bytes.count) { target in
-            for offset in 0..<bytes.count { target[offset] = lowerASCII(bytes[offset]) }
+            for offset in 0..<bytes.count { target[offset] = ASCIIBytes.lower(bytes[offset]) }
             return bytes.count
         }
     }

@@ -130,24 +130,28 @@ public enum MessageSerializer {
         return width
     }
 
-    /// Writes a non-negative integer in decimal without going through `String`.
-    @inlinable
-    static func writeDecimal(_ value: Int, into buffer: inout ByteBuffer) {
-        precondition(value >= 0, "negative values are never framed")
-        if value < 10 {
+    /// Writes an integer in decimal without going through `String` (for the JSON writer: RPC arguments and results are
+    /// mostly integers, one or more per call).
+    package static func writeDecimal(_ value: Int64, into buffer: inout ByteBuffer) {
+        if value >= 0 && value < 10 {
             buffer.writeInteger(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value))
             return
         }
+        // Digits backwards into a scratch area: 19 digits and a sign fit in 20 bytes.
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
             (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &digits) { scratch in
-            var remaining = value
+            var remaining = value.magnitude
             var position = scratch.count
-            while remaining > 0 {
+            repeat {
                 position -= 1
                 scratch[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remaining % 10)
                 remaining /= 10
+            } while remaining > 0
+            if value < 0 {
+                position -= 1
+                scratch[position] = UInt8(ascii: "-")
             }
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[position...]))
         }

@@ -185,28 +185,18 @@ public enum StoredDelivery {
         enum Kind { case id, rawId, contentLength, connection, transferEncoding, command, other }
 
         static func kind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Kind {
+            let name = UnsafeRawBufferPointer(rebasing: bytes[name])
             switch name.count {
-            case 2 where equals(bytes, name, "id"): return .id
-            case 3 where equals(bytes, name, "cmd") || equals(bytes, name, "ack"): return .command
-            case 5 where equals(bytes, name, "rawid"): return .rawId
-            case 10 where equals(bytes, name, "connection"): return .connection
-            case 14 where equals(bytes, name, "content-length"): return .contentLength
-            case 17 where equals(bytes, name, "transfer-encoding"): return .transferEncoding
+            case 2 where ASCIIBytes.equalsIgnoringCase(name, "id"): return .id
+            case 3 where ASCIIBytes.equalsIgnoringCase(name, "cmd") || ASCIIBytes.equalsIgnoringCase(name, "ack"): return .command
+            case 5 where ASCIIBytes.equalsIgnoringCase(name, "rawid"): return .rawId
+            case 10 where ASCIIBytes.equalsIgnoringCase(name, "connection"): return .connection
+            case 14 where ASCIIBytes.equalsIgnoringCase(name, "content-length"): return .contentLength
+            case 17 where ASCIIBytes.equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
             default: return .other
             }
         }
 
-        static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {
-            guard range.count == lowercase.utf8CodeUnitCount else { return false }
-            let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-            for offset in 0..<range.count where lowerASCII(bytes[range.lowerBound + offset]) != expected[offset] { return false }
-            return true
-        }
-    }
-
-    @inline(__always)
-    private static func lowerASCII(_ byte: UInt8) -> UInt8 {
-        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 
     /// Writes the delivery in one reservation of its exact size, with plain memory copies (a `ByteBuffer` write per
@@ -239,7 +229,7 @@ public enum StoredDelivery {
                 case .other:
                     // Names are written lower-cased, as the parser would have stored them.
                     for offset in 0..<name.count {
-                        writer.base.storeBytes(of: lowerASCII(bytes[name.lowerBound + offset]), toByteOffset: writer.offset + offset, as: UInt8.self)
+                        writer.base.storeBytes(of: ASCIIBytes.lower(bytes[name.lowerBound + offset]), toByteOffset: writer.offset + offset, as: UInt8.self)
                     }
                     writer.offset += name.count
                     writer.append(": ")

@@ -46,31 +46,7 @@ public enum JSONWriter {
 
     /// Appends `number` in decimal.
     public static func writeInteger(_ number: Int64, into buffer: inout ByteBuffer) {
-        if number >= 0 && number < 10 {
-            buffer.writeInteger(UInt8(ascii: "0") + UInt8(number))
-            return
-        }
-        // Digits written backwards into a fixed scratch area: no String per number (RPC arguments and results are
-        // mostly integers, one or more per call).
-        var magnitude = number.magnitude
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 20) { target in
-            var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: 19 digits and a sign fit
-            return withUnsafeMutableBytes(of: &scratch) { digits in
-                var position = digits.count
-                repeat {
-                    position -= 1
-                    digits[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
-                    magnitude /= 10
-                } while magnitude > 0
-                if number < 0 {
-                    position -= 1
-                    digits[position] = UInt8(ascii: "-")
-                }
-                let length = digits.count - position
-                target.baseAddress!.copyMemory(from: digits.baseAddress! + position, byteCount: length)
-                return length
-            }
-        }
+        MessageSerializer.writeDecimal(number, into: &buffer)
     }
 
     /// Appends `number`, or `null` when it is not finite.

@@ -182,8 +182,8 @@ struct MessageSerializerTests {
         #expect(String(buffer: MessageSerializer.serialize(message)).contains("connection: close\r\n"))
     }
 
-    @Test("decimal writer", arguments: [0, 7, 10, 99, 100, 12345, 1_000_000_007, Int.max])
-    func decimal(value: Int) {
+    @Test("decimal writer", arguments: [0, 7, 10, 99, 100, 12345, 1_000_000_007, .max, -1, -9, -10, -12345, .min] as [Int64])
+    func decimal(value: Int64) {
         var buffer = ByteBuffer()
         MessageSerializer.writeDecimal(value, into: &buffer)
         #expect(String(buffer: buffer) == String(value))

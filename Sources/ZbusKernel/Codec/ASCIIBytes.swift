@@ -1,0 +1,22 @@
+/// Byte-level ASCII helpers shared by the parser and ``StoredDelivery``, which both read header blocks in place.
+enum ASCIIBytes {
+    /// `byte` with `A`–`Z` lower-cased.
+    @inline(__always)
+    static func lower(_ byte: UInt8) -> UInt8 {
+        (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) ? byte | 0x20 : byte
+    }
+
+    /// Whether `bytes` spell `lowercase`, in any case.
+    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        return startsWithIgnoringCase(bytes, lowercase)
+    }
+
+    /// Whether `bytes` begin with `lowercase`, in any case.
+    static func startsWithIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        let prefix = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        guard bytes.count >= prefix.count else { return false }
+        for offset in 0..<prefix.count where lower(bytes[offset]) != prefix[offset] { return false }
+        return true
+    }
+}
