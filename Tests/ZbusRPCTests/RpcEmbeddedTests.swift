@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import Zbus
 import ZbusTestSupport
@@ -66,7 +67,19 @@ struct RpcEmbeddedTests {
         try await withEmbeddedNode { node in
             let address = try #require(node.address)
             let broker = try SingleBroker(address: "\(address)", configuration: quickConfiguration(), poolSize: 2)
-            let service = MqRpcService(broker: broker, mq: "Tcp", processor: CalcService.processor,
+            // `calc`, plus a method that tells when a worker has started answering it: the node counting a request
+            // in flight only means it was handed to a worker's connection, and a worker that is asked to stop
+            // before it has read the request gives it back to the MQ instead of answering it.
+            let answering = AnsweringFlag()
+            var processor = CalcService.processor
+            processor.module("probe") { probe in
+                probe.method("hold") { (milliseconds: Int) async throws -> Int in
+                    answering.set()
+                    try await Task.sleep(for: .milliseconds(milliseconds))
+                    return milliseconds
+                }
+            }
+            let service = MqRpcService(broker: broker, mq: "Tcp", processor: processor,
                                        configuration: .init(workers: 2, pollTimeout: .seconds(2)), logger: quietLogger)
             try await service.start()
             let admin = MqAdmin(broker: broker)
@@ -80,8 +93,10 @@ struct RpcEmbeddedTests {
             #expect(try await rpc.call("minus", 5, 2, as: Int.self) == 3)
 
             // Stopping while a call runs: the call is finished and answered, then acknowledged.
-            let slow = Task { try await rpc.call("sleep", 300, as: Int.self) }
-            #expect(try await eventually { try await admin.query("Tcp")?.inFlightMsgCount == 1 })
+            let probe = RpcInvoker(broker: broker, mq: "Tcp", module: "probe", timeout: .seconds(20))
+            let slow = Task { try await probe.call("hold", 300, as: Int.self) }
+            #expect(await eventually { answering.isSet })
+            #expect(try await admin.query("Tcp")?.inFlightMsgCount == 1)
             await service.stop()
             #expect(try await slow.value == 300)
             #expect(try await eventually { try await admin.query("Tcp").map { $0.consumerCount == 0 && $0.inFlightMsgCount == 0 } ?? false })
@@ -274,4 +289,13 @@ struct RpcEmbeddedTests {
         }
         await badCodec.stop()
     }
+}
+
+/// Set once by a test RPC method when a worker starts answering it.
+private final class AnsweringFlag: Sendable {
+    private let state = Mutex(false)
+
+    func set() { state.withLock { $0 = true } }
+
+    var isSet: Bool { state.withLock { $0 } }
 }

@@ -158,10 +158,10 @@ public final class Consumer: Sendable {
     /// what an MQ-RPC caller waits for.
     ///
     /// - Throws: ``ZbusClientError/missingSender(id:)`` when `request` has no `sender`; a connection error.
-    public func route(_ reply: Message, to request: Message) async throws {
+    public func route(_ reply: consuming Message, to request: Message) async throws {
         guard let recver = request.sender else { throw ZbusClientError.missingSender(id: request.id) }
-        var message = reply
-        if let status = reply.status {
+        var message = consume reply
+        if let status = message.status {
             message.headers[HeaderName.replyCode] = String(status)
             message.startLine = .request(method: "POST", uri: "/")
         }
@@ -235,7 +235,7 @@ final class ConsumerConnection: Sendable {
             do {
                 // A consume this take sent is bounded by the node's answer (and the request timeout); one inherited
                 // from a cancelled take may wait longer on the node, so this take stops waiting at its own deadline.
-                outcome = .success(classify(try await pending.wait(withdraw: nil, until: inherited ? deadline : nil, on: client.eventLoop)))
+                outcome = .success(classify(try await pending.wait(onCancel: .keepRequest, until: inherited ? deadline : nil, on: client.eventLoop)))
             } catch is PendingReply.WaitExpired {
                 return nil
             } catch is CancellationError {

@@ -48,8 +48,8 @@ public struct Producer: Sendable {
     /// - Throws: ``ZbusClientError/rejected(cmd:mq:status:body:)`` for 404 (no such MQ, or an RPC MQ with no consumer),
     ///   403 (token), 406 (duplicate `key`), 429 (MQ full), 500 (store failure); a connection error otherwise.
     @discardableResult
-    public nonisolated(nonsending) func send(_ message: Message, timeout: Duration? = nil) async throws -> Message {
-        let request = prepared(message, ack: true)
+    public nonisolated(nonsending) func send(_ message: consuming Message, timeout: Duration? = nil) async throws -> Message {
+        let request = prepared(consume message, ack: true)
         let reply = try await withRetries { try await broker.send(request, timeout: timeout) }
         guard reply.status == 200 else {
             throw ZbusClientError.rejected(cmd: "produce", mq: mq, status: reply.status ?? 0, body: reply.bodyString)
@@ -65,24 +65,23 @@ public struct Producer: Sendable {
 
     /// Publishes `message` under `topic` (for a pub/sub MQ) and waits for the acknowledgement.
     @discardableResult
-    public nonisolated(nonsending) func publish(_ message: Message, topic: String, timeout: Duration? = nil) async throws -> Message {
-        var message = message
+    public nonisolated(nonsending) func publish(_ message: consuming Message, topic: String, timeout: Duration? = nil) async throws -> Message {
         message.topic = topic
-        return try await send(message, timeout: timeout)
+        return try await send(consume message, timeout: timeout)
     }
 
     /// Sends `message` with `ack: 0`: the node sends nothing back, so this returns once the message is written.
     /// Faster, but a message can be lost with the connection without anyone knowing.
-    public nonisolated(nonsending) func sendWithoutAck(_ message: Message) async throws {
-        let request = prepared(message, ack: false)
+    public nonisolated(nonsending) func sendWithoutAck(_ message: consuming Message) async throws {
+        let request = prepared(consume message, ack: false)
         try await withRetries { try await broker.sendOneWay(request) }
     }
 
     /// Sends `message` with `ack: 0` and waits for the answer a consumer routes back with the same `id` (MQ-RPC).
     ///
     /// - Returns: the routed reply; its status is what the consumer set (`reply_code`).
-    public nonisolated(nonsending) func request(_ message: Message, timeout: Duration? = nil) async throws -> Message {
-        try await broker.send(prepared(message, ack: false), timeout: timeout)
+    public nonisolated(nonsending) func request(_ message: consuming Message, timeout: Duration? = nil) async throws -> Message {
+        try await broker.send(prepared(consume message, ack: false), timeout: timeout)
     }
 
     /// Sends every message in order on one connection, pipelined (no waiting between them), then waits for each
@@ -109,17 +108,18 @@ public struct Producer: Sendable {
         return results
     }
 
-    private func prepared(_ message: Message, ack: Bool) -> Message {
-        var request = message
+    /// The message as a `produce` to this MQ. It is taken, not copied: every copy of a message is a retain and a
+    /// release of each of its parts.
+    private func prepared(_ message: consuming Message, ack: Bool) -> Message {
         // Room for what is added here (cmd, mq, id, token), so the header array grows once at most.
-        request.headers.reserveCapacity(request.headers.count + 4)
-        request.cmd = "produce"
-        request.mq = mq
-        if request.id == nil { request.id = RequestId.next() }
-        if let token { request.token = token }
+        message.headers.reserveCapacity(message.headers.count + 4)
+        message.cmd = "produce"
+        message.mq = mq
+        if message.id == nil { message.id = RequestId.next() }
+        if let token { message.token = token }
         // An absent `ack` means "reply" to every zbus node; only the opt-out travels.
-        if ack { request.headers.remove(HeaderName.ack) } else { request.ack = false }
-        return request
+        if ack { message.headers.remove(HeaderName.ack) } else { message.ack = false }
+        return consume message
     }
 
     private nonisolated(nonsending) func withRetries<T>(_ body: nonisolated(nonsending) () async throws -> T) async throws -> T {

@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 
 /// One open connection of a ``MessageClient``: a socket, or an in-process session on an embedded node.
-protocol ClientLink: Sendable {
+protocol ClientLink: AnyObject, Sendable {
     /// Queues `message`; called on the client's event loop.
     func write(_ message: Message)
     /// Writes out what was queued; called on the client's event loop.
@@ -21,7 +21,7 @@ protocol ClientConnector: Sendable {
     func connect(
         on eventLoop: any EventLoop,
         configuration: ClientConfiguration,
-        onMessage: @escaping @Sendable (Message) -> Void,
+        onMessage: @escaping @Sendable (consuming Message) -> Void,
         onClose: @escaping @Sendable (String?) -> Void
     ) -> EventLoopFuture<any ClientLink>
 }
@@ -36,7 +36,7 @@ struct SocketConnector: ClientConnector {
     func connect(
         on eventLoop: any EventLoop,
         configuration: ClientConfiguration,
-        onMessage: @escaping @Sendable (Message) -> Void,
+        onMessage: @escaping @Sendable (consuming Message) -> Void,
         onClose: @escaping @Sendable (String?) -> Void
     ) -> EventLoopFuture<any ClientLink> {
         let limits = configuration.limits
@@ -58,10 +58,16 @@ struct SocketConnector: ClientConnector {
 }
 
 /// A TCP connection. Its methods are called on the channel's event loop (the client's), the only thread that touches
-/// the handler, hence the unchecked conformance.
-struct SocketLink: ClientLink, @unchecked Sendable {
+/// the handler, hence the unchecked conformance. A class: the client looks its link up for every request, and a class
+/// reference is one retain where a struct of two references is two.
+final class SocketLink: ClientLink, @unchecked Sendable {
     let channel: any Channel
     let handler: ClientStreamHandler
+
+    init(channel: any Channel, handler: ClientStreamHandler) {
+        self.channel = channel
+        self.handler = handler
+    }
 
     func write(_ message: Message) { handler.write(message) }
 
@@ -82,11 +88,11 @@ final class ClientStreamHandler: ChannelDuplexHandler {
     private var framer: InboundFramer
     private let outbound: OutboundBatch
     private var context: ChannelHandlerContext?
-    private let onMessage: @Sendable (Message) -> Void
+    private let onMessage: @Sendable (consuming Message) -> Void
     private let onClose: @Sendable (String?) -> Void
     private var failure: String?
 
-    init(limits: MessageLimits, allocator: ByteBufferAllocator, onMessage: @escaping @Sendable (Message) -> Void,
+    init(limits: MessageLimits, allocator: ByteBufferAllocator, onMessage: @escaping @Sendable (consuming Message) -> Void,
          onClose: @escaping @Sendable (String?) -> Void) {
         self.framer = InboundFramer(limits: limits)
         self.outbound = OutboundBatch(allocator: allocator)
@@ -144,7 +150,7 @@ struct InProcessConnector: ClientConnector {
     func connect(
         on eventLoop: any EventLoop,
         configuration: ClientConfiguration,
-        onMessage: @escaping @Sendable (Message) -> Void,
+        onMessage: @escaping @Sendable (consuming Message) -> Void,
         onClose: @escaping @Sendable (String?) -> Void
     ) -> EventLoopFuture<any ClientLink> {
         do {
@@ -160,9 +166,14 @@ struct InProcessConnector: ClientConnector {
 }
 
 /// An in-process session.
-struct InProcessLink: ClientLink {
+final class InProcessLink: ClientLink {
     let connection: InProcessConnection
     let eventLoop: any EventLoop
+
+    init(connection: InProcessConnection, eventLoop: any EventLoop) {
+        self.connection = connection
+        self.eventLoop = eventLoop
+    }
 
     func write(_ message: Message) { connection.send(message) }
 

@@ -115,10 +115,13 @@ public final class MessageClient: Sendable {
 
     /// Waits for a submitted request's reply; cancellation abandons the request.
     nonisolated(nonsending) func awaitReply(_ reply: PendingReply) async throws -> Message {
+        try await reply.wait(onCancel: .withdraw(from: self))
+    }
+
+    /// Forgets `reply`'s request (its task was cancelled), so that a late reply is dropped.
+    func withdraw(_ reply: PendingReply) {
         let core = self.core
-        return try await reply.wait(withdraw: { [eventLoop] in
-            eventLoop.execute { core.value.withdraw(reply) }
-        })
+        eventLoop.execute { core.value.withdraw(reply) }
     }
 
     /// Sends `message`, which gets no reply (`heartbeat`, `route`, `produce` with `ack: 0`), and returns once it is
@@ -133,15 +136,23 @@ public final class MessageClient: Sendable {
         let core = self.core
         let outgoing = message
         eventLoop.execute { core.value.submit(outgoing, reply: written, timeout: nil) }
-        _ = try await written.wait(withdraw: {})
+        _ = try await written.wait(onCancel: .abandon)
     }
 
     /// Submits `request` and returns its pending reply without waiting (for callers that manage the wait themselves,
     /// such as a consumer's long-poll).
     func submit(_ request: Message, timeout: Duration?) -> PendingReply {
-        var request = request
-        if request.id == nil { request.id = makeId() }
-        let reply = PendingReply(id: request.id!, cmd: request.cmd)
+        guard let id = request.id else {
+            var identified = request
+            identified.id = makeId()
+            return submit(identified, id: identified.id!, timeout: timeout)
+        }
+        // A request that has its id is written from the caller's own value: no copy of the message on the way.
+        return submit(request, id: id, timeout: timeout)
+    }
+
+    private func submit(_ request: Message, id: String, timeout: Duration?) -> PendingReply {
+        let reply = PendingReply(id: id, cmd: request.cmd)
         let core = self.core
         let timeout = timeout ?? configuration.requestTimeout
         if eventLoop.inEventLoop {
@@ -298,10 +309,10 @@ extension MessageClient {
             }
         }
 
-        func received(_ message: Message, generation: UInt64) {
+        func received(_ message: consuming Message, generation: UInt64) {
             guard generation == self.generation else { return }
             if let id = message.id, let entry = waiting.removeValue(forKey: id) {
-                entry.reply.complete(.success(message))
+                entry.reply.complete(.success(consume message))
             } else if let onPush {
                 onPush(message)
             } else {
@@ -316,7 +327,7 @@ extension MessageClient {
             let generation = self.generation
             state = .connecting
             let bound = self.bound
-            let onMessage: @Sendable (Message) -> Void = { message in
+            let onMessage: @Sendable (consuming Message) -> Void = { message in
                 bound.value.received(message, generation: generation)
             }
             let onClose: @Sendable (String?) -> Void = { reason in

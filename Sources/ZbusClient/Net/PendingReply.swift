@@ -12,12 +12,26 @@ final class PendingReply: Sendable {
     /// Thrown to a waiter whose own wait limit passed while the request is still outstanding.
     struct WaitExpired: Error {}
 
+    /// What a waiter's cancellation does to the request.
+    enum OnCancel {
+        /// Only this wait ends; the request stays outstanding for a later waiter (a consumer's long-poll, whose
+        /// message must not be lost).
+        case keepRequest
+        /// The reply is completed with `CancellationError`; nothing else holds the request (a one-way write).
+        case abandon
+        /// The reply is completed with `CancellationError` and the request is withdrawn from `client`, so that a
+        /// late reply is dropped. A case rather than a closure: no allocation per request.
+        case withdraw(from: MessageClient)
+    }
+
     let id: String
     let cmd: String?
     /// A one-way message is "replied" to as soon as it is written.
     let oneWay: Bool
 
     private struct State {
+        var completed = false
+        /// The outcome while nobody waits for it; a waiter present at completion is resumed with it directly.
         var result: Result<Message, any Error>?
         var waiter: UnsafeContinuation<Message, any Error>?
         var waitToken: UInt64 = 0
@@ -32,31 +46,40 @@ final class PendingReply: Sendable {
     }
 
     /// Whether the reply (or a failure) is in.
-    var isCompleted: Bool { state.withLock { $0.result != nil } }
+    var isCompleted: Bool { state.withLock { $0.completed } }
 
     /// Completes the reply; the first completion wins. Returns whether this one did.
+    ///
+    /// The outcome is moved, never copied: to the waiter if one is there, into the state otherwise (each copy of a
+    /// message is a retain and a release of each of its parts, on every reply).
     @discardableResult
-    func complete(_ outcome: Result<Message, any Error>) -> Bool {
+    func complete(_ outcome: consuming Result<Message, any Error>) -> Bool {
+        var outcome: Result<Message, any Error>? = consume outcome
         let (completed, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Message, any Error>?) in
-            guard state.result == nil else { return (false, nil) }
-            state.result = outcome
-            defer { state.waiter = nil }
-            return (true, state.waiter)
+            guard !state.completed else { return (false, nil) }
+            state.completed = true
+            if let waiter = state.waiter.take() { return (true, waiter) }
+            state.result = outcome.take()
+            return (true, nil)
         }
-        waiter?.resume(with: outcome)
+        if let waiter, let outcome = outcome.take() { waiter.resume(with: outcome) }
         return completed
     }
 
     /// Waits for the reply.
     ///
     /// - Parameters:
-    ///   - withdraw: on cancellation, called after the reply was completed with `CancellationError` (so the request
-    ///     is abandoned); `nil` keeps the request outstanding and only stops this wait.
+    ///   - onCancel: what cancellation of the waiting task does to the request.
     ///   - until: a limit for this wait only, enforced on `eventLoop`; when it passes, ``WaitExpired`` is thrown and
     ///     the request stays outstanding.
-    nonisolated(nonsending) func wait(withdraw: (@Sendable () -> Void)?, until deadline: NIODeadline? = nil, on eventLoop: (any EventLoop)? = nil) async throws -> Message {
+    nonisolated(nonsending) func wait(onCancel: OnCancel, until deadline: NIODeadline? = nil, on eventLoop: (any EventLoop)? = nil) async throws -> Message {
         let (ready, token) = state.withLock { state -> (Result<Message, any Error>?, UInt64) in
-            if let result = state.result { return (result, 0) }
+            if let result = state.result.take() { return (result, 0) }
+            if state.completed {
+                // Each outcome goes to exactly one wait; a second wait on a reply already handed out is a bug.
+                assertionFailure("waiting again on the reply to \(id), which was already handed out")
+                return (.failure(ZbusClientError.unsupported("the reply to \(id) was already handed out")), 0)
+            }
             state.waitToken &+= 1
             return (nil, state.waitToken)
         }
@@ -64,7 +87,7 @@ final class PendingReply: Sendable {
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Message, any Error>) in
                 let ready: Result<Message, any Error>? = state.withLock { state in
-                    if let result = state.result { return result }
+                    if let result = state.result.take() { return result }
                     state.waiter = continuation
                     return nil
                 }
@@ -73,22 +96,25 @@ final class PendingReply: Sendable {
                     return
                 }
                 if Task.isCancelled {
-                    cancelWait(token: token, withdraw: withdraw)
+                    cancelWait(token: token, onCancel: onCancel)
                 } else if let deadline, let eventLoop {
                     eventLoop.scheduleTask(deadline: deadline) { self.expireWait(token: token) }
                 }
             }
         } onCancel: {
-            cancelWait(token: token, withdraw: withdraw)
+            cancelWait(token: token, onCancel: onCancel)
         }
     }
 
-    private func cancelWait(token: UInt64, withdraw: (@Sendable () -> Void)?) {
-        if let withdraw {
-            if complete(.failure(CancellationError())) { withdraw() }
-            return
+    private func cancelWait(token: UInt64, onCancel: OnCancel) {
+        switch onCancel {
+        case .keepRequest:
+            failWait(token: token, with: CancellationError())
+        case .abandon:
+            complete(.failure(CancellationError()))
+        case .withdraw(let client):
+            if complete(.failure(CancellationError())) { client.withdraw(self) }
         }
-        failWait(token: token, with: CancellationError())
     }
 
     private func expireWait(token: UInt64) {

@@ -70,19 +70,23 @@ public struct MessageParser: Sendable {
         }
         let headLength = headEnd + 4
         if headLength > limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
-        let (message, bodyLength, expectContinue) = try buffer.withUnsafeReadableBytes {
-            (bytes) throws(MessageDecodingError) -> (Message, Int, Bool) in
-            try Self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<headEnd]), limits: limits, stamp: stamp)
+        // The message is returned, never copied: each copy of a message is a retain and a release of each of its
+        // parts, for every message the node or a client reads. (The framing values come back through captured
+        // integers: a message captured by the closure, or returned in a tuple, would be copied out.)
+        var bodyLength = 0
+        var expectContinue = false
+        var message = try buffer.withUnsafeReadableBytes { (bytes) throws(MessageDecodingError) -> Message in
+            try Self.parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<headEnd]), limits: limits, stamp: stamp,
+                               contentLength: &bodyLength, expectContinue: &expectContinue)
         }
         buffer.moveReaderIndex(forwardBy: headLength)
         scanned = 0
         if bodyLength == 0 { return message }
         if buffer.readableBytes >= bodyLength {
             // The usual case: the body came with its head. Attached here, the message is not parked in
-            // `pendingHead` and copied out again (a retain and a release of each of its parts).
-            var complete = message
-            complete.body = buffer.readSlice(length: bodyLength)
-            return complete
+            // `pendingHead` and copied out again.
+            message.body = buffer.readSlice(length: bodyLength)
+            return message
         }
         pendingHead = message
         pendingBodyLength = bodyLength
@@ -123,16 +127,19 @@ public struct MessageParser: Sendable {
     private static func parseHead(
         _ head: UnsafeRawBufferPointer,
         limits: MessageLimits,
-        stamp: InboundStamp?
-    ) throws(MessageDecodingError) -> (Message, Int, Bool) {
+        stamp: InboundStamp?,
+        contentLength: inout Int,
+        expectContinue: inout Bool
+    ) throws(MessageDecodingError) -> Message {
         var lines = LineIterator(head)
         guard let firstLine = lines.next() else { throw .malformedStartLine("") }
-        var (message, isHTTP10) = try parseStartLine(firstLine)
+        let (startLine, isHTTP10) = try parseStartLine(firstLine)
+        var message = Message(startLine: startLine)
 
-        var contentLength = 0
+        contentLength = 0
+        expectContinue = false
         var connectionClose = false
         var connectionKeepAlive = false
-        var expectContinue = false
         var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
         message.headers.reserveCapacity(12)
 
@@ -202,10 +209,10 @@ public struct MessageParser: Sendable {
             message.headers.appendUnchecked(name: HeaderName.remoteAddr, value: stamp.remoteAddress)
         }
         message.closeRequested = isHTTP10 ? !connectionKeepAlive : connectionClose
-        return (message, contentLength, expectContinue)
+        return consume message
     }
 
-    private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (Message, Bool) {
+    private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (StartLine, isHTTP10: Bool) {
         // Up to three space-separated tokens, found in one pass without allocating.
         var ranges: (Range<Int>, Range<Int>, Range<Int>) = (0..<0, 0..<0, 0..<0)
         var count = 0
@@ -231,7 +238,7 @@ public struct MessageParser: Sendable {
             guard count >= 2, code.count == 3, code.allSatisfy(isDigit) else { throw .malformedStartLine(printable(line)) }
             let status = code.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
             guard status >= 100 else { throw .malformedStartLine(printable(line)) }
-            return (Message(status: status), false)
+            return (.status(code: status, reason: nil), false)
         }
         guard count <= 3, first.allSatisfy(isTokenByte),
             UnsafeRawBufferPointer(rebasing: line[ranges.1]).allSatisfy({ $0 > 0x20 && $0 != 0x7F })
@@ -248,7 +255,7 @@ public struct MessageParser: Sendable {
         }
         let method = String(decoding: first, as: UTF8.self)
         let uri = count >= 2 ? String(decoding: UnsafeRawBufferPointer(rebasing: line[ranges.1]), as: UTF8.self) : "/"
-        return (Message(method: method, uri: uri), isHTTP10)
+        return (.request(method: method, uri: uri), isHTTP10)
     }
 
     private static func parseContentLength(

@@ -41,6 +41,15 @@ public struct Message: Sendable {
         self.closeRequested = false
     }
 
+    /// Creates a message with `startLine`, no headers and no body.
+    @inlinable
+    public init(startLine: StartLine) {
+        self.startLine = startLine
+        self.headers = Headers()
+        self.body = nil
+        self.closeRequested = false
+    }
+
     /// The status code, or `nil` for a request-line message.
     public var status: Int? {
         get {

@@ -42,12 +42,18 @@ public final class CommandDispatcher: Sendable {
 
     /// Dispatches one message whose decoder already stamped it.
     func dispatch(stamped message: Message, session: Session) {
-        var message = message
         if message.cmd == nil, message.uri != nil {
-            let url = message.urlRequest
-            if let cmd = url.cmd { message.cmd = cmd }
-            if message.mq == nil, let mq = url.mq { message.mq = mq }
+            // Only a command given in the URL needs a changed copy: the usual request is handled as it came.
+            var resolved = message
+            let url = resolved.urlRequest
+            if let cmd = url.cmd { resolved.cmd = cmd }
+            if resolved.mq == nil, let mq = url.mq { resolved.mq = mq }
+            return handle(resolved, session: session)
         }
+        handle(message, session: session)
+    }
+
+    private func handle(_ message: Message, session: Session) {
         if message.closeRequested { session.closeAfterNextReply() }
 
         let cmd = message.cmd ?? ""
