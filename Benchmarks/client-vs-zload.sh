@@ -34,6 +34,7 @@ gcc -O2 -pthread -o "$WORK/zload-timeout" "$WORK/zload-timeout.c"
 start_zbus "$WORK" "fsync: interval"
 for q in ZloadQ SwiftQ PinnedQ TimeoutQ; do "$ZLOAD" 127.0.0.1 "$ZBUS_PORT" create $q 1 1 >/dev/null; done
 ROUNDS=${ROUNDS:-3}
+PROBE_BEFORE=$(cpu_probe)
 echo "== $CONNS connections, 11-byte bodies, $((PER_CONN * CONNS)) messages per run (fsync: interval), $ROUNDS rounds alternating"
 echo "   swift = tasks on Swift's global executor; pinned = tasks on the client's event loop (MessageClient.taskExecutor)"
 RESULTS=()
@@ -58,3 +59,4 @@ for name, swift, zload in (("produce, swift", 1, 0), ("produce, pinned", 2, 0), 
     ratio = median_ratio(swift, zload)
     print(f"{name}: median swift/zload = {ratio:.2f} ({'meets' if ratio >= 0.8 else 'BELOW'} the 0.80 bar)")
 PY
+echo "cpu probe (fixed single-core work, lower is faster): ${PROBE_BEFORE} ms before, $(cpu_probe) ms after; compare runs only at similar values"

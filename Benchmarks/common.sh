@@ -40,3 +40,13 @@ build_release() {
     BIN=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
     ZBUS=$BIN/zbus
 }
+
+# Prints the time (ms) of a fixed piece of pure CPU work on one core, the best of three: a shared or throttled machine
+# shows it in this figure first, so runs are compared only when it is about the same.
+cpu_probe() {
+    python3 -c 'import time
+best = 1e9
+for _ in range(3):
+    t = time.perf_counter(); sum(range(10_000_000)); best = min(best, time.perf_counter() - t)
+print(f"{best * 1000:.0f}")'
+}

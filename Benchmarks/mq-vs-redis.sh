@@ -26,6 +26,7 @@ REDIS_PID=$!
 sleep 0.5
 
 ROUNDS=${ROUNDS:-3}
+PROBE_BEFORE=$(cpu_probe)
 echo "== produce/consume, $CONNS connections, 11-byte bodies, $TOTAL messages per run (fsync: interval), $ROUNDS rounds alternating"
 start_zbus "$WORK" "fsync: interval"
 "$ZLOAD" 127.0.0.1 "$ZBUS_PORT" create BenchQ 1 1 >/dev/null
@@ -71,3 +72,4 @@ PY
 echo "disk  one write+fdatasync per message: $DISK/s"
 ZAR=$(echo "$ZA" | zload_rate)
 python3 -c "print(f'fsync always, 64 producers: {$ZAR:.0f}/s = {$ZAR/$DISK:.1f}x the one-message-per-fsync rate')"
+echo "cpu probe (fixed single-core work, lower is faster): ${PROBE_BEFORE} ms before, $(cpu_probe) ms after; compare runs only at similar values"
