@@ -29,6 +29,7 @@ final class MQBroker: Sendable {
         var sessions: SessionRegistry?
         var serverAddress = ""
         var queues: [String: MessageQueue] = [:]
+        var eventLoopGroup: (any EventLoopGroup)?
     }
 
     init(settings: MQSettings, node: NodeConfig, logger: Logger) {
@@ -66,6 +67,7 @@ final class MQBroker: Sendable {
             $0.sessions = context.sessions
             $0.serverAddress = context.serverAddress
             $0.queues = queues
+            $0.eventLoopGroup = context.eventLoopGroup
             publish(queues)
         }
         logger.info("MQ store open", metadata: ["directory": "\(directory)", "mqs": "\(queues.count)", "fsync": "\(settings.fsync)"])
@@ -73,14 +75,15 @@ final class MQBroker: Sendable {
 
     /// Closes the store (flushing and syncing it).
     func shutdown() {
-        let (store, queues) = state.withLockedValue { state -> (QueueStore?, [MessageQueue]) in
+        let (store, queues, group) = state.withLockedValue { state -> (QueueStore?, [MessageQueue], (any EventLoopGroup)?) in
             defer {
                 state.store = nil
                 state.queues = [:]
                 publish([:])
             }
-            return (state.store, Array(state.queues.values))
+            return (state.store, Array(state.queues.values), state.eventLoopGroup)
         }
+        releaseCachedTables(on: group)
         // Parked consumers are not answered: their connections close with the node, and a client reconnects to the
         // next node rather than reading a 404 as "the MQ is gone".
         for queue in queues { _ = queue.close() }
@@ -116,6 +119,17 @@ final class MQBroker: Sendable {
         let version = Self.versions.wrappingIncrementThenLoad(ordering: .relaxed)
         table.store(QueueTable(version: version, queues: queues), ordering: .releasing)
         tableVersion.store(version, ordering: .releasing)
+    }
+
+    /// Drops the tables the threads keep (see `tableVersion`), so that a removed MQ, or a stopped broker's MQs, and
+    /// their open files are released now rather than whenever each thread next looks an MQ up (an idle event loop
+    /// would hold them indefinitely). Runs on remove and shutdown only; the next lookup on each thread reloads.
+    private func releaseCachedTables(on group: (any EventLoopGroup)?) {
+        Self.threadTable.currentValue = nil
+        guard let group else { return }
+        for loop in group.makeIterator() {
+            loop.execute { Self.threadTable.currentValue = nil }
+        }
     }
 
     // MARK: - Replies
@@ -295,14 +309,15 @@ final class MQBroker: Sendable {
         guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
             return session.send(Self.badFormat(request, "Missing mq_name"))
         }
-        let removed: (MessageQueue, QueueStore?, [MessageQueue])? = state.withLockedValue { state in
+        let removed: (MessageQueue, QueueStore?, [MessageQueue], (any EventLoopGroup)?)? = state.withLockedValue { state in
             guard let queue = state.queues.removeValue(forKey: name) else { return nil }
             publish(state.queues)
-            return (queue, state.store, Array(state.queues.values))
+            return (queue, state.store, Array(state.queues.values), state.eventLoopGroup)
         }
-        guard let (queue, store, others) = removed else {
+        guard let (queue, store, others, group) = removed else {
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
         }
+        releaseCachedTables(on: group)
         for other in others { other.detachSlave(named: name) }
         queue.close().send()
         do {

@@ -222,4 +222,34 @@ struct ClientConnectionErrorTests {
         let broker = try ZbusBroker.connect("127.0.0.1:15555")
         #expect(broker.address == "127.0.0.1:15555")
     }
+
+    @Test("remove_mq on an embedded node lets go of the MQ's files at once, even on event loops that go idle")
+    func removeReleasesFiles() async throws {
+        try await withTestNode(.embedded) { node in
+            // A name no other test uses: the check below looks at every file this process holds open.
+            let name = "Gone" + UUID().uuidString.prefix(8)  // also in the path of its removed directory
+            // Producers on several TCP connections, so that every event loop of the node looks the MQ up.
+            let tcp = try SingleBroker(address: "127.0.0.1:\(node.port)", configuration: quickConfiguration(), poolSize: 4)
+            let producer = Producer(broker: tcp, mq: name)
+            try await producer.createMQ()
+            for index in 0..<40 { try await producer.send(textMessage("m\(index)")) }
+            #expect(!openFiles(containing: name).isEmpty, "the MQ's segment, cursor and directory are open")
+            await tcp.close()
+
+            let admin = try SingleBroker(address: "127.0.0.1:\(node.port)", configuration: quickConfiguration(), poolSize: 1)
+            #expect(try await MqAdmin(broker: admin).remove(name))
+            await admin.close()
+            // Nothing else reaches the node now: a file still open would stay open until some later request.
+            #expect(await eventually(within: 5) { openFiles(containing: name).isEmpty },
+                    "still open: \(openFiles(containing: name))")
+        }
+    }
+}
+
+/// The targets of this process's open file descriptors that contain `fragment`.
+private func openFiles(containing fragment: String) -> [String] {
+    let directory = "/proc/self/fd"
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return entries.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0) }
+        .filter { $0.contains(fragment) }
 }

@@ -74,7 +74,8 @@ public final class Session: @unchecked Sendable {
     private let transport: any SessionTransport
     private let active = ManagedAtomic(true)
     // Confined to `eventLoop`:
-    private var inReadBatch = false
+    /// Flushes wait for the end of the current read batch or send batch (see ``beginSendBatch()``).
+    private var flushesHeld = false
     private var flushPending = false
     private var closeAfterReply = false
 
@@ -129,7 +130,7 @@ public final class Session: @unchecked Sendable {
     private func scheduleFlush() {
         guard !flushPending else { return }
         flushPending = true
-        if !inReadBatch {
+        if !flushesHeld {
             // Sent from a task (an acknowledgement, a delivery): flush once at the end of this loop tick, so that
             // everything the tick sends to this client leaves in one write.
             eventLoop.execute { self.flushIfPending() }
@@ -145,11 +146,11 @@ public final class Session: @unchecked Sendable {
     // MARK: - Kernel hooks (event loop only)
 
     /// Marks the start of a batch of reads: replies are held until ``endReadBatch()``.
-    func beginReadBatch() { inReadBatch = true }
+    func beginReadBatch() { flushesHeld = true }
 
     /// Ends a read batch and flushes replies written during it.
     func endReadBatch() {
-        inReadBatch = false
+        flushesHeld = false
         if flushPending {
             flushPending = false
             transport.flush()
@@ -163,8 +164,8 @@ public final class Session: @unchecked Sendable {
     /// - Returns: `false` (and holds nothing) off the session's loop or when its sends are already held; call
     ///   ``endSendBatch()`` only after `true`.
     package func beginSendBatch() -> Bool {
-        guard eventLoop.inEventLoop, !inReadBatch else { return false }
-        inReadBatch = true
+        guard eventLoop.inEventLoop, !flushesHeld else { return false }
+        flushesHeld = true
         return true
     }
 
