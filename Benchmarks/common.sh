@@ -41,6 +41,12 @@ build_release() {
     ZBUS=$BIN/zbus
 }
 
+# Prints the CPU time (user + system, in clock ticks) a process has used so far: process_cpu PID.
+process_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Prints the CPU microseconds per request between two process_cpu readings: cpu_per_request BEFORE AFTER REQUESTS.
+cpu_per_request() { python3 -c "import os,sys; b,a,n=map(float,sys.argv[1:]); print(f'{(a-b)*1e6/os.sysconf(\"SC_CLK_TCK\")/n:.1f}')" "$1" "$2" "$3"; }
+
 # Prints the time (ms) of a fixed piece of pure CPU work on one core, the best of three: a shared or throttled machine
 # shows it in this figure first, so runs are compared only when it is about the same.
 cpu_probe() {

@@ -229,10 +229,10 @@ final class MQBroker: Sendable {
             return
         }
         var message = request
-        message.headers.remove(HeaderName.cmd)
-        message.headers.remove(HeaderName.ack)
-        message.headers.remove(HeaderName.recver)
-        if let code = message.headers.remove(HeaderName.replyCode), let status = Int(code),
+        message.headers.removeValue(lowercased: HeaderName.cmd)
+        message.headers.removeValue(lowercased: HeaderName.ack)
+        message.headers.removeValue(lowercased: HeaderName.recver)
+        if let code = message.headers.removeValue(lowercased: HeaderName.replyCode), let status = Int(code),
             (100...999).contains(status)
         {
             message.startLine = .status(code: status, reason: nil)

@@ -308,7 +308,7 @@ final class ConsumerConnection: Sendable {
     }
 
     /// Tells a delivered message from the node's own answers to the consume (204, 404 `MQ(x) Not Found`, 403, 400).
-    private func classify(_ reply: Message) -> Outcome {
+    private func classify(_ reply: consuming Message) -> Outcome {
         let status = reply.status ?? 200
         if reply.rawId == nil {
             switch status {
@@ -324,9 +324,10 @@ final class ConsumerConnection: Sendable {
                 break
             }
         }
-        var message = reply
+        // Moved, not copied: a copy would share the header block and the edit below would duplicate it.
+        var message = consume reply
         // zbus 6 clients: the application sees the producer's id; `sender` stays for routing the answer.
-        message.id = message.headers.remove(HeaderName.rawId)
+        message.id = message.headers.removeValue(lowercased: HeaderName.rawId)
         return .message(message)
     }
 

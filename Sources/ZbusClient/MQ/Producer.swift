@@ -118,7 +118,7 @@ public struct Producer: Sendable {
         if message.id == nil { message.id = RequestId.next() }
         if let token { message.token = token }
         // An absent `ack` means "reply" to every zbus node; only the opt-out travels.
-        if ack { message.headers.remove(HeaderName.ack) } else { message.ack = false }
+        if ack { message.headers.removeValue(lowercased: HeaderName.ack) } else { message.ack = false }
         return consume message
     }
 

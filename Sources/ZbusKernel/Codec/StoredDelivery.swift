@@ -13,8 +13,8 @@ extension Message {
     /// dropped, `rawid` = the producer's `id`, `id` = the consume's id (when it had one).
     public func delivered(requestId: String?, close: Bool) -> Message {
         var message = self
-        message.headers.remove(HeaderName.cmd)
-        message.headers.remove(HeaderName.ack)
+        message.headers.removeValue(lowercased: HeaderName.cmd)
+        message.headers.removeValue(lowercased: HeaderName.ack)
         if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
         if let producerId = message.id { message.rawId = producerId }
         if let requestId { message.id = requestId }

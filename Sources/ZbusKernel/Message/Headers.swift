@@ -68,7 +68,13 @@ public struct Headers: Sendable, Equatable {
     /// Removes the header `name` and returns its value.
     @discardableResult
     public mutating func remove(_ name: String) -> String? {
-        let key = Headers.normalize(name)
+        removeValue(lowercased: Headers.normalize(name))
+    }
+
+    /// Removes the header whose name is known to be lower-case (the ``HeaderName`` constants) and returns its value.
+    @inlinable
+    @discardableResult
+    public mutating func removeValue(lowercased key: String) -> String? {
         guard let index = storage.firstIndex(where: { Headers.same($0.name, key) }) else { return nil }
         return storage.remove(at: index).value
     }

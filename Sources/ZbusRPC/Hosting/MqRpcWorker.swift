@@ -279,7 +279,7 @@ private final class WorkerHandler: ChannelInboundHandler {
         }
         var request = message
         // As zbus 6 consumers do: the request's id is the producer's; `sender` stays for the route.
-        request.id = request.headers.remove(HeaderName.rawId)
+        request.id = request.headers.removeValue(lowercased: HeaderName.rawId)
         switch responder.answer(request) {
         case .ready(let reply):
             routeAndConsume(reply, to: request, context: context)
