@@ -48,6 +48,18 @@ struct MessageParserTests {
         #expect(message.headers.pairs.map(\.name) == ["cmd", "id", "x-custom"])
     }
 
+    @Test("the protocol's frequent names decode in any case to their own lower-case name; near misses stay as sent")
+    func knownNames() throws {
+        let names = ["MQ", "Id", "cmd", "ACK", "RawId", "token", "Sender", "SERVER", "timeout", "Remote-Addr",
+                     "mqx", "i", "cm", "acks", "rawi", "tokens", "sendr", "servers", "timeouts", "remote-adr"]
+        var text = "GET / HTTP/1.1\r\n"
+        for (index, name) in names.enumerated() { text += "\(name): v\(index)\r\n" }
+        text += "\r\n"
+        let message = try #require(try decodeAll(text).first)
+        #expect(message.headers.pairs.map(\.name) == names.map { $0.lowercased() })
+        #expect(message.headers.pairs.map(\.value) == names.indices.map { "v\($0)" })
+    }
+
     @Test("many repeated headers still keep only the last value")
     func manyHeaders() throws {
         var text = "GET / HTTP/1.1\r\n"
