@@ -33,11 +33,27 @@ stop_zbus() { [ -n "${ZBUS_PID:-}" ] && kill "$ZBUS_PID" 2>/dev/null && wait "$Z
 # Extracts rate=N from a zload line.
 zload_rate() { sed -n 's/.*rate=\([0-9.]*\).*/\1/p'; }
 
+# Whether the toolchain can link the Swift runtime statically (`swift build --static-swift-stdlib`).
+static_stdlib_available() {
+    local swift_bin
+    swift_bin=$(readlink -f "$(command -v swift)") || return 1
+    [ -f "$(dirname "$(dirname "$swift_bin")")/lib/swift_static/linux/static-stdlib-args.lnk" ]
+}
+
 # Builds PRODUCTs in release mode (scratch path $SCRATCH, default .build); sets BIN (the products' folder) and ZBUS.
+# The Swift runtime is linked in (`--static-swift-stdlib`, the production build the README describes) when the
+# toolchain has it; ZBUS_SHARED_STDLIB=1 builds against the shared runtime instead.
 build_release() {
     local scratch=${SCRATCH:-.build}
-    for product in "$@"; do swift build -c release --scratch-path "$scratch" --product "$product" >/dev/null; done
-    BIN=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+    local flags=(-c release --scratch-path "$scratch")
+    if [ -z "${ZBUS_SHARED_STDLIB:-}" ] && static_stdlib_available; then
+        flags+=(--static-swift-stdlib)
+        echo "release build: Swift runtime linked statically (--static-swift-stdlib)"
+    else
+        echo "release build: shared Swift runtime"
+    fi
+    for product in "$@"; do swift build "${flags[@]}" --product "$product" >/dev/null; done
+    BIN=$(swift build "${flags[@]}" --show-bin-path)
     ZBUS=$BIN/zbus
 }
 
