@@ -152,17 +152,20 @@ final class MQBroker: Sendable {
     // MARK: - produce
 
     func produce(_ request: Message, session: Session) {
-        guard let queue = queue(named: request.mq) else { return session.send(Self.notFound(request, name: request.mq)) }
+        // Each header is looked up once (a lookup is a scan of the header block), and `key_group` only with a `key`.
+        let mq = request.mq
+        guard let queue = queue(named: mq) else { return session.send(Self.notFound(request, name: mq)) }
         guard (request.token ?? "") == queue.accessToken else {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
         let wantsAck = request.ack
         // The receipt needs only the request's id and mq: taking those rather than the request keeps the message's
         // storage uniquely owned on its way to the store.
-        let receipt = MessageQueue.ProduceReceipt(session: session, id: request.id, mq: request.mq, wantsAck: wantsAck)
+        let receipt = MessageQueue.ProduceReceipt(session: session, id: request.id, mq: mq, wantsAck: wantsAck)
+        let key = request.key
         do throws(MessageQueue.ProduceRefusal) {
-            let deliveries = try queue.produce(request, key: request.key, keyGroup: request.keyGroup ?? "", on: session.eventLoop,
-                                               receipt: receipt)
+            let deliveries = try queue.produce(request, key: key, keyGroup: key == nil ? "" : request.keyGroup ?? "",
+                                               on: session.eventLoop, receipt: receipt)
             deliveries.send()
         } catch {
             switch error {

@@ -17,35 +17,39 @@ import ZbusKernel
 /// queue and the next consumer gets it. The store's read cursor only moves over acknowledged messages.
 final class MessageQueue: @unchecked Sendable {
     let name: String
+    /// Guards every `var` below. They are marked `@exclusivity(unchecked)`: the lock already keeps threads apart, and
+    /// no access spans a call that could come back into this queue (messages are sent after the lock is released),
+    /// so the runtime's check of each access (a thread-local lookup and a table insertion, several per message) would
+    /// only repeat what the lock guarantees.
     private let lock = NIOLock()
-    private var definition: MQDefinition
+    @exclusivity(unchecked) private var definition: MQDefinition
     private let backend: any QueueBackend
     let durableQueue: DurableQueue?
     private let logger: Logger
 
     // Point-to-point state.
-    private var redeliveries: Deque<StoredMessage> = []
-    private var pulls: Deque<Pull> = []
+    @exclusivity(unchecked) private var redeliveries: Deque<StoredMessage> = []
+    @exclusivity(unchecked) private var pulls: Deque<Pull> = []
     // Per consumer session; an acknowledged session keeps its (empty) array so the next delivery reuses its storage.
-    private var inFlight: [SessionKey: [StoredMessage]] = [:]
-    private var outstanding: Deque<UInt64> = []
-    private var highestHandedOut: UInt64 = 0
-    private var committed: UInt64 = 0
+    @exclusivity(unchecked) private var inFlight: [SessionKey: [StoredMessage]] = [:]
+    @exclusivity(unchecked) private var outstanding: Deque<UInt64> = []
+    @exclusivity(unchecked) private var highestHandedOut: UInt64 = 0
+    @exclusivity(unchecked) private var committed: UInt64 = 0
 
     // Consumers that have consumed and are still connected (the `consumerCount`). Holding the session keeps its
     // object identifier (the key of these tables, cheaper to hash than the session's UUID) from being reused.
-    private var consumers: [SessionKey: Session] = [:]
+    @exclusivity(unchecked) private var consumers: [SessionKey: Session] = [:]
     // Pub/sub state.
-    private var subscribers: [SessionKey: Subscriber] = [:]
+    @exclusivity(unchecked) private var subscribers: [SessionKey: Subscriber] = [:]
     private let subscriberBufferLimit: Int
 
     // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
     // One slot per event loop that ever produced here (a handful): a linear search beats hashing, and a slot keeps
     // its arrays' capacity from tick to tick.
-    private var pendingAppends: [PendingSlot] = []
-    private var pendingCount = 0
+    @exclusivity(unchecked) private var pendingAppends: [PendingSlot] = []
+    @exclusivity(unchecked) private var pendingCount = 0
     // The acknowledged bound not yet handed to the store (written once per tick, not once per consume).
-    private var commitScheduled = false
+    @exclusivity(unchecked) private var commitScheduled = false
 
     /// One loop's accepted produces: the messages apart from what is done once they are stored, so that the
     /// messages go to the backend as they are, without being copied into an array of their own.
@@ -105,16 +109,16 @@ final class MessageQueue: @unchecked Sendable {
         }
     }
 
-    private var keyFilter: KeyFilter
-    private(set) var slaves: [String: MessageQueue] = [:]
-    private var lastUpdate: Int64
-    private var nextPullToken: UInt64 = 0
+    @exclusivity(unchecked) private var keyFilter: KeyFilter
+    @exclusivity(unchecked) private(set) var slaves: [String: MessageQueue] = [:]
+    @exclusivity(unchecked) private var lastUpdate: Int64
+    @exclusivity(unchecked) private var nextPullToken: UInt64 = 0
     /// Expires parked pulls past their wait limit; runs only while some parked pull has one.
-    private var pullSweeper: RepeatedTask?
+    @exclusivity(unchecked) private var pullSweeper: RepeatedTask?
     /// How often parked pulls are checked against their wait limits: the precision of `timeout`. One periodic check
     /// instead of a timer armed and cancelled for every consume (an MQ-RPC worker parks a consume for every call).
     private static let pullSweepInterval = TimeAmount.milliseconds(20)
-    private var droppedForSlowSubscribers: UInt64 = 0
+    @exclusivity(unchecked) private var droppedForSlowSubscribers: UInt64 = 0
 
     /// The key of the per-session tables: the session object's identity.
     typealias SessionKey = ObjectIdentifier

@@ -85,9 +85,11 @@ final class ClientStreamHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private var framer: InboundFramer
+    // Unchecked exclusivity: event-loop confined, and no access spans a call back into the handler (see
+    // `ConnectionHandler`).
+    @exclusivity(unchecked) private var framer: InboundFramer
     private let outbound: OutboundBatch
-    private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
     private let onMessage: @Sendable (consuming Message) -> Void
     private let onClose: @Sendable (String?) -> Void
     private var failure: String?

@@ -219,19 +219,22 @@ extension MessageClient {
         private let logger: Logger
         private let onPush: (@Sendable (Message) -> Void)?
 
-        private var state = LinkState.idle
-        private var generation: UInt64 = 0
-        private var waiting: [String: Waiting] = [:]
-        private var queued: [Queued] = []
-        private var flushScheduled = false
+        // Unchecked exclusivity: the core lives on its event loop, and no access to these spans a call that could
+        // come back into the core (replies are completed, and pushes handed out, after the lookups that found them),
+        // so the runtime's check of each access, several per request, is pure cost.
+        @exclusivity(unchecked) private var state = LinkState.idle
+        @exclusivity(unchecked) private var generation: UInt64 = 0
+        @exclusivity(unchecked) private var waiting: [String: Waiting] = [:]
+        @exclusivity(unchecked) private var queued: [Queued] = []
+        @exclusivity(unchecked) private var flushScheduled = false
         // Whether anything was written since the last heartbeat tick (a flag rather than a time: no clock reading per write).
-        private var wroteSinceBeat = false
-        private var heartbeat: RepeatedTask?
-        private var sweeper: RepeatedTask?
-        private var reconnectDelay: Duration
-        private var everConnected = false
-        private var lastConnectError: String?
-        private var closeFuture: EventLoopFuture<Void>?
+        @exclusivity(unchecked) private var wroteSinceBeat = false
+        @exclusivity(unchecked) private var heartbeat: RepeatedTask?
+        @exclusivity(unchecked) private var sweeper: RepeatedTask?
+        @exclusivity(unchecked) private var reconnectDelay: Duration
+        @exclusivity(unchecked) private var everConnected = false
+        @exclusivity(unchecked) private var lastConnectError: String?
+        @exclusivity(unchecked) private var closeFuture: EventLoopFuture<Void>?
 
         init(connector: any ClientConnector, configuration: ClientConfiguration, eventLoop: any EventLoop, logger: Logger,
              onPush: (@Sendable (Message) -> Void)?) {

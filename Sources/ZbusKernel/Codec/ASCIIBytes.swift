@@ -7,12 +7,17 @@ enum ASCIIBytes {
     }
 
     /// Whether `bytes` spell `lowercase`, in any case.
+    ///
+    /// Inlined (as is ``startsWithIgnoringCase(_:_:)``): the parser compares every header name against constants,
+    /// and as calls these cost more than the comparisons they make.
+    @inline(__always)
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
         return startsWithIgnoringCase(bytes, lowercase)
     }
 
     /// Whether `bytes` begin with `lowercase`, in any case.
+    @inline(__always)
     static func startsWithIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         let prefix = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
         guard bytes.count >= prefix.count else { return false }

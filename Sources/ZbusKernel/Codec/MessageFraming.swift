@@ -75,8 +75,11 @@ public final class OutboundBatch {
     /// A buffer that grew beyond this (one burst of many replies) is not kept for the next batch.
     private static let retainedCapacityLimit = 256 * 1024
 
-    private var buffer: ByteBuffer
-    private var holdsBytes = false
+    // Unchecked exclusivity: every access is a plain load, store or ByteBuffer call that ends before the batch calls
+    // out to the channel (which may come back to `discard()`), so accesses never overlap; the runtime check of each
+    // access to a class property cost more than the ByteBuffer work around it on the reply path.
+    @exclusivity(unchecked) private var buffer: ByteBuffer
+    @exclusivity(unchecked) private var holdsBytes = false
 
     /// Creates an empty batch whose buffers come from `allocator`.
     public init(allocator: ByteBufferAllocator) {

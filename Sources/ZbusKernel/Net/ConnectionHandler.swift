@@ -16,11 +16,14 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let hooks: ConnectionHooks
     private let sessionId: String
     private let remoteAddress: String
-    private var framer: InboundFramer
+    // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
+    // back here (`framer.next()` only parses; dispatch happens after it returned), so the per-access runtime check
+    // on every message is pure cost.
+    @exclusivity(unchecked) private var framer: InboundFramer
     private let outbound: OutboundBatch
-    private var context: ChannelHandlerContext?
-    private var session: Session?
-    private var readHeld = false
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var session: Session?
+    @exclusivity(unchecked) private var readHeld = false
 
     private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String,
                  limits: MessageLimits, allocator: ByteBufferAllocator) {

@@ -42,21 +42,23 @@ public final class CommandDispatcher: Sendable {
 
     /// Dispatches one message whose decoder already stamped it.
     func dispatch(stamped message: Message, session: Session) {
-        if message.cmd == nil, message.uri != nil {
+        guard let cmd = message.cmd else {
+            guard message.uri != nil else { return handle(message, cmd: nil, session: session) }
             // Only a command given in the URL needs a changed copy: the usual request is handled as it came.
             var resolved = message
             let url = resolved.urlRequest
             if let cmd = url.cmd { resolved.cmd = cmd }
             if resolved.mq == nil, let mq = url.mq { resolved.mq = mq }
-            return handle(resolved, session: session)
+            return handle(resolved, cmd: url.cmd, session: session)
         }
-        handle(message, session: session)
+        handle(message, cmd: cmd, session: session)
     }
 
-    private func handle(_ message: Message, session: Session) {
+    /// Handles `message`, whose `cmd` header (looked up once by the caller) is `command`.
+    private func handle(_ message: Message, cmd command: String?, session: Session) {
         if message.closeRequested { session.closeAfterNextReply() }
 
-        let cmd = message.cmd ?? ""
+        let cmd = command ?? ""
         switch cmd {
         case BuiltInCommands.test:
             session.send(message.reply(status: 200, body: "OK", includeMq: false))
@@ -67,7 +69,7 @@ public final class CommandDispatcher: Sendable {
                 handler.handle(message, session: session)
             } else {
                 logger.debug("unknown command", metadata: ["cmd": "\(cmd)", "session": "\(session.id)"])
-                let name = message.cmd ?? "null"
+                let name = command ?? "null"
                 session.send(message.reply(status: 400, body: "Bad format: command(\(name)) not support", includeMq: false))
             }
         }

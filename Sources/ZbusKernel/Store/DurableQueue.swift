@@ -45,27 +45,29 @@ public final class DurableQueue: @unchecked Sendable {
     /// How many hand-out positions are remembered to give commits an exact resume hint.
     private static let positionMemory = 8192
 
-    // Everything below is guarded by `lock`.
-    private var closed = false
-    private var metadataBytes: [UInt8]
+    // Everything below is guarded by `lock`. The `var`s are `@exclusivity(unchecked)`: the lock keeps threads apart
+    // and no access spans a call back into the queue (the durability callbacks run after the lock is released), so
+    // the runtime's per-access check would only repeat what the lock guarantees.
+    @exclusivity(unchecked) private var closed = false
+    @exclusivity(unchecked) private var metadataBytes: [UInt8]
     private let directoryFile: StoreFile
     private let cursorFile: CursorFile
     /// First sequences of the segment files, ascending; the last one is the writer's.
-    private var segments: [UInt64]
-    private var writer: Writer?
+    @exclusivity(unchecked) private var segments: [UInt64]
+    @exclusivity(unchecked) private var writer: Writer?
     /// The sequence the next append gets.
-    private var nextSequence: UInt64
+    @exclusivity(unchecked) private var nextSequence: UInt64
     /// Set when the next append must start a new segment (records were lost and sequences skip ahead, or the
     /// active segment was found damaged).
-    private var rollBeforeNextAppend = false
-    private var committed: UInt64
-    private var committedHint: RecordPosition?
-    private var reader: Reader
+    @exclusivity(unchecked) private var rollBeforeNextAppend = false
+    @exclusivity(unchecked) private var committed: UInt64
+    @exclusivity(unchecked) private var committedHint: RecordPosition?
+    @exclusivity(unchecked) private var reader: Reader
     private let readBuffer = ReadBuffer()
     /// Where the records handed out but not yet committed end (their successors start), oldest first.
-    private var handedOut = PositionRing()
+    @exclusivity(unchecked) private var handedOut = PositionRing()
     /// The newest position dropped from `handedOut`, still usable as a hint if it is at or before a commit.
-    private var droppedPosition: RecordPosition?
+    @exclusivity(unchecked) private var droppedPosition: RecordPosition?
 
     private struct Writer {
         let first: UInt64
