@@ -33,13 +33,17 @@ public enum StoredDelivery {
     /// Appends the delivery of `record` to `buffer`.
     ///
     /// - Returns: `false` (leaving `buffer` untouched) for a record this writer does not handle: not in the form the
-    ///   serializer writes (a head without its end, a `content-length` that does not match the body). The caller then
-    ///   parses the record and delivers the message the general way.
+    ///   serializer writes (a head without its end, a `content-length` that does not match the body, more than
+    ///   ``Plan/maxLines`` header lines). The caller then parses the record and delivers the message the general way.
     public static func write(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) -> Bool {
         record.withUnsafeReadableBytes { bytes in
-            guard let plan = Plan(bytes) else { return false }
-            write(bytes, plan: plan, requestId: requestId, close: close, into: &buffer)
-            return true
+            // The plan notes where each header line's parts are, so the write does not look for them again.
+            withUnsafeTemporaryAllocation(of: Plan.Line.self, capacity: Plan.maxLines) { lines in
+                guard let plan = Plan(bytes, lines: lines) else { return false }
+                write(bytes, plan: plan, lines: UnsafeBufferPointer(rebasing: lines[0..<plan.lineCount]), requestId: requestId,
+                      close: close, into: &buffer)
+                return true
+            }
         }
     }
 
@@ -74,8 +78,6 @@ public enum StoredDelivery {
     private struct Plan {
         /// Offset of the `\r\n` that ends the start line.
         var startLineEnd: Int
-        /// Offset of the blank line's `\r\n` (the end of the last header line).
-        var headEnd: Int
         var isStatusLine: Bool
         /// The producer's id (value bytes), if the record has one.
         var storedId: Range<Int>?
@@ -89,35 +91,36 @@ public enum StoredDelivery {
         /// `rawid` lines and the sum of their value lengths.
         var rawIdLines = 0
         var rawIdValueBytes = 0
+        /// Header lines noted in the caller's `lines` buffer.
+        var lineCount = 0
 
-        init?(_ bytes: UnsafeRawBufferPointer) {
-            guard let base = bytes.baseAddress, bytes.count >= 4 else { return nil }
-            // The first `\r\n\r\n` ends the head.
-            var headEnd: Int?
-            var position = 0
-            while position + 3 < bytes.count {
-                guard let hit = memchr(base + position, Int32(UInt8(ascii: "\r")), bytes.count - position - 3) else { break }
-                let index = base.distance(to: UnsafeRawPointer(hit))
-                if bytes[index + 1] == UInt8(ascii: "\n"), bytes[index + 2] == UInt8(ascii: "\r"), bytes[index + 3] == UInt8(ascii: "\n") {
-                    headEnd = index
-                    break
-                }
-                position = index + 1
-            }
-            guard let headEnd, let firstLineEnd = Self.lineEnd(bytes, from: 0, limit: headEnd + 2) else { return nil }
-            self.headEnd = headEnd
+        /// Header lines a plan notes at most (a record with more is delivered the general way).
+        static let maxLines = 64
+
+        /// Where one header line's parts are.
+        struct Line {
+            var name: Range<Int>
+            var value: Range<Int>
+            var kind: Kind
+        }
+
+        /// Plans the delivery of the record `bytes` in one pass over its head, noting each header line in `lines`.
+        init?(_ bytes: UnsafeRawBufferPointer, lines: UnsafeMutableBufferPointer<Line>) {
+            guard let firstLineEnd = Self.lineEnd(bytes, from: 0, limit: bytes.count) else { return nil }
             self.startLineEnd = firstLineEnd
             self.isStatusLine = firstLineEnd >= 5 && bytes[0] == UInt8(ascii: "H") && bytes[1] == UInt8(ascii: "T")
                 && bytes[2] == UInt8(ascii: "T") && bytes[3] == UInt8(ascii: "P") && bytes[4] == UInt8(ascii: "/")
-            self.bodyStart = headEnd + 4
-            self.bodyLength = bytes.count - bodyStart
             var contentLength: Int?
             var lineStart = firstLineEnd + 2
-            while lineStart < headEnd {
-                guard let end = Self.lineEnd(bytes, from: lineStart, limit: headEnd + 2),
-                    let (name, value) = Self.split(bytes, lineStart..<end)
-                else { return nil }
-                switch Self.kind(bytes, name) {
+            // Lines up to the first empty one (the first `\r\n\r\n` ends the head).
+            while true {
+                guard let end = Self.lineEnd(bytes, from: lineStart, limit: bytes.count) else { return nil }
+                if end == lineStart { break }
+                guard lineCount < lines.count, let (name, value) = Self.split(bytes, lineStart..<end) else { return nil }
+                let kind = Self.kind(bytes, name)
+                lines[lineCount] = Line(name: name, value: value, kind: kind)
+                lineCount += 1
+                switch kind {
                 case .id:
                     storedId = value
                     idLines += 1
@@ -138,10 +141,12 @@ public enum StoredDelivery {
                 }
                 lineStart = end + 2
             }
+            self.bodyStart = lineStart + 2
+            self.bodyLength = bytes.count - bodyStart
             guard (contentLength ?? 0) == bodyLength else { return nil }
         }
 
-        /// The exact size of the delivery written by ``StoredDelivery/write(_:plan:requestId:close:into:)``.
+        /// The exact size of the delivery written by ``StoredDelivery/write(_:plan:lines:requestId:close:into:)``.
         func deliverySize(requestIdLength: Int?, close: Bool) -> Int {
             var size = isStatusLine ? startLineEnd + 2 : 17
             size += copiedBytes
@@ -201,7 +206,8 @@ public enum StoredDelivery {
 
     /// Writes the delivery in one reservation of its exact size, with plain memory copies (a `ByteBuffer` write per
     /// fragment costs a capacity and uniqueness check each, which was most of this function's time).
-    private static func write(_ bytes: UnsafeRawBufferPointer, plan: Plan, requestId: String?, close: Bool, into buffer: inout ByteBuffer) {
+    private static func write(_ bytes: UnsafeRawBufferPointer, plan: Plan, lines: UnsafeBufferPointer<Plan.Line>, requestId: String?,
+                              close: Bool, into buffer: inout ByteBuffer) {
         let size = plan.deliverySize(requestIdLength: requestId?.utf8.count, close: close)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
             var writer = RawWriter(base: target.baseAddress!)
@@ -212,12 +218,9 @@ public enum StoredDelivery {
                 writer.append("HTTP/1.1 200 OK\r\n")
             }
             let storedId = plan.storedId.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
-            var lineStart = plan.startLineEnd + 2
-            while lineStart < plan.headEnd {
-                let end = Plan.lineEnd(bytes, from: lineStart, limit: plan.headEnd + 2)!
-                let (name, value) = Plan.split(bytes, lineStart..<end)!
-                lineStart = end + 2
-                switch Plan.kind(bytes, name) {
+            for line in lines {
+                let (name, value) = (line.name, line.value)
+                switch line.kind {
                 case .contentLength, .connection, .transferEncoding, .command:
                     continue
                 case .id:
