@@ -107,10 +107,10 @@ final class MQBroker: Sendable {
     private func queue(named name: String?) -> MessageQueue? {
         guard let name else { return nil }
         let version = tableVersion.load(ordering: .acquiring)
-        if let cached = Self.threadTable.currentValue, cached.version == version { return cached.queues[name] }
+        if let cached = Self.threadTable.currentValue, cached.version == version { return cached.queue(named: name) }
         let snapshot = table.load(ordering: .acquiring)
         Self.threadTable.currentValue = snapshot
-        return snapshot.queues[name]
+        return snapshot.queue(named: name)
     }
 
     /// Publishes the table after a change; called with the state lock held, so snapshots never go backwards.
@@ -391,9 +391,24 @@ final class QueueTable: AtomicReference, Sendable {
     /// under a broker's later version).
     let version: UInt64
     let queues: [String: MessageQueue]
+    /// The same MQs in a short array while there are few: comparing a few names costs less than hashing one
+    /// (a lookup for every message produced or consumed).
+    private let few: [(name: String, queue: MessageQueue)]?
+
+    /// Up to this many MQs are looked up by comparing names.
+    private static let fewLimit = 8
 
     init(version: UInt64, queues: [String: MessageQueue]) {
         self.version = version
         self.queues = queues
+        self.few = queues.count <= Self.fewLimit ? queues.map { (name: $0.key, queue: $0.value) } : nil
+    }
+
+    /// The MQ called `name`, if any.
+    func queue(named name: String) -> MessageQueue? {
+        guard let few else { return queues[name] }
+        let length = name.utf8.count
+        for entry in few where entry.name.utf8.count == length && entry.name == name { return entry.queue }
+        return nil
     }
 }
