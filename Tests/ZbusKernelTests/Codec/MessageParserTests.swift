@@ -139,7 +139,30 @@ struct MessageParserTests {
         #expect(MessageDecodingError.bodyTooLarge(declared: "", limit: 1).status == 413)
     }
 
+    @Test("start lines read whole (the common ones) and token by token (the rest) decode alike", arguments: [
+        ("GET / HTTP/1.1", StartLine.request(method: "GET", uri: "/")),
+        ("POST / HTTP/1.1", .request(method: "POST", uri: "/")),
+        ("GET  /  HTTP/1.1", .request(method: "GET", uri: "/")),
+        ("get / HTTP/1.1", .request(method: "get", uri: "/")),
+        ("POST /x HTTP/1.1", .request(method: "POST", uri: "/x")),
+        ("GET / http/1.1", .request(method: "GET", uri: "/")),
+        ("HTTP/1.1 200 OK", .status(code: 200, reason: nil)),
+        ("HTTP/1.1 204", .status(code: 204, reason: nil)),
+        ("HTTP/1.1 404 MQ(x) Not Found", .status(code: 404, reason: nil)),
+        ("HTTP/1.1 100\tContinue", .status(code: 100, reason: nil)),
+        ("HTTP/1.0 200 OK", .status(code: 200, reason: nil)),
+        ("http/1.1 500 x", .status(code: 500, reason: nil)),
+    ])
+    func startLines(line: String, expected: StartLine) throws {
+        let messages = try decodeAll(line + "\r\n\r\n")
+        #expect(messages.count == 1)
+        #expect(messages.first?.startLine == expected)
+        #expect(messages.first?.closeRequested == false)
+    }
+
     @Test("malformed input gets a precise 4xx", arguments: [
+        ("HTTP/1.1 099 Low\r\n\r\n", 400),
+        ("HTTP/1.1 20 OK\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\ncontent-length: abc\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\ncontent-length: -1\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
