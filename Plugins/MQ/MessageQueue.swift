@@ -285,7 +285,7 @@ final class MessageQueue: @unchecked Sendable {
             for entry in batch.entries { entry.receipt.failed(failure, queue: name) }
         } else if !acknowledgesLater {
             // One flush per producer for the whole batch, not one scheduled task each.
-            var sends = BatchedSends()
+            var sends = BatchedSends(capacity: batch.count)
             for entry in batch.entries { entry.receipt.stored(at: storedAt, via: &sends) }
             sends.finish()
         }

@@ -218,6 +218,8 @@ extension MessageClient {
         private let eventLoop: any EventLoop
         private let logger: Logger
         private let onPush: (@Sendable (Message) -> Void)?
+        /// ``ClientConfiguration/requestTimeout`` as a `TimeAmount`.
+        private let requestTimeoutAmount: TimeAmount
 
         // Unchecked exclusivity: the core lives on its event loop, and no access to these spans a call that could
         // come back into the core (replies are completed, and pushes handed out, after the lookups that found them),
@@ -243,6 +245,7 @@ extension MessageClient {
             self.eventLoop = eventLoop
             self.logger = logger
             self.onPush = onPush
+            self.requestTimeoutAmount = configuration.requestTimeout.timeAmount
             self.reconnectDelay = configuration.initialReconnectDelay
         }
 
@@ -290,8 +293,10 @@ extension MessageClient {
                 return
             }
             let timeout = timeout ?? configuration.requestTimeout
+            // The usual timeout is converted once (turning a `Duration` into a `TimeAmount` divides).
+            let amount = timeout == configuration.requestTimeout ? requestTimeoutAmount : timeout.timeAmount
             // One hash of the id for the check and the insertion; a duplicate puts the earlier request back.
-            if let earlier = waiting.updateValue(Waiting(reply: reply, deadline: .now() + timeout.timeAmount, timeout: timeout), forKey: reply.id) {
+            if let earlier = waiting.updateValue(Waiting(reply: reply, deadline: .now() + amount, timeout: timeout), forKey: reply.id) {
                 waiting[reply.id] = earlier
                 reply.complete(.failure(ZbusClientError.duplicateRequestId(reply.id)))
                 return

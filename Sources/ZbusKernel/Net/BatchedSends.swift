@@ -6,6 +6,12 @@ package struct BatchedSends {
     /// An empty batch.
     package init() {}
 
+    /// An empty batch with room for `capacity` sessions, so that it does not grow while it is filled (it is filled
+    /// once per store write, with a session per acknowledged message at most).
+    package init(capacity: Int) {
+        held.reserveCapacity(capacity)
+    }
+
     /// Sends `outgoing` to `session`, holding the session's flush until ``finish()`` when it lives on this loop.
     /// A session already held (by this batch or by a read batch) answers `false` to `beginSendBatch()`, so it is held
     /// once and ended by whoever began it.
