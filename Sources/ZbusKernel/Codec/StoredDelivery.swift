@@ -106,7 +106,7 @@ public enum StoredDelivery {
 
         /// Plans the delivery of the record `bytes` in one pass over its head, noting each header line in `lines`.
         init?(_ bytes: UnsafeRawBufferPointer, lines: UnsafeMutableBufferPointer<Line>) {
-            guard let firstLineEnd = Self.lineEnd(bytes, from: 0, limit: bytes.count) else { return nil }
+            guard let firstLineEnd = Self.lineEnd(bytes, from: 0) else { return nil }
             self.startLineEnd = firstLineEnd
             self.isStatusLine = firstLineEnd >= 5 && bytes[0] == UInt8(ascii: "H") && bytes[1] == UInt8(ascii: "T")
                 && bytes[2] == UInt8(ascii: "T") && bytes[3] == UInt8(ascii: "P") && bytes[4] == UInt8(ascii: "/")
@@ -114,7 +114,7 @@ public enum StoredDelivery {
             var lineStart = firstLineEnd + 2
             // Lines up to the first empty one (the first `\r\n\r\n` ends the head).
             while true {
-                guard let end = Self.lineEnd(bytes, from: lineStart, limit: bytes.count) else { return nil }
+                guard let end = Self.lineEnd(bytes, from: lineStart) else { return nil }
                 if end == lineStart { break }
                 guard lineCount < lines.count, let (name, value) = Self.split(bytes, lineStart..<end) else { return nil }
                 let kind = Self.kind(bytes, name)
@@ -158,12 +158,12 @@ public enum StoredDelivery {
             return size + bodyLength
         }
 
-        /// Offset of the next `\r\n` at or after `from`, before `limit`.
-        static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
+        /// Offset of the next `\r\n` at or after `from`.
+        static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
             guard let base = bytes.baseAddress else { return nil }
             var index = from
-            while index + 1 < limit {
-                guard let hit = memchr(base + index, Int32(UInt8(ascii: "\r")), limit - 1 - index) else { return nil }
+            while index + 1 < bytes.count {
+                guard let hit = memchr(base + index, Int32(UInt8(ascii: "\r")), bytes.count - 1 - index) else { return nil }
                 let found = base.distance(to: UnsafeRawPointer(hit))
                 if bytes[found + 1] == UInt8(ascii: "\n") { return found }
                 index = found + 1

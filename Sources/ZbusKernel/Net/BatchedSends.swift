@@ -3,9 +3,6 @@
 package struct BatchedSends {
     private var held: [Session] = []
 
-    /// An empty batch.
-    package init() {}
-
     /// An empty batch with room for `capacity` sessions, so that it does not grow while it is filled (it is filled
     /// once per store write, with a session per acknowledged message at most).
     package init(capacity: Int) {
