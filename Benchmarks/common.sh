@@ -41,8 +41,9 @@ static_stdlib_available() {
 }
 
 # Builds PRODUCTs in release mode (scratch path $SCRATCH, default .build); sets BIN (the products' folder) and ZBUS.
-# The Swift runtime is linked in (`--static-swift-stdlib`, the production build the README describes) when the
-# toolchain has it; ZBUS_SHARED_STDLIB=1 builds against the shared runtime instead.
+# This is the production build the README describes: the Swift runtime linked in (`--static-swift-stdlib`) when the
+# toolchain has it, and the runtime's exclusivity checks left out (`-enforce-exclusivity=unchecked`).
+# ZBUS_SHARED_STDLIB=1 builds against the shared runtime instead; ZBUS_EXCLUSIVITY_CHECKS=1 keeps the checks.
 build_release() {
     local scratch=${SCRATCH:-.build}
     local flags=(-c release --scratch-path "$scratch")
@@ -51,6 +52,10 @@ build_release() {
         echo "release build: Swift runtime linked statically (--static-swift-stdlib)"
     else
         echo "release build: shared Swift runtime"
+    fi
+    if [ -z "${ZBUS_EXCLUSIVITY_CHECKS:-}" ]; then
+        flags+=(-Xswiftc -enforce-exclusivity=unchecked)
+        echo "release build: runtime exclusivity checks left out (-enforce-exclusivity=unchecked)"
     fi
     for product in "$@"; do swift build "${flags[@]}" --product "$product" >/dev/null; done
     BIN=$(swift build "${flags[@]}" --show-bin-path)

@@ -237,7 +237,7 @@ final class MessageQueue: @unchecked Sendable {
         }
         if fannedOut { receipt.stored(at: Clock.milliseconds()) }
         if scheduleFlush {
-            eventLoop.execute { self.flushAppends(of: ObjectIdentifier(eventLoop)) }
+            eventLoop.execute { self.flushAppends(of: eventLoop) }
         }
         for slave in slaveTargets {
             // A slave gets a copy of every message produced to its master, its headers untouched.
@@ -255,7 +255,8 @@ final class MessageQueue: @unchecked Sendable {
     /// The durable store orders and locks its own appends, so the write (a system call) happens outside this MQ's
     /// lock and consumers on other loops are not held up by it. Batches of one loop never overtake each other: the
     /// loop runs one flush at a time and accepts nothing while it does.
-    private func flushAppends(of loop: ObjectIdentifier) {
+    private func flushAppends(of eventLoop: any EventLoop) {
+        let loop = ObjectIdentifier(eventLoop)
         let writeUnlocked = backend.isThreadSafe
         let acknowledgesLater = backend.acknowledgesLater
         var failure: QueueStoreError?
@@ -265,11 +266,11 @@ final class MessageQueue: @unchecked Sendable {
             let batch = pendingAppends[slot].batch
             pendingAppends[slot].batch = PendingBatch(reservingCapacity: batch.count)
             pendingAppends[slot].scheduled = false
-            if !writeUnlocked, !batch.isEmpty { failure = write(batch, acknowledgesLater: acknowledgesLater) }
+            if !writeUnlocked, !batch.isEmpty { failure = write(batch, acknowledgesLater: acknowledgesLater, on: eventLoop) }
             return batch
         }
         guard !batch.isEmpty else { return }
-        if writeUnlocked { failure = write(batch, acknowledgesLater: acknowledgesLater) }
+        if writeUnlocked { failure = write(batch, acknowledgesLater: acknowledgesLater, on: eventLoop) }
         // One clock reading for the whole batch: the MQ's last update and the time every acknowledgement carries.
         let storedAt = Clock.milliseconds()
         lock.withLock {
@@ -292,7 +293,10 @@ final class MessageQueue: @unchecked Sendable {
         deliveries.send()
     }
 
-    private func write(_ batch: PendingBatch, acknowledgesLater: Bool) -> QueueStoreError? {
+    /// Hands `batch` to the store. With group commit, the acknowledgements go out once the sync that covers the batch
+    /// is done: as one task on `eventLoop` (the producers' loop: a batch holds what one loop accepted) that sends them
+    /// all and flushes each producer once, rather than a task and a wake-up of the loop per message.
+    private func write(_ batch: PendingBatch, acknowledgesLater: Bool, on eventLoop: any EventLoop) -> QueueStoreError? {
         var whenDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)? = nil
         if acknowledgesLater {
             let receipts = batch.entries.map(\.receipt)
@@ -300,8 +304,12 @@ final class MessageQueue: @unchecked Sendable {
             whenDurable = { result in
                 switch result {
                 case .success:
-                    let durableAt = Clock.milliseconds()
-                    for receipt in receipts { receipt.stored(at: durableAt) }
+                    eventLoop.execute {
+                        let durableAt = Clock.milliseconds()
+                        var sends = BatchedSends(capacity: receipts.count)
+                        for receipt in receipts { receipt.stored(at: durableAt, via: &sends) }
+                        sends.finish()
+                    }
                 case .failure(let error):
                     for receipt in receipts { receipt.failed(error, queue: name) }
                 }

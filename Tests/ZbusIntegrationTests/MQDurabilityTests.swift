@@ -192,4 +192,36 @@ struct MQDurabilityTests {
             if reply.bodyString != String(index) { break }
         }
     }
+
+    @Test("fsync: always: pipelined produces of several connections are each acknowledged once, in order, and stored")
+    func groupCommitAcknowledgements() throws {
+        let node = try startMQNode(extra: "    fsync: always\n")
+        defer { node.cleanUp() }
+        let admin = try node.connect()
+        admin.request([("cmd", "create_mq"), ("mq_name", "Synced"), ("mq_mode", "1")])
+        _ = try admin.receive()
+        let connections = 6, perConnection = 300
+        let producers = try (0..<connections).map { _ in try node.connect() }
+        // Every connection pipelines all its produces at once, so that one group commit covers messages of several
+        // connections accepted on both event loops.
+        for (index, producer) in producers.enumerated() {
+            var batch = ""
+            for sequence in 0..<perConnection {
+                let body = "\(index)-\(sequence)"
+                batch += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Synced\r\nid: p\(index)-\(sequence)\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            producer.send(batch)
+        }
+        for (index, producer) in producers.enumerated() {
+            for sequence in 0..<perConnection {
+                let reply = try producer.receive()
+                #expect(reply.status == 200)
+                #expect(reply.headers["id"] == "p\(index)-\(sequence)")
+                if reply.headers["id"] != "p\(index)-\(sequence)" { return }
+            }
+            #expect(try producer.receiveIfAny(timeout: 0.1) == nil, "one acknowledgement per produce")
+        }
+        admin.request([("cmd", "query_mq"), ("mq", "Synced")])
+        #expect(try jsonBody(try admin.receive())["unconsumedMsgCount"] as? Int == connections * perConnection)
+    }
 }
