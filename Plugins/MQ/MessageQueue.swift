@@ -30,15 +30,14 @@ final class MessageQueue: @unchecked Sendable {
     // Point-to-point state.
     @exclusivity(unchecked) private var redeliveries: Deque<StoredMessage> = []
     @exclusivity(unchecked) private var pulls: Deque<Pull> = []
-    // Per consumer session; an acknowledged session keeps its (empty) array so the next delivery reuses its storage.
-    @exclusivity(unchecked) private var inFlight: [SessionKey: [StoredMessage]] = [:]
     @exclusivity(unchecked) private var outstanding: Deque<UInt64> = []
     @exclusivity(unchecked) private var highestHandedOut: UInt64 = 0
     @exclusivity(unchecked) private var committed: UInt64 = 0
 
-    // Consumers that have consumed and are still connected (the `consumerCount`). Holding the session keeps its
-    // object identifier (the key of these tables, cheaper to hash than the session's UUID) from being reused.
-    @exclusivity(unchecked) private var consumers: [SessionKey: Session] = [:]
+    // Consumers that have consumed and are still connected (the `consumerCount`), with what each holds. Holding the
+    // session keeps its object identifier (the key of these tables, cheaper to hash than the session's UUID) from
+    // being reused.
+    @exclusivity(unchecked) private var consumers: [SessionKey: Consumer] = [:]
     // Pub/sub state.
     @exclusivity(unchecked) private var subscribers: [SessionKey: Subscriber] = [:]
     private let subscriberBufferLimit: Int
@@ -128,8 +127,22 @@ final class MessageQueue: @unchecked Sendable {
         var topics: [String]
     }
 
-    private struct Pull {
+    /// A session that has consumed from this MQ, and the messages handed to it and not yet acknowledged. A class, so
+    /// that a parked pull carries it: a consume then costs one table lookup, not one to acknowledge and another to
+    /// record the delivery. An acknowledged consumer keeps its (empty) array, whose storage the next delivery reuses.
+    private final class Consumer {
         let session: Session
+        // Guarded by the MQ's lock, like the table that holds the consumer.
+        @exclusivity(unchecked) var held: [StoredMessage] = []
+
+        init(session: Session) {
+            self.session = session
+        }
+    }
+
+    private struct Pull {
+        let consumer: Consumer
+        var session: Session { consumer.session }
         var requestId: String?
         var token: UInt64
         /// When the consume's wait limit passes (the `timeout` header), if it had one.
@@ -335,20 +348,25 @@ final class MessageQueue: @unchecked Sendable {
         var deliveries = Deliveries()
         lock.withLock {
             let key = SessionKey(session)
-            acknowledgeLocked(key, eventLoop: session.eventLoop)
+            let consumer: Consumer
+            if let known = consumers[key] {
+                consumer = known
+                acknowledgeLocked(consumer, eventLoop: session.eventLoop)
+            } else {
+                consumer = Consumer(session: session)
+                consumers[key] = consumer
+            }
             nextPullToken += 1
             let token = nextPullToken
             let deadline = timeoutMilliseconds.map { NIODeadline.now() + .milliseconds($0) }
-            let pull = Pull(session: session, requestId: requestId, token: token, deadline: deadline, closeAfterReply: closeAfterReply)
+            let pull = Pull(consumer: consumer, requestId: requestId, token: token, deadline: deadline, closeAfterReply: closeAfterReply)
             if isPubSub {
                 var subscriber = subscribers[key] ?? Subscriber(session: session, topics: [])
                 if let topics { subscriber.topics = Set(topics) }
                 subscriber.pull = pull
                 subscribers[key] = subscriber
-                consumers[key] = session
                 deliverBufferedLocked(key, into: &deliveries)
             } else {
-                if consumers[key] == nil { consumers[key] = session }
                 if let index = pulls.firstIndex(where: { $0.session === session }) {
                     // A new consume from a session that already waits replaces its pull (the new id wins) in place.
                     pulls[index] = pull
@@ -426,10 +444,10 @@ final class MessageQueue: @unchecked Sendable {
         var deliveries = Deliveries()
         let key = SessionKey(session)
         lock.withLock {
-            consumers.removeValue(forKey: key)
+            let held = consumers.removeValue(forKey: key)?.held ?? []
             subscribers.removeValue(forKey: key)
             pulls.removeAll { $0.session === session }
-            if let held = inFlight.removeValue(forKey: key), !held.isEmpty {
+            if !held.isEmpty {
                 logger.debug("redelivering messages of a closed consumer", metadata: ["count": "\(held.count)"])
                 for message in held.reversed() { redeliveries.prepend(message) }
                 dispatchLocked(into: &deliveries)
@@ -448,7 +466,7 @@ final class MessageQueue: @unchecked Sendable {
             }
             guard let stored = redeliveries.popFirst() ?? nextFromBackendLocked() else { break }
             pulls.removeFirst()
-            inFlight[SessionKey(pull.session), default: []].append(stored)
+            pull.consumer.held.append(stored)
             switch stored.payload {
             case .message(let message):
                 deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
@@ -465,12 +483,12 @@ final class MessageQueue: @unchecked Sendable {
         return stored
     }
 
-    private func acknowledgeLocked(_ key: SessionKey, eventLoop: any EventLoop) {
-        guard let slot = inFlight.index(forKey: key), !inFlight.values[slot].isEmpty else { return }
-        for stored in inFlight.values[slot] {
+    private func acknowledgeLocked(_ consumer: Consumer, eventLoop: any EventLoop) {
+        guard !consumer.held.isEmpty else { return }
+        for stored in consumer.held {
             if let index = outstanding.firstIndex(of: stored.sequence) { outstanding.remove(at: index) }
         }
-        inFlight.values[slot].removeAll(keepingCapacity: true)
+        consumer.held.removeAll(keepingCapacity: true)
         let bound = outstanding.min().map { $0 - 1 } ?? highestHandedOut
         if bound > committed {
             committed = bound
@@ -561,7 +579,7 @@ final class MessageQueue: @unchecked Sendable {
     private var waitingCountLocked: Int64 { backend.pendingCount + Int64(redeliveries.count) }
 
     /// Messages handed to consumers and not yet acknowledged.
-    private var inFlightCountLocked: Int64 { Int64(inFlight.values.reduce(0) { $0 + $1.count }) }
+    private var inFlightCountLocked: Int64 { Int64(consumers.values.reduce(0) { $0 + $1.held.count }) }
 
     /// Everything the MQ still holds or is about to store (what `max_length` bounds).
     private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked + Int64(pendingCount) }
