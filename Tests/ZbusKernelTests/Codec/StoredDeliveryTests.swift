@@ -102,4 +102,22 @@ struct StoredDeliveryTests {
         #expect(unreadable.id == "c")
         #expect(unreadable.bodyString.hasPrefix("stored message unreadable"))
     }
+
+    @Test("a record with as many header lines as a plan notes takes the fast path; one more line falls back, same bytes")
+    func lineLimit() throws {
+        // The record's lines besides the custom ones: mq, id, the three stamps, content-length and connection.
+        for customLines in [48 - 7, 48 - 7 + 1, 200] {
+            var wire = "POST / HTTP/1.1\r\nmq: Q\r\nid: p-1\r\n"
+            for index in 0..<customLines { wire += "x-h\(index): v\(index)\r\n" }
+            wire += "content-length: 2\r\n\r\nok"
+            let record = try Self.record(wire)
+            var fast = ByteBuffer()
+            let planned = StoredDelivery.write(record: record, requestId: "c-9", close: false, into: &fast)
+            #expect(planned == (customLines + 7 <= 48), "\(customLines) custom lines")
+            var any = ByteBuffer()
+            StoredDelivery.writeAny(record: record, requestId: "c-9", close: false, into: &any)
+            #expect(String(buffer: any) == Self.general(record, requestId: "c-9", close: false))
+            if planned { #expect(String(buffer: fast) == String(buffer: any)) }
+        }
+    }
 }
