@@ -159,15 +159,24 @@ final class MessageQueue: @unchecked Sendable {
 
     /// What one operation produced for the caller to send once the lock is released.
     struct Deliveries {
-        fileprivate var items: [(Session, Outgoing)] = []
+        // The first one is held inline: a call delivers one message or none nearly always, and an array would be
+        // allocated for that one.
+        private var first: (Session, Outgoing)?
+        private var rest: [(Session, Outgoing)] = []
 
         fileprivate mutating func append(_ message: Message, to session: Session) {
-            items.append((session, .message(message)))
+            append(.message(message), to: session)
+        }
+
+        fileprivate mutating func append(_ outgoing: Outgoing, to session: Session) {
+            if first == nil { first = (session, outgoing) } else { rest.append((session, outgoing)) }
         }
 
         /// Sends everything, in order.
         func send() {
-            for (session, outgoing) in items { session.send(outgoing) }
+            guard let (session, outgoing) = first else { return }
+            session.send(outgoing)
+            for (session, outgoing) in rest { session.send(outgoing) }
         }
     }
 
@@ -471,7 +480,7 @@ final class MessageQueue: @unchecked Sendable {
             case .message(let message):
                 deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
             case .record(let record):
-                deliveries.items.append((pull.session, .delivery(record: record, requestId: pull.requestId, close: pull.closeAfterReply)))
+                deliveries.append(.delivery(record: record, requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
             }
         }
     }
