@@ -128,15 +128,17 @@ public final class OutboundBatch {
     /// Writes the batch to `context` and flushes the channel; `promise`, if any, completes once everything written
     /// so far has left (or failed).
     public func flush(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        // Write and flush travel down the pipeline together (`writeAndFlush`), once rather than twice.
         if holdsBytes {
             holdsBytes = false
-            context.write(NIOAny(buffer), promise: promise)
+            context.writeAndFlush(NIOAny(buffer), promise: promise)
             buffer.moveReaderIndex(to: buffer.writerIndex)
         } else if let promise {
             // An empty write completes after every write queued before it.
-            context.write(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        } else {
+            context.flush()
         }
-        context.flush()
         if buffer.capacity > Self.retainedCapacityLimit {
             buffer = context.channel.allocator.buffer(capacity: 1024)
         } else {
