@@ -68,6 +68,14 @@ public final class WireClient {
     @discardableResult
     public func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
+    /// Sends what the socket takes right now, without waiting: the number of bytes taken, 0 when the socket's buffer
+    /// is full, nil when the peer has gone.
+    public func sendWithoutWaiting(_ bytes: ArraySlice<UInt8>) -> Int? {
+        let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if sent >= 0 { return sent }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
+    }
+
     /// Sends a message in zbus framing.
     @discardableResult
     public func send(_ message: Message) -> Bool {

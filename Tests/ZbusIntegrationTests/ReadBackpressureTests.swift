@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+import ZbusKernel
+import ZbusTestSupport
+
+@Suite("Read backpressure", .serialized)
+struct ReadBackpressureTests {
+    @Test("a client that keeps sending and never reads its replies makes the node stop reading, not buffer them all")
+    func stopsReading() throws {
+        let node = try startMQNode()
+        defer { node.cleanUp() }
+        let client = try node.connect()
+        // The connection's session id, which `route` addresses: the node stamps it as `sender` on what it produces.
+        client.request([("cmd", "create_mq"), ("mq_name", "Echo"), ("mq_mode", "4")])
+        _ = try client.receive()
+        client.request([("cmd", "produce"), ("mq", "Echo")], body: "x")
+        _ = try client.receive()
+        client.request([("cmd", "consume"), ("mq", "Echo")])
+        let me = try #require(try client.receive().headers["sender"])
+
+        // 64 KiB messages routed back to this very connection, sent as fast as the socket takes them and never read.
+        // Once the replies fill the sockets' buffers, the node's outgoing buffer passes its limit and the node must
+        // stop reading this connection: the client's sends then stall. A node that went on reading would hold every
+        // reply in memory, and the client could send without end.
+        let body = String(repeating: "r", count: 64 << 10)
+        let frame = Array("POST / HTTP/1.1\r\ncmd: route\r\nrecver: \(me)\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        let cap = 512 << 20
+        var written = 0
+        var offset = 0
+        var stalledSince: Date?
+        while written < cap {
+            guard let sent = client.sendWithoutWaiting(frame[offset...]) else { Issue.record("the node closed the connection"); return }
+            if sent == 0 {
+                let since = stalledSince ?? Date()
+                stalledSince = since
+                if Date().timeIntervalSince(since) > 1 { break }
+                Thread.sleep(forTimeInterval: 0.01)
+                continue
+            }
+            stalledSince = nil
+            written += sent
+            offset = (offset + sent) % frame.count
+        }
+        // Loopback socket buffers grow to a few MiB each way; the node's own outgoing buffer stops at 64 KiB.
+        #expect(written < 64 << 20, "sent \(written >> 20) MiB without the node ever stopping to read")
+
+        // The node keeps serving everyone else meanwhile.
+        let other = try node.connect()
+        other.request([("cmd", "query_mq"), ("mq", "Echo"), ("id", "q1")])
+        let reply = try other.receive()
+        #expect(reply.status == 200)
+        #expect(reply.headers["id"] == "q1")
+        client.close(reset: true)
+    }
+}
