@@ -7,9 +7,8 @@ import NIOCore
 ///
 /// One handler rather than a decoder, an encoder and a handler behind them: messages never cross the channel pipeline,
 /// which saves each one two `NIOAny` boxes, dynamic casts and several handler hops in each direction.
-final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let dispatcher: CommandDispatcher
@@ -23,7 +22,6 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let outbound: OutboundBatch
     @exclusivity(unchecked) private var context: ChannelHandlerContext?
     @exclusivity(unchecked) private var session: Session?
-    @exclusivity(unchecked) private var readHeld = false
 
     private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String,
                  limits: MessageLimits, allocator: ByteBufferAllocator) {
@@ -102,21 +100,12 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: - Read backpressure
 
-    func read(context: ChannelHandlerContext) {
-        // A client that pipelines requests without reading the replies cannot make the node buffer replies without
-        // bound: reading stops while the channel is not writable.
-        if context.channel.isWritable {
-            context.read()
-        } else {
-            readHeld = true
-        }
-    }
-
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, readHeld {
-            readHeld = false
-            context.read()
-        }
+        // A client that pipelines requests without reading the replies cannot make the node buffer replies without
+        // bound: reading stops while the channel is not writable. Switching the channel's automatic reads off and on
+        // at the turns, rather than holding back each `read` on its way down the pipeline, keeps this handler out of
+        // the path every read takes.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
