@@ -209,7 +209,7 @@ final class MQBroker: Sendable {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
         var timeout: Int64?
-        if let text = request.headers.value(lowercased: HeaderName.timeout) {
+        if let text = request.timeout {
             // Header values arrive trimmed (the parser strips optional whitespace), so no Foundation trimming here.
             guard let value = Int64(text), value >= 0, value <= 86_400_000 else {
                 return session.send(Self.badFormat(request, "timeout must be milliseconds (0...86400000), got '\(text)'"))

@@ -144,6 +144,13 @@ public struct MessageParser: Sendable {
         // The protocol's own names seen so far, one bit each: the first of each is appended without looking for an
         // earlier one (the usual message repeats none, and its names are mostly these).
         var seenKnown: UInt32 = 0
+        // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`).
+        var slots = SIMD16<UInt8>()
+        var indexable = true
+        func noteSlot(_ special: SpecialHeader, at position: Int) {
+            guard let indexed = Self.indexed(special) else { return }
+            if position < 255 { slots[indexed.rawValue] = UInt8(position + 1) } else { indexable = false }
+        }
         message.headers.reserveCapacity(12)
 
         while let line = lines.next() {
@@ -185,7 +192,7 @@ public struct MessageParser: Sendable {
             case .sender, .server, .remoteAddr:
                 if stamp != nil { continue }
                 knownName = Self.name(of: special)
-            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout:
+            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver:
                 knownName = Self.name(of: special)
             case .other:
                 break
@@ -200,26 +207,35 @@ public struct MessageParser: Sendable {
             let knownBit: UInt32 = knownName == nil ? 0 : 1 << special.rawValue
             if index == nil, knownBit != 0, seenKnown & knownBit == 0 {
                 seenKnown |= knownBit
+                noteSlot(special, at: message.headers.count)
                 message.headers.appendUnchecked(name: name, value: value)
             } else if index != nil {
                 if let existing = index![name] {
                     message.headers.storage[existing].value = value
                 } else {
                     index![name] = message.headers.count
+                    noteSlot(special, at: message.headers.count)
                     message.headers.appendUnchecked(name: name, value: value)
                 }
             } else if let existing = message.headers.storage.firstIndex(where: { Headers.same($0.name, name) }) {
                 message.headers.storage[existing].value = value
             } else {
+                noteSlot(special, at: message.headers.count)
                 message.headers.appendUnchecked(name: name, value: value)
             }
         }
         if let stamp {
             // What the peer sent under these names was skipped above, so they can be appended without a search.
+            noteSlot(.sender, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.sender, value: stamp.sender)
+            noteSlot(.server, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.server, value: stamp.server)
+            noteSlot(.remoteAddr, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.remoteAddr, value: stamp.remoteAddress)
         }
+        // Set after the last append (an append clears the index).
+        message.headers.slots = slots
+        message.headers.isIndexed = indexable
         message.closeRequested = isHTTP10 ? !connectionKeepAlive : connectionClose
         return consume message
     }
@@ -324,7 +340,29 @@ public struct MessageParser: Sendable {
         /// Names the node stamps.
         case sender, server, remoteAddr
         /// The protocol's frequent names.
-        case mq, id, cmd, ack, rawId, token, timeout
+        case mq, id, cmd, ack, rawId, token, timeout, key, keyGroup, topic, recver
+    }
+
+    /// The slot a stamped or frequent header has in ``Headers``' index.
+    @inline(__always)
+    private static func indexed(_ header: SpecialHeader) -> Headers.Indexed? {
+        switch header {
+        case .sender: .sender
+        case .server: .server
+        case .remoteAddr: .remoteAddr
+        case .mq: .mq
+        case .id: .id
+        case .cmd: .cmd
+        case .ack: .ack
+        case .rawId: .rawId
+        case .token: .token
+        case .timeout: .timeout
+        case .key: .key
+        case .keyGroup: .keyGroup
+        case .topic: .topic
+        case .recver: .recver
+        case .other, .contentLength, .connection, .transferEncoding, .expect: nil
+        }
     }
 
     /// The lower-case name of a stamped or frequent header.
@@ -341,6 +379,10 @@ public struct MessageParser: Sendable {
         case .rawId: HeaderName.rawId
         case .token: HeaderName.token
         case .timeout: HeaderName.timeout
+        case .key: HeaderName.key
+        case .keyGroup: HeaderName.keyGroup
+        case .topic: HeaderName.topic
+        case .recver: HeaderName.recver
         case .other, .contentLength, .connection, .transferEncoding, .expect: nil
         }
     }
@@ -352,12 +394,16 @@ public struct MessageParser: Sendable {
         case 2 where ASCIIBytes.equalsIgnoringCase(name, "id"): return .id
         case 3 where ASCIIBytes.equalsIgnoringCase(name, "cmd"): return .cmd
         case 3 where ASCIIBytes.equalsIgnoringCase(name, "ack"): return .ack
+        case 3 where ASCIIBytes.equalsIgnoringCase(name, "key"): return .key
         case 5 where ASCIIBytes.equalsIgnoringCase(name, "rawid"): return .rawId
         case 5 where ASCIIBytes.equalsIgnoringCase(name, "token"): return .token
+        case 5 where ASCIIBytes.equalsIgnoringCase(name, "topic"): return .topic
         case 6 where ASCIIBytes.equalsIgnoringCase(name, "sender"): return .sender
         case 6 where ASCIIBytes.equalsIgnoringCase(name, "server"): return .server
         case 6 where ASCIIBytes.equalsIgnoringCase(name, "expect"): return .expect
+        case 6 where ASCIIBytes.equalsIgnoringCase(name, "recver"): return .recver
         case 7 where ASCIIBytes.equalsIgnoringCase(name, "timeout"): return .timeout
+        case 9 where ASCIIBytes.equalsIgnoringCase(name, "key_group"): return .keyGroup
         case 10 where ASCIIBytes.equalsIgnoringCase(name, "connection"): return .connection
         case 11 where ASCIIBytes.equalsIgnoringCase(name, "remote-addr"): return .remoteAddr
         case 14 where ASCIIBytes.equalsIgnoringCase(name, "content-length"): return .contentLength

@@ -23,6 +23,41 @@ public struct Headers: Sendable, Equatable {
     @usableFromInline
     internal var storage: [Field]
 
+    /// The protocol's headers whose places the parser notes as it decodes, so that reading one of them is a look at
+    /// a slot rather than a search of the block (a request reads five or six of them, most absent).
+    @usableFromInline
+    internal enum Indexed: Int {
+        case cmd, mq, id, ack, rawId, token, timeout, sender, server, remoteAddr, key, keyGroup, topic, recver
+
+        @usableFromInline
+        var name: String {
+            switch self {
+            case .cmd: HeaderName.cmd
+            case .mq: HeaderName.mq
+            case .id: HeaderName.id
+            case .ack: HeaderName.ack
+            case .rawId: HeaderName.rawId
+            case .token: HeaderName.token
+            case .timeout: HeaderName.timeout
+            case .sender: HeaderName.sender
+            case .server: HeaderName.server
+            case .remoteAddr: HeaderName.remoteAddr
+            case .key: HeaderName.key
+            case .keyGroup: HeaderName.keyGroup
+            case .topic: HeaderName.topic
+            case .recver: HeaderName.recver
+            }
+        }
+    }
+
+    /// For each ``Indexed`` header, its position in `storage` plus one, or 0 when absent; meaningful only while
+    /// `isIndexed`. The parser sets both once a block is complete; anything that adds or removes a header clears
+    /// `isIndexed` (replacing a value keeps every position), and reads fall back to the search.
+    @usableFromInline
+    internal var slots = SIMD16<UInt8>()
+    @usableFromInline
+    internal var isIndexed = false
+
     /// Creates an empty header block.
     public init() {
         self.storage = []
@@ -68,10 +103,25 @@ public struct Headers: Sendable, Equatable {
     @inlinable
     public mutating func set(lowercased key: String, _ newValue: String?) {
         if let index = storage.firstIndex(where: { Headers.same($0.name, key) }) {
-            if let newValue { storage[index].value = newValue } else { storage.remove(at: index) }
+            if let newValue {
+                storage[index].value = newValue
+            } else {
+                storage.remove(at: index)
+                isIndexed = false
+            }
         } else if let newValue {
             storage.append(Field(name: key, value: newValue))
+            isIndexed = false
         }
+    }
+
+    /// The value of an ``Indexed`` header: from its slot when the parser indexed this block, else by a search.
+    @inlinable
+    internal func value(indexed header: Indexed) -> String? {
+        guard isIndexed else { return value(lowercased: header.name) }
+        let position = Int(slots[header.rawValue])
+        guard position > 0 else { return nil }
+        return storage.withUnsafeBufferPointer { $0[position - 1].value }
     }
 
     /// Name equality with a length check first: header names mostly differ in length, and comparing lengths of
@@ -95,6 +145,7 @@ public struct Headers: Sendable, Equatable {
     @discardableResult
     public mutating func removeValue(lowercased key: String) -> String? {
         guard let index = storage.firstIndex(where: { Headers.same($0.name, key) }) else { return nil }
+        isIndexed = false
         return storage.remove(at: index).value
     }
 
@@ -103,6 +154,7 @@ public struct Headers: Sendable, Equatable {
     @inlinable
     internal mutating func appendUnchecked(name: String, value: String) {
         storage.append(Field(name: name, value: value))
+        isIndexed = false
     }
 
     /// All headers in order, as `(name, value)` pairs with lower-case names.

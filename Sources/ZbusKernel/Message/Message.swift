@@ -81,38 +81,40 @@ public struct Message: Sendable {
 
 extension Message {
     /// `cmd`: the command.
-    public var cmd: String? { get { headers.value(lowercased: HeaderName.cmd) } set { headers.set(lowercased: HeaderName.cmd, newValue) } }
+    public var cmd: String? { get { headers.value(indexed: .cmd) } set { headers.set(lowercased: HeaderName.cmd, newValue) } }
     /// `mq`: the MQ name.
-    public var mq: String? { get { headers.value(lowercased: HeaderName.mq) } set { headers.set(lowercased: HeaderName.mq, newValue) } }
+    public var mq: String? { get { headers.value(indexed: .mq) } set { headers.set(lowercased: HeaderName.mq, newValue) } }
     /// `id`: the message id.
-    public var id: String? { get { headers.value(lowercased: HeaderName.id) } set { headers.set(lowercased: HeaderName.id, newValue) } }
+    public var id: String? { get { headers.value(indexed: .id) } set { headers.set(lowercased: HeaderName.id, newValue) } }
     /// `rawid`: the producer's id on a delivered message.
-    public var rawId: String? { get { headers.value(lowercased: HeaderName.rawId) } set { headers.set(lowercased: HeaderName.rawId, newValue) } }
+    public var rawId: String? { get { headers.value(indexed: .rawId) } set { headers.set(lowercased: HeaderName.rawId, newValue) } }
     /// `sender`: the session id of the sending connection.
-    public var sender: String? { get { headers.value(lowercased: HeaderName.sender) } set { headers.set(lowercased: HeaderName.sender, newValue) } }
+    public var sender: String? { get { headers.value(indexed: .sender) } set { headers.set(lowercased: HeaderName.sender, newValue) } }
     /// `recver`: the target session of a `route`.
-    public var recver: String? { get { headers.value(lowercased: HeaderName.recver) } set { headers.set(lowercased: HeaderName.recver, newValue) } }
+    public var recver: String? { get { headers.value(indexed: .recver) } set { headers.set(lowercased: HeaderName.recver, newValue) } }
     /// `server`: the node that received the message.
-    public var server: String? { get { headers.value(lowercased: HeaderName.server) } set { headers.set(lowercased: HeaderName.server, newValue) } }
+    public var server: String? { get { headers.value(indexed: .server) } set { headers.set(lowercased: HeaderName.server, newValue) } }
     /// `remote-addr`: the peer address of the sending connection.
-    public var remoteAddr: String? { get { headers.value(lowercased: HeaderName.remoteAddr) } set { headers.set(lowercased: HeaderName.remoteAddr, newValue) } }
+    public var remoteAddr: String? { get { headers.value(indexed: .remoteAddr) } set { headers.set(lowercased: HeaderName.remoteAddr, newValue) } }
     /// `topic`: pub/sub topic(s).
-    public var topic: String? { get { headers.value(lowercased: HeaderName.topic) } set { headers.set(lowercased: HeaderName.topic, newValue) } }
+    public var topic: String? { get { headers.value(indexed: .topic) } set { headers.set(lowercased: HeaderName.topic, newValue) } }
     /// `encoding`: the body charset.
     public var encoding: String? { get { headers.value(lowercased: HeaderName.encoding) } set { headers.set(lowercased: HeaderName.encoding, newValue) } }
     /// `key`: the dedupe key.
-    public var key: String? { get { headers.value(lowercased: HeaderName.key) } set { headers.set(lowercased: HeaderName.key, newValue) } }
+    public var key: String? { get { headers.value(indexed: .key) } set { headers.set(lowercased: HeaderName.key, newValue) } }
     /// `key_group`: the group of the dedupe key.
-    public var keyGroup: String? { get { headers.value(lowercased: HeaderName.keyGroup) } set { headers.set(lowercased: HeaderName.keyGroup, newValue) } }
+    public var keyGroup: String? { get { headers.value(indexed: .keyGroup) } set { headers.set(lowercased: HeaderName.keyGroup, newValue) } }
     /// `token`: the access token presented by a producer or consumer.
-    public var token: String? { get { headers.value(lowercased: HeaderName.token) } set { headers.set(lowercased: HeaderName.token, newValue) } }
+    public var token: String? { get { headers.value(indexed: .token) } set { headers.set(lowercased: HeaderName.token, newValue) } }
+    /// `timeout`: a consume's server-side wait limit in milliseconds, as sent.
+    public var timeout: String? { get { headers.value(indexed: .timeout) } set { headers.set(lowercased: HeaderName.timeout, newValue) } }
     /// `content-type`: the body's media type.
     public var contentType: String? { get { headers.value(lowercased: HeaderName.contentType) } set { headers.set(lowercased: HeaderName.contentType, newValue) } }
 
     /// `ack`: whether the sender wants a reply. Absent means `true`; only `1` and `true` (any case) mean `true`.
     public var ack: Bool {
         get {
-            guard let value = headers.value(lowercased: HeaderName.ack) else { return true }
+            guard let value = headers.value(indexed: .ack) else { return true }
             return value == "1" || value.lowercased() == "true"
         }
         set { headers.set(lowercased: HeaderName.ack, newValue ? "1" : "0") }

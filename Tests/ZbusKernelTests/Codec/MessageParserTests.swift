@@ -71,6 +71,42 @@ struct MessageParserTests {
         #expect(message.headers["h49"] == "199")
     }
 
+    /// Every indexed header's value as read through the index, next to what a search of the block finds.
+    private static func indexedReads(_ headers: Headers) -> [(String, String?, String?)] {
+        let all: [Headers.Indexed] = [.cmd, .mq, .id, .ack, .rawId, .token, .timeout, .sender, .server, .remoteAddr, .key,
+                                      .keyGroup, .topic, .recver]
+        return all.map { header in
+            (header.name, headers.value(indexed: header), headers.pairs.last(where: { $0.name == header.name })?.value)
+        }
+    }
+
+    @Test("reads of the protocol's headers through the parser's index agree with a search, before and after changes",
+          arguments: [
+              "GET / HTTP/1.1\r\ncmd: produce\r\nmq: Q\r\nid: 1\r\n\r\n",
+              "GET / HTTP/1.1\r\nCMD: consume\r\nMq: Q\r\nTOPIC: a,b\r\ntimeout: 30\r\ntoken: t\r\nack: 0\r\n\r\n",
+              "GET / HTTP/1.1\r\nkey: k1\r\nKey_Group: g\r\nrecver: r\r\nrawid: p\r\nkey: k2\r\nmq: A\r\nmq: B\r\n\r\n",
+              "HTTP/1.1 200 OK\r\nsender: s\r\nserver: n\r\nremote-addr: a\r\nid: 9\r\n\r\n",
+              "GET / HTTP/1.1\r\n" + (0..<20).map { "x-\($0): \($0)\r\n" }.joined() + "mq: late\r\nid: i\r\nmq: later\r\n\r\n",
+              "GET / HTTP/1.1\r\n" + (0..<300).map { "x-\($0): \($0)\r\n" }.joined() + "cmd: far\r\ntopic: t\r\n\r\n",
+          ])
+    func indexedHeaders(wire: String) throws {
+        for stamp in [nil, InboundStamp(sender: "me", server: "node:1", remoteAddress: "127.0.0.1:9")] {
+            var input = ByteBuffer(string: wire)
+            var parser = MessageParser(stamp: stamp)
+            var message = try #require(try parser.next(&input))
+            for (name, indexed, searched) in Self.indexedReads(message.headers) { #expect(indexed == searched, "\(name)") }
+            #expect(message.mq == message.headers["mq"])
+            // Replacing a value keeps the index; adding or removing headers drops it, and reads stay right.
+            message.id = "replaced"
+            message.headers["x-new"] = "1"
+            message.headers.remove("mq")
+            message.topic = "t2"
+            for (name, indexed, searched) in Self.indexedReads(message.headers) { #expect(indexed == searched, "\(name) after changes") }
+            #expect(message.id == "replaced")
+            #expect(message.mq == nil)
+        }
+    }
+
     @Test("a status-line message may carry cmd (routed replies)")
     func statusLineWithCmd() throws {
         let message = try #require(try decodeAll("HTTP/1.1 500 Internal Server Error\r\ncmd: route\r\nrecver: abc\r\ncontent-length: 2\r\n\r\nno").first)
