@@ -80,9 +80,8 @@ final class SocketLink: ClientLink, @unchecked Sendable {
 
 /// The whole pipeline of a client connection in one handler: messages are cut from the bytes read and handed up in
 /// order, messages written between two flushes leave in one buffer, and the end of the connection is reported once.
-final class ClientStreamHandler: ChannelDuplexHandler {
+final class ClientStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     // Unchecked exclusivity: event-loop confined, and no access spans a call back into the handler (see
