@@ -5,7 +5,7 @@ import ZbusTestSupport
 
 @Suite("Read backpressure", .serialized)
 struct ReadBackpressureTests {
-    @Test("a client that keeps sending and never reads its replies makes the node stop reading, not buffer them all")
+    @Test("a client that keeps sending and never reads its replies makes the node stop reading, not buffer them all; reading resumes once the client drains")
     func stopsReading() throws {
         let node = try startMQNode()
         defer { node.cleanUp() }
@@ -50,6 +50,23 @@ struct ReadBackpressureTests {
         let reply = try other.receive()
         #expect(reply.status == 200)
         #expect(reply.headers["id"] == "q1")
+
+        // Once the client reads its replies, the node reads again: what is left of the last frame, then a request
+        // whose reply comes after every routed message.
+        var pending = (offset > 0 ? Array(frame[offset...]) : []) + Array("GET / HTTP/1.1\r\ncmd: query_mq\r\nmq: Echo\r\nid: last\r\n\r\n".utf8)
+        let frames = (written + (offset > 0 ? frame.count - offset : 0)) / frame.count
+        var routed = 0
+        let deadline = Date().addingTimeInterval(60)
+        while true {
+            try #require(Date() < deadline, "the node did not resume reading: \(routed) of \(frames) replies")
+            if !pending.isEmpty, let sent = client.sendWithoutWaiting(pending[...]), sent > 0 { pending.removeFirst(sent) }
+            guard let message = try client.receiveIfAny(timeout: 0.05) else { continue }
+            if message.headers["id"] == "last" { break }
+            #expect(message.body?.readableBytes == body.utf8.count)
+            routed += 1
+        }
+        #expect(pending.isEmpty)
+        #expect(routed == frames)
         client.close(reset: true)
     }
 }
