@@ -354,8 +354,11 @@ final class MessageQueue: @unchecked Sendable {
     ///   - topics: pub/sub topics (`topic` header), or nil to keep the previous set.
     ///   - timeoutMilliseconds: a server-side wait limit; when it passes with nothing delivered the session gets a 204.
     func consume(session: Session, requestId: String?, topics: [String]?, timeoutMilliseconds: Int64?, closeAfterReply: Bool) -> Deliveries {
+        // The lock is taken without a closure: `deliveries` captured by one was copied out on return.
         var deliveries = Deliveries()
-        lock.withLock {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
             let key = SessionKey(session)
             let consumer: Consumer
             if let known = consumers[key] {
