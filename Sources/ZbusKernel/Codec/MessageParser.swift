@@ -141,14 +141,14 @@ public struct MessageParser: Sendable {
         var connectionClose = false
         var connectionKeepAlive = false
         var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
-        // The protocol's own names seen so far, one bit each: the first of each is appended without looking for an
-        // earlier one (the usual message repeats none, and its names are mostly these).
-        var seenKnown: UInt32 = 0
-        // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`).
+        // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`). While the
+        // block is short (no `index`) every one is noted, so an empty slot also says the name has not come yet: the
+        // first of each is appended without looking for an earlier one (the usual message repeats none, and its
+        // names are mostly these).
         var slots = SIMD16<UInt8>()
         var indexable = true
-        func noteSlot(_ special: SpecialHeader, at position: Int) {
-            guard let indexed = Self.indexed(special) else { return }
+        func noteSlot(_ indexed: Headers.Indexed?, at position: Int) {
+            guard let indexed else { return }
             if position < 255 { slots[indexed.rawValue] = UInt8(position + 1) } else { indexable = false }
         }
         message.headers.reserveCapacity(12)
@@ -168,8 +168,8 @@ public struct MessageParser: Sendable {
             }
             guard !rawName.isEmpty else { throw .malformedHeader(printable(line)) }
             for byte in rawValue where (byte < 0x20 && byte != 0x09) || byte == 0x7F { throw .malformedHeader(printable(line)) }
-            var knownName: String? = nil
             let special = classify(rawName)
+            let indexed = Self.indexed(special)
             switch special {
             case .contentLength:
                 contentLength = try parseContentLength(rawValue, limits: limits)
@@ -191,36 +191,31 @@ public struct MessageParser: Sendable {
                 if ASCIIBytes.equalsIgnoringCase(rawValue, "100-continue") { expectContinue = true }
             case .sender, .server, .remoteAddr:
                 if stamp != nil { continue }
-                knownName = Self.name(of: special)
-            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver:
-                knownName = Self.name(of: special)
-            case .other:
+            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
                 break
             }
-            let name = knownName ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
+            let name = indexed?.name ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
             let value = String(decoding: rawValue, as: UTF8.self)
             if index == nil && message.headers.count >= 16 {
                 var built: [String: Int] = [:]
                 for (offset, entry) in message.headers.storage.enumerated() { built[entry.name] = offset }
                 index = built
             }
-            let knownBit: UInt32 = knownName == nil ? 0 : 1 << special.rawValue
-            if index == nil, knownBit != 0, seenKnown & knownBit == 0 {
-                seenKnown |= knownBit
-                noteSlot(special, at: message.headers.count)
+            if index == nil, let indexed, slots[indexed.rawValue] == 0 {
+                noteSlot(indexed, at: message.headers.count)
                 message.headers.appendUnchecked(name: name, value: value)
             } else if index != nil {
                 if let existing = index![name] {
                     message.headers.storage[existing].value = value
                 } else {
                     index![name] = message.headers.count
-                    noteSlot(special, at: message.headers.count)
+                    noteSlot(indexed, at: message.headers.count)
                     message.headers.appendUnchecked(name: name, value: value)
                 }
             } else if let existing = message.headers.storage.firstIndex(where: { Headers.same($0.name, name) }) {
                 message.headers.storage[existing].value = value
             } else {
-                noteSlot(special, at: message.headers.count)
+                noteSlot(indexed, at: message.headers.count)
                 message.headers.appendUnchecked(name: name, value: value)
             }
         }
@@ -333,9 +328,9 @@ public struct MessageParser: Sendable {
     /// when it stamps, and the protocol's frequent names come from constants rather than strings decoded from the
     /// bytes (5–10% less node CPU per pipelined produce in alternating A/B runs).
     ///
-    /// A plain enumeration (its raw value is the name's bit among the names seen): a case carrying the name's string
-    /// was a retain and a release per header line.
-    private enum SpecialHeader: UInt8 {
+    /// A plain enumeration: a case carrying the name's string was a retain and a release per header line. The
+    /// protocol's names are taken from ``Headers/Indexed``, which also gives their slots.
+    private enum SpecialHeader {
         case other, contentLength, connection, transferEncoding, expect
         /// Names the node stamps.
         case sender, server, remoteAddr
@@ -361,28 +356,6 @@ public struct MessageParser: Sendable {
         case .keyGroup: .keyGroup
         case .topic: .topic
         case .recver: .recver
-        case .other, .contentLength, .connection, .transferEncoding, .expect: nil
-        }
-    }
-
-    /// The lower-case name of a stamped or frequent header.
-    @inline(__always)
-    private static func name(of header: SpecialHeader) -> String? {
-        switch header {
-        case .sender: HeaderName.sender
-        case .server: HeaderName.server
-        case .remoteAddr: HeaderName.remoteAddr
-        case .mq: HeaderName.mq
-        case .id: HeaderName.id
-        case .cmd: HeaderName.cmd
-        case .ack: HeaderName.ack
-        case .rawId: HeaderName.rawId
-        case .token: HeaderName.token
-        case .timeout: HeaderName.timeout
-        case .key: HeaderName.key
-        case .keyGroup: HeaderName.keyGroup
-        case .topic: HeaderName.topic
-        case .recver: HeaderName.recver
         case .other, .contentLength, .connection, .transferEncoding, .expect: nil
         }
     }
