@@ -7,7 +7,8 @@ import ZbusKernel
 /// flipped, ranges zeroed, files cut short, garbage appended, files deleted, several at once. Whatever the damage,
 /// reopening must not crash, must never hand out a record that differs from what was appended under its sequence,
 /// must hand out every record that lies wholly before the first damaged byte of its segment (damage loses what it
-/// touched, nothing before it), must never hand out a committed record again, and must keep working afterwards.
+/// touched, nothing before it), must never hand out a committed record again (unless the cursor file itself was
+/// damaged: then committed records may come back, uncommitted ones must still all come), and must keep working.
 @Suite("QueueStore: random damage to segment files")
 struct QueueStoreDamageFuzzTests {
     /// `ZBUS_STORE_FUZZ_ITERATIONS` and `ZBUS_STORE_FUZZ_SEED` run it longer or from another seed.
@@ -44,10 +45,13 @@ struct QueueStoreDamageFuzzTests {
         }
         let last = UInt64(appended.count)
 
-        // Consume and commit a prefix, so reopening starts from a persisted cursor and its hint.
-        let committed = UInt64.random(in: 0...(last / 2), using: &generator)
+        // Consume and commit a prefix in two steps, so reopening starts from a persisted cursor and its hint, and the
+        // cursor file's other slot holds the previous commit.
+        let earlier = UInt64.random(in: 0...(last / 2), using: &generator)
+        let committed = UInt64.random(in: earlier...(last / 2), using: &generator)
         for _ in 0..<committed { _ = queue.next() }
-        if committed > 0 { queue.commit(through: committed) }
+        if earlier > 0 { queue.commit(through: earlier) }
+        if committed > earlier { queue.commit(through: committed) }
         store.close()
 
         // The records each surviving segment file holds, by sequence, with where each one ends.
@@ -60,9 +64,24 @@ struct QueueStoreDamageFuzzTests {
         let names = layout.keys.sorted()
         #expect(!names.isEmpty, "\(label)")
 
-        // One to three kinds of damage, each to a random segment file.
+        // One to three kinds of damage, each to a random segment file or, now and then, to the cursor file.
         var damaged = Set<String>()
+        var cursorDamaged = false
         for _ in 0..<Int.random(in: 1...3, using: &generator) {
+            if Int.random(in: 0..<5, using: &generator) == 0 {
+                // A damaged cursor may bring committed records back (at-least-once), never skip uncommitted ones.
+                let path = queueDirectory + "/cursor"
+                var bytes = readFile(path)
+                guard !bytes.isEmpty else { continue }
+                cursorDamaged = true
+                if Bool.random(using: &generator) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+                    writeFile(path, bytes)
+                } else {
+                    writeFile(path, Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &generator))))
+                }
+                continue
+            }
             let name = names.randomElement(using: &generator)!
             let path = queueDirectory + "/" + name
             guard fileExists(path) else { continue }
@@ -112,7 +131,9 @@ struct QueueStoreDamageFuzzTests {
         let survivors = queue.drain()
         let sequences = survivors.map(\.sequence)
         #expect(zip(sequences, sequences.dropFirst()).allSatisfy { $0 < $1 }, "\(label): out of order \(sequences)")
-        #expect(sequences.allSatisfy { $0 > committed }, "\(label): committed record handed out again \(sequences)")
+        if !cursorDamaged {
+            #expect(sequences.allSatisfy { $0 > committed }, "\(label): committed record handed out again \(sequences)")
+        }
         for (sequence, record) in survivors {
             #expect(appended[sequence] == Array(record.readableBytesView), "\(label): record \(sequence) differs from what was appended")
         }
@@ -124,7 +145,9 @@ struct QueueStoreDamageFuzzTests {
         for text in fresh { _ = try queue.append(record(text)) }
         let afterwards = queue.drain()
         #expect(afterwards.map { text($0.record) } == fresh, "\(label)")
-        #expect(afterwards.allSatisfy { $0.sequence > (sequences.last ?? committed) }, "\(label)")
+        // Sequences are never reused below the cursor (a damaged cursor no longer knows where it was).
+        let floor = sequences.last ?? (cursorDamaged ? 0 : committed)
+        #expect(afterwards.allSatisfy { $0.sequence > floor }, "\(label): \(afterwards.map(\.sequence)) after \(floor)")
         store.close()
 
         store = try QueueStore(directory: directory.store, fsync: .none, segmentBytes: segmentBytes, logger: logs.logger())
