@@ -86,7 +86,10 @@ final class MQBroker: Sendable {
         releaseCachedTables(on: group)
         // Parked consumers are not answered: their connections close with the node, and a client reconnects to the
         // next node rather than reading a 404 as "the MQ is gone".
-        for queue in queues { _ = queue.close() }
+        for queue in queues {
+            _ = queue.close()
+            queue.noteAcknowledgementsForRestart()
+        }
         store?.close()
     }
 

@@ -512,6 +512,24 @@ final class MessageQueue: @unchecked Sendable {
         }
     }
 
+    /// Before a clean shutdown: writes the cursor move still pending, and tells the store which records above the
+    /// cursor consumers acknowledged while an older one is still out (held, or waiting to be delivered again), so
+    /// that a restart delivers only what was never acknowledged.
+    func noteAcknowledgementsForRestart() {
+        guard let durableQueue else { return }
+        lock.withLock {
+            backend.commit(through: committed)
+            var acknowledged: [ClosedRange<UInt64>] = []
+            var start = committed + 1
+            for sequence in outstanding.sorted() where sequence >= start {
+                if sequence > start { acknowledged.append(start...(sequence - 1)) }
+                start = sequence + 1
+            }
+            if start <= highestHandedOut { acknowledged.append(start...highestHandedOut) }
+            durableQueue.noteAcknowledged(acknowledged)
+        }
+    }
+
     private func flushCommit() {
         lock.withLock {
             commitScheduled = false

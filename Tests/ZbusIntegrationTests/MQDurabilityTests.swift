@@ -119,6 +119,40 @@ struct MQDurabilityTests {
         expectReply(try next.receive(), status: 204, headers: ["id": "n3"])
     }
 
+    @Test("a clean restart delivers only what was never acknowledged, also when it sits above a message still held")
+    func acknowledgedAboveAHeldMessageStayConsumed() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var node = try startMQNode(directory: directory)
+        let producer = try node.connect()
+        producer.request([("cmd", "create_mq"), ("mq_name", "Held"), ("mq_mode", "1")])
+        _ = try producer.receive()
+        for index in 1...4 {
+            producer.request([("cmd", "produce"), ("mq", "Held")], body: "m\(index)")
+            expectReply(try producer.receive(), status: 200)
+        }
+        // `holder` takes m1 and never acknowledges it; `worker` takes and acknowledges m2, m3 and m4 (each next
+        // consume acknowledges the one before; the last one's 204 proves the node took it).
+        let holder = try node.connect()
+        holder.request([("cmd", "consume"), ("mq", "Held")])
+        expectReply(try holder.receive(), status: 200, body: "m1")
+        let worker = try node.connect()
+        for index in 2...4 {
+            worker.request([("cmd", "consume"), ("mq", "Held")])
+            expectReply(try worker.receive(), status: 200, body: "m\(index)")
+        }
+        worker.request([("cmd", "consume"), ("mq", "Held"), ("timeout", "100")])
+        expectReply(try worker.receive(), status: 204)
+        #expect(node.stop() == 0)
+
+        node = try startMQNode(directory: directory)
+        #expect(try drain(node, mq: "Held") == ["m1"], "m2...m4 were acknowledged: only m1 comes again")
+        #expect(node.stop() == 0)
+        node = try startMQNode(directory: directory)
+        defer { node.cleanUp() }
+        #expect(try drain(node, mq: "Held") == [])
+    }
+
     @Test("a server-side consume timeout answers 204 and leaves nothing behind that could swallow the next message")
     func consumeTimeout() throws {
         let node = try startMQNode()

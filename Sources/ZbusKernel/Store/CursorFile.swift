@@ -77,28 +77,40 @@ final class CursorFile {
     }
 }
 
-/// A queue's metadata blob (mode, token, ... as the broker encodes them), replaced atomically.
+/// A small blob replaced atomically and checked on load: a queue's metadata (mode, token, ... as the broker encodes
+/// them) and the acknowledgements above its read cursor that a clean close leaves for the next open.
 ///
-/// Layout: `ZBM1`, UInt32 BE length, UInt32 BE CRC-32C, bytes. A write goes to `meta.tmp`, is synced, renamed over
-/// `meta`, and the directory is synced: a crash leaves either the old or the new blob, never a mix.
-enum MetadataFile {
-    static let fileName = "meta"
-    static let temporaryFileName = "meta.tmp"
-    private static let magic: [UInt8] = Array("ZBM1".utf8)
+/// Layout: a 4-byte magic, UInt32 BE length, UInt32 BE CRC-32C, bytes. A write goes to `<name>.tmp`, is synced,
+/// renamed over `<name>`, and the directory is synced: a crash leaves either the old or the new blob, never a mix.
+struct CheckedBlobFile {
+    let fileName: String
+    private let magic: [UInt8]
+
+    var temporaryFileName: String { fileName + ".tmp" }
+
+    /// The queue's metadata blob.
+    static let metadata = CheckedBlobFile(fileName: "meta", magic: Array("ZBM1".utf8))
+    /// Sequences acknowledged above the committed cursor when the queue was last closed cleanly.
+    static let acknowledged = CheckedBlobFile(fileName: "acked", magic: Array("ZAK1".utf8))
+
+    private init(fileName: String, magic: [UInt8]) {
+        self.fileName = fileName
+        self.magic = magic
+    }
 
     /// The blob stored in `directory`, or `nil` when there is none.
-    static func load(directory: String) throws(QueueStoreError) -> [UInt8]? {
+    func load(directory: String) throws(QueueStoreError) -> [UInt8]? {
         let path = directory + "/" + fileName
         guard StoreFileSystem.exists(path) else { return nil }
         let file = try StoreFile.openReadOnly(path)
         let size = try file.size()
         guard size >= 12, size <= Int64(SegmentFormat.maxRecordBytes) else {
-            throw .corruptFile(path: path, reason: "size \(size) bytes does not fit the metadata format")
+            throw .corruptFile(path: path, reason: "size \(size) bytes does not fit the format")
         }
         var bytes = [UInt8](repeating: 0, count: Int(size))
         let got = try file.read(into: &bytes, at: 0)
         guard got == Int(size), bytes.prefix(4).elementsEqual(magic) else {
-            throw .corruptFile(path: path, reason: "bad magic (expected ZBM1)")
+            throw .corruptFile(path: path, reason: "bad magic (expected \(String(decoding: magic, as: UTF8.self)))")
         }
         let (length, stored) = bytes.withUnsafeBytes { buffer in
             (Int(SegmentFormat.loadBigEndian(UInt32.self, from: buffer, at: 4)),
@@ -113,7 +125,7 @@ enum MetadataFile {
     }
 
     /// Replaces the blob in `directory` with `bytes`, durably.
-    static func store(_ bytes: [UInt8], directory: String) throws(QueueStoreError) {
+    func store(_ bytes: [UInt8], directory: String) throws(QueueStoreError) {
         let temporary = directory + "/" + temporaryFileName
         var content = magic
         SegmentFormat.appendBigEndian(UInt32(bytes.count), to: &content)
@@ -123,6 +135,14 @@ enum MetadataFile {
         try file.write(content, at: 0)
         try file.sync()
         try StoreFileSystem.rename(temporary, to: directory + "/" + fileName)
+        try StoreFileSystem.syncDirectory(directory)
+    }
+
+    /// Removes the blob from `directory`, durably; nothing happens when there is none.
+    func remove(directory: String) throws(QueueStoreError) {
+        let path = directory + "/" + fileName
+        guard StoreFileSystem.exists(path) else { return }
+        try StoreFileSystem.unlink(path)
         try StoreFileSystem.syncDirectory(directory)
     }
 }

@@ -65,6 +65,10 @@ public final class DurableQueue: @unchecked Sendable {
     @exclusivity(unchecked) private var reader: Reader
     private let readBuffer = ReadBuffer()
     /// Where the records handed out but not yet committed end (their successors start), oldest first.
+    /// Sequences above `committed` that were acknowledged (out of order, past a record still held) when the queue
+    /// was last closed cleanly, or that the broker reported before this close: never handed out again. Sorted,
+    /// disjoint; ranges at or below `committed` are dropped as commits pass them.
+    @exclusivity(unchecked) private var acknowledgedAhead: [ClosedRange<UInt64>] = []
     @exclusivity(unchecked) private var handedOut = PositionRing()
     /// The newest position dropped from `handedOut`, still usable as a hint if it is at or before a commit.
     @exclusivity(unchecked) private var droppedPosition: RecordPosition?
@@ -112,8 +116,8 @@ public final class DurableQueue: @unchecked Sendable {
         for entry in try StoreFileSystem.list(directory) {
             if let first = SegmentFormat.firstSequence(fileName: entry), first > 0 {
                 segments.append(first)
-            } else if entry == MetadataFile.temporaryFileName {
-                try StoreFileSystem.unlink(directory + "/" + entry)  // an interrupted metadata write
+            } else if entry == CheckedBlobFile.metadata.temporaryFileName || entry == CheckedBlobFile.acknowledged.temporaryFileName {
+                try StoreFileSystem.unlink(directory + "/" + entry)  // an interrupted write
             }
         }
         segments.sort()
@@ -126,14 +130,14 @@ public final class DurableQueue: @unchecked Sendable {
         }
 
         if let metadata {
-            if (try? MetadataFile.load(directory: directory)) != metadata {
-                try MetadataFile.store(metadata, directory: directory)
+            if (try? CheckedBlobFile.metadata.load(directory: directory)) != metadata {
+                try CheckedBlobFile.metadata.store(metadata, directory: directory)
             }
             metadataBytes = metadata
-        } else if let stored = try MetadataFile.load(directory: directory) {
+        } else if let stored = try CheckedBlobFile.metadata.load(directory: directory) {
             metadataBytes = stored
         } else {
-            try MetadataFile.store([], directory: directory)
+            try CheckedBlobFile.metadata.store([], directory: directory)
             metadataBytes = []
         }
 
@@ -175,6 +179,31 @@ public final class DurableQueue: @unchecked Sendable {
         self.committed = committed
         self.committedHint = cursor?.hint
         self.reader = Reader(target: committed + 1, segment: nil)
+        self.acknowledgedAhead = try Self.loadAcknowledgedAhead(
+            directory: directory, above: committed, below: nextSequence, logger: logger)
+    }
+
+    /// Reads the acknowledgements a clean close left above the cursor, keeps those that still name records
+    /// (above `committed`, below `nextSequence`), and removes the file, durably, before any append: a sequence
+    /// that a lost tail frees for a new record must never be taken for an acknowledged one after a later crash.
+    /// A damaged file is logged and ignored (those records are delivered again: at-least-once).
+    private static func loadAcknowledgedAhead(directory: String, above committed: UInt64, below nextSequence: UInt64,
+                                              logger: Logger) throws(QueueStoreError) -> [ClosedRange<UInt64>] {
+        let file = CheckedBlobFile.acknowledged
+        var ranges: [ClosedRange<UInt64>] = []
+        do {
+            if let blob = try file.load(directory: directory) {
+                guard let decoded = AcknowledgedRanges.decode(blob) else {
+                    throw QueueStoreError.corruptFile(path: directory + "/" + file.fileName, reason: "malformed ranges")
+                }
+                ranges = AcknowledgedRanges.clamped(decoded, above: committed, below: nextSequence)
+            }
+        } catch {
+            logger.error("acknowledgements above the cursor unreadable; those records will be delivered again",
+                         metadata: ["error": "\(error)"])
+        }
+        try file.remove(directory: directory)
+        return ranges
     }
 
     /// Validates the header of the newest segment and cuts a torn or corrupt tail; `nil` when the header is
@@ -235,7 +264,7 @@ public final class DurableQueue: @unchecked Sendable {
         metadataLock.lock()
         defer { metadataLock.unlock() }
         guard !lock.withLock({ closed }) else { throw .queueClosed(name: name) }
-        try MetadataFile.store(bytes, directory: directory)
+        try CheckedBlobFile.metadata.store(bytes, directory: directory)
         lock.withLock { metadataBytes = bytes }
     }
 
@@ -497,6 +526,10 @@ public final class DurableQueue: @unchecked Sendable {
 
     private func readNext() throws(QueueStoreError) -> (sequence: UInt64, record: ByteBuffer)? {
         while reader.target < nextSequence {
+            if !acknowledgedAhead.isEmpty, let skip = acknowledgedAhead.first(where: { $0.contains(reader.target) }) {
+                reader.target = skip.upperBound + 1  // acknowledged before the last clean close: not handed out again
+                continue
+            }
             if reader.segment == nil {
                 guard try openReaderSegment() else { return nil }
             }
@@ -706,6 +739,9 @@ public final class DurableQueue: @unchecked Sendable {
             }
             committed = bound
             committedHint = hint
+            if !acknowledgedAhead.isEmpty {
+                acknowledgedAhead = AcknowledgedRanges.clamped(acknowledgedAhead, above: bound, below: nextSequence)
+            }
             do {
                 try cursorFile.write(CursorFile.Cursor(committed: bound, hint: hint))
                 scheduleSync(file: cursorFile.file, callback: nil)
@@ -757,12 +793,27 @@ public final class DurableQueue: @unchecked Sendable {
 
     /// Records appended but not committed (handed out or not): the backlog that survives a restart.
     public var unconsumedCount: UInt64 {
-        lock.withLock { nextSequence - 1 - committed }
+        lock.withLock { nextSequence - 1 - committed - AcknowledgedRanges.count(acknowledgedAhead, from: committed + 1) }
     }
 
     /// Records not handed out by ``next()`` yet.
     public var pendingCount: UInt64 {
-        lock.withLock { reader.target < nextSequence ? nextSequence - reader.target : 0 }
+        lock.withLock {
+            reader.target < nextSequence
+                ? nextSequence - reader.target - AcknowledgedRanges.count(acknowledgedAhead, from: reader.target) : 0
+        }
+    }
+
+    // MARK: - Acknowledgements above the cursor
+
+    /// Notes that consumers acknowledged the records in `ranges`, above the committed sequence, while an older one
+    /// is still held: the cursor cannot pass them yet. A clean ``QueueStore/close()`` writes them down, so that a
+    /// restart does not deliver them again; after a crash they are delivered again (at-least-once).
+    public func noteAcknowledged(_ ranges: [ClosedRange<UInt64>]) {
+        lock.withLock {
+            guard !closed else { return }
+            acknowledgedAhead = AcknowledgedRanges.clamped(acknowledgedAhead + ranges, above: committed, below: nextSequence)
+        }
     }
 
     // MARK: - Closing
@@ -783,6 +834,15 @@ public final class DurableQueue: @unchecked Sendable {
         if sync {
             for file in files {
                 do { try file.sync() } catch { logger.error("sync on close failed", metadata: ["error": "\(error)"]) }
+            }
+            let ahead = lock.withLock { acknowledgedAhead }
+            if !ahead.isEmpty {
+                do {
+                    try CheckedBlobFile.acknowledged.store(AcknowledgedRanges.encode(ahead), directory: directory)
+                } catch {
+                    logger.error("cannot keep the acknowledgements above the cursor; those records will be delivered again",
+                                 metadata: ["error": "\(error)"])
+                }
             }
         }
         return true
@@ -816,5 +876,62 @@ struct PositionRing {
     mutating func removeAll() {
         storage = []
         head = 0
+    }
+}
+
+/// Sorted, disjoint ranges of acknowledged sequences, and their file form (UInt32 BE count, then UInt64 BE bounds).
+enum AcknowledgedRanges {
+    /// `ranges` merged, sorted and cut to `committed + 1 ..< nextSequence`.
+    static func clamped(_ ranges: [ClosedRange<UInt64>], above committed: UInt64, below nextSequence: UInt64)
+        -> [ClosedRange<UInt64>]
+    {
+        guard nextSequence > committed + 1 else { return [] }
+        let window = (committed + 1)...(nextSequence - 1)
+        var merged: [ClosedRange<UInt64>] = []
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) where range.overlaps(window) {
+            let cut = range.clamped(to: window)
+            if let last = merged.last, cut.lowerBound <= last.upperBound &+ 1 {
+                merged[merged.count - 1] = last.lowerBound...max(last.upperBound, cut.upperBound)
+            } else {
+                merged.append(cut)
+            }
+        }
+        return merged
+    }
+
+    /// How many sequences of `ranges` are at or above `start`.
+    static func count(_ ranges: [ClosedRange<UInt64>], from start: UInt64) -> UInt64 {
+        ranges.reduce(0) { total, range in
+            range.upperBound < start ? total : total + range.upperBound - max(range.lowerBound, start) + 1
+        }
+    }
+
+    static func encode(_ ranges: [ClosedRange<UInt64>]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(4 + 16 * ranges.count)
+        SegmentFormat.appendBigEndian(UInt32(ranges.count), to: &bytes)
+        for range in ranges {
+            SegmentFormat.appendBigEndian(range.lowerBound, to: &bytes)
+            SegmentFormat.appendBigEndian(range.upperBound, to: &bytes)
+        }
+        return bytes
+    }
+
+    /// `nil` when the bytes do not hold whole, ordered ranges.
+    static func decode(_ bytes: [UInt8]) -> [ClosedRange<UInt64>]? {
+        guard bytes.count >= 4 else { return nil }
+        return bytes.withUnsafeBytes { buffer -> [ClosedRange<UInt64>]? in
+            let count = Int(SegmentFormat.loadBigEndian(UInt32.self, from: buffer, at: 0))
+            guard bytes.count == 4 + 16 * count else { return nil }
+            var ranges: [ClosedRange<UInt64>] = []
+            ranges.reserveCapacity(count)
+            for index in 0..<count {
+                let lower = SegmentFormat.loadBigEndian(UInt64.self, from: buffer, at: 4 + 16 * index)
+                let upper = SegmentFormat.loadBigEndian(UInt64.self, from: buffer, at: 12 + 16 * index)
+                guard lower <= upper else { return nil }
+                ranges.append(lower...upper)
+            }
+            return ranges
+        }
     }
 }

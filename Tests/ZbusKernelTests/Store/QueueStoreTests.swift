@@ -151,6 +151,89 @@ struct QueueStoreTests {
         }
     }
 
+    @Test func acknowledgementsAboveTheCursorSurviveACleanClose() throws {
+        try TemporaryDirectory.with { directory in
+            var store = try makeStore(directory)
+            var queue = try store.open(name: "q", metadata: nil)
+            for index in 1...10 { try queue.append(record("r\(index)")) }
+            for _ in 1...8 { _ = queue.next() }
+            queue.commit(through: 2)
+            // 3 and 6 are still held; 4, 5, 7 and 8 were acknowledged out of order.
+            queue.noteAcknowledged([4...5, 7...8])
+            #expect(queue.unconsumedCount == 4)
+            store.close()
+            let acknowledgedFile = directory.store + "/q/acked"
+            #expect(fileExists(acknowledgedFile))
+
+            store = try makeStore(directory)
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(!fileExists(acknowledgedFile), "read and removed on open: a crash from here on redelivers, never skips")
+            #expect(queue.committedSequence == 2)
+            #expect(queue.unconsumedCount == 4)
+            #expect(queue.pendingCount == 4)
+            #expect(queue.drain().map(\.sequence) == [3, 6, 9, 10])
+            queue.rewind()
+            #expect(queue.drain().map(\.sequence) == [3, 6, 9, 10], "a rewind still skips them")
+            store.close()  // nothing committed: the ranges are written again
+
+            store = try makeStore(directory)
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(queue.drainTexts() == ["r3", "r6", "r9", "r10"])
+            queue.commit(through: 10)
+            store.close()
+            #expect(!fileExists(acknowledgedFile), "the cursor passed them: nothing left to keep")
+
+            store = try makeStore(directory)
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(queue.next() == nil)
+            store.close()
+        }
+    }
+
+    @Test func acknowledgementsAboveALostTailNeverSkipTheRecordsThatReuseTheirSequences() throws {
+        try TemporaryDirectory.with { directory in
+            var store = try makeStore(directory)
+            var queue = try store.open(name: "q", metadata: nil)
+            for index in 1...10 { try queue.append(record("r\(index)")) }
+            for _ in 1...10 { _ = queue.next() }
+            queue.noteAcknowledged([2...10])
+            store.close()
+            // The tail from record 8 on is lost (unsynced when the machine went down).
+            let segment = directory.store + "/q/" + segmentFileName(1)
+            let bytes = readFile(segment)
+            writeFile(segment, Array(bytes.prefix(recordEnds(ofSegment: bytes)[6])))
+
+            store = try makeStore(directory)
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(queue.drain().map(\.sequence) == [1])
+            for index in 8...9 { #expect(try queue.append(record("new\(index)")) == UInt64(index)) }
+            #expect(queue.drainTexts() == ["new8", "new9"], "8 and 9 name new records now: they are not skipped")
+            store.close()
+        }
+    }
+
+    @Test func damagedAcknowledgementsFileIsReportedAndEverythingUncommittedIsDelivered() throws {
+        try TemporaryDirectory.with { directory in
+            var store = try makeStore(directory)
+            var queue = try store.open(name: "q", metadata: nil)
+            for index in 1...5 { try queue.append(record("r\(index)")) }
+            for _ in 1...5 { _ = queue.next() }
+            queue.noteAcknowledged([2...3])
+            store.close()
+            let acknowledgedFile = directory.store + "/q/acked"
+            var bytes = readFile(acknowledgedFile)
+            bytes[bytes.count - 1] ^= 0x40
+            writeFile(acknowledgedFile, bytes)
+
+            store = try makeStore(directory)
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(queue.drain().map(\.sequence) == [1, 2, 3, 4, 5], "at-least-once: delivered again, not lost")
+            #expect(logs.problems.contains { $0.message.contains("acknowledgements above the cursor unreadable") })
+            #expect(!fileExists(acknowledgedFile))
+            store.close()
+        }
+    }
+
     @Test func rewindHandsOutUncommittedRecordsAgain() throws {
         try TemporaryDirectory.with { directory in
             let store = try makeStore(directory)
