@@ -47,11 +47,13 @@ struct MQChaosTests {
         }
     }
 
-    @Test("every acknowledged produce is delivered, acknowledged deliveries never return, nothing is invented")
-    func chaos() throws {
+    @Test("every acknowledged produce is delivered, acknowledged deliveries never return, nothing is invented",
+          arguments: ["interval", "always"])
+    func chaos(fsync: String) throws {
+        let extra = "    fsync: \(fsync)\n"
         let directory = ZbusProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        var node = try startMQNode(directory: directory)
+        var node = try startMQNode(directory: directory, extra: extra)
         defer { node.cleanUp() }
         let admin = try node.connect()
         admin.request([("cmd", "create_mq"), ("mq_name", "Chaos"), ("mq_mode", "1")])
@@ -104,7 +106,7 @@ struct MQChaosTests {
             for consumer in consumers where consumer.awaitingReply {
                 if let held = consumer.held { ledger.undecided.insert(held) }
             }
-            node = try startMQNode(directory: directory)
+            node = try startMQNode(directory: directory, extra: extra)
             producers = try (0..<3).map { _ in try node.connect() }
             consumers = try (0..<5).map { _ in Consumer(client: try node.connect()) }
         }
@@ -156,7 +158,7 @@ struct MQChaosTests {
 
         // Drained and acknowledged: a clean restart must not bring anything back.
         #expect(node.stop() == 0)
-        node = try startMQNode(directory: directory)
+        node = try startMQNode(directory: directory, extra: extra)
         let after = try node.connect()
         after.request([("cmd", "consume"), ("mq", "Chaos"), ("timeout", "300")])
         let last = try after.receive(timeout: 5)
