@@ -48,15 +48,17 @@ struct MQChaosTests {
     }
 
     @Test("every acknowledged produce is delivered, acknowledged deliveries never return, nothing is invented",
-          arguments: ["interval", "always"])
-    func chaos(fsync: String) throws {
+          arguments: [("interval", 1), ("always", 1), ("interval", 4)])
+    func chaos(fsync: String, mode: Int) throws {
+        // Mode 4 keeps messages in memory: they do not outlive the node by definition, so that run has no restarts.
+        let durable = mode == 1
         let extra = "    fsync: \(fsync)\n"
         let directory = ZbusProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         var node = try startMQNode(directory: directory, extra: extra)
         defer { node.cleanUp() }
         let admin = try node.connect()
-        admin.request([("cmd", "create_mq"), ("mq_name", "Chaos"), ("mq_mode", "1")])
+        admin.request([("cmd", "create_mq"), ("mq_name", "Chaos"), ("mq_mode", String(mode))])
         expectReply(try admin.receive(), status: 200)
 
         var producers = try (0..<3).map { _ in try node.connect() }
@@ -114,7 +116,7 @@ struct MQChaosTests {
         var sequence = 0
         for step in 1...1200 {
             // A crash, a clean restart and one of either, at fixed points, so every run has both kinds.
-            if step % 300 == 0 && step < 1200 {
+            if durable && step % 300 == 0 && step < 1200 {
                 try restart(crash: step == 300 || (step == 900 && Bool.random()))
                 continue
             }
@@ -157,6 +159,7 @@ struct MQChaosTests {
         #expect(ledger.acknowledgedProduces.count > 200 && ledger.deliveries > 200, "the run did work")
 
         // Drained and acknowledged: a clean restart must not bring anything back.
+        guard durable else { return }
         #expect(node.stop() == 0)
         node = try startMQNode(directory: directory, extra: extra)
         let after = try node.connect()
