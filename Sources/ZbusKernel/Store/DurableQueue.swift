@@ -64,11 +64,11 @@ public final class DurableQueue: @unchecked Sendable {
     @exclusivity(unchecked) private var committedHint: RecordPosition?
     @exclusivity(unchecked) private var reader: Reader
     private let readBuffer = ReadBuffer()
-    /// Where the records handed out but not yet committed end (their successors start), oldest first.
     /// Sequences above `committed` that were acknowledged (out of order, past a record still held) when the queue
     /// was last closed cleanly, or that the broker reported before this close: never handed out again. Sorted,
     /// disjoint; ranges at or below `committed` are dropped as commits pass them.
     @exclusivity(unchecked) private var acknowledgedAhead: [ClosedRange<UInt64>] = []
+    /// Where the records handed out but not yet committed end (their successors start), oldest first.
     @exclusivity(unchecked) private var handedOut = PositionRing()
     /// The newest position dropped from `handedOut`, still usable as a hint if it is at or before a commit.
     @exclusivity(unchecked) private var droppedPosition: RecordPosition?
