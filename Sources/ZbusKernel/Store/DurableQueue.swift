@@ -77,8 +77,8 @@ public final class DurableQueue: @unchecked Sendable {
         let first: UInt64
         let file: StoreFile
         var offset: Int64
-        /// Where the file's reserved zeros end (see ``DurableQueue/reserve(through:)``); `Int64.max` once reserving
-        /// failed for this file.
+        /// Where the zeros written ahead of the records end (see ``DurableQueue/reserve(through:)``); `Int64.max`
+        /// once writing them failed for this file.
         var reservedEnd: Int64
 
         init(first: UInt64, file: StoreFile, offset: Int64) {
@@ -89,7 +89,7 @@ public final class DurableQueue: @unchecked Sendable {
         }
     }
 
-    /// How far ahead of the writer the segment file is extended with reserved zeros.
+    /// How far ahead of the writer the segment file is extended with zeros.
     static let reservationStep: Int64 = 1 << 20
 
     private struct Reader {
@@ -523,16 +523,22 @@ public final class DurableQueue: @unchecked Sendable {
         return file
     }
 
-    /// Extends the writer's file with reserved zeros so that it reaches at least `end`, a step at a time (at most
-    /// to the segment size, unless one record needs more). Only a performance measure: a failure is logged once
-    /// and the file then grows with each append. Caller holds the lock.
+    /// Writes zeros ahead of the writer, a step at a time (at most to the segment size), so that the next appends
+    /// up to `end` land on blocks that already exist (see ``StoreFile/fillWithZeros(from:to:)``). A write larger than
+    /// a step is not preceded by zeros (that would double it); it extends the file itself. Only a performance
+    /// measure: after a failure the file grows with each append. Caller holds the lock.
     private func reserve(through end: Int64) {
         guard let current = writer, end > current.reservedEnd else { return }
-        let target = max(end, min(current.reservedEnd + Self.reservationStep, segmentBytes))
-        if current.file.preallocate(from: current.reservedEnd, to: target) {
+        let from = max(current.reservedEnd, current.offset)
+        let target = max(end, min(from + Self.reservationStep, segmentBytes))
+        guard target - from <= Self.reservationStep else {
+            writer!.reservedEnd = end
+            return
+        }
+        if current.file.fillWithZeros(from: from, to: target) {
             writer!.reservedEnd = target
         } else {
-            logger.debug("cannot reserve space ahead of the writer; the file grows with each append",
+            logger.debug("cannot write zeros ahead of the writer; the file grows with each append",
                          metadata: ["file": "\(current.file.path)"])
             writer!.reservedEnd = .max
         }

@@ -124,19 +124,21 @@ final class StoreFile: Sendable {
         return true
     }
 
-    /// Reserves disk blocks for bytes `start..<end` and extends the file to `end` (the new bytes read as zeros).
+    /// Writes zeros over bytes `start..<end`, extending the file, so that the blocks exist before records land there.
     ///
-    /// Appends inside a reserved range change neither the file's size nor, for the most part, its block map, so the
-    /// `fdatasync` that follows them has little metadata to commit: on ext4 a sync after a small append took about a
-    /// third less time and CPU than one after an append that grows the file (a C probe, 8,000 syncs each way, three
-    /// rounds). Returns `false` when it fails (the caller stops asking; appends then grow the file as usual).
-    func preallocate(from start: Int64, to end: Int64) -> Bool {
+    /// Appends over written zeros change neither the file's size nor its block map, so the `fdatasync` that follows
+    /// them has no metadata to commit. Measured end to end under `fsync: always` with 64 producers (12 paired rounds):
+    /// 6–9% more messages per second, 6–10% less CPU per message. Reserving the space with `fallocate` instead did
+    /// not pay: writing into unwritten extents converts them, which the sync must journal anyway.
+    /// Returns `false` when the write fails (the caller stops asking; appends then grow the file as usual).
+    func fillWithZeros(from start: Int64, to end: Int64) -> Bool {
         guard end > start else { return true }
-        #if os(Linux)
-        return posix_fallocate(descriptor, off_t(start), off_t(end - start)) == 0
-        #else
-        return false
-        #endif
+        do {
+            try write([UInt8](repeating: 0, count: Int(end - start)), at: start)
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// Cuts (or extends with zeros) the file to `length` bytes.

@@ -142,6 +142,29 @@ struct QueueStoreRecoveryTests {
         }
     }
 
+    @Test func zerosAheadNeverOverwriteRecordsAroundALargeOne() throws {
+        // A record larger than the zero-fill step is written without zeros before it; the zeros after it must start
+        // at its end, not where the earlier fill stopped.
+        try TemporaryDirectory.with { directory in
+            var store = try QueueStore(directory: directory.store, fsync: .none, logger: CapturedLogs().logger())
+            var queue = try store.open(name: "q", metadata: nil)
+            let large = String(repeating: "L", count: 3 << 20)
+            let texts = ["small-1", large, "small-2", "small-3"]
+            for text in texts { try queue.append(record(text)) }
+            #expect(queue.drainTexts() == texts)
+            store.close()
+            store = try QueueStore(directory: directory.store, fsync: .none, logger: CapturedLogs().logger())
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(queue.drainTexts() == texts)
+            try queue.appendBatch([record("batch-1"), record(large), record("batch-2")])
+            store.close()
+            store = try QueueStore(directory: directory.store, fsync: .none, logger: CapturedLogs().logger())
+            queue = try store.open(name: "q", metadata: nil)
+            #expect(queue.drainTexts() == texts + ["batch-1", large, "batch-2"])
+            store.close()
+        }
+    }
+
     @Test func absurdLengthIsCut() throws {
         try TemporaryDirectory.with { directory in
             let original = try makeSegment(directory, logs: CapturedLogs())
