@@ -523,12 +523,14 @@ public final class DurableQueue: @unchecked Sendable {
         return file
     }
 
-    /// Writes zeros ahead of the writer, a step at a time (at most to the segment size), so that the next appends
-    /// up to `end` land on blocks that already exist (see ``StoreFile/fillWithZeros(from:to:)``). A write larger than
-    /// a step is not preceded by zeros (that would double it); it extends the file itself. Only a performance
-    /// measure: after a failure the file grows with each append. Caller holds the lock.
+    /// Under group commit, writes zeros ahead of the writer, a step at a time (at most to the segment size), so that
+    /// the next appends up to `end` land on blocks that already exist (see ``StoreFile/fillWithZeros(from:to:)``). A
+    /// write larger than a step is not preceded by zeros (that would double it); it extends the file itself. Only a
+    /// performance measure: after a failure the file grows with each append. Caller holds the lock.
     private func reserve(through end: Int64) {
-        guard let current = writer, end > current.reservedEnd else { return }
+        // Only group commit syncs after every batch; under the other policies one sync covers many appends, so
+        // there is nothing to gain, and the zeros would add to what the kernel writes back.
+        guard policy == .always, let current = writer, end > current.reservedEnd else { return }
         let from = max(current.reservedEnd, current.offset)
         let target = max(end, min(from + Self.reservationStep, segmentBytes))
         guard target - from <= Self.reservationStep else {

@@ -123,13 +123,14 @@ struct QueueStoreRecoveryTests {
 
     @Test func segmentsReserveSpaceAheadAndEndExactlyAtTheirLastRecord() throws {
         try TemporaryDirectory.with { directory in
-            let store = try QueueStore(directory: directory.store, fsync: .none, segmentBytes: 300, logger: CapturedLogs().logger())
+            let store = try QueueStore(directory: directory.store, fsync: .always, segmentBytes: 300, logger: CapturedLogs().logger())
             let queue = try store.open(name: "q", metadata: nil)
             for index in 1...40 { try queue.append(record("record-\(index)")) }
             let queueDirectory = directory.store + "/q"
             let files = segmentFiles(queueDirectory)
             #expect(files.count > 2)
-            // Rolled segments end at their last record; the writer's is reserved ahead (up to the segment size).
+            // Under group commit: rolled segments end at their last record; the writer's has zeros ahead (up to the
+            // segment size).
             for name in files.dropLast() {
                 let bytes = readFile(queueDirectory + "/" + name)
                 #expect(recordEnds(ofSegment: bytes).last == bytes.count, "\(name) ends at its last record")
@@ -143,22 +144,22 @@ struct QueueStoreRecoveryTests {
     }
 
     @Test func zerosAheadNeverOverwriteRecordsAroundALargeOne() throws {
-        // A record larger than the zero-fill step is written without zeros before it; the zeros after it must start
+        // Under group commit, a record larger than the zero-fill step is written without zeros before it; the zeros after it must start
         // at its end, not where the earlier fill stopped.
         try TemporaryDirectory.with { directory in
-            var store = try QueueStore(directory: directory.store, fsync: .none, logger: CapturedLogs().logger())
+            var store = try QueueStore(directory: directory.store, fsync: .always, logger: CapturedLogs().logger())
             var queue = try store.open(name: "q", metadata: nil)
             let large = String(repeating: "L", count: 3 << 20)
             let texts = ["small-1", large, "small-2", "small-3"]
             for text in texts { try queue.append(record(text)) }
             #expect(queue.drainTexts() == texts)
             store.close()
-            store = try QueueStore(directory: directory.store, fsync: .none, logger: CapturedLogs().logger())
+            store = try QueueStore(directory: directory.store, fsync: .always, logger: CapturedLogs().logger())
             queue = try store.open(name: "q", metadata: nil)
             #expect(queue.drainTexts() == texts)
             try queue.appendBatch([record("batch-1"), record(large), record("batch-2")])
             store.close()
-            store = try QueueStore(directory: directory.store, fsync: .none, logger: CapturedLogs().logger())
+            store = try QueueStore(directory: directory.store, fsync: .always, logger: CapturedLogs().logger())
             queue = try store.open(name: "q", metadata: nil)
             #expect(queue.drainTexts() == texts + ["batch-1", large, "batch-2"])
             store.close()
