@@ -252,9 +252,13 @@ public final class DurableQueue: @unchecked Sendable {
             case .end:
                 return (file, offset, records)
             case .damaged(let reason):
-                if size - offset >= Int64(SegmentFormat.recordHeaderSize), try isAllZeros(file, from: offset, to: size, buffer: buffer) {
-                    // Reserved space a crash left behind (or a size that grew before the data came): no record
-                    // was ever completed there. (Fewer zeros than a record header are reported: a torn header.)
+                if policy == .always, size - offset >= Int64(SegmentFormat.recordHeaderSize),
+                   try isAllZeros(file, from: offset, to: size, buffer: buffer)
+                {
+                    // The zeros group commit writes ahead of the writer, left by a crash: no record was ever
+                    // completed there. (Fewer zeros than a record header are reported: a torn header. Under the
+                    // other policies nothing writes zeros ahead, so a zero tail means unsynced records were lost,
+                    // and that is reported below.)
                     logger.debug("trimming the zero tail of the newest segment",
                                  metadata: ["file": "\(path)", "offset": "\(offset)", "bytes": "\(size - offset)"])
                     buffer.invalidate()

@@ -95,29 +95,35 @@ struct QueueStoreRecoveryTests {
         }
     }
 
-    @Test func zeroFilledTailIsTrimmedQuietly() throws {
+    @Test func zeroFilledTailIsTrimmedQuietlyUnderGroupCommitAndReportedOtherwise() throws {
         try TemporaryDirectory.with { directory in
             let original = try makeSegment(directory, logs: CapturedLogs())
             let segmentPath = directory.store + "/q/" + segmentFileName(1)
-            // What a crash leaves of the space reserved ahead of the writer (and what some file systems leave when
-            // the size grew but the data never came): zeros, no record started there.
+            // What a crash leaves of the zeros group commit writes ahead of the writer: no record started there.
             writeFile(segmentPath, original + [UInt8](repeating: 0, count: 4096))
             let logs = CapturedLogs()
-            let store = try QueueStore(directory: directory.store, fsync: .none, logger: logs.logger())
+            let store = try QueueStore(directory: directory.store, fsync: .always, logger: logs.logger())
             let queue = try store.open(name: "q", metadata: nil)
             #expect(queue.drainTexts() == Self.payloads)
-            #expect(logs.problems.isEmpty, "reserved zeros are not damage")
+            #expect(logs.problems.isEmpty, "zeros written ahead are not damage")
             #expect(readFile(segmentPath) == original)
-            #expect(try queue.append(record("next")) == UInt64(Self.payloads.count + 1))
             store.close()
-            // Zeros after garbage, or fewer zeros than a record header, are still damage.
+            // Fewer zeros than a record header are a torn header, whatever the policy.
             writeFile(segmentPath, original + [0, 0, 0])
             let torn = CapturedLogs()
-            let again = try QueueStore(directory: directory.store, fsync: .none, logger: torn.logger())
-            let reopened = try again.open(name: "q", metadata: nil)
-            #expect(reopened.drainTexts() == Self.payloads)
+            let again = try QueueStore(directory: directory.store, fsync: .always, logger: torn.logger())
+            #expect(try again.open(name: "q", metadata: nil).drainTexts() == Self.payloads)
             #expect(torn.problems.contains { $0.message.contains("cutting damaged segment tail") })
             again.close()
+            // Under the other policies nothing writes zeros ahead: a zero tail is a size that grew before its data
+            // came (records that were never synced), and it is reported.
+            writeFile(segmentPath, original + [UInt8](repeating: 0, count: 4096))
+            let lost = CapturedLogs()
+            let other = try QueueStore(directory: directory.store, fsync: .none, logger: lost.logger())
+            #expect(try other.open(name: "q", metadata: nil).drainTexts() == Self.payloads)
+            #expect(lost.problems.contains { $0.message.contains("zero record length") })
+            #expect(readFile(segmentPath) == original)
+            other.close()
         }
     }
 
