@@ -78,7 +78,7 @@ public final class DurableQueue: @unchecked Sendable {
         let file: StoreFile
         var offset: Int64
         /// Where the zeros written ahead of the records end (see ``DurableQueue/reserve(through:)``); `Int64.max`
-        /// once writing them failed for this file.
+        /// once writing them failed for this file (then the file ends at its last record).
         var reservedEnd: Int64
 
         init(first: UInt64, file: StoreFile, offset: Int64) {
@@ -252,24 +252,22 @@ public final class DurableQueue: @unchecked Sendable {
             case .end:
                 return (file, offset, records)
             case .damaged(let reason):
-                if policy == .always, size - offset >= Int64(SegmentFormat.recordHeaderSize),
-                   try isAllZeros(file, from: offset, to: size, buffer: buffer)
-                {
-                    // The zeros group commit writes ahead of the writer, left by a crash: no record was ever
-                    // completed there. (Fewer zeros than a record header are reported: a torn header. Under the
-                    // other policies nothing writes zeros ahead, so a zero tail means unsynced records were lost,
-                    // and that is reported below.)
+                // Zeros group commit wrote ahead of the writer, left by a crash, are no damage: no record was ever
+                // completed there. (Fewer zeros than a record header are a torn header. Under the other policies
+                // nothing writes zeros ahead, so a zero tail means unsynced records were lost: reported.)
+                var zerosWrittenAhead = false
+                if policy == .always, size - offset >= Int64(SegmentFormat.recordHeaderSize) {
+                    zerosWrittenAhead = try isAllZeros(file, from: offset, to: size, buffer: buffer)
+                }
+                if zerosWrittenAhead {
                     logger.debug("trimming the zero tail of the newest segment",
                                  metadata: ["file": "\(path)", "offset": "\(offset)", "bytes": "\(size - offset)"])
-                    buffer.invalidate()
-                    try file.truncate(to: offset)
-                    if policy != .none { try file.sync() }
-                    return (file, offset, records)
+                } else {
+                    logger.error(
+                        "cutting damaged segment tail: \(reason)",
+                        metadata: ["file": "\(path)", "offset": "\(offset)", "cut_bytes": "\(size - offset)",
+                                   "records_kept": "\(records)"])
                 }
-                logger.error(
-                    "cutting damaged segment tail: \(reason)",
-                    metadata: ["file": "\(path)", "offset": "\(offset)", "cut_bytes": "\(size - offset)",
-                               "records_kept": "\(records)"])
                 buffer.invalidate()
                 try file.truncate(to: offset)
                 if policy != .none { try file.sync() }
@@ -544,6 +542,8 @@ public final class DurableQueue: @unchecked Sendable {
         if current.file.fillWithZeros(from: from, to: target) {
             writer!.reservedEnd = target
         } else {
+            // Whatever part of the zeros landed goes, so that `.max` means "nothing after the last record".
+            try? current.file.truncate(to: current.offset)
             logger.debug("cannot write zeros ahead of the writer; the file grows with each append",
                          metadata: ["file": "\(current.file.path)"])
             writer!.reservedEnd = .max
