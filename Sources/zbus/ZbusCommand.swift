@@ -99,6 +99,7 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "zbus")
+        DescriptorLimit.raise(logger: logger, config: config)
         let node: Node
         do throws(ConfigError) {
             node = try Node(config: config, registry: .standard, logger: logger)

@@ -41,16 +41,25 @@ public final class ZbusProcess: @unchecked Sendable {
     ///   - arguments: extra arguments (for example `["--config", path]`).
     ///   - directory: a directory to reuse (to restart on the same store); a fresh one by default.
     ///   - listen: the listen address (port 0 by default).
-    public init(arguments: [String] = [], directory: URL? = nil, listen: String = "127.0.0.1:0", timeout: Double = 30) throws {
+    ///   - openFileLimit: runs the node under this open-file limit (soft and hard, as `ulimit -n` sets them).
+    public init(arguments: [String] = [], directory: URL? = nil, listen: String = "127.0.0.1:0", timeout: Double = 30,
+                openFileLimit: Int? = nil) throws {
         self.directory = directory ?? Self.makeTemporaryDirectory()
         let readyFile = self.directory.appendingPathComponent("ready-\(UUID().uuidString)")
         stderrFile = self.directory.appendingPathComponent("stderr-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binaryPath)
-        process.arguments = arguments + [
+        let nodeArguments = arguments + [
             "--listen", listen, "--store", self.directory.appendingPathComponent("store").path, "--ready-file", readyFile.path,
         ]
+        if let openFileLimit {
+            // The shell sets the limit and replaces itself with the node, so the child's pid is the node's.
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", Self.binaryPath] + nodeArguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.binaryPath)
+            process.arguments = nodeArguments
+        }
         process.standardError = try FileHandle(forWritingTo: stderrFile)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -76,6 +85,26 @@ public final class ZbusProcess: @unchecked Sendable {
 
     /// Whether the process is still running.
     public var isRunning: Bool { process.isRunning }
+
+    /// The node's resident memory in bytes (`VmRSS` of /proc/PID/status), or 0 when it cannot be read.
+    public var residentBytes: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kib = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kib * 1024
+    }
+
+    /// CPU time the node has used so far (user plus system), in clock ticks (`utime` + `stime` of /proc/PID/stat).
+    public var cpuTicks: Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let afterName = stat.range(of: ") ")
+        else { return 0 }
+        // Fields after the command name: state is field 3, utime 14, stime 15.
+        let fields = stat[afterName.upperBound...].split(separator: " ")
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return user + system
+    }
 
     /// Opens a raw connection to the node.
     public func connect() throws -> WireClient { try WireClient(port: port) }

@@ -58,6 +58,9 @@ public struct InboundFramer {
 
     /// Bytes the held input buffer spans, its already consumed prefix included (0 when nothing is held).
     var heldFootprint: Int { input?.writerIndex ?? 0 }
+
+    /// Whether part of a message's header block is held, its end not yet read (what a header timeout measures).
+    var isReadingHeaderBlock: Bool { input != nil && !parser.isReadingBody }
 }
 
 /// The outbound half of a connection handler that frames messages itself: messages written between two flushes are
@@ -80,6 +83,8 @@ public final class OutboundBatch {
     // access to a class property cost more than the ByteBuffer work around it on the reply path.
     @exclusivity(unchecked) private var buffer: ByteBuffer
     @exclusivity(unchecked) private var holdsBytes = false
+    /// Bytes handed to the channel so far: a connection compares it with what its peer has read to know what waits.
+    @exclusivity(unchecked) public private(set) var writtenBytes: UInt64 = 0
 
     /// Creates an empty batch whose buffers come from `allocator`.
     public init(allocator: ByteBufferAllocator) {
@@ -94,6 +99,7 @@ public final class OutboundBatch {
             writeOut(context: context)
             var head = context.channel.allocator.buffer(capacity: MessageSerializer.estimatedHeadSize(message))
             MessageSerializer.writeHead(message, into: &head)
+            writtenBytes &+= UInt64(head.readableBytes + bodySize)
             context.write(NIOAny(head), promise: nil)
             context.write(NIOAny(message.body!), promise: nil)
             return
@@ -131,6 +137,7 @@ public final class OutboundBatch {
         // Write and flush travel down the pipeline together (`writeAndFlush`), once rather than twice.
         if holdsBytes {
             holdsBytes = false
+            writtenBytes &+= UInt64(buffer.readableBytes)
             context.writeAndFlush(NIOAny(buffer), promise: promise)
             buffer.moveReaderIndex(to: buffer.writerIndex)
         } else if let promise {
@@ -165,6 +172,7 @@ public final class OutboundBatch {
     private func writeOut(context: ChannelHandlerContext) {
         guard holdsBytes else { return }
         holdsBytes = false
+        writtenBytes &+= UInt64(buffer.readableBytes)
         context.write(NIOAny(buffer), promise: nil)
         buffer.moveReaderIndex(to: buffer.writerIndex)
     }

@@ -39,6 +39,9 @@ public struct MessageParser: Sendable {
     /// Whether some input has been consumed into a message that is not complete yet.
     public var hasPartialMessage: Bool { pendingHead != nil || scanned > 0 }
 
+    /// Whether a message's header block is complete and its body is still arriving.
+    public var isReadingBody: Bool { pendingHead != nil }
+
     /// Returns `true` once when a waiting head asked for `expect: 100-continue` (curl does for larger bodies), so the
     /// transport can answer `100 Continue` instead of leaving the client to wait.
     public mutating func takeContinueRequest() -> Bool {

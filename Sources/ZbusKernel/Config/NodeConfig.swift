@@ -33,6 +33,8 @@ public struct NodeConfig: Sendable {
     public var logLevel: Logger.Level = .info
     /// Decoder limits.
     public var limits: MessageLimits = .default
+    /// Connection, timeout and buffer limits (the rest of `node.limits`).
+    public var connectionLimits: ConnectionLimits = .default
     /// Event loop threads; 0 means one per core.
     public var threads: Int = 0
     /// Trackers to report to.
@@ -47,7 +49,10 @@ public struct NodeConfig: Sendable {
     /// The keys allowed under `node:`.
     public static let nodeKeys = ["name", "listen", "advertise", "store", "log_level", "limits", "threads"]
     /// The keys allowed under `node.limits:`.
-    public static let limitKeys = ["max_header_bytes", "max_body_bytes"]
+    public static let limitKeys = [
+        "max_header_bytes", "max_body_bytes", "max_connections", "max_connections_per_address", "idle_timeout",
+        "header_timeout", "max_output_bytes", "max_buffered_bytes",
+    ]
 
     /// A configuration with every default and no module.
     public init() {}
@@ -89,6 +94,19 @@ public struct NodeConfig: Sendable {
             if let limits = try node.section("limits", allowedKeys: limitKeys) {
                 config.limits.maxHeaderBytes = try limits.byteSize("max_header_bytes", in: 1024...(16 << 20)) ?? config.limits.maxHeaderBytes
                 config.limits.maxBodyBytes = try limits.byteSize("max_body_bytes", in: 0...(1 << 31)) ?? config.limits.maxBodyBytes
+                var connection = config.connectionLimits
+                connection.maxConnections = try limits.int("max_connections", in: 1...1_000_000) ?? connection.maxConnections
+                connection.maxConnectionsPerAddress = try limits.int("max_connections_per_address", in: 1...1_000_000)
+                    ?? connection.maxConnectionsPerAddress
+                connection.idleTimeoutMilliseconds = try limits.milliseconds("idle_timeout", in: 0...(7 * 86_400_000))
+                    ?? connection.idleTimeoutMilliseconds
+                connection.headerTimeoutMilliseconds = try limits.milliseconds("header_timeout", in: 0...3_600_000)
+                    ?? connection.headerTimeoutMilliseconds
+                connection.maxOutputBytes = try limits.byteSize("max_output_bytes", in: (64 << 10)...(1 << 40))
+                    ?? connection.maxOutputBytes
+                connection.maxBufferedBytes = try limits.byteSize("max_buffered_bytes", in: (1 << 20)...(1 << 40))
+                    ?? connection.maxBufferedBytes
+                config.connectionLimits = connection
             }
         }
 

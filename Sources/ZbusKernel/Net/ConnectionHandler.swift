@@ -15,6 +15,27 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let hooks: ConnectionHooks
     private let sessionId: String
     private let remoteAddress: String
+    /// The peer's IP alone, the key of the per-address connection count.
+    private let remoteIP: String
+    /// Whether the governor admitted this connection (and must be told when it goes).
+    private var admitted = false
+    /// Reads and flushes seen so far: the timeout check compares them with what it saw last time, which costs the
+    /// read path one increment instead of a clock read.
+    @exclusivity(unchecked) private var activity: UInt64 = 0
+    private var checkedActivity: UInt64 = 0
+    private var idleSince: NIODeadline = .now()
+    /// When the header block now arriving was first seen unfinished by the timeout check, and how many messages had
+    /// been cut by then (a later count means that block finished and a new one began).
+    private var partialHeaderSince: (deadline: NIODeadline, messages: UInt64)?
+    @exclusivity(unchecked) private var messagesCut: UInt64 = 0
+    private var timeoutCheck: Scheduled<Void>?
+    private var checkInterval = TimeAmount.seconds(1)
+    /// Bytes charged to the node-wide budget for this connection's partial input and unread output.
+    private var chargedInput = 0
+    private var chargedOutput = 0
+    /// ``OutboundBatch/writtenBytes`` when the channel last had nothing waiting beyond its high watermark: what was
+    /// written since, minus what the peer read, is what waits for it.
+    private var outputBaseline: UInt64 = 0
     // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
     // back here (`framer.next()` only parses; dispatch happens after it returned), so the per-access runtime check
     // on every message is pure cost.
@@ -24,11 +45,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     @exclusivity(unchecked) private var session: Session?
 
     private init(dispatcher: CommandDispatcher, hooks: ConnectionHooks, sessionId: String, remoteAddress: String,
-                 limits: MessageLimits, allocator: ByteBufferAllocator) {
+                 remoteIP: String, limits: MessageLimits, allocator: ByteBufferAllocator) {
         self.dispatcher = dispatcher
         self.hooks = hooks
         self.sessionId = sessionId
         self.remoteAddress = remoteAddress
+        self.remoteIP = remoteIP
         // The framer stamps `sender`, `server` and `remote-addr` as it decodes.
         self.framer = InboundFramer(limits: limits, stamp: dispatcher.stamp(for: (sessionId, remoteAddress)))
         self.outbound = OutboundBatch(allocator: allocator)
@@ -38,6 +60,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     static func configure(_ channel: any Channel, limits: MessageLimits, dispatcher: CommandDispatcher, hooks: ConnectionHooks) throws {
         let remote = channel.remoteAddress.map(describe) ?? "unknown"
         let handler = ConnectionHandler(dispatcher: dispatcher, hooks: hooks, sessionId: makeSessionId(), remoteAddress: remote,
+                                        remoteIP: channel.remoteAddress?.ipAddress ?? remote,
                                         limits: limits, allocator: channel.allocator)
         try channel.pipeline.syncOperations.addHandler(handler)
     }
@@ -52,6 +75,21 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if let governor = hooks.governor {
+            if let refusal = governor.admit(address: remoteIP) {
+                // Answered before anything is read, so a client that reads its reply learns why; then closed. No
+                // session exists for it, so nothing it sends is dispatched.
+                hooks.logger.notice("connection refused", metadata: ["remote": "\(remoteAddress)", "reason": "\(refusal)"])
+                var reply = Message(status: 503, body: ByteBuffer(string: refusal))
+                reply.closeRequested = true
+                outbound.append(reply, context: context)
+                outbound.flushAndClose(context: context)
+                context.fireChannelActive()
+                return
+            }
+            admitted = true
+            startTimeoutCheck(context: context, limits: governor.limits)
+        }
         let session = Session(id: sessionId, remoteAddress: remoteAddress,
                               transport: HandlerTransport(handler: self, eventLoop: context.eventLoop))
         self.session = session
@@ -61,15 +99,21 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !session.isClosingAfterReply else { return }
+        activity &+= 1
         framer.append(unwrapInboundIn(data))
         session.beginReadBatch()
         do {
             while let message = try framer.next() {
+                messagesCut &+= 1
                 dispatcher.dispatch(stamped: message, session: session)
                 // A reply may have closed the connection (HTTP/1.0, `connection: close`): stop cutting messages.
                 if self.session == nil || session.isClosingAfterReply { framer.discardInput(); return }
             }
             if framer.takeContinueRequest() { outbound.append(raw: "HTTP/1.1 100 Continue\r\n\r\n") }
+            // Only a partial message larger than the shedding threshold counts against the node-wide budget (one
+            // comparison on the common path, where nothing or a small tail is held).
+            let held = framer.heldFootprint
+            if held >= ConnectionLimits.sheddingThreshold || chargedInput > 0 { chargeInput(held, context: context) }
         } catch {
             refuse(error, context: context)
         }
@@ -83,6 +127,15 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
+        if let governor = hooks.governor {
+            if chargedInput + chargedOutput > 0 { governor.charge(-(chargedInput + chargedOutput)) }
+            chargedInput = 0
+            chargedOutput = 0
+            if admitted { governor.release(address: remoteIP) }
+            admitted = false
+        }
         if let session {
             session.markClosed()
             hooks.sessionClosed(session)
@@ -105,8 +158,134 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         // bound: reading stops while the channel is not writable. Switching the channel's automatic reads off and on
         // at the turns, rather than holding back each `read` on its way down the pipeline, keeps this handler out of
         // the path every read takes.
-        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: context.channel.isWritable)
+        let writable = context.channel.isWritable
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: writable)
+        if writable {
+            // The peer read down to the low watermark: what it had waiting no longer counts.
+            outputBaseline = outbound.writtenBytes
+            if chargedOutput > 0, let governor = hooks.governor {
+                governor.charge(-chargedOutput)
+                chargedOutput = 0
+            }
+        }
         context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: - Byte budgets
+
+    /// Accounts for what waits for the peer to read after a flush; called only while the channel is not writable.
+    /// Closes the connection (a slow consumer, as NATS and Redis treat one) when it holds more than
+    /// `max_output_bytes`, or when the node-wide budget is spent and it holds a large share.
+    private func chargeOutput(context: ChannelHandlerContext) {
+        guard let governor = hooks.governor else { return }
+        let limits = governor.limits
+        var waiting = Int(truncatingIfNeeded: outbound.writtenBytes &- outputBaseline)
+        var total = governor.charge(waiting - chargedOutput)
+        chargedOutput = waiting
+        guard waiting > limits.maxOutputBytes || governor.overBudget(total: total, held: waiting) else { return }
+        // The estimate counts nothing the peer read meanwhile; ask the channel before acting on it.
+        if let exact = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes) {
+            outputBaseline = outbound.writtenBytes &- UInt64(max(0, exact))
+            waiting = exact
+            total = governor.charge(waiting - chargedOutput)
+            chargedOutput = waiting
+        }
+        let reason: String
+        if waiting > limits.maxOutputBytes {
+            reason = "\(waiting) bytes unread by the client, over \(limits.maxOutputBytes) (node.limits.max_output_bytes)"
+        } else if governor.overBudget(total: total, held: waiting) {
+            reason = "the node buffers \(total) bytes, over \(limits.maxBufferedBytes) (node.limits.max_buffered_bytes), \(waiting) of them for this client"
+        } else {
+            return
+        }
+        hooks.logger.warning("closing a slow consumer", metadata: [
+            "session": "\(sessionId)", "remote": "\(remoteAddress)", "reason": "\(reason)",
+        ])
+        shed(context: context)
+    }
+
+    /// Accounts for a partial message held after a read; refuses it with 503 when the node-wide budget is spent.
+    private func chargeInput(_ held: Int, context: ChannelHandlerContext) {
+        guard let governor = hooks.governor else { return }
+        let counted = held >= ConnectionLimits.sheddingThreshold ? held : 0
+        let total = governor.charge(counted - chargedInput)
+        chargedInput = counted
+        guard governor.overBudget(total: total, held: counted) else { return }
+        let reason = "the node buffers \(total) bytes of unfinished messages and unread replies, over \(governor.limits.maxBufferedBytes) (node.limits.max_buffered_bytes); try again later"
+        hooks.logger.warning("refusing a partial message", metadata: [
+            "session": "\(sessionId)", "remote": "\(remoteAddress)", "held": "\(held)",
+        ])
+        framer.discardInput()
+        governor.charge(-chargedInput)
+        chargedInput = 0
+        session?.markClosed()
+        var reply = Message(status: 503, body: ByteBuffer(string: reason))
+        reply.closeRequested = true
+        outbound.append(reply, context: context)
+        outbound.flushAndClose(context: context)
+    }
+
+    /// Drops the connection at once, with what it had waiting: its peer does not read it anyway.
+    private func shed(context: ChannelHandlerContext) {
+        session?.markClosed()
+        outbound.discard()
+        context.close(promise: nil)
+    }
+
+    // MARK: - Timeouts
+
+    /// Checks idleness and unfinished header blocks a few times per timeout, on the connection's loop. A check that
+    /// runs rarely, rather than a timer re-armed per read, keeps the read path free of clock reads and scheduling.
+    private func startTimeoutCheck(context: ChannelHandlerContext, limits: ConnectionLimits) {
+        let shortest = [limits.idleTimeoutMilliseconds, limits.headerTimeoutMilliseconds].filter { $0 > 0 }.min()
+        guard let shortest else { return }
+        // A quarter of the shortest timeout: a connection is closed between 1x and 1.25x its timeout.
+        checkInterval = .milliseconds(Int64(max(50, shortest / 4)))
+        idleSince = .now()
+        scheduleTimeoutCheck(on: context.eventLoop, limits: limits)
+    }
+
+    private func scheduleTimeoutCheck(on loop: any EventLoop, limits: ConnectionLimits) {
+        timeoutCheck = loop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: checkInterval) {
+            guard self.checkTimeouts(idle: limits.idleTimeoutMilliseconds, header: limits.headerTimeoutMilliseconds) else { return }
+            self.scheduleTimeoutCheck(on: loop, limits: limits)
+        }
+    }
+
+    /// Returns whether to check again.
+    private func checkTimeouts(idle: Int, header: Int) -> Bool {
+        guard let context, session != nil else { return false }
+        let now = NIODeadline.now()
+        let current = activity &+ outbound.writtenBytes
+        if current != checkedActivity {
+            checkedActivity = current
+            idleSince = now
+        }
+        if idle > 0, now - idleSince >= .milliseconds(Int64(idle)) {
+            hooks.logger.debug("closing an idle connection", metadata: ["session": "\(sessionId)", "remote": "\(remoteAddress)"])
+            session?.markClosed()
+            context.close(promise: nil)
+            return false
+        }
+        guard header > 0, framer.isReadingHeaderBlock else {
+            partialHeaderSince = nil
+            return true
+        }
+        if let since = partialHeaderSince, since.messages == messagesCut {
+            if now - since.deadline >= .milliseconds(Int64(header)) {
+                framer.discardInput()
+                session?.markClosed()
+                var reply = Message(status: 408, body: ByteBuffer(string:
+                    "Request Timeout: the header block did not arrive within \(header) ms (node.limits.header_timeout)"))
+                reply.closeRequested = true
+                outbound.append(reply, context: context)
+                outbound.flushAndClose(context: context)
+                return false
+            }
+        } else {
+            partialHeaderSince = (now, messagesCut)
+        }
+        return true
     }
 
     // MARK: - Session transport (event loop only)
@@ -119,6 +298,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     fileprivate func flush() {
         guard let context else { return }
         outbound.flush(context: context)
+        // While the peer keeps up this is one load of the channel's writability flag per flush.
+        if !context.channel.isWritable { chargeOutput(context: context) }
     }
 
     fileprivate func close() {
@@ -171,6 +352,8 @@ private struct HandlerTransport: SessionTransport, @unchecked Sendable {
 /// What a connection tells the node about its session's life.
 struct ConnectionHooks: Sendable {
     let logger: Logger
+    /// Connection and buffer limits; `nil` for connections the node does not govern (in-process ones).
+    var governor: ConnectionGovernor? = nil
     let sessionOpened: @Sendable (Session) -> Void
     let sessionClosed: @Sendable (Session) -> Void
 }

@@ -104,8 +104,10 @@ public final class Node: Service, Sendable {
         let limits = config.limits
         let sessions = self.sessions
         let modules = self.modules
+        let governor = ConnectionGovernor(limits: config.connectionLimits)
         let hooks = ConnectionHooks(
             logger: logger,
+            governor: governor,
             sessionOpened: { sessions.add($0) },
             sessionClosed: { session in
                 sessions.remove(session)
@@ -119,6 +121,13 @@ public final class Node: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 // Connections wait in the backlog until the modules have started.
                 .serverChannelOption(.autoRead, value: false)
+                // Out of descriptors (EMFILE/ENFILE), `accept` fails at once while the connection stays queued, so
+                // without a pause the loop would retry at full speed.
+                .serverChannelInitializer { [logger] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
+                    }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in

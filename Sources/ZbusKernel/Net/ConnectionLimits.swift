@@ -1,0 +1,101 @@
+import Atomics
+import NIOConcurrencyHelpers
+
+/// What one client, or all of them together, may hold of a node: connections, time, and buffered bytes.
+///
+/// Set under `node.limits` in the node file. Each refusal or disconnection these cause names the key that caused it,
+/// so an operator who sees it knows what to raise.
+public struct ConnectionLimits: Sendable, Equatable {
+    /// Open connections the node accepts in all (`max_connections`); beyond, a new connection gets 503 and is closed.
+    public var maxConnections: Int
+    /// Open connections from one IP address (`max_connections_per_address`).
+    public var maxConnectionsPerAddress: Int
+    /// A connection that neither sends nor receives a byte for this long is closed (`idle_timeout`, milliseconds;
+    /// 0 turns it off). 2016 clients from 6.3.1 on send a heartbeat every 300 s, so the default keeps them.
+    public var idleTimeoutMilliseconds: Int
+    /// A message's header block must arrive whole within this long of its first byte (`header_timeout`,
+    /// milliseconds; 0 turns it off); a peer that trickles headers (slowloris) gets 408 and is closed.
+    public var headerTimeoutMilliseconds: Int
+    /// Replies and deliveries one connection may have waiting for its peer to read (`max_output_bytes`) before the
+    /// node closes it as a slow consumer (messages it held go back to their queues).
+    public var maxOutputBytes: Int
+    /// Bytes all connections together may hold in partial input and unread output (`max_buffered_bytes`); over it,
+    /// the connection that grows past ``sheddingThreshold`` is refused (input: 503) or closed (output).
+    public var maxBufferedBytes: Int
+
+    /// A connection holding less than this is never shed for the node-wide budget: small partial reads and a few
+    /// unread replies are normal, and shedding them would punish well-behaved clients for an offender's bytes.
+    public static let sheddingThreshold = 1 << 20
+
+    /// The defaults: 10,000 connections, 1,000 per address, 10 min idle, 30 s for a header block, 64 MiB of
+    /// unread output per connection, 1 GiB buffered in all.
+    public static let `default` = ConnectionLimits(
+        maxConnections: 10_000, maxConnectionsPerAddress: 1_000, idleTimeoutMilliseconds: 600_000,
+        headerTimeoutMilliseconds: 30_000, maxOutputBytes: 64 << 20, maxBufferedBytes: 1 << 30)
+
+    /// Creates limits.
+    public init(maxConnections: Int, maxConnectionsPerAddress: Int, idleTimeoutMilliseconds: Int,
+                headerTimeoutMilliseconds: Int, maxOutputBytes: Int, maxBufferedBytes: Int) {
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        self.headerTimeoutMilliseconds = headerTimeoutMilliseconds
+        self.maxOutputBytes = maxOutputBytes
+        self.maxBufferedBytes = maxBufferedBytes
+    }
+}
+
+/// The node-wide bookkeeping behind ``ConnectionLimits``: who is connected from where, and how many bytes all
+/// connections hold. Touched when a connection opens or closes and when a connection's buffered bytes cross the
+/// thresholds, never per message on the common path.
+final class ConnectionGovernor: Sendable {
+    let limits: ConnectionLimits
+    private let perAddress = NIOLockedValueBox<(total: Int, byAddress: [String: Int])>((0, [:]))
+    private let buffered = ManagedAtomic<Int>(0)
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    /// Admits a connection from `address` (an IP), or says which limit refuses it.
+    func admit(address: String) -> String? {
+        perAddress.withLockedValue { state in
+            if state.total >= limits.maxConnections {
+                return "too many connections: \(limits.maxConnections) open (node.limits.max_connections)"
+            }
+            let fromAddress = state.byAddress[address, default: 0]
+            if fromAddress >= limits.maxConnectionsPerAddress {
+                return "too many connections from \(address): \(limits.maxConnectionsPerAddress) open (node.limits.max_connections_per_address)"
+            }
+            state.total += 1
+            state.byAddress[address] = fromAddress + 1
+            return nil
+        }
+    }
+
+    /// Forgets a connection that ``admit(address:)`` admitted.
+    func release(address: String) {
+        perAddress.withLockedValue { state in
+            state.total -= 1
+            let left = state.byAddress[address, default: 1] - 1
+            if left <= 0 { state.byAddress.removeValue(forKey: address) } else { state.byAddress[address] = left }
+        }
+    }
+
+    /// Open connections.
+    var connectionCount: Int { perAddress.withLockedValue { $0.total } }
+
+    /// Bytes all connections hold (partial input over the threshold, unread output).
+    var bufferedBytes: Int { buffered.load(ordering: .relaxed) }
+
+    /// Adds `delta` (negative to release) to the node-wide count; returns the new total.
+    @discardableResult
+    func charge(_ delta: Int) -> Int {
+        buffered.wrappingIncrementThenLoad(by: delta, ordering: .relaxed)
+    }
+
+    /// Whether a connection now holding `held` bytes is to be shed for the node-wide budget.
+    func overBudget(total: Int, held: Int) -> Bool {
+        total > limits.maxBufferedBytes && held >= ConnectionLimits.sheddingThreshold
+    }
+}
