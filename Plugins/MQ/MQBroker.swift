@@ -204,6 +204,7 @@ final class MQBroker: Sendable {
             defer {
                 state.store = nil
                 state.queues = [:]
+                state.unopened = [:]
                 publish([:])
             }
             return (state.store, Array(state.queues.values), state.eventLoopGroup)
