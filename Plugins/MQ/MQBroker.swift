@@ -28,8 +28,16 @@ final class MQBroker: Sendable {
         var store: QueueStore?
         var sessions: SessionRegistry?
         var serverAddress = ""
+        /// The open MQs (the lookup table publishes these).
         var queues: [String: MessageQueue] = [:]
+        /// MQs of the store not opened yet (their files are closed), by name: opened on first use, so that a store
+        /// holding more MQs than the descriptor limit allows still starts and serves.
+        var unopened: [String: MQDefinition] = [:]
+        /// Master links of open and unopened MQs alike, free of cycles and over-long chains.
+        var links = MasterLinks()
         var eventLoopGroup: (any EventLoopGroup)?
+
+        var mqCount: Int { queues.count + unopened.count }
     }
 
     init(settings: MQSettings, node: NodeConfig, logger: Logger) {
@@ -41,36 +49,153 @@ final class MQBroker: Sendable {
     // MARK: - Life cycle
 
     /// Opens the store and rebuilds every MQ found in it, with its mode, token, creator, master link and backlog.
+    ///
+    /// Only the definitions are read for all of them; MQs are opened while half the descriptors left beside the
+    /// reserve allow (the rest stays for connections and for opening the others on first use). Stored master links
+    /// that form a cycle or an over-long chain (written before links were checked) are broken, with an error logged.
     func start(_ context: NodeContext) throws {
         let directory = node.store.hasSuffix("/") ? node.store + "mq" : node.store + "/mq"
         let store = try QueueStore(directory: directory, fsync: settings.fsync, segmentBytes: settings.segmentBytes, logger: logger)
-        var queues: [String: MessageQueue] = [:]
+        var definitions: [String: MQDefinition] = [:]
         for name in store.queueNames() {
             do {
-                let durable = try store.open(name: name, metadata: nil)
-                guard let definition = try? JSONDecoder().decode(MQDefinition.self, from: Data(durable.metadata)) else {
+                guard let bytes = try store.storedMetadata(name: name),
+                    let definition = try? JSONDecoder().decode(MQDefinition.self, from: Data(bytes))
+                else {
                     logger.error("MQ definition unreadable; MQ skipped (its files are kept)", metadata: ["mq": "\(name)"])
                     continue
                 }
-                queues[name] = makeQueue(definition, durable: durable)
+                definitions[name] = definition
             } catch {
-                logger.error("MQ could not be opened; skipped", metadata: ["mq": "\(name)", "error": "\(error)"])
+                logger.error("MQ could not be read; skipped", metadata: ["mq": "\(name)", "error": "\(error)"])
             }
         }
-        for queue in queues.values {
-            if let master = queue.currentDefinition.masterMq, let masterQueue = queues[master] {
-                masterQueue.attachSlave(queue)
+        let (links, broken) = MasterLinks.load(definitions.compactMapValues { $0.masterMq }, maxDepth: settings.maxMasterDepth)
+        for link in broken {
+            logger.error("stored master link ignored: \(link.problem); the MQ runs without its master", metadata: [
+                "mq": "\(MQNameRules.shown(link.slave))", "master": "\(MQNameRules.shown(link.master))",
+            ])
+        }
+        if definitions.count > settings.maxMqs {
+            logger.warning("the store holds more MQs than mq.max_mqs allows; all are served, creates are refused", metadata: [
+                "mqs": "\(definitions.count)", "max_mqs": "\(settings.maxMqs)",
+            ])
+        }
+        let (opened, left) = state.withLockedValue { state -> (Int, Int) in
+            state.store = store
+            state.sessions = context.sessions
+            state.serverAddress = context.serverAddress
+            state.eventLoopGroup = context.eventLoopGroup
+            state.unopened = definitions
+            state.links = links
+            var room = DescriptorBudget.room().map { $0.mqs / 2 } ?? Int.max
+            for name in definitions.keys.sorted() where state.unopened[name] != nil {
+                let group = unopenedGroup(of: name, in: state)
+                guard group.count <= room else { continue }
+                do {
+                    _ = try openLocked(name, state: &state)
+                    room -= group.count
+                } catch {
+                    logger.error("MQ could not be opened; it is tried again on first use", metadata: ["mq": "\(MQNameRules.shown(name))", "error": "\(error)"])
+                }
+            }
+            publish(state.queues)
+            return (state.queues.count, state.unopened.count)
+        }
+        logger.info("MQ store open", metadata: [
+            "directory": "\(directory)", "mqs": "\(opened + left)", "opened": "\(opened)", "fsync": "\(settings.fsync)",
+        ])
+    }
+
+    /// `name` and the unopened MQs below it: an MQ opens with every slave it copies to.
+    private func unopenedGroup(of name: String, in state: State) -> [String] {
+        [name] + state.links.descendants(of: name).filter { state.unopened[$0] != nil }
+    }
+
+    /// Opens the unopened MQ `name` with its unopened slaves (a master must never copy past a slave that is not
+    /// open), adds them to the table (the caller publishes it) and links each to its open master and open slaves.
+    private func openLocked(_ name: String, state: inout State) throws(QueueStoreError) -> MessageQueue {
+        guard let store = state.store else { throw .storeClosed(directory: node.store) }
+        var opened: [String] = []
+        for member in unopenedGroup(of: name, in: state) {
+            guard let definition = state.unopened[member] else { continue }
+            do {
+                let durable = try store.open(name: member, metadata: nil)
+                state.queues[member] = makeQueue(definition, durable: durable)
+                state.unopened[member] = nil
+                opened.append(member)
+            } catch where member != name {
+                // The MQ itself is open; a slave that cannot be opened misses copies until it opens, which its
+                // own first use retries.
+                logger.error("slave MQ could not be opened with its master", metadata: ["mq": "\(MQNameRules.shown(member))", "error": "\(error)"])
             }
         }
-        state.withLockedValue {
-            $0.store = store
-            $0.sessions = context.sessions
-            $0.serverAddress = context.serverAddress
-            $0.queues = queues
-            $0.eventLoopGroup = context.eventLoopGroup
-            publish(queues)
+        attachLinks(of: Set(opened), state: state)
+        return state.queues[name]!
+    }
+
+    /// Attaches each MQ of `names` to its open master, and the open slaves of each to it.
+    private func attachLinks(of names: Set<String>, state: State) {
+        for (slave, master) in state.links.masters where names.contains(slave) || names.contains(master) {
+            if let masterQueue = state.queues[master], let slaveQueue = state.queues[slave] {
+                masterQueue.attachSlave(slaveQueue)
+            }
         }
-        logger.info("MQ store open", metadata: ["directory": "\(directory)", "mqs": "\(queues.count)", "fsync": "\(settings.fsync)"])
+    }
+
+    /// What opening an MQ on first use found.
+    private enum Wake {
+        case opened(MessageQueue)
+        case missing
+        case refused(status: Int, reason: String)
+    }
+
+    /// Opens the unopened MQ `name` (first use after a start that left it closed). Only a request whose MQ is not
+    /// in the lookup table comes here, so the produce and consume paths pay nothing for it.
+    private func wake(_ name: String) -> Wake {
+        state.withLockedValue { state -> Wake in
+            if let queue = state.queues[name] { return .opened(queue) }  // another thread opened it meanwhile
+            guard state.unopened[name] != nil else { return .missing }
+            if let refusal = DescriptorBudget.refusal(opening: unopenedGroup(of: name, in: state).count) {
+                return .refused(status: 503, reason: refusal)
+            }
+            do throws(QueueStoreError) {
+                let queue = try openLocked(name, state: &state)
+                publish(state.queues)
+                return .opened(queue)
+            } catch {
+                logger.error("MQ could not be opened", metadata: ["mq": "\(MQNameRules.shown(name))", "error": "\(error)"])
+                return .refused(status: Self.status(of: error), reason: "\(error)")
+            }
+        }
+    }
+
+    /// The MQ a request names when it is not in the lookup table: opened now if it is an unopened one; otherwise
+    /// the reply (404, 400 for a name no MQ can have, 503 when it cannot be opened now) is sent and `nil` returned.
+    @inline(never)
+    private func lookUpSlowly(_ name: String?, _ request: Message, _ session: Session) -> MessageQueue? {
+        guard let name else {
+            session.send(Self.notFound(request, name: nil))
+            return nil
+        }
+        switch wake(name) {
+        case .opened(let queue):
+            return queue
+        case .missing:
+            session.send(Self.notFound(request, name: name))
+        case .refused(let status, let reason):
+            session.send(request.reply(status: status, body: "MQ(\(MQNameRules.shown(name))) cannot be opened now: \(reason)", includeMq: false))
+        }
+        return nil
+    }
+
+    /// 503 for a shortage that passes (descriptors), 500 for anything else the store reports.
+    private static func status(of error: QueueStoreError) -> Int {
+        switch error {
+        case .io(_, _, let code) where code == EMFILE || code == ENFILE: return 503
+        case .invalidQueueName: return 400
+        default: return 500
+        }
     }
 
     /// Closes the store (flushing and syncing it).
@@ -79,6 +204,7 @@ final class MQBroker: Sendable {
             defer {
                 state.store = nil
                 state.queues = [:]
+                state.unopened = [:]
                 publish([:])
             }
             return (state.store, Array(state.queues.values), state.eventLoopGroup)
@@ -140,8 +266,12 @@ final class MQBroker: Sendable {
     private static func timeBody() -> String { String(Clock.milliseconds()) }
 
 
+    /// 404 for a missing MQ; 400 naming the rule, with only a short prefix of the name, when no MQ can have it.
     private static func notFound(_ request: Message, name: String?) -> Message {
-        request.reply(status: 404, body: "MQ(\(name ?? "null")) Not Found")
+        if let name, let problem = MQNameRules.problem(name) {
+            return badFormat(request, "\(problem): '\(MQNameRules.shown(name))'")
+        }
+        return request.reply(status: 404, body: "MQ(\(name ?? "null")) Not Found")
     }
 
     private static func badFormat(_ request: Message, _ detail: String) -> Message {
@@ -157,7 +287,7 @@ final class MQBroker: Sendable {
     func produce(_ request: Message, session: Session) {
         // Each header is looked up once (a lookup is a scan of the header block), and `key_group` only with a `key`.
         let mq = request.mq
-        guard let queue = queue(named: mq) else { return session.send(Self.notFound(request, name: mq)) }
+        guard let queue = queue(named: mq) ?? lookUpSlowly(mq, request, session) else { return }
         guard (request.token ?? "") == queue.accessToken else {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
@@ -190,7 +320,19 @@ final class MQBroker: Sendable {
     /// A request without `cmd` whose URL names an RPC-mode MQ becomes a produce (with `ack: 0`) of a JSON RPC
     /// request; the service's routed reply is the HTTP response. Anything else gets zbus 6's 400.
     func urlCall(_ request: Message, session: Session) {
-        guard let name = request.mq, let queue = queue(named: name), queue.mode.contains(.rpc) else {
+        let found: MessageQueue?
+        if let name = request.mq {
+            if let queue = queue(named: name) {
+                found = queue
+            } else if case .opened(let queue) = wake(name) {
+                found = queue
+            } else {
+                found = nil
+            }
+        } else {
+            found = nil
+        }
+        guard let queue = found, queue.mode.contains(.rpc) else {
             return session.send(request.reply(status: 400, body: "Bad format: command(null) not support", includeMq: false))
         }
         let url = request.urlRequest
@@ -207,7 +349,7 @@ final class MQBroker: Sendable {
     // MARK: - consume
 
     func consume(_ request: Message, session: Session) {
-        guard let queue = queue(named: request.mq) else { return session.send(Self.notFound(request, name: request.mq)) }
+        guard let queue = queue(named: request.mq) ?? lookUpSlowly(request.mq, request, session) else { return }
         guard (request.token ?? "") == queue.accessToken else {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
@@ -251,12 +393,21 @@ final class MQBroker: Sendable {
 
     // MARK: - create_mq / remove_mq
 
+    /// What a `create_mq` came to.
+    private enum CreateOutcome {
+        case created
+        case refused(status: Int, reason: String)
+    }
+
     func createMQ(_ request: Message, session: Session) {
         guard registerTokenValid(request) else {
             return session.send(request.reply(status: 403, body: "register_token mismatch", includeMq: false))
         }
         guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
             return session.send(Self.badFormat(request, "Missing mq_name"))
+        }
+        if let problem = MQNameRules.problem(name) {
+            return session.send(Self.badFormat(request, "\(problem): '\(MQNameRules.shown(name))'"))
         }
         guard let modeText = request.headers[HeaderName.mqMode] else { return session.send(Self.badFormat(request, "Missing mq_mode")) }
         guard let mode = Int(modeText.trimmingCharacters(in: .whitespaces)), (0...15).contains(mode) else {
@@ -269,42 +420,64 @@ final class MQBroker: Sendable {
             }
             maxLength = value
         }
-        let result: Result<Void, QueueStoreError> = state.withLockedValue { state in
-            guard state.queues[name] == nil else { return .success(()) }
-            guard let store = state.store else { return .failure(.storeClosed(directory: node.store)) }
+        let shown = MQNameRules.shown(name)
+        let outcome: CreateOutcome = state.withLockedValue { state in
+            guard state.queues[name] == nil, state.unopened[name] == nil else { return .created }
+            guard let store = state.store else { return .refused(status: 503, reason: "the MQ store is closed") }
+            guard state.mqCount < settings.maxMqs else {
+                return .refused(status: 503, reason: "MQ limit reached: \(state.mqCount) MQs (mq.max_mqs)")
+            }
             var definition = MQDefinition(name: name, mode: mode == 0 ? MQMode.mq.rawValue : mode,
                                           accessToken: request.headers[HeaderName.accessToken] ?? "",
                                           creator: request.remoteAddr ?? session.remoteAddress,
                                           masterMq: nil, maxLength: maxLength, createdAt: Clock.milliseconds())
-            var master: MessageQueue?
-            if let masterName = request.headers[HeaderName.masterMq], let candidate = state.queues[masterName] {
-                if candidate.accessToken == (request.headers[HeaderName.masterToken] ?? "") {
+            var masterToOpen: String?
+            if let masterName = request.headers[HeaderName.masterMq],
+                let master = state.queues[masterName]?.currentDefinition ?? state.unopened[masterName]
+            {
+                if master.accessToken == (request.headers[HeaderName.masterToken] ?? "") {
+                    if let problem = state.links.problem(linking: name, to: masterName, maxDepth: settings.maxMasterDepth) {
+                        return .refused(status: 400, reason: "Bad format: \(problem)")
+                    }
                     definition.masterMq = masterName
-                    master = candidate
+                    if state.unopened[masterName] != nil { masterToOpen = masterName }
                 } else {
-                    logger.notice("master_token mismatch; MQ created without a master", metadata: ["mq": "\(name)", "master": "\(masterName)"])
+                    logger.notice("master_token mismatch; MQ created without a master", metadata: ["mq": "\(shown)", "master": "\(MQNameRules.shown(masterName))"])
                 }
             }
-            do {
-                let metadata = Array(try JSONEncoder().encode(definition))
+            // Refused before the store is touched, so that the node keeps descriptors for connections (and a create
+            // never fails half-way for want of one).
+            let opening = 1 + (masterToOpen.map { unopenedGroup(of: $0, in: state).count } ?? 0)
+            if let refusal = DescriptorBudget.refusal(opening: opening) {
+                return .refused(status: 503, reason: refusal)
+            }
+            do throws(QueueStoreError) {
+                if let masterToOpen { _ = try openLocked(masterToOpen, state: &state) }
+                let metadata: [UInt8]
+                do {
+                    metadata = Array(try JSONEncoder().encode(definition))
+                } catch {
+                    return .refused(status: 500, reason: "its definition could not be encoded: \(error)")
+                }
                 let durable = try store.open(name: name, metadata: metadata)
-                let queue = makeQueue(definition, durable: durable)
-                state.queues[name] = queue
+                state.queues[name] = makeQueue(definition, durable: durable)
+                if let master = definition.masterMq { state.links.link(name, to: master) }
+                attachLinks(of: [name], state: state)
                 publish(state.queues)
-                master?.attachSlave(queue)
-                return .success(())
-            } catch let error as QueueStoreError {
-                return .failure(error)
+                return .created
             } catch {
-                return .failure(.io(path: name, operation: "encode definition", errno: 0))
+                publish(state.queues)  // a master opened before the failure stays open
+                logger.error("create_mq failed", metadata: ["mq": "\(shown)", "error": "\(error)"])
+                return .refused(status: Self.status(of: error), reason: "\(error)")
             }
         }
-        switch result {
-        case .success:
+        switch outcome {
+        case .created:
             session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
-        case .failure(let error):
-            logger.error("create_mq failed", metadata: ["mq": "\(name)", "error": "\(error)"])
-            session.send(request.reply(status: 500, body: "MQ(\(name)) could not be created: \(error)", includeMq: false))
+        case .refused(let status, let reason) where status == 400:
+            session.send(request.reply(status: status, body: reason, includeMq: false))
+        case .refused(let status, let reason):
+            session.send(request.reply(status: status, body: "MQ(\(shown)) could not be created: \(reason)", includeMq: false))
         }
     }
 
@@ -315,17 +488,24 @@ final class MQBroker: Sendable {
         guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
             return session.send(Self.badFormat(request, "Missing mq_name"))
         }
-        let removed: (MessageQueue, QueueStore?, [MessageQueue], (any EventLoopGroup)?)? = state.withLockedValue { state in
-            guard let queue = state.queues.removeValue(forKey: name) else { return nil }
-            publish(state.queues)
+        if let problem = MQNameRules.problem(name) {
+            return session.send(Self.badFormat(request, "\(problem): '\(MQNameRules.shown(name))'"))
+        }
+        let removed: (MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)? = state.withLockedValue { state in
+            let queue = state.queues.removeValue(forKey: name)
+            guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return nil }
+            state.links.unlink(name)
+            if queue != nil { publish(state.queues) }
             return (queue, state.store, Array(state.queues.values), state.eventLoopGroup)
         }
         guard let (queue, store, others, group) = removed else {
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
         }
-        releaseCachedTables(on: group)
-        for other in others { other.detachSlave(named: name) }
-        queue.close().send()
+        if let queue {
+            releaseCachedTables(on: group)
+            for other in others { other.detachSlave(named: name) }
+            queue.close().send()
+        }
         do {
             try store?.remove(name: name)
         } catch {
@@ -338,14 +518,26 @@ final class MQBroker: Sendable {
 
     func queryMQ(_ request: Message, session: Session) {
         guard let name = request.mq else { return data(request, session: session) }
-        guard let queue = queue(named: name) else { return session.send(Self.notFound(request, name: name)) }
+        guard let queue = queue(named: name) ?? lookUpSlowly(name, request, session) else { return }
         session.send(json(request, queue.info(includeConsumers: true)))
     }
 
     func data(_ request: Message, session: Session) {
-        let (queues, address) = state.withLockedValue { (Array($0.queues.values), $0.serverAddress) }
+        let (queues, unopened, address) = state.withLockedValue { (Array($0.queues.values), Array($0.unopened.values), $0.serverAddress) }
         var table: [String: JSONValue] = [:]
         for queue in queues { table[queue.name] = queue.info(includeConsumers: false) }
+        // An unopened MQ has no consumers and its counts are not known without opening it (which `data` must not
+        // do for every MQ of a large store); `opened: false` says so.
+        for definition in unopened {
+            var object: [String: JSONValue] = [
+                "name": .string(definition.name), "mode": .int(Int64(definition.mode)), "creator": .string(definition.creator),
+                "consumerCount": .int(0), "consumerInfoList": .array([]), "lastUpdateTime": .int(definition.createdAt),
+                "opened": .bool(false),
+            ]
+            if definition.maxLength > 0 { object["maxLength"] = .int(definition.maxLength) }
+            if let master = definition.masterMq { object["masterMq"] = .string(master) }
+            table[definition.name] = .object(object)
+        }
         let info: JSONValue = .object([
             "mqTable": .object(table),
             "lastUpdatedTime": .int(Clock.milliseconds()),
@@ -382,7 +574,7 @@ final class MQBroker: Sendable {
         guard registerTokenValid(request) else {
             return session.send(request.reply(status: 403, body: "register_token mismatch"))
         }
-        guard let queue = queue(named: request.mq) else { return session.send(Self.notFound(request, name: request.mq)) }
+        guard let queue = queue(named: request.mq) ?? lookUpSlowly(request.mq, request, session) else { return }
         let count = queue.withKeyFilter { body(&$0, request.key, request.keyGroup ?? "") }
         if request.ack { session.send(request.reply(status: 200, body: String(count))) }
     }

@@ -15,7 +15,16 @@ struct MQSettings: Sendable {
     /// Dedupe keys kept per key group before the oldest is forgotten.
     var keyLimit: Int = 1_000_000
 
-    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"]
+    // MQ table limits (issue 16).
+    /// MQs the node holds at most: `create_mq` beyond it gets 503 naming `mq.max_mqs`. A store that already holds
+    /// more is still served whole.
+    var maxMqs: Int = 10_000
+    /// Master links in the longest chain (a slave of a slave of ...): every link nests one more copy of each
+    /// message produced at the top; `create_mq` that would exceed it gets 400.
+    var maxMasterDepth: Int = 16
+    static let tableKeys = ["max_mqs", "max_master_depth"]
+
+    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"] + tableKeys
 
     init() {}
 
@@ -31,5 +40,7 @@ struct MQSettings: Sendable {
         maxLength = Int64(try config.int("max_length", in: 0...Int.max) ?? 0)
         subscriberBuffer = try config.int("subscriber_buffer", in: 1...10_000_000) ?? subscriberBuffer
         keyLimit = try config.int("key_limit", in: 1...100_000_000) ?? keyLimit
+        maxMqs = try config.int("max_mqs", in: 1...10_000_000) ?? maxMqs
+        maxMasterDepth = try config.int("max_master_depth", in: 1...1_000) ?? maxMasterDepth
     }
 }

@@ -108,15 +108,47 @@ public final class QueueStore: Sendable {
                 return queue
             }
             let path = directory + "/" + encoded
-            if !StoreFileSystem.exists(path) {
-                try StoreFileSystem.makeDirectories(path)
-                if fsync != .none { try StoreFileSystem.syncDirectory(directory) }
+            let created = !StoreFileSystem.exists(path)
+            do throws(QueueStoreError) {
+                if created {
+                    try StoreFileSystem.makeDirectories(path)
+                    if fsync != .none { try StoreFileSystem.syncDirectory(directory) }
+                }
+                let queue = try DurableQueue(
+                    name: name, directory: path, metadata: metadata, policy: fsync, segmentBytes: segmentBytes,
+                    syncer: syncer, logger: logger)
+                state.queues[name] = .some(queue)
+                return queue
+            } catch {
+                // A queue this call began must not outlive the failure: a leftover directory would be found as a
+                // queue by the next start (and every failed create under a descriptor shortage would leave one).
+                if created { discardCreated(path) }
+                throw error
             }
-            let queue = try DurableQueue(
-                name: name, directory: path, metadata: metadata, policy: fsync, segmentBytes: segmentBytes,
-                syncer: syncer, logger: logger)
-            state.queues[name] = .some(queue)
-            return queue
+        } }.get()
+    }
+
+    /// Removes the directory of a queue whose creation failed, logging (not throwing) what cannot be removed.
+    private func discardCreated(_ path: String) {
+        do {
+            try StoreFileSystem.removeTree(path)
+            if fsync != .none { try StoreFileSystem.syncDirectory(directory) }
+        } catch {
+            logger.error("could not remove the directory of a queue whose creation failed", metadata: ["file": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    /// Reads the metadata blob of the queue `name` without opening the queue (no descriptor stays open), so that a
+    /// store can be listed and its queues opened on demand.
+    /// - Returns: the metadata, or `nil` when the queue has none stored.
+    /// - Throws: ``QueueStoreError`` for an invalid or unknown name, or a damaged or unreadable file.
+    public func storedMetadata(name: String) throws(QueueStoreError) -> [UInt8]? {
+        let encoded = try QueueName.validate(name)
+        return try state.withLockedValue { state in Result { () throws(QueueStoreError) -> [UInt8]? in
+            guard !state.closed else { throw .storeClosed(directory: directory) }
+            guard let entry = state.queues[name] else { throw .queueNotFound(name: name) }
+            if let queue = entry { return queue.metadata }
+            return try CheckedBlobFile.metadata.load(directory: directory + "/" + encoded)
         } }.get()
     }
 

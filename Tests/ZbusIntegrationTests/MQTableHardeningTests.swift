@@ -1,0 +1,282 @@
+import Foundation
+import Testing
+@testable import ZbusMQ
+import ZbusKernel
+import ZbusTestSupport
+
+/// The real binary run under a descriptor limit (`ulimit -n` in a shell that then `exec`s it), on a given store.
+private final class LimitedNode {
+    let process = Process()
+    let port: Int
+    let stderrFile: URL
+
+    init(directory: URL, descriptors: Int, extra: String = "", timeout: Double = 60) throws {
+        let readyFile = directory.appendingPathComponent("ready-\(UUID().uuidString)")
+        stderrFile = directory.appendingPathComponent("stderr-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [
+            "-c", "ulimit -n \(descriptors) && exec \"$0\" \"$@\"", ZbusProcess.binaryPath,
+            "--config", try mqNodeFile(directory, extra: extra), "--listen", "127.0.0.1:0",
+            "--store", directory.appendingPathComponent("store").path, "--ready-file", readyFile.path,
+        ]
+        process.standardError = try FileHandle(forWritingTo: stderrFile)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && process.isRunning {
+            if let text = try? String(contentsOf: readyFile, encoding: .utf8), let port = text.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                self.port = port
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let log = (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? ""
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        throw WireClientError.timedOut("zbus under ulimit -n \(descriptors) to write its ready file: \(log.suffix(2000))")
+    }
+
+    func connect() throws -> WireClient { try WireClient(port: port) }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// Sends one request and returns its reply.
+private func call(_ client: WireClient, _ headers: [(String, String)], body: String? = nil) throws -> Message {
+    #expect(client.request(headers, body: body))
+    return try client.receive(timeout: 10)
+}
+
+/// Produces `body` to `mq` with an acknowledgement and consumes it back.
+private func roundTrip(_ client: WireClient, mq: String, body: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let produced = try call(client, [("cmd", "produce"), ("mq", mq), ("ack", "1")], body: body)
+    #expect(produced.status == 200, "produce to \(mq): \(produced.bodyString)", sourceLocation: sourceLocation)
+    let consumed = try call(client, [("cmd", "consume"), ("mq", mq), ("timeout", "2000")])
+    #expect(consumed.status == 200, "consume from \(mq): \(consumed.bodyString)", sourceLocation: sourceLocation)
+    #expect(consumed.bodyString == body, sourceLocation: sourceLocation)
+}
+
+/// The directories of the MQ store (one per MQ).
+private func storedMQs(_ directory: URL) -> [String] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("store/mq").path)) ?? []
+    return entries.filter { !$0.hasPrefix(".") }.sorted()
+}
+
+@Suite("MQ table hardening (issue 16)", .serialized)
+struct MQTableHardeningTests {
+    @Test("a master link that would close a cycle is refused with 400, and both MQs still serve after a restart")
+    func masterCycleRefused() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var node = try startMQNode(directory: directory)
+        defer { node.stop() }
+        let client = try node.connect()
+        #expect(try call(client, [("cmd", "create_mq"), ("mq_name", "A"), ("mq_mode", "0")]).status == 200)
+        #expect(try call(client, [("cmd", "create_mq"), ("mq_name", "B"), ("mq_mode", "0"), ("master_mq", "A")]).status == 200)
+        #expect(try call(client, [("cmd", "remove_mq"), ("mq_name", "A")]).status == 200)
+        let cycle = try call(client, [("cmd", "create_mq"), ("mq_name", "A"), ("mq_mode", "0"), ("master_mq", "B")])
+        #expect(cycle.status == 400)
+        #expect(cycle.bodyString.contains("cycle") && cycle.bodyString.contains("A -> B -> A"), "\(cycle.bodyString)")
+        client.close()
+        node.stop()
+
+        node = try startMQNode(directory: directory)
+        let again = try node.connect()
+        try roundTrip(again, mq: "B", body: "to B")
+        // A new A without a master: B still names it, so B gets a copy of what A gets, once (no cycle to recurse).
+        #expect(try call(again, [("cmd", "create_mq"), ("mq_name", "A"), ("mq_mode", "0")]).status == 200)
+        try roundTrip(again, mq: "A", body: "to A")
+        let copy = try call(again, [("cmd", "consume"), ("mq", "B"), ("timeout", "2000")])
+        #expect(copy.status == 200 && copy.bodyString == "to A")
+        #expect(node.isRunning)
+    }
+
+    @Test("a master cycle stored by an earlier version loads with the link broken and logged; produce does not recurse")
+    func storedCycleLoads() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var node = try startMQNode(directory: directory)
+        let client = try node.connect()
+        #expect(try call(client, [("cmd", "create_mq"), ("mq_name", "A"), ("mq_mode", "0")]).status == 200)
+        #expect(try call(client, [("cmd", "create_mq"), ("mq_name", "B"), ("mq_mode", "0")]).status == 200)
+        client.close()
+        node.stop()
+
+        // What the four requests of issue 16 left on disk under the old code: A follows B and B follows A.
+        let store = try QueueStore(directory: directory.appendingPathComponent("store/mq").path, fsync: .none, logger: .init(label: "test"))
+        for (name, master) in [("A", "B"), ("B", "A")] {
+            let definition: [String: Any] = ["name": name, "mode": 1, "accessToken": "", "creator": "test", "masterMq": master,
+                                             "maxLength": 0, "createdAt": 0]
+            _ = try store.open(name: name, metadata: Array(try JSONSerialization.data(withJSONObject: definition)))
+        }
+        store.close()
+
+        node = try startMQNode(directory: directory)
+        defer { node.stop() }
+        let again = try node.connect()
+        try roundTrip(again, mq: "A", body: "to A")
+        try roundTrip(again, mq: "B", body: "to B")
+        #expect(node.isRunning)
+        #expect(node.stderr.contains("stored master link ignored"))
+    }
+
+    @Test("under a 256-descriptor limit create_mq is refused with 503 naming the limit, leaves nothing, and the node restarts and serves")
+    func createsUntilDescriptorsRunOut() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var node: LimitedNode? = try LimitedNode(directory: directory, descriptors: 256)
+        let client = try node!.connect()
+        var created: [String] = []
+        var refusal: Message?
+        for index in 0..<300 {
+            let name = String(format: "q%04d", index)
+            let reply = try call(client, [("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "0")])
+            guard reply.status == 200 else {
+                refusal = reply
+                #expect(!storedMQs(directory).contains(name), "a refused create left its folder")
+                break
+            }
+            created.append(name)
+            // A produced message opens the MQ's segment file as well.
+            #expect(try call(client, [("cmd", "produce"), ("mq", name), ("ack", "1")], body: name).status == 200)
+        }
+        let refused = try #require(refusal, "300 MQs were created under 256 descriptors")
+        #expect(refused.status == 503, "\(refused.status ?? 0): \(refused.bodyString)")
+        #expect(refused.bodyString.contains("RLIMIT_NOFILE"), "\(refused.bodyString)")
+        #expect(storedMQs(directory).count == created.count)
+        #expect(created.count >= 20)
+        // Still serving after the refusal.
+        let first = try call(client, [("cmd", "consume"), ("mq", created[0]), ("timeout", "2000")])
+        #expect(first.status == 200 && first.bodyString == created[0])
+        client.close()
+        node!.stop()
+        node = nil
+
+        let restarted = try LimitedNode(directory: directory, descriptors: 256)
+        defer { restarted.stop() }
+        let again = try restarted.connect()
+        for name in [created[1], created[created.count - 1]] {
+            let consumed = try call(again, [("cmd", "consume"), ("mq", name), ("timeout", "2000")])
+            #expect(consumed.status == 200 && consumed.bodyString == name, "\(name): \(consumed.bodyString)")
+        }
+        #expect(try call(again, [("cmd", "remove_mq"), ("mq_name", created[2])]).status == 200)
+        #expect(try call(again, [("cmd", "create_mq"), ("mq_name", "fresh"), ("mq_mode", "0")]).status == 200)
+        try roundTrip(again, mq: "fresh", body: "new MQ after restart")
+    }
+
+    @Test("a store holding more MQs than the descriptor limit allows starts, writes its ready file and serves them all")
+    func storeLargerThanDescriptorLimit() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let count = 150  // up to 3 descriptors each once written: 450, far over 256
+        let node = try startMQNode(directory: directory)
+        let client = try node.connect()
+        for index in 0..<count {
+            let name = String(format: "q%04d", index)
+            #expect(try call(client, [("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "0")]).status == 200)
+            #expect(try call(client, [("cmd", "produce"), ("mq", name), ("ack", "1")], body: name).status == 200)
+        }
+        client.close()
+        node.stop()
+
+        let limited = try LimitedNode(directory: directory, descriptors: 256)
+        defer { limited.stop() }
+        let again = try limited.connect()
+        #expect(try call(again, [("cmd", "test")]).status == 200)
+        // Every MQ answers; each is consumed, so MQs opened on first use keep fitting.
+        for index in stride(from: 0, to: count, by: 15) + [count - 1] {
+            let name = String(format: "q%04d", index)
+            let consumed = try call(again, [("cmd", "consume"), ("mq", name), ("timeout", "2000")])
+            #expect(consumed.status == 200 && consumed.bodyString == name, "\(name): \(consumed.status ?? 0) \(consumed.bodyString)")
+        }
+        let data = try jsonBody(try call(again, [("cmd", "data")]))
+        #expect((data["mqTable"] as? [String: Any])?.count == count)
+        #expect(try call(again, [("cmd", "create_mq"), ("mq_name", "fresh"), ("mq_mode", "0")]).status == 200)
+        try roundTrip(again, mq: "fresh", body: "new MQ")
+    }
+
+    @Test("max_mqs refuses create_mq with 503 naming mq.max_mqs, and leaves no folder")
+    func maxMqsRefused() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let node = try startMQNode(directory: directory, extra: "    max_mqs: 3\n")
+        defer { node.stop() }
+        let client = try node.connect()
+        for name in ["a", "b", "c"] {
+            #expect(try call(client, [("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "0")]).status == 200)
+        }
+        let refused = try call(client, [("cmd", "create_mq"), ("mq_name", "d"), ("mq_mode", "0")])
+        #expect(refused.status == 503)
+        #expect(refused.bodyString.contains("MQ limit reached: 3 MQs (mq.max_mqs)"), "\(refused.bodyString)")
+        #expect(storedMQs(directory) == ["a", "b", "c"])
+    }
+
+    @Test("bad MQ names get 400 naming the rule, echo only a short prefix, and invalid UTF-8 never collapses into one MQ")
+    func badNames() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let node = try startMQNode(directory: directory)
+        defer { node.stop() }
+        let client = try node.connect()
+        let long = String(repeating: "x", count: 10_000)
+        for headers in [[("cmd", "create_mq"), ("mq_name", long), ("mq_mode", "0")], [("cmd", "remove_mq"), ("mq_name", long)],
+                        [("cmd", "produce"), ("mq", long), ("ack", "1")], [("cmd", "consume"), ("mq", long)]] {
+            let reply = try call(client, headers)
+            #expect(reply.status == 400, "\(headers[0].1): \(reply.status ?? 0)")
+            #expect(reply.bodyString.contains("more than 255"), "\(reply.bodyString.prefix(200))")
+            #expect(reply.bodyString.utf8.count < 400 && (reply.headers["mq"]?.utf8.count ?? 0) < 400)
+        }
+        // 100 characters outside [A-Za-z0-9._-] do not fit a directory name: 400, not 500.
+        let wide = try call(client, [("cmd", "create_mq"), ("mq_name", String(repeating: "é", count: 100)), ("mq_mode", "0")])
+        #expect(wide.status == 400, "\(wide.bodyString)")
+
+        for bad: [UInt8] in [[0x61, 0xFF], [0x61, 0xFE], [0x61, 0x01, 0x62]] {
+            let raw = try node.connect()
+            let request = Array("GET / HTTP/1.1\r\ncmd: create_mq\r\nmq_mode: 0\r\nmq_name: ".utf8) + bad + Array("\r\ncontent-length: 0\r\n\r\n".utf8)
+            #expect(raw.send(request))
+            let reply = try raw.receive(timeout: 10)
+            #expect(reply.status == 400, "\(bad): \(reply.bodyString)")
+            raw.close()
+        }
+        let data = try jsonBody(try call(client, [("cmd", "data")]))
+        #expect((data["mqTable"] as? [String: Any])?.isEmpty == true)
+        #expect(storedMQs(directory).isEmpty)
+    }
+}
+
+@Suite("Master links")
+struct MasterLinksTests {
+    @Test("cycles are refused, dangling links included; the chain depth counts links above and below")
+    func checks() {
+        var links = MasterLinks()
+        links.link("B", to: "A")  // A since removed: the link dangles
+        #expect(links.problem(linking: "A", to: "B", maxDepth: 16) == .cycle(["A", "B", "A"]))
+        #expect(links.problem(linking: "C", to: "B", maxDepth: 16) == nil)
+        links.link("C", to: "B")
+        // A new A under a root R would head B and C: R <- A <- B <- C is three links.
+        #expect(links.problem(linking: "A", to: "R", maxDepth: 3) == nil)
+        #expect(links.problem(linking: "A", to: "R", maxDepth: 2) == .tooDeep(links: 3, limit: 2))
+        #expect(Set(links.descendants(of: "A")) == ["B", "C"])
+    }
+
+    @Test("loading breaks each stored cycle at one link, the same one every time")
+    func load() {
+        let (links, broken) = MasterLinks.load(["A": "B", "B": "C", "C": "A", "D": "D"], maxDepth: 16)
+        #expect(links.masters == ["A": "B", "B": "C"])
+        #expect(broken.map(\.slave) == ["C", "D"])
+        let (deep, cut) = MasterLinks.load(Dictionary(uniqueKeysWithValues: (1...5).map { ("m\($0)", "m\($0 - 1)") }), maxDepth: 3)
+        // m4 would make a fourth link; m5 then heads a chain of its own.
+        #expect(deep.masters.count == 4)
+        #expect(cut.map(\.slave) == ["m4"])
+    }
+}
