@@ -4,51 +4,10 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-/// The real binary run under a descriptor limit (`ulimit -n` in a shell that then `exec`s it), on a given store.
-private final class LimitedNode {
-    let process = Process()
-    let port: Int
-    let stderrFile: URL
-
-    init(directory: URL, descriptors: Int, extra: String = "", timeout: Double = 60) throws {
-        let readyFile = directory.appendingPathComponent("ready-\(UUID().uuidString)")
-        stderrFile = directory.appendingPathComponent("stderr-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = [
-            "-c", "ulimit -n \(descriptors) && exec \"$0\" \"$@\"", ZbusProcess.binaryPath,
-            "--config", try mqNodeFile(directory, extra: extra), "--listen", "127.0.0.1:0",
-            "--store", directory.appendingPathComponent("store").path, "--ready-file", readyFile.path,
-        ]
-        process.standardError = try FileHandle(forWritingTo: stderrFile)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline && process.isRunning {
-            if let text = try? String(contentsOf: readyFile, encoding: .utf8), let port = text.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
-                self.port = port
-                return
-            }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        let log = (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? ""
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        throw WireClientError.timedOut("zbus under ulimit -n \(descriptors) to write its ready file: \(log.suffix(2000))")
-    }
-
-    func connect() throws -> WireClient { try WireClient(port: port) }
-
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
+/// The real binary with the `mq` module on `directory`'s store, run under a descriptor limit.
+private func startNode(directory: URL, descriptors: Int, extra: String = "") throws -> ZbusProcess {
+    try ZbusProcess(arguments: ["--config", try mqNodeFile(directory, extra: extra)], directory: directory, timeout: 60,
+                    openFileLimit: descriptors)
 }
 
 /// Sends one request and returns its reply.
@@ -134,7 +93,7 @@ struct MQTableHardeningTests {
     func createsUntilDescriptorsRunOut() throws {
         let directory = ZbusProcess.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        var node: LimitedNode? = try LimitedNode(directory: directory, descriptors: 256)
+        var node: ZbusProcess? = try startNode(directory: directory, descriptors: 256)
         let client = try node!.connect()
         var created: [String] = []
         var refusal: Message?
@@ -162,7 +121,7 @@ struct MQTableHardeningTests {
         node!.stop()
         node = nil
 
-        let restarted = try LimitedNode(directory: directory, descriptors: 256)
+        let restarted = try startNode(directory: directory, descriptors: 256)
         defer { restarted.stop() }
         let again = try restarted.connect()
         for name in [created[1], created[created.count - 1]] {
@@ -189,7 +148,7 @@ struct MQTableHardeningTests {
         client.close()
         node.stop()
 
-        let limited = try LimitedNode(directory: directory, descriptors: 256)
+        let limited = try startNode(directory: directory, descriptors: 256)
         defer { limited.stop() }
         let again = try limited.connect()
         #expect(try call(again, [("cmd", "test")]).status == 200)
