@@ -10,6 +10,11 @@ import Darwin
 
 /// Incremental parser of zbus framing (HTTP/1.1 text framing, body by `content-length` only).
 ///
+/// Strict where a lenient reading could split a byte stream differently from another HTTP/1.1 parser (request
+/// smuggling, RFC 9112 11.2): every line of a header block must end with CRLF, a header name must be followed
+/// directly by its colon, folded lines, bare CRs, conflicting `content-length`s and any `transfer-encoding` are
+/// refused. Each refusal is a ``MessageDecodingError`` that names what was wrong; the connection is closed after it.
+///
 /// A pure state machine over a `ByteBuffer`, free of channel plumbing so that it can be fuzzed and tested directly.
 /// Feed it the accumulated input; it consumes whole messages and leaves partial ones in place. It remembers how far it
 /// already searched for the end of the header block, so input that arrives a byte at a time is scanned once.
@@ -66,7 +71,7 @@ public struct MessageParser: Sendable {
             }
         }
         let readable = buffer.readableBytes
-        guard let headEnd = Self.findHeadEnd(in: buffer, from: max(0, scanned - 3)) else {
+        guard let headEnd = try Self.findHeadEnd(in: buffer, from: scanned) else {
             if readable >= limits.maxHeaderBytes { throw .headerTooLarge(limit: limits.maxHeaderBytes) }
             scanned = readable
             return nil
@@ -104,25 +109,38 @@ public struct MessageParser: Sendable {
         return message
     }
 
-    /// Offset (from the reader index) of the `\r\n\r\n` that ends the header block, searching from `start`.
-    private static func findHeadEnd(in buffer: ByteBuffer, from start: Int) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes -> Int? in
+    /// Offset (from the reader index) of the `\r\n\r\n` that ends the header block, searching from `start` (the
+    /// bytes before it were searched already).
+    ///
+    /// Every line feed of the block is looked at here anyway, so this is also where a bare LF is refused: at no extra
+    /// cost, and as soon as it arrives. Accepting LF-only lines instead (RFC 9112 2.2 allows either) would end a
+    /// header block where the Java zbus 6.3 node, which ends it only at `\r\n\r\n`, and strict HTTP intermediaries
+    /// do not: two readings of one stream, the shape request smuggling needs. No zbus client sends bare LFs (the
+    /// 2016 clients and the transcripts all use CRLF), while without this check a request framed with them waited
+    /// forever for a blank line that never came.
+    private static func findHeadEnd(in buffer: ByteBuffer, from start: Int) throws(MessageDecodingError) -> Int? {
+        // The closure answers with one plain integer (the end's offset, -1 for "not yet", -2 - offset for a bare LF
+        // at `offset`), so the typed error is thrown outside the buffer's closure.
+        let found = buffer.withUnsafeReadableBytes { bytes -> Int in
             let count = bytes.count
-            guard count >= 4, let base = bytes.baseAddress else { return nil }
-            var position = start + 3
+            guard let base = bytes.baseAddress else { return -1 }
+            // The first byte is never a line feed: blank lines before a message are skipped before the search.
+            var position = max(1, start)
             while position < count {
                 // memchr is vectorised; a header block has few line feeds, so most bytes are skipped in bulk.
-                guard let hit = memchr(base + position, Int32(UInt8(ascii: "\n")), count - position) else { return nil }
+                guard let hit = memchr(base + position, Int32(UInt8(ascii: "\n")), count - position) else { return -1 }
                 let index = base.distance(to: UnsafeRawPointer(hit))
-                if index >= 3, bytes[index - 1] == UInt8(ascii: "\r"), bytes[index - 2] == UInt8(ascii: "\n"),
-                    bytes[index - 3] == UInt8(ascii: "\r")
-                {
+                guard bytes[index - 1] == UInt8(ascii: "\r") else { return -2 - index }
+                if index >= 3, bytes[index - 2] == UInt8(ascii: "\n"), bytes[index - 3] == UInt8(ascii: "\r") {
                     return index - 3
                 }
                 position = index + 1
             }
-            return nil
+            return -1
         }
+        if found >= 0 { return found }
+        if found == -1 { return nil }
+        throw .bareLineFeed(offset: -2 - found)
     }
 
     // MARK: - Head
@@ -136,13 +154,23 @@ public struct MessageParser: Sendable {
     ) throws(MessageDecodingError) -> Message {
         var lines = LineIterator(head)
         guard let firstLine = lines.next() else { throw .malformedStartLine("") }
-        let (startLine, isHTTP10) = try parseStartLine(firstLine)
+        let startLine: StartLine
+        let isHTTP10: Bool
+        do {
+            (startLine, isHTTP10) = try parseStartLine(firstLine)
+        } catch {
+            throw firstLine.contains(0x0D) ? .bareCarriageReturn(printable(firstLine)) : error
+        }
         var message = Message(startLine: startLine)
 
         contentLength = 0
         expectContinue = false
         var connectionClose = false
         var connectionKeepAlive = false
+        var contentLengthSeen = false
+        // Set only by a `transfer-encoding` header (rare), judged once the whole block is read: together with a
+        // `content-length` it is refused whichever of the two came first.
+        var transferEncoding: String? = nil
         var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
         // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`). While the
         // block is short (no `index`) every one is noted, so an empty slot also says the name has not come yet: the
@@ -158,24 +186,33 @@ public struct MessageParser: Sendable {
 
         while let line = lines.next() {
             guard let base = line.baseAddress, let hit = memchr(base, Int32(UInt8(ascii: ":")), line.count) else {
-                throw .malformedHeader(printable(line))
+                throw headerLineError(line, colon: nil)
             }
             let colon = base.distance(to: UnsafeRawPointer(hit))
-            let rawName = trim(UnsafeRawBufferPointer(rebasing: line[0..<colon]))
+            // The name is not trimmed: whitespace before it (a folded line) or before the colon fails the token check
+            // below, and `headerLineError` then says which it was.
+            let rawName = UnsafeRawBufferPointer(rebasing: line[0..<colon])
             let rawValue = trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)...]))
             // One pass per part: a name is token bytes, a value has no control bytes but tabs.
             var nameHasUpperCase = false
             for byte in rawName {
-                guard isTokenByte(byte) else { throw .malformedHeader(printable(line)) }
+                guard isTokenByte(byte) else { throw headerLineError(line, colon: colon) }
                 nameHasUpperCase = nameHasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
             }
             guard !rawName.isEmpty else { throw .malformedHeader(printable(line)) }
-            for byte in rawValue where (byte < 0x20 && byte != 0x09) || byte == 0x7F { throw .malformedHeader(printable(line)) }
+            for byte in rawValue where (byte < 0x20 && byte != 0x09) || byte == 0x7F { throw headerLineError(line, colon: colon) }
             let special = classify(rawName)
             let indexed = Self.indexed(special)
             switch special {
             case .contentLength:
-                contentLength = try parseContentLength(rawValue, limits: limits)
+                let length = try parseContentLength(rawValue, limits: limits)
+                // Identical repeats frame the body alike and are accepted (RFC 9110 8.6 allows either); different
+                // values are refused rather than letting one win. A comma list ("5, 5") fails the digit check.
+                if contentLengthSeen, length != contentLength {
+                    throw .conflictingContentLength(first: String(contentLength), second: printable(rawValue))
+                }
+                contentLength = length
+                contentLengthSeen = true
                 continue
             case .connection:
                 var start = 0
@@ -187,8 +224,7 @@ public struct MessageParser: Sendable {
                 }
                 continue
             case .transferEncoding:
-                let value = String(decoding: rawValue, as: UTF8.self).lowercased()
-                if value.contains("chunked") { throw .chunkedNotSupported }
+                transferEncoding = printable(rawValue)
                 continue
             case .expect:
                 if ASCIIBytes.equalsIgnoringCase(rawValue, "100-continue") { expectContinue = true }
@@ -221,6 +257,13 @@ public struct MessageParser: Sendable {
                 noteSlot(indexed, at: message.headers.count)
                 message.headers.appendUnchecked(name: name, value: value)
             }
+        }
+        if let transferEncoding {
+            // zbus carries no transfer coding. Whatever one was named, a reader honouring it would find a different
+            // body end than `content-length` (or none) gives, so the message is refused rather than guessed at.
+            if contentLengthSeen { throw .transferEncodingWithContentLength }
+            if transferEncoding.lowercased().contains("chunked") { throw .chunkedNotSupported }
+            throw .unsupportedTransferEncoding(transferEncoding)
         }
         if let stamp {
             // What the peer sent under these names was skipped above, so they can be appended without a search.
@@ -416,6 +459,18 @@ public struct MessageParser: Sendable {
             for offset in 0..<bytes.count { target[offset] = ASCIIBytes.lower(bytes[offset]) }
             return bytes.count
         }
+    }
+
+    /// The precise error for a header line that failed a check: folded (it starts with whitespace), whitespace before
+    /// the colon, a bare CR, or otherwise malformed. Only reached on the way to refusing the message, so the common
+    /// path pays nothing for the diagnosis.
+    @inline(never)
+    private static func headerLineError(_ line: UnsafeRawBufferPointer, colon: Int?) -> MessageDecodingError {
+        func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+        if let first = line.first, isBlank(first) { return .obsoleteLineFolding(printable(line)) }
+        if let colon, colon > 0, isBlank(line[colon - 1]) { return .whitespaceBeforeColon(printable(line)) }
+        if line.contains(0x0D) { return .bareCarriageReturn(printable(line)) }
+        return .malformedHeader(printable(line))
     }
 
     /// A short, printable rendering of offending input for error messages.

@@ -162,6 +162,19 @@ public final class DurableQueue: @unchecked Sendable {
         while let last = segments.last {
             let path = directory + "/" + SegmentFormat.fileName(firstSequence: last)
             if let recovered = try DurableQueue.recover(segment: path, first: last, buffer: scanBuffer, policy: policy, logger: logger) {
+                if recovered.records == 0, segments.count > 1 {
+                    // A newest segment without a record (empty, a torn header, or only a header) holds nothing, but
+                    // kept as the writer's it would claim every sequence from its name on: a stray empty file named
+                    // inside the previous segment's range hid that segment's later records and had their sequences
+                    // taken again. Removing it makes the segment before it the writer's again, ending where its last
+                    // record does (a segment rolled just before a crash loses nothing by it either).
+                    logger.warning(
+                        "newest segment holds no record; removing it so the previous segment's records all stay readable",
+                        metadata: ["file": "\(path)"])
+                    try StoreFileSystem.unlink(path)
+                    segments.removeLast()
+                    continue
+                }
                 writer = Writer(first: last, file: recovered.file, offset: recovered.end)
                 nextSequence = last + recovered.records
                 break
@@ -263,10 +276,15 @@ public final class DurableQueue: @unchecked Sendable {
                     logger.debug("trimming the zero tail of the newest segment",
                                  metadata: ["file": "\(path)", "offset": "\(offset)", "bytes": "\(size - offset)"])
                 } else {
+                    // How many records the cut takes with it, counted by their framing: an operator must be able to
+                    // tell one torn record from thousands behind a bad byte.
+                    let cut = try countFrames(file, from: offset, to: size, buffer: buffer)
+                    let firstCut = first + records
+                    let count = cut.exact ? "\(cut.records)" : "at least \(cut.records)"
                     logger.error(
-                        "cutting damaged segment tail: \(reason)",
+                        "cutting damaged segment tail: \(reason); \(size - offset) bytes cut, \(count) records lost (\(firstCut)..<\(firstCut + UInt64(cut.records))\(cut.exact ? "" : " and maybe more"))",
                         metadata: ["file": "\(path)", "offset": "\(offset)", "cut_bytes": "\(size - offset)",
-                                   "records_kept": "\(records)"])
+                                   "records_kept": "\(records)", "records_cut": "\(count)"])
                 }
                 buffer.invalidate()
                 try file.truncate(to: offset)
@@ -274,6 +292,26 @@ public final class DurableQueue: @unchecked Sendable {
                 return (file, offset, records)
             }
         }
+    }
+
+    /// Counts the records in a damaged tail (`start..<end`) by walking their framing without checking payloads: a
+    /// record whose length is readable and fits counts, and so does a last one that is torn or garbled. `exact` is
+    /// false when a garbled length stopped the walk (more records may lie behind it).
+    private static func countFrames(_ file: StoreFile, from start: Int64, to end: Int64, buffer: ReadBuffer)
+        throws(QueueStoreError) -> (records: Int, exact: Bool)
+    {
+        var offset = start
+        var records = 0
+        while offset < end {
+            records += 1
+            guard let header = try buffer.bytes(of: file, at: offset, count: SegmentFormat.recordHeaderSize, limit: end) else {
+                return (records, true)  // a torn record header: the last record
+            }
+            let length = Int64(SegmentFormat.loadBigEndian(UInt32.self, from: header, at: 0))
+            if length == 0 || length > Int64(SegmentFormat.maxRecordBytes) { return (records, false) }
+            offset += Int64(SegmentFormat.recordHeaderSize) + length  // beyond `end`: a torn last record
+        }
+        return (records, true)
     }
 
     /// Whether bytes `start..<end` of `file` are all zero.
