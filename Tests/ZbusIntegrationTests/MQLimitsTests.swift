@@ -28,20 +28,33 @@ struct MQLimitsTests {
         #expect(try client.receive().status == 200)
     }
 
-    /// Sends `requests` in chunks that fill the socket without waiting for replies (none are asked for).
-    private func sendAll(_ client: WireClient, _ requests: some Sequence<[(String, String)]>, body: String? = nil) {
+    /// Sends `requests` in chunks without waiting for replies (none are asked for), giving up once `deadline`
+    /// passes: a node stuck in quadratic work stops reading, and a blocking send would hang the test instead of
+    /// failing it. Returns whether everything was sent in time.
+    private func sendAll(_ client: WireClient, _ requests: some Sequence<[(String, String)]>, body: String? = nil,
+                         deadline: Date) -> Bool {
         var chunk: [UInt8] = []
+        func flush() -> Bool {
+            var offset = 0
+            while offset < chunk.count {
+                guard let sent = client.sendWithoutWaiting(chunk[offset...]) else { return false }
+                offset += sent
+                if sent == 0 {
+                    guard Date() < deadline else { return false }
+                    usleep(1000)  // The socket is full: the node is still reading what came before.
+                }
+            }
+            chunk.removeAll(keepingCapacity: true)
+            return true
+        }
         for headers in requests {
             var text = "GET / HTTP/1.1\r\n"
             for (name, value) in headers { text += "\(name): \(value)\r\n" }
             text += "content-length: \(body?.utf8.count ?? 0)\r\n\r\n\(body ?? "")"
             chunk.append(contentsOf: text.utf8)
-            if chunk.count > 1 << 16 {
-                client.send(chunk)
-                chunk.removeAll(keepingCapacity: true)
-            }
+            if chunk.count > 1 << 16, !flush() { return false }
         }
-        if !chunk.isEmpty { client.send(chunk) }
+        return flush()
     }
 
     // MARK: - Keys (finding 6, and 3's unlimited key groups)
@@ -97,11 +110,15 @@ struct MQLimitsTests {
             let client = try node.connect()
             try createMQ(client, "K", mode: 1)
             let count = 150_000
-            sendAll(client, (0..<count).lazy.map { [("cmd", "add_key"), ("mq", "K"), ("key", "key-\($0)"), ("ack", "0")] })
-            sendAll(client, (0..<count).lazy.map { [("cmd", "remove_key"), ("mq", "K"), ("key", "key-\($0)"), ("ack", "0")] })
+            let deadline = Date().addingTimeInterval(Self.generousBound)
+            let sent = sendAll(client, (0..<count).lazy.map { [("cmd", "add_key"), ("mq", "K"), ("key", "key-\($0)"), ("ack", "0")] },
+                               deadline: deadline)
+                && sendAll(client, (0..<count).lazy.map { [("cmd", "remove_key"), ("mq", "K"), ("key", "key-\($0)"), ("ack", "0")] },
+                           deadline: deadline)
+            try #require(sent, "the node stopped reading: \(2 * count) key commands not taken within \(Self.generousBound) s")
             // Answered once everything before it on the connection is done.
             client.request([("cmd", "remove_key"), ("mq", "K"), ("id", "all")])
-            expectReply(try client.receive(timeout: Self.generousBound), status: 200, body: "0")
+            expectReply(try client.receive(timeout: max(1, deadline.timeIntervalSinceNow)), status: 200, body: "0")
         }
     }
 
@@ -120,10 +137,12 @@ struct MQLimitsTests {
             }
             try waitForSubscribers(publisher, count: 2)
             let count = 120_000
-            sendAll(publisher, (0..<count).lazy.map { [("cmd", "produce"), ("mq", "PS"), ("topic", "t"), ("ack", "0"), ("id", "m\($0)")] },
-                    body: "x")
+            let deadline = Date().addingTimeInterval(Self.generousBound)
+            let sent = sendAll(publisher, (0..<count).lazy.map { [("cmd", "produce"), ("mq", "PS"), ("topic", "t"), ("ack", "0"), ("id", "m\($0)")] },
+                               body: "x", deadline: deadline)
+            try #require(sent, "the node stopped reading: \(count) publishes not taken within \(Self.generousBound) s")
             publisher.request([("cmd", "query_mq"), ("mq", "PS"), ("id", "q")])
-            let info = try jsonBody(try publisher.receive(timeout: Self.generousBound))
+            let info = try jsonBody(try publisher.receive(timeout: max(1, deadline.timeIntervalSinceNow)))
             // The first publish answered each parked consume; the rest wait in the buffers.
             #expect(info["unconsumedMsgCount"] as? Int == 2 * (count - 1))
             for subscriber in subscribers { #expect(try subscriber.receive().status == 200) }
