@@ -229,8 +229,10 @@ final class MQBroker: Sendable {
         let backend: any QueueBackend = definition.modeBits.isMemoryOnly
             ? MemoryBackend()
             : DurableBackend(queue: durable, fsyncAlways: settings.fsync == .always)
-        return MessageQueue(definition: definition, backend: backend, durableQueue: durable, keyLimit: settings.keyLimit,
-                            subscriberBufferLimit: settings.subscriberBuffer, logger: logger)
+        let limits = MessageQueue.Limits(keyLimit: settings.keyLimit, maxKeys: settings.maxKeys, maxKeyGroups: settings.maxKeyGroups,
+                                         subscriberBuffer: settings.subscriberBuffer, subscriberBufferBytes: settings.subscriberBufferBytes,
+                                         maxParkedConsumes: settings.maxParkedConsumes)
+        return MessageQueue(definition: definition, backend: backend, durableQueue: durable, limits: limits, logger: logger)
     }
 
     private func queue(named name: String?) -> MessageQueue? {
@@ -306,6 +308,8 @@ final class MQBroker: Sendable {
                 session.send(request.reply(status: 404, body: "MQ(\(queue.name)) Service Down"))
             case .duplicateKey:
                 if wantsAck { session.send(request.reply(status: 406, body: Self.timeBody())) }
+            case .tooManyKeyGroups(let limit):
+                session.send(request.reply(status: 429, body: Self.keyGroupLimitBody(queue.name, limit: limit) + "; nothing stored"))
             case .full(let limit):
                 session.send(request.reply(status: 429, body: "MQ(\(queue.name)) is full: \(limit) messages waiting (max_length); nothing stored"))
             case .store(let storeError):
@@ -558,8 +562,17 @@ final class MQBroker: Sendable {
     func addKey(_ request: Message, session: Session) {
         keyCommand(request, session: session) { filter, key, group in
             guard let key else { return 0 }
-            return filter.add(key, group: group) ? 1 : 0
+            switch filter.add(key, group: group) {
+            case .added: return 1
+            case .duplicate: return 0
+            case .tooManyGroups: return nil
+            }
         }
+    }
+
+    /// The refusal of a key in a new key group beyond `max_key_groups`.
+    private static func keyGroupLimitBody(_ queue: String, limit: Int) -> String {
+        "MQ(\(queue)) key group limit reached: \(limit) key groups (mq.max_key_groups)"
     }
 
     func removeKey(_ request: Message, session: Session) {
@@ -570,12 +583,17 @@ final class MQBroker: Sendable {
         }
     }
 
-    private func keyCommand(_ request: Message, session: Session, _ body: (inout KeyFilter, String?, String) -> Int) {
+    /// Runs `body` on the MQ's key filter; a nil count means the key group limit refused the command (answered
+    /// whether or not an acknowledgement was asked for, as every refusal is).
+    private func keyCommand(_ request: Message, session: Session, _ body: (inout KeyFilter, String?, String) -> Int?) {
         guard registerTokenValid(request) else {
             return session.send(request.reply(status: 403, body: "register_token mismatch"))
         }
         guard let queue = queue(named: request.mq) ?? lookUpSlowly(request.mq, request, session) else { return }
-        let count = queue.withKeyFilter { body(&$0, request.key, request.keyGroup ?? "") }
+        let (count, groupLimit) = queue.withKeyFilter { (body(&$0, request.key, request.keyGroup ?? ""), $0.maxGroups) }
+        guard let count else {
+            return session.send(request.reply(status: 429, body: Self.keyGroupLimitBody(queue.name, limit: groupLimit)))
+        }
         if request.ack { session.send(request.reply(status: 200, body: String(count))) }
     }
 }

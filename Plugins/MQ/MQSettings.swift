@@ -24,7 +24,20 @@ struct MQSettings: Sendable {
     var maxMasterDepth: Int = 16
     static let tableKeys = ["max_mqs", "max_master_depth"]
 
-    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"] + tableKeys
+    // Limits of the MQ delivery core (issue 16): what one MQ holds for any client, whoever asks.
+    /// Key groups one MQ keeps; a key in a new group beyond them is refused (429).
+    var maxKeyGroups: Int = 10_000
+    /// Dedupe keys one MQ keeps in all its groups before the oldest is forgotten.
+    var maxKeys: Int = 1_000_000
+    /// Bytes a slow pub/sub subscriber may have waiting before the oldest messages are dropped.
+    var subscriberBufferBytes: Int = 64 << 20
+    /// Consumes one MQ keeps parked (waiting for a message) at once; beyond them a consume is refused (429).
+    var maxParkedConsumes: Int = 100_000
+
+    static let coreKeys = ["max_key_groups", "max_keys", "subscriber_buffer_bytes", "max_parked_consumes"]
+
+    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"]
+        + tableKeys + coreKeys
 
     init() {}
 
@@ -42,5 +55,9 @@ struct MQSettings: Sendable {
         keyLimit = try config.int("key_limit", in: 1...100_000_000) ?? keyLimit
         maxMqs = try config.int("max_mqs", in: 1...10_000_000) ?? maxMqs
         maxMasterDepth = try config.int("max_master_depth", in: 1...1_000) ?? maxMasterDepth
+        maxKeyGroups = try config.int("max_key_groups", in: 1...10_000_000) ?? maxKeyGroups
+        maxKeys = try config.int("max_keys", in: 1...100_000_000) ?? maxKeys
+        subscriberBufferBytes = try config.byteSize("subscriber_buffer_bytes", in: 1...(1 << 40)) ?? subscriberBufferBytes
+        maxParkedConsumes = try config.int("max_parked_consumes", in: 1...10_000_000) ?? maxParkedConsumes
     }
 }

@@ -1,4 +1,5 @@
 import DequeModule
+import HeapModule
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +30,21 @@ final class MessageQueue: @unchecked Sendable {
 
     // Point-to-point state.
     @exclusivity(unchecked) private var redeliveries: Deque<StoredMessage> = []
-    @exclusivity(unchecked) private var pulls: Deque<Pull> = []
-    @exclusivity(unchecked) private var outstanding: Deque<UInt64> = []
+    /// Consumers waiting for a message, first come first served, with the ticket of the pull they parked. An entry
+    /// whose consumer no longer has a pull with that ticket (it expired, or its connection closed) is a tombstone:
+    /// skipped when it reaches the front, and compacted away once tombstones outnumber the live entries, so that
+    /// neither a replacement nor an expiry searches the queue.
+    @exclusivity(unchecked) private var pulls: Deque<(consumer: Consumer, ticket: UInt64)> = []
+    /// Parked pulls (point-to-point and pub/sub), bounded by `maxParkedConsumes`.
+    @exclusivity(unchecked) private var parkedCount = 0
+    private let maxParkedConsumes: Int
+    /// The sequences handed out from the backend and not yet acknowledged, ascending (the backend hands them out in
+    /// order), each marked once acknowledged: an acknowledgement finds its sequence by binary search and the front is
+    /// trimmed of marked ones, so acknowledging costs O(log n), not a scan of everything in flight.
+    @exclusivity(unchecked) private var outstanding: Deque<(sequence: UInt64, acknowledged: Bool)> = []
+    /// Messages held by consumers (what `inFlightMsgCount` reports and `max_length` counts), kept as a count so that
+    /// a produce to a bounded MQ does not add up every consumer's holdings.
+    @exclusivity(unchecked) private var inFlightCount = 0
     @exclusivity(unchecked) private var highestHandedOut: UInt64 = 0
     @exclusivity(unchecked) private var committed: UInt64 = 0
 
@@ -41,6 +55,7 @@ final class MessageQueue: @unchecked Sendable {
     // Pub/sub state.
     @exclusivity(unchecked) private var subscribers: [SessionKey: Subscriber] = [:]
     private let subscriberBufferLimit: Int
+    private let subscriberBufferBytes: Int
 
     // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
     // One slot per event loop that ever produced here (a handful): a linear search beats hashing, and a slot keeps
@@ -112,11 +127,21 @@ final class MessageQueue: @unchecked Sendable {
     @exclusivity(unchecked) private(set) var slaves: [String: MessageQueue] = [:]
     @exclusivity(unchecked) private var lastUpdate: Int64
     @exclusivity(unchecked) private var nextPullToken: UInt64 = 0
-    /// Expires parked pulls past their wait limit; runs only while some parked pull has one.
-    @exclusivity(unchecked) private var pullSweeper: RepeatedTask?
-    /// How often parked pulls are checked against their wait limits: the precision of `timeout`. One periodic check
-    /// instead of a timer armed and cancelled for every consume (an MQ-RPC worker parks a consume for every call).
-    private static let pullSweepInterval = TimeAmount.milliseconds(20)
+    /// The wait limits of parked pulls, soonest first. An entry whose pull was answered, replaced or dropped stays
+    /// until it reaches the top (or until stale entries outnumber live ones, when the heap is rebuilt): expiring
+    /// costs in proportion to what expires, not to what is parked.
+    @exclusivity(unchecked) private var deadlines = Heap<TimedPull>()
+    /// Parked pulls with a wait limit (the live entries of `deadlines`).
+    @exclusivity(unchecked) private var timedCount = 0
+    /// The one timer, armed for the soonest wait limit while any pull has one.
+    @exclusivity(unchecked) private var expiryTimer: Scheduled<Void>?
+    @exclusivity(unchecked) private var expiryTimerAt: NIODeadline?
+    /// Tells a superseded timer that fires anyway from the current one.
+    @exclusivity(unchecked) private var expiryTimerGeneration: UInt64 = 0
+    /// The least spacing of expiry timer firings, and so the precision of `timeout`: a timer is not re-armed for
+    /// every consume (an MQ-RPC worker parks a consume for every call), and while answered pulls leave stale
+    /// entries behind, the timer fires at most this often to clear them.
+    private static let expiryGranularity = TimeAmount.milliseconds(20)
     @exclusivity(unchecked) private var droppedForSlowSubscribers: UInt64 = 0
 
     /// The key of the per-session tables: the session object's identity.
@@ -134,6 +159,8 @@ final class MessageQueue: @unchecked Sendable {
         let session: Session
         // Guarded by the MQ's lock, like the table that holds the consumer.
         @exclusivity(unchecked) var held: [StoredMessage] = []
+        /// The consume parked on this MQ, if any: one per session, a new consume replaces it (its `id` wins).
+        @exclusivity(unchecked) var pull: Pull?
 
         init(session: Session) {
             self.session = session
@@ -141,20 +168,45 @@ final class MessageQueue: @unchecked Sendable {
     }
 
     private struct Pull {
-        let consumer: Consumer
-        var session: Session { consumer.session }
         var requestId: String?
+        /// Unique per consume: tells this pull from an earlier one of the same session (see `deadlines`).
         var token: UInt64
+        /// The token of the pull that first took the session's place in `pulls`; a replacement keeps it.
+        var ticket: UInt64
         /// When the consume's wait limit passes (the `timeout` header), if it had one.
         var deadline: NIODeadline?
         var closeAfterReply: Bool
     }
 
-    private struct Subscriber {
-        let session: Session
-        var topics: Set<String>
-        var buffer: Deque<Message> = []
-        var pull: Pull?
+    /// A wait limit in `deadlines`; live while its consumer's pull still has its token.
+    private struct TimedPull: Comparable {
+        let deadline: NIODeadline
+        let token: UInt64
+        let consumer: Consumer
+
+        var isLive: Bool { consumer.pull?.token == token }
+
+        static func < (lhs: TimedPull, rhs: TimedPull) -> Bool {
+            lhs.deadline != rhs.deadline ? lhs.deadline < rhs.deadline : lhs.token < rhs.token
+        }
+
+        static func == (lhs: TimedPull, rhs: TimedPull) -> Bool { lhs.deadline == rhs.deadline && lhs.token == rhs.token }
+    }
+
+    /// A pub/sub subscription. A class, so that a publish appends to its buffer in place: a struct copied out of the
+    /// table and back copied the whole buffer on every publish.
+    private final class Subscriber {
+        let consumer: Consumer
+        var session: Session { consumer.session }
+        @exclusivity(unchecked) var topics: Set<String>
+        /// Messages waiting for the next consume, with the bytes each counts against `subscriber_buffer_bytes`.
+        @exclusivity(unchecked) var buffer: Deque<(message: Message, bytes: Int)> = []
+        @exclusivity(unchecked) var bufferedBytes = 0
+
+        init(consumer: Consumer, topics: Set<String>) {
+            self.consumer = consumer
+            self.topics = topics
+        }
     }
 
     /// What one operation produced for the caller to send once the lock is released.
@@ -180,19 +232,31 @@ final class MessageQueue: @unchecked Sendable {
         }
     }
 
-    init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, keyLimit: Int, subscriberBufferLimit: Int, logger: Logger) {
+    init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, limits: Limits, logger: Logger) {
         self.name = definition.name
         self.definition = definition
         self.mode = definition.modeBits
         self.accessToken = definition.accessToken
         self.backend = backend
         self.durableQueue = durableQueue
-        self.keyFilter = KeyFilter(limit: keyLimit)
-        self.subscriberBufferLimit = subscriberBufferLimit
+        self.keyFilter = KeyFilter(limit: limits.keyLimit, maxKeys: limits.maxKeys, maxGroups: limits.maxKeyGroups)
+        self.subscriberBufferLimit = limits.subscriberBuffer
+        self.subscriberBufferBytes = limits.subscriberBufferBytes
+        self.maxParkedConsumes = limits.maxParkedConsumes
         self.lastUpdate = Clock.milliseconds()
         var logger = logger
         logger[metadataKey: "mq"] = "\(definition.name)"
         self.logger = logger
+    }
+
+    /// What one MQ may hold (from the `mq` section of the node file).
+    struct Limits: Sendable {
+        var keyLimit = 1_000_000
+        var maxKeys = 1_000_000
+        var maxKeyGroups = 10_000
+        var subscriberBuffer = 10_000
+        var subscriberBufferBytes = 64 << 20
+        var maxParkedConsumes = 100_000
     }
 
     /// The mode bits (fixed at creation).
@@ -208,6 +272,8 @@ final class MessageQueue: @unchecked Sendable {
     enum ProduceRefusal: Error {
         case serviceDown
         case duplicateKey
+        /// A key in a new key group, and the MQ already keeps `limit` groups (`max_key_groups`).
+        case tooManyKeyGroups(limit: Int)
         case full(limit: Int64)
         case store(QueueStoreError)
     }
@@ -228,7 +294,13 @@ final class MessageQueue: @unchecked Sendable {
         do {
             defer { lock.unlock() }
             if mode.contains(.rpc) && consumers.isEmpty && subscribers.isEmpty { throw .serviceDown }
-            if let key, !keyFilter.add(key, group: keyGroup) { throw .duplicateKey }
+            if let key {
+                switch keyFilter.add(key, group: keyGroup) {
+                case .added: break
+                case .duplicate: throw .duplicateKey
+                case .tooManyGroups: throw .tooManyKeyGroups(limit: keyFilter.maxGroups)
+                }
+            }
             if isPubSub {
                 lastUpdate = Clock.milliseconds()
                 fanOutLocked(message, into: &deliveries)
@@ -358,88 +430,123 @@ final class MessageQueue: @unchecked Sendable {
         var deliveries = Deliveries()
         lock.lock()
         defer { lock.unlock() }
-        do {
-            let key = SessionKey(session)
-            let consumer: Consumer
-            if let known = consumers[key] {
-                consumer = known
-                acknowledgeLocked(consumer, eventLoop: session.eventLoop)
+        let key = SessionKey(session)
+        let consumer: Consumer
+        if let known = consumers[key] {
+            consumer = known
+            acknowledgeLocked(consumer, eventLoop: session.eventLoop)
+        } else {
+            consumer = Consumer(session: session)
+            consumers[key] = consumer
+        }
+        nextPullToken += 1
+        let token = nextPullToken
+        let deadline = timeoutMilliseconds.flatMap { $0 > 0 ? NIODeadline.now() + .milliseconds($0) : nil }
+        let pull = Pull(requestId: requestId, token: token, ticket: token, deadline: deadline, closeAfterReply: closeAfterReply)
+        parkLocked(consumer, pull, on: session.eventLoop)
+        if isPubSub {
+            let subscriber: Subscriber
+            if let known = subscribers[key] {
+                subscriber = known
             } else {
-                consumer = Consumer(session: session)
-                consumers[key] = consumer
-            }
-            nextPullToken += 1
-            let token = nextPullToken
-            let deadline = timeoutMilliseconds.map { NIODeadline.now() + .milliseconds($0) }
-            let pull = Pull(consumer: consumer, requestId: requestId, token: token, deadline: deadline, closeAfterReply: closeAfterReply)
-            if isPubSub {
-                var subscriber = subscribers[key] ?? Subscriber(session: session, topics: [])
-                if let topics { subscriber.topics = Set(topics) }
-                subscriber.pull = pull
+                subscriber = Subscriber(consumer: consumer, topics: [])
                 subscribers[key] = subscriber
-                deliverBufferedLocked(key, into: &deliveries)
-            } else {
-                if let index = pulls.firstIndex(where: { $0.session === session }) {
-                    // A new consume from a session that already waits replaces its pull (the new id wins) in place.
-                    pulls[index] = pull
-                } else {
-                    pulls.append(pull)
-                }
-                dispatchLocked(into: &deliveries)
             }
-            // Only a pull that is still parked needs its wait limit watched: most consumes of a busy MQ are answered
-            // at once. A limit of 0 means "only if something is there": answered now.
-            if let timeoutMilliseconds {
-                let parkedIndex = pulls.lastIndex(where: { $0.token == token })
-                let subscriberParked = subscribers[key]?.pull?.token == token
-                if parkedIndex != nil || subscriberParked {
-                    if timeoutMilliseconds == 0 {
-                        if let parkedIndex { pulls.remove(at: parkedIndex) } else { subscribers[key]?.pull = nil }
-                        deliveries.append(Self.nothingCame(to: pull, mq: name), to: session)
-                    } else if pullSweeper == nil {
-                        pullSweeper = session.eventLoop.scheduleRepeatedTask(initialDelay: Self.pullSweepInterval, delay: Self.pullSweepInterval) { _ in
-                            self.expireDuePulls()
-                        }
-                    }
-                }
+            if let topics { subscriber.topics = Set(topics) }
+            deliverBufferedLocked(subscriber, into: &deliveries)
+        } else {
+            dispatchLocked(into: &deliveries)
+        }
+        // Still parked: nothing was there for it.
+        if consumer.pull?.token == token {
+            if timeoutMilliseconds == 0 {
+                // A limit of 0 means "only if something is there": answered now.
+                _ = unparkLocked(consumer)
+                deliveries.append(Self.nothingCame(to: pull, mq: name), to: session)
+            } else if parkedCount > maxParkedConsumes {
+                _ = unparkLocked(consumer)
+                var reply = Message(status: 429, body: ByteBuffer(
+                    string: "MQ(\(name)) parked consume limit reached: \(maxParkedConsumes) consumes waiting (mq.max_parked_consumes)"))
+                reply.mq = name
+                reply.id = requestId
+                reply.closeRequested = closeAfterReply
+                deliveries.append(reply, to: session)
             }
         }
         return deliveries
     }
 
-    /// Answers the parked pulls whose wait limit has passed with 204 (nothing came), and stops the sweeper once no
-    /// parked pull has a limit.
-    private func expireDuePulls() {
-        var expired: [Pull] = []
+    /// Parks `pull` for `consumer`, replacing its parked pull in place if it has one (keeping its place in line).
+    private func parkLocked(_ consumer: Consumer, _ pull: Pull, on eventLoop: any EventLoop) {
+        var pull = pull
+        if let previous = consumer.pull {
+            pull.ticket = previous.ticket
+            if previous.deadline != nil { timedCount -= 1 }
+            consumer.pull = pull
+        } else {
+            parkedCount += 1
+            consumer.pull = pull
+            if !isPubSub { pulls.append((consumer, pull.ticket)) }
+        }
+        guard let deadline = pull.deadline else { return }
+        timedCount += 1
+        deadlines.insert(TimedPull(deadline: deadline, token: pull.token, consumer: consumer))
+        compactDeadlinesLocked()
+        if expiryTimerAt.map({ deadline < $0 }) ?? true { armExpiryTimerLocked(at: deadline, on: eventLoop) }
+    }
+
+    /// Takes the parked pull away from `consumer` (answered, expired or dropped); its entries in `pulls` and
+    /// `deadlines` become tombstones.
+    private func unparkLocked(_ consumer: Consumer) -> Pull? {
+        guard let pull = consumer.pull else { return nil }
+        consumer.pull = nil
+        parkedCount -= 1
+        if pull.deadline != nil { timedCount -= 1 }
+        if pulls.count > 2 * parkedCount + 16 {
+            pulls.removeAll { $0.consumer.pull?.ticket != $0.ticket }
+        }
+        return pull
+    }
+
+    /// Rebuilds `deadlines` once most of it is stale: O(1) amortized over the pulls that left it stale.
+    private func compactDeadlinesLocked() {
+        guard deadlines.count > 2 * timedCount + 64 else { return }
+        deadlines = Heap(deadlines.unordered.filter(\.isLive))
+    }
+
+    /// Arms the expiry timer for `deadline` (no sooner than the granularity allows), superseding the armed one.
+    private func armExpiryTimerLocked(at deadline: NIODeadline, on eventLoop: any EventLoop) {
+        expiryTimer?.cancel()
+        let at = max(deadline, NIODeadline.now() + Self.expiryGranularity)
+        expiryTimerGeneration &+= 1
+        let generation = expiryTimerGeneration
+        expiryTimerAt = at
+        expiryTimer = eventLoop.scheduleTask(deadline: at) { self.expireDuePulls(generation: generation, on: eventLoop) }
+    }
+
+    /// Answers the parked pulls whose wait limit has passed with 204 (nothing came), and arms the timer for the next
+    /// wait limit if any pull still has one.
+    private func expireDuePulls(generation: UInt64, on eventLoop: any EventLoop) {
+        var expired: [(Session, Pull)] = []
         lock.withLock {
+            let current = generation == expiryTimerGeneration
+            if current {
+                expiryTimer = nil
+                expiryTimerAt = nil
+            }
             let now = NIODeadline.now()
-            var stillTimed = false
-            pulls.removeAll { pull in
-                guard let deadline = pull.deadline else { return false }
-                if deadline <= now {
-                    expired.append(pull)
-                    return true
-                }
-                stillTimed = true
-                return false
+            while let soonest = deadlines.min, soonest.deadline <= now {
+                let entry = deadlines.removeMin()
+                guard entry.isLive, let pull = unparkLocked(entry.consumer) else { continue }
+                expired.append((entry.consumer.session, pull))
             }
-            if !subscribers.isEmpty {
-                for (key, subscriber) in subscribers {
-                    guard let pull = subscriber.pull, let deadline = pull.deadline else { continue }
-                    if deadline <= now {
-                        expired.append(pull)
-                        subscribers[key]?.pull = nil
-                    } else {
-                        stillTimed = true
-                    }
-                }
-            }
-            if !stillTimed {
-                pullSweeper?.cancel()
-                pullSweeper = nil
+            if timedCount == 0 { deadlines = Heap() }
+            // A superseded timer leaves the arming to the current one.
+            if current, expiryTimerAt == nil, let next = deadlines.min {
+                armExpiryTimerLocked(at: next.deadline, on: eventLoop)
             }
         }
-        for pull in expired { pull.session.send(Self.nothingCame(to: pull, mq: name)) }
+        for (session, pull) in expired { session.send(Self.nothingCame(to: pull, mq: name)) }
     }
 
     /// The 204 that ends a pull whose wait limit passed with nothing delivered.
@@ -456,10 +563,13 @@ final class MessageQueue: @unchecked Sendable {
         var deliveries = Deliveries()
         let key = SessionKey(session)
         lock.withLock {
-            let held = consumers.removeValue(forKey: key)?.held ?? []
+            guard let consumer = consumers.removeValue(forKey: key) else { return }
             subscribers.removeValue(forKey: key)
-            pulls.removeAll { $0.session === session }
+            _ = unparkLocked(consumer)
+            let held = consumer.held
+            consumer.held.removeAll()
             if !held.isEmpty {
+                inFlightCount -= held.count
                 logger.debug("redelivering messages of a closed consumer", metadata: ["count": "\(held.count)"])
                 for message in held.reversed() { redeliveries.prepend(message) }
                 dispatchLocked(into: &deliveries)
@@ -471,37 +581,64 @@ final class MessageQueue: @unchecked Sendable {
     // MARK: - Dispatch (lock held)
 
     private func dispatchLocked(into deliveries: inout Deliveries) {
-        while let pull = pulls.first {
-            guard pull.session.isActive else {
+        while let first = pulls.first {
+            let consumer = first.consumer
+            guard let pull = consumer.pull, pull.ticket == first.ticket else {
+                pulls.removeFirst()  // A tombstone.
+                continue
+            }
+            guard consumer.session.isActive else {
                 pulls.removeFirst()
+                _ = unparkLocked(consumer)
                 continue
             }
             guard let stored = redeliveries.popFirst() ?? nextFromBackendLocked() else { break }
             pulls.removeFirst()
-            pull.consumer.held.append(stored)
+            _ = unparkLocked(consumer)
+            consumer.held.append(stored)
+            inFlightCount += 1
             switch stored.payload {
             case .message(let message):
-                deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
+                deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: consumer.session)
             case .record(let record):
-                deliveries.append(.delivery(record: record, requestId: pull.requestId, close: pull.closeAfterReply), to: pull.session)
+                deliveries.append(.delivery(record: record, requestId: pull.requestId, close: pull.closeAfterReply), to: consumer.session)
             }
         }
     }
 
     private func nextFromBackendLocked() -> StoredMessage? {
         guard let stored = backend.next() else { return nil }
-        outstanding.append(stored.sequence)
+        if let last = outstanding.last, stored.sequence < last.sequence {
+            // Not expected (the backend hands out in order), but the order must hold for the binary search.
+            outstanding.insert((stored.sequence, false), at: outstandingIndex(of: stored.sequence))
+        } else {
+            outstanding.append((stored.sequence, false))
+        }
         highestHandedOut = max(highestHandedOut, stored.sequence)
         return stored
+    }
+
+    /// The index of the first outstanding entry whose sequence is not below `sequence`.
+    private func outstandingIndex(of sequence: UInt64) -> Int {
+        var low = 0
+        var high = outstanding.count
+        while low < high {
+            let middle = (low + high) / 2
+            if outstanding[middle].sequence < sequence { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     private func acknowledgeLocked(_ consumer: Consumer, eventLoop: any EventLoop) {
         guard !consumer.held.isEmpty else { return }
         for stored in consumer.held {
-            if let index = outstanding.firstIndex(of: stored.sequence) { outstanding.remove(at: index) }
+            let index = outstandingIndex(of: stored.sequence)
+            if index < outstanding.count, outstanding[index].sequence == stored.sequence { outstanding[index].acknowledged = true }
         }
+        inFlightCount -= consumer.held.count
         consumer.held.removeAll(keepingCapacity: true)
-        let bound = outstanding.min().map { $0 - 1 } ?? highestHandedOut
+        while let first = outstanding.first, first.acknowledged { outstanding.removeFirst() }
+        let bound = outstanding.first.map { $0.sequence - 1 } ?? highestHandedOut
         if bound > committed {
             committed = bound
             if !commitScheduled {
@@ -521,9 +658,9 @@ final class MessageQueue: @unchecked Sendable {
             backend.commit(through: committed)
             var acknowledged: [ClosedRange<UInt64>] = []
             var start = committed + 1
-            for sequence in outstanding.sorted() where sequence >= start {
-                if sequence > start { acknowledged.append(start...(sequence - 1)) }
-                start = sequence + 1
+            for entry in outstanding where !entry.acknowledged && entry.sequence >= start {
+                if entry.sequence > start { acknowledged.append(start...(entry.sequence - 1)) }
+                start = entry.sequence + 1
             }
             if start <= highestHandedOut { acknowledged.append(start...highestHandedOut) }
             durableQueue.noteAcknowledged(acknowledged)
@@ -539,33 +676,44 @@ final class MessageQueue: @unchecked Sendable {
 
     private func fanOutLocked(_ message: Message, into deliveries: inout Deliveries) {
         let topic = message.topic
-        for (key, var subscriber) in subscribers {
+        // What a buffered copy counts against `subscriber_buffer_bytes`: the copies share the message's storage,
+        // but each is held for its subscriber as long as that one lags, so each counts in full.
+        var bytes: Int?
+        for subscriber in subscribers.values {
             // A message without a topic reaches `*` subscribers (zbus 6.3.0 dropped it).
             let matches = subscriber.topics.contains("*") || (topic.map { subscriber.topics.contains($0) } ?? false)
             guard matches, subscriber.session.isActive else { continue }
-            if let pull = subscriber.pull {
-                subscriber.pull = nil
+            if let pull = unparkLocked(subscriber.consumer) {
                 deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: subscriber.session)
-            } else {
-                subscriber.buffer.append(message)
-                if subscriber.buffer.count > subscriberBufferLimit {
-                    subscriber.buffer.removeFirst()
-                    droppedForSlowSubscribers += 1
-                    if droppedForSlowSubscribers.isMultiple(of: 1000) || droppedForSlowSubscribers == 1 {
-                        logger.warning("subscriber buffer full, dropping oldest", metadata: [
-                            "session": "\(subscriber.session.id)", "limit": "\(subscriberBufferLimit)", "dropped": "\(droppedForSlowSubscribers)",
-                        ])
-                    }
-                }
+                continue
             }
-            subscribers[key] = subscriber
+            let size = bytes ?? (MessageSerializer.estimatedHeadSize(message) + (message.body?.readableBytes ?? 0))
+            bytes = size
+            subscriber.buffer.append((message, size))
+            subscriber.bufferedBytes += size
+            var dropped = 0
+            while subscriber.buffer.count > subscriberBufferLimit || subscriber.bufferedBytes > subscriberBufferBytes,
+                let oldest = subscriber.buffer.popFirst()
+            {
+                subscriber.bufferedBytes -= oldest.bytes
+                dropped += 1
+            }
+            guard dropped > 0 else { continue }
+            let before = droppedForSlowSubscribers
+            droppedForSlowSubscribers += UInt64(dropped)
+            if before == 0 || before / 1000 != droppedForSlowSubscribers / 1000 {
+                logger.warning("subscriber buffer full, dropping oldest", metadata: [
+                    "session": "\(subscriber.session.id)", "limit": "\(subscriberBufferLimit) messages (subscriber_buffer)",
+                    "byteLimit": "\(subscriberBufferBytes) bytes (subscriber_buffer_bytes)", "dropped": "\(droppedForSlowSubscribers)",
+                ])
+            }
         }
     }
 
-    private func deliverBufferedLocked(_ key: SessionKey, into deliveries: inout Deliveries) {
-        guard var subscriber = subscribers[key], let pull = subscriber.pull, let message = subscriber.buffer.popFirst() else { return }
-        subscriber.pull = nil
-        subscribers[key] = subscriber
+    private func deliverBufferedLocked(_ subscriber: Subscriber, into deliveries: inout Deliveries) {
+        guard subscriber.consumer.pull != nil, let (message, bytes) = subscriber.buffer.popFirst().map({ ($0.message, $0.bytes) }) else { return }
+        subscriber.bufferedBytes -= bytes
+        guard let pull = unparkLocked(subscriber.consumer) else { return }
         deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: subscriber.session)
     }
 
@@ -575,21 +723,26 @@ final class MessageQueue: @unchecked Sendable {
     func close() -> Deliveries {
         var deliveries = Deliveries()
         lock.withLock {
-            var parked: [Pull] = Array(pulls)
-            pulls.removeAll()
-            for (id, var subscriber) in subscribers {
-                if let pull = subscriber.pull { parked.append(pull) }
-                subscriber.pull = nil
-                subscribers[id] = subscriber
+            // Point-to-point pulls in the order they came, then pub/sub ones.
+            var parked: [(Session, Pull)] = []
+            for (consumer, ticket) in pulls where consumer.pull?.ticket == ticket {
+                if let pull = unparkLocked(consumer) { parked.append((consumer.session, pull)) }
             }
-            pullSweeper?.cancel()
-            pullSweeper = nil
-            for pull in parked {
+            for consumer in consumers.values {
+                if let pull = unparkLocked(consumer) { parked.append((consumer.session, pull)) }
+            }
+            pulls.removeAll()
+            deadlines = Heap()
+            expiryTimer?.cancel()
+            expiryTimer = nil
+            expiryTimerAt = nil
+            expiryTimerGeneration &+= 1
+            for (session, pull) in parked {
                 var reply = Message(status: 404, body: ByteBuffer(string: "MQ(\(name)) Not Found"))
                 reply.mq = name
                 reply.id = pull.requestId
                 reply.closeRequested = pull.closeAfterReply
-                deliveries.append(reply, to: pull.session)
+                deliveries.append(reply, to: session)
             }
         }
         return deliveries
@@ -609,7 +762,7 @@ final class MessageQueue: @unchecked Sendable {
     private var waitingCountLocked: Int64 { backend.pendingCount + Int64(redeliveries.count) }
 
     /// Messages handed to consumers and not yet acknowledged.
-    private var inFlightCountLocked: Int64 { Int64(consumers.values.reduce(0) { $0 + $1.held.count }) }
+    private var inFlightCountLocked: Int64 { Int64(inFlightCount) }
 
     /// Everything the MQ still holds or is about to store (what `max_length` bounds).
     private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked + Int64(pendingCount) }
@@ -621,7 +774,8 @@ final class MessageQueue: @unchecked Sendable {
             if includeConsumers {
                 let shown: [ConsumerInfo] = isPubSub
                     ? subscribers.values.map { ConsumerInfo(remoteAddress: $0.session.remoteAddress, topics: Array($0.topics).sorted()) }
-                    : pulls.map { ConsumerInfo(remoteAddress: $0.session.remoteAddress, topics: []) }
+                    : pulls.filter { $0.consumer.pull?.ticket == $0.ticket }
+                        .map { ConsumerInfo(remoteAddress: $0.consumer.session.remoteAddress, topics: []) }
                 list = shown.map { info in
                     .object(["remoteAddr": .string(info.remoteAddress), "status": "CONNECTED", "topics": .array(info.topics.map { .string($0) })])
                 }
