@@ -98,7 +98,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let session, !session.isClosingAfterReply else { return }
+        // A refused connection (framing error, budget) reads nothing more while its last reply goes out.
+        guard let session, !session.isClosingAfterReply, session.isActive else { return }
         activity &+= 1
         framer.append(unwrapInboundIn(data))
         session.beginReadBatch()
