@@ -175,6 +175,9 @@ final class MessageQueue: @unchecked Sendable {
         var ticket: UInt64
         /// When the consume's wait limit passes (the `timeout` header), if it had one.
         var deadline: NIODeadline?
+        /// Whether the deadline is in `deadlines`: only once the consume found nothing and stayed parked (most
+        /// consumes of a busy MQ are answered at once, and need no watching).
+        var watched = false
         var closeAfterReply: Bool
     }
 
@@ -443,7 +446,7 @@ final class MessageQueue: @unchecked Sendable {
         let token = nextPullToken
         let deadline = timeoutMilliseconds.flatMap { $0 > 0 ? NIODeadline.now() + .milliseconds($0) : nil }
         let pull = Pull(requestId: requestId, token: token, ticket: token, deadline: deadline, closeAfterReply: closeAfterReply)
-        parkLocked(consumer, pull, on: session.eventLoop)
+        parkLocked(consumer, pull)
         if isPubSub {
             let subscriber: Subscriber
             if let known = subscribers[key] {
@@ -471,28 +474,37 @@ final class MessageQueue: @unchecked Sendable {
                 reply.id = requestId
                 reply.closeRequested = closeAfterReply
                 deliveries.append(reply, to: session)
+            } else if let deadline {
+                watchLocked(consumer, until: deadline, on: session.eventLoop)
             }
         }
         return deliveries
     }
 
     /// Parks `pull` for `consumer`, replacing its parked pull in place if it has one (keeping its place in line).
-    private func parkLocked(_ consumer: Consumer, _ pull: Pull, on eventLoop: any EventLoop) {
+    private func parkLocked(_ consumer: Consumer, _ pull: Pull) {
         var pull = pull
         if let previous = consumer.pull {
             pull.ticket = previous.ticket
-            if previous.deadline != nil { timedCount -= 1 }
+            if previous.watched { timedCount -= 1 }
             consumer.pull = pull
         } else {
             parkedCount += 1
             consumer.pull = pull
             if !isPubSub { pulls.append((consumer, pull.ticket)) }
         }
-        guard let deadline = pull.deadline else { return }
+    }
+
+    /// Watches the wait limit of the pull `consumer` keeps parked.
+    private func watchLocked(_ consumer: Consumer, until deadline: NIODeadline, on eventLoop: any EventLoop) {
+        guard let token = consumer.pull?.token else { return }
+        consumer.pull?.watched = true
         timedCount += 1
-        deadlines.insert(TimedPull(deadline: deadline, token: pull.token, consumer: consumer))
+        deadlines.insert(TimedPull(deadline: deadline, token: token, consumer: consumer))
         compactDeadlinesLocked()
-        if expiryTimerAt.map({ deadline < $0 }) ?? true { armExpiryTimerLocked(at: deadline, on: eventLoop) }
+        // Re-armed only for a limit that would otherwise be missed by more than the granularity: a stream of short
+        // limits then arms one timer per granularity, not one per consume.
+        if expiryTimerAt.map({ deadline + Self.expiryGranularity < $0 }) ?? true { armExpiryTimerLocked(at: deadline, on: eventLoop) }
     }
 
     /// Takes the parked pull away from `consumer` (answered, expired or dropped); its entries in `pulls` and
@@ -501,7 +513,7 @@ final class MessageQueue: @unchecked Sendable {
         guard let pull = consumer.pull else { return nil }
         consumer.pull = nil
         parkedCount -= 1
-        if pull.deadline != nil { timedCount -= 1 }
+        if pull.watched { timedCount -= 1 }
         if pulls.count > 2 * parkedCount + 16 {
             pulls.removeAll { $0.consumer.pull?.ticket != $0.ticket }
         }
