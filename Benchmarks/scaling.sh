@@ -15,7 +15,7 @@
 # Measured 2026-12-02 (release builds, N=10000; the base before the fix at smaller N, as its quadratic paths are slow
 # under valgrind):
 #   after:  keys 2.02, publish 1.97, inflight 2.00, parked 1.00 (20,082 instructions in 2 s idle, at 1000 and 2000)
-#   before: keys 3.93 (N=5000), publish 3.95 (N=2000), inflight 2.05 (200/400 connections, too few to show),
+#   before: keys 3.93 (N=5000), publish 3.95 (N=2000), inflight 2.29 (23.8 M / 54.6 M at 1000/2000; after: 19.4 M / 38.7 M),
 #           parked 1.22 (1.9 M and 2.4 M instructions in 2 s idle, at 200 and 400: the 20 ms sweeper)
 #
 # A scenario passes when 2N costs at most 2.4 times N (doubling at most doubles the work, within 20%). Needs valgrind,
