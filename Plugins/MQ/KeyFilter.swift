@@ -1,4 +1,31 @@
+import Atomics
 import DequeModule
+
+/// The bytes all key filters of a node hold together, against `mq.max_key_bytes`: the other bounds are counts, and a
+/// count of keys up to a header block long each would still be gigabytes.
+final class KeyMemoryBudget: Sendable {
+    /// The ceiling in bytes.
+    let limit: Int
+    private let used = ManagedAtomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes `bytes` from the budget; false (and nothing taken) when they do not fit.
+    func reserve(_ bytes: Int) -> Bool {
+        let total = used.wrappingIncrementThenLoad(by: bytes, ordering: .relaxed)
+        guard total > limit else { return true }
+        used.wrappingDecrement(by: bytes, ordering: .relaxed)
+        return false
+    }
+
+    /// Gives `bytes` back.
+    func release(_ bytes: Int) {
+        if bytes > 0 { used.wrappingDecrement(by: bytes, ordering: .relaxed) }
+    }
+
+    /// Bytes held now.
+    var usedBytes: Int { used.load(ordering: .relaxed) }
+}
 
 /// Dedupe keys per group (`key_group`), bounded three ways so that no client can make it grow without end: beyond
 /// `limit` keys in a group the group's oldest is forgotten (`key_limit`), beyond `maxKeys` keys in all the MQ's
@@ -18,6 +45,8 @@ struct KeyFilter: Sendable {
         case duplicate
         /// The key's group is new and the MQ already has `maxGroups` groups; nothing was kept.
         case tooManyGroups
+        /// The node's keys already hold what `max_key_bytes` allows; nothing was kept.
+        case outOfMemory
     }
 
     private var groups: [String: Group] = [:]
@@ -32,6 +61,13 @@ struct KeyFilter: Sendable {
     let maxKeys: Int
     /// Groups kept (`max_key_groups`).
     let maxGroups: Int
+    /// The node-wide budget the keys' bytes come out of, if any.
+    let budget: KeyMemoryBudget?
+    /// What this filter took from `budget`.
+    private(set) var bytes = 0
+
+    /// What one key is counted as: its bytes, its group's, and the entries that index it.
+    static func cost(_ key: String, group: String) -> Int { key.utf8.count + group.utf8.count + 96 }
 
     private struct Group: Sendable {
         /// Each live key with the stamp it was added with.
@@ -46,10 +82,11 @@ struct KeyFilter: Sendable {
         let stamp: UInt64
     }
 
-    init(limit: Int, maxKeys: Int = .max, maxGroups: Int = .max) {
+    init(limit: Int, maxKeys: Int = .max, maxGroups: Int = .max, budget: KeyMemoryBudget? = nil) {
         self.limit = limit
         self.maxKeys = maxKeys
         self.maxGroups = maxGroups
+        self.budget = budget
     }
 
     /// The number of groups holding keys.
@@ -61,22 +98,25 @@ struct KeyFilter: Sendable {
     /// Adds `key` to `group`, forgetting the oldest keys beyond the bounds.
     mutating func add(_ key: String, group: String) -> AddResult {
         guard admits(group: group) else { return .tooManyGroups }
+        if groups[group]?.keys[key] != nil { return .duplicate }
+        let cost = Self.cost(key, group: group)
+        if let budget, !budget.reserve(cost) { return .outOfMemory }
+        bytes += cost
         let stamp = nextStamp + 1
         let limit = self.limit
         // Mutated through the dictionary's in-place accessor: copying the group out and back would copy its tables
         // (the cost that made adding quadratic).
-        let result: (added: Bool, forgot: Bool) = withGroup(group) { entry in
-            guard entry.keys[key] == nil else { return (false, false) }
+        let forgotten: String? = withGroup(group) { entry in
             entry.keys[key] = stamp
             entry.order.append((key, stamp))
-            let forgot = entry.keys.count > limit && Self.forgetOldest(of: &entry)
+            let forgotten = entry.keys.count > limit ? Self.forgetOldest(of: &entry) : nil
             Self.compact(&entry)
-            return (true, forgot)
+            return forgotten
         }
-        guard result.added else { return .duplicate }
+        if let forgotten { releaseBytes(Self.cost(forgotten, group: group)) }
         nextStamp = stamp
         order.append(Entry(group: group, key: key, stamp: stamp))
-        if !result.forgot { count += 1 }
+        if forgotten == nil { count += 1 }
         while count > maxKeys { forgetOldestOverall() }
         compactOrder()
         return .added
@@ -85,6 +125,7 @@ struct KeyFilter: Sendable {
     /// Removes one key; returns 1 if it was there.
     mutating func remove(_ key: String, group: String) -> Int {
         guard groups[group]?.keys[key] != nil else { return 0 }
+        releaseBytes(Self.cost(key, group: group))
         let emptied: Bool = withGroup(group) { entry in
             entry.keys.removeValue(forKey: key)
             Self.compact(&entry)
@@ -98,7 +139,9 @@ struct KeyFilter: Sendable {
 
     /// Drops a whole group; returns its size.
     mutating func removeGroup(_ group: String) -> Int {
-        let removed = groups.removeValue(forKey: group)?.keys.count ?? 0
+        guard let removedGroup = groups.removeValue(forKey: group) else { return 0 }
+        let removed = removedGroup.keys.count
+        releaseBytes(removedGroup.keys.keys.reduce(0) { $0 + Self.cost($1, group: group) })
         count -= removed
         compactOrder()
         return removed
@@ -110,6 +153,7 @@ struct KeyFilter: Sendable {
             groups.removeAll()
             order.removeAll()
             count = 0
+            releaseBytes(bytes)
         }
         return count
     }
@@ -121,15 +165,21 @@ struct KeyFilter: Sendable {
         body(&groups[group, default: Group()])
     }
 
-    /// Forgets the group's oldest live key; returns whether there was one.
-    private static func forgetOldest(of entry: inout Group) -> Bool {
+    /// Gives `amount` of this filter's bytes back to the budget.
+    private mutating func releaseBytes(_ amount: Int) {
+        bytes -= amount
+        budget?.release(amount)
+    }
+
+    /// Forgets the group's oldest live key; returns it, if there was one.
+    private static func forgetOldest(of entry: inout Group) -> String? {
         while let oldest = entry.order.popFirst() {
             if entry.keys[oldest.key] == oldest.stamp {
                 entry.keys.removeValue(forKey: oldest.key)
-                return true
+                return oldest.key
             }
         }
-        return false
+        return nil
     }
 
     /// Forgets the MQ's oldest live key (`max_keys`).

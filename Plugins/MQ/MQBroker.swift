@@ -23,6 +23,8 @@ final class MQBroker: Sendable {
     private static let versions = ManagedAtomic<UInt64>(0)
     private static let threadTable = ThreadSpecificVariable<QueueTable>()
     private let routeDropped = ManagedAtomic<UInt64>(0)
+    /// The bytes every MQ's dedupe keys may hold together (`max_key_bytes`).
+    private let keyBudget: KeyMemoryBudget
 
     private struct State {
         var store: QueueStore?
@@ -44,6 +46,7 @@ final class MQBroker: Sendable {
         self.settings = settings
         self.node = node
         self.logger = logger
+        self.keyBudget = KeyMemoryBudget(limit: settings.maxKeyBytes)
     }
 
     // MARK: - Life cycle
@@ -231,7 +234,7 @@ final class MQBroker: Sendable {
             : DurableBackend(queue: durable, fsyncAlways: settings.fsync == .always)
         let limits = MessageQueue.Limits(keyLimit: settings.keyLimit, maxKeys: settings.maxKeys, maxKeyGroups: settings.maxKeyGroups,
                                          subscriberBuffer: settings.subscriberBuffer, subscriberBufferBytes: settings.subscriberBufferBytes,
-                                         maxParkedConsumes: settings.maxParkedConsumes)
+                                         maxParkedConsumes: settings.maxParkedConsumes, keyBudget: keyBudget)
         return MessageQueue(definition: definition, backend: backend, durableQueue: durable, limits: limits, logger: logger)
     }
 
@@ -310,6 +313,8 @@ final class MQBroker: Sendable {
                 if wantsAck { session.send(request.reply(status: 406, body: Self.timeBody())) }
             case .tooManyKeyGroups(let limit):
                 session.send(request.reply(status: 429, body: Self.keyGroupLimitBody(queue.name, limit: limit) + "; nothing stored"))
+            case .keyMemory(let limit):
+                session.send(request.reply(status: 429, body: Self.keyMemoryLimitBody(limit: limit) + "; nothing stored"))
             case .full(let limit):
                 session.send(request.reply(status: 429, body: "MQ(\(queue.name)) is full: \(limit) messages waiting (max_length); nothing stored"))
             case .store(let storeError):
@@ -565,7 +570,7 @@ final class MQBroker: Sendable {
             switch filter.add(key, group: group) {
             case .added: return 1
             case .duplicate: return 0
-            case .tooManyGroups: return nil
+            case .tooManyGroups, .outOfMemory: return nil
             }
         }
     }
@@ -573,6 +578,10 @@ final class MQBroker: Sendable {
     /// The refusal of a key in a new key group beyond `max_key_groups`.
     private static func keyGroupLimitBody(_ queue: String, limit: Int) -> String {
         "MQ(\(queue)) key group limit reached: \(limit) key groups (mq.max_key_groups)"
+    }
+
+    private static func keyMemoryLimitBody(limit: Int) -> String {
+        "key memory limit reached: the node's dedupe keys hold \(limit) bytes (mq.max_key_bytes)"
     }
 
     func removeKey(_ request: Message, session: Session) {
@@ -590,10 +599,17 @@ final class MQBroker: Sendable {
             return session.send(request.reply(status: 403, body: "register_token mismatch"))
         }
         guard let queue = queue(named: request.mq) ?? lookUpSlowly(request.mq, request, session) else { return }
-        let (count, groupLimit) = queue.withKeyFilter { (body(&$0, request.key, request.keyGroup ?? ""), $0.maxGroups) }
-        guard let count else {
-            return session.send(request.reply(status: 429, body: Self.keyGroupLimitBody(queue.name, limit: groupLimit)))
+        let group = request.keyGroup ?? ""
+        let (count, refusal) = queue.withKeyFilter { filter -> (Int?, String) in
+            guard let count = body(&filter, request.key, group) else {
+                // Refused: a new group beyond max_key_groups, or no room left in max_key_bytes.
+                return (nil, filter.admits(group: group)
+                    ? Self.keyMemoryLimitBody(limit: filter.budget?.limit ?? 0)
+                    : Self.keyGroupLimitBody(queue.name, limit: filter.maxGroups))
+            }
+            return (count, "")
         }
+        guard let count else { return session.send(request.reply(status: 429, body: refusal)) }
         if request.ack { session.send(request.reply(status: 200, body: String(count))) }
     }
 }

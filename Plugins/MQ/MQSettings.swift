@@ -33,8 +33,10 @@ struct MQSettings: Sendable {
     var subscriberBufferBytes: Int = 64 << 20
     /// Consumes one MQ keeps parked (waiting for a message) at once; beyond them a consume is refused (429).
     var maxParkedConsumes: Int = 100_000
+    /// Bytes the dedupe keys of all MQs hold together; a key beyond them is refused (429).
+    var maxKeyBytes: Int = 256 << 20
 
-    static let coreKeys = ["max_key_groups", "max_keys", "subscriber_buffer_bytes", "max_parked_consumes"]
+    static let coreKeys = ["max_key_groups", "max_keys", "subscriber_buffer_bytes", "max_parked_consumes", "max_key_bytes"]
 
     static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"]
         + tableKeys + coreKeys
@@ -59,5 +61,6 @@ struct MQSettings: Sendable {
         maxKeys = try config.int("max_keys", in: 1...100_000_000) ?? maxKeys
         subscriberBufferBytes = try config.byteSize("subscriber_buffer_bytes", in: 1...(1 << 40)) ?? subscriberBufferBytes
         maxParkedConsumes = try config.int("max_parked_consumes", in: 1...10_000_000) ?? maxParkedConsumes
+        maxKeyBytes = try config.byteSize("max_key_bytes", in: (64 << 10)...(1 << 40)) ?? maxKeyBytes
     }
 }

@@ -42,6 +42,10 @@ final class MessageQueue: @unchecked Sendable {
     /// order), each marked once acknowledged: an acknowledgement finds its sequence by binary search and the front is
     /// trimmed of marked ones, so acknowledging costs O(log n), not a scan of everything in flight.
     @exclusivity(unchecked) private var outstanding: Deque<(sequence: UInt64, acknowledged: Bool)> = []
+    /// Marked entries of `outstanding` not yet trimmed. Behind one message a consumer holds for ever, every later
+    /// acknowledgement would stay in the deque; once marked ones are the majority they are dropped in one pass, so
+    /// the deque stays within twice what is in flight at an amortized O(1) per acknowledgement.
+    @exclusivity(unchecked) private var acknowledgedOutstanding = 0
     /// Messages held by consumers (what `inFlightMsgCount` reports and `max_length` counts), kept as a count so that
     /// a produce to a bounded MQ does not add up every consumer's holdings.
     @exclusivity(unchecked) private var inFlightCount = 0
@@ -242,7 +246,8 @@ final class MessageQueue: @unchecked Sendable {
         self.accessToken = definition.accessToken
         self.backend = backend
         self.durableQueue = durableQueue
-        self.keyFilter = KeyFilter(limit: limits.keyLimit, maxKeys: limits.maxKeys, maxGroups: limits.maxKeyGroups)
+        self.keyFilter = KeyFilter(limit: limits.keyLimit, maxKeys: limits.maxKeys, maxGroups: limits.maxKeyGroups,
+                                   budget: limits.keyBudget)
         self.subscriberBufferLimit = limits.subscriberBuffer
         self.subscriberBufferBytes = limits.subscriberBufferBytes
         self.maxParkedConsumes = limits.maxParkedConsumes
@@ -260,6 +265,8 @@ final class MessageQueue: @unchecked Sendable {
         var subscriberBuffer = 10_000
         var subscriberBufferBytes = 64 << 20
         var maxParkedConsumes = 100_000
+        /// The node-wide budget of key bytes (`max_key_bytes`) every MQ's key filter draws from.
+        var keyBudget: KeyMemoryBudget? = nil
     }
 
     /// The mode bits (fixed at creation).
@@ -277,6 +284,8 @@ final class MessageQueue: @unchecked Sendable {
         case duplicateKey
         /// A key in a new key group, and the MQ already keeps `limit` groups (`max_key_groups`).
         case tooManyKeyGroups(limit: Int)
+        /// A key, and the node's keys already hold `limit` bytes (`max_key_bytes`).
+        case keyMemory(limit: Int)
         case full(limit: Int64)
         case store(QueueStoreError)
     }
@@ -302,6 +311,7 @@ final class MessageQueue: @unchecked Sendable {
                 case .added: break
                 case .duplicate: throw .duplicateKey
                 case .tooManyGroups: throw .tooManyKeyGroups(limit: keyFilter.maxGroups)
+                case .outOfMemory: throw .keyMemory(limit: keyFilter.budget?.limit ?? 0)
                 }
             }
             if isPubSub {
@@ -645,11 +655,21 @@ final class MessageQueue: @unchecked Sendable {
         guard !consumer.held.isEmpty else { return }
         for stored in consumer.held {
             let index = outstandingIndex(of: stored.sequence)
-            if index < outstanding.count, outstanding[index].sequence == stored.sequence { outstanding[index].acknowledged = true }
+            if index < outstanding.count, outstanding[index].sequence == stored.sequence, !outstanding[index].acknowledged {
+                outstanding[index].acknowledged = true
+                acknowledgedOutstanding += 1
+            }
         }
         inFlightCount -= consumer.held.count
         consumer.held.removeAll(keepingCapacity: true)
-        while let first = outstanding.first, first.acknowledged { outstanding.removeFirst() }
+        while let first = outstanding.first, first.acknowledged {
+            outstanding.removeFirst()
+            acknowledgedOutstanding -= 1
+        }
+        if acknowledgedOutstanding > 64, acknowledgedOutstanding * 2 > outstanding.count {
+            outstanding.removeAll(where: \.acknowledged)
+            acknowledgedOutstanding = 0
+        }
         let bound = outstanding.first.map { $0.sequence - 1 } ?? highestHandedOut
         if bound > committed {
             committed = bound
@@ -745,6 +765,8 @@ final class MessageQueue: @unchecked Sendable {
             }
             pulls.removeAll()
             deadlines = Heap()
+            // A removed MQ's keys give their bytes back to the node-wide budget.
+            _ = keyFilter.removeAll()
             expiryTimer?.cancel()
             expiryTimer = nil
             expiryTimerAt = nil

@@ -21,6 +21,28 @@ struct KeyFilterTests {
         #expect(filter.count == 2)
     }
 
+    @Test("keys take their bytes from the node-wide budget and give them back whichever way they go")
+    func memoryBudget() {
+        let budget = KeyMemoryBudget(limit: 3 * KeyFilter.cost("k0", group: "g"))
+        var filter = KeyFilter(limit: 2, maxKeys: 100, maxGroups: 100, budget: budget)
+        var other = KeyFilter(limit: 100, budget: budget)
+        #expect(filter.add("k0", group: "g") == .added)
+        #expect(filter.add("k1", group: "g") == .added)
+        #expect(other.add("k2", group: "g") == .added)
+        // Full: the next key is refused, in either filter, and leaves nothing behind.
+        #expect(other.add("k3", group: "g") == .outOfMemory)
+        #expect(filter.add("k4", group: "h") == .outOfMemory)
+        #expect(filter.groupCount == 1 && other.count == 1)
+        // Forgotten by key_limit, removed, dropped with a group or with everything: the bytes come back.
+        #expect(other.remove("k2", group: "g") == 1)
+        #expect(filter.add("k5", group: "g") == .added, "forgets k0 (key_limit 2)")
+        #expect(budget.usedBytes == 2 * KeyFilter.cost("k0", group: "g"))
+        #expect(other.add("k6", group: "x") == .added)
+        #expect(other.removeGroup("x") == 1)
+        #expect(filter.removeAll() == 2)
+        #expect(budget.usedBytes == 0)
+    }
+
     @Test("max_keys forgets the oldest key of any group; an emptied group frees its place")
     func totalBound() {
         var filter = KeyFilter(limit: 100, maxKeys: 3, maxGroups: 3)

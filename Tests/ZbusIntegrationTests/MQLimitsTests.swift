@@ -85,6 +85,36 @@ struct MQLimitsTests {
         }
     }
 
+    @Test("max_key_bytes bounds what every MQ's keys hold together: long keys are refused with 429, and removing keys or an MQ frees room")
+    func keyBytesAreBounded() throws {
+        try withNode("    max_key_bytes: 64KiB\n") { node in
+            let client = try node.connect()
+            try createMQ(client, "K1", mode: 1)
+            try createMQ(client, "K2", mode: 1)
+            let long = String(repeating: "k", count: 4000)
+            var added = 0
+            var refusal: Message?
+            for index in 0..<100 {
+                client.request([("cmd", "add_key"), ("mq", index % 2 == 0 ? "K1" : "K2"), ("key", "\(index)-\(long)"), ("id", "a\(index)")])
+                let reply = try client.receive()
+                if reply.status == 200 { added += 1 } else { refusal = reply; break }
+            }
+            // 64 KiB hold 15 keys of 4,100 bytes as counted (the key, its group and 96 for the entries), in both MQs.
+            #expect(added == 15)
+            let refused = try #require(refusal)
+            #expect(refused.status == 429)
+            #expect(refused.bodyString.contains("(mq.max_key_bytes)"), "\(refused.bodyString)")
+            client.request([("cmd", "produce"), ("mq", "K1"), ("key", "p-\(long)"), ("id", "p1")], body: "x")
+            let produceRefused = try client.receive()
+            #expect(produceRefused.status == 429 && produceRefused.bodyString.contains("(mq.max_key_bytes)"))
+            // Removing an MQ gives its keys' bytes back.
+            client.request([("cmd", "remove_mq"), ("mq_name", "K2")])
+            #expect(try client.receive().status == 200)
+            client.request([("cmd", "produce"), ("mq", "K1"), ("key", "p-\(long)"), ("id", "p2")], body: "x")
+            expectReply(try client.receive(), status: 200, headers: ["id": "p2"])
+        }
+    }
+
     @Test("max_keys bounds the keys of all groups together: the oldest is forgotten")
     func totalKeysAreBounded() throws {
         try withNode("    max_keys: 4\n") { node in

@@ -33,9 +33,6 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Bytes charged to the node-wide budget for this connection's partial input and unread output.
     private var chargedInput = 0
     private var chargedOutput = 0
-    /// ``OutboundBatch/writtenBytes`` when the channel last had nothing waiting beyond its high watermark: what was
-    /// written since, minus what the peer read, is what waits for it.
-    private var outputBaseline: UInt64 = 0
     // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
     // back here (`framer.next()` only parses; dispatch happens after it returned), so the per-access runtime check
     // on every message is pure cost.
@@ -111,10 +108,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 if self.session == nil || session.isClosingAfterReply { framer.discardInput(); return }
             }
             if framer.takeContinueRequest() { outbound.append(raw: "HTTP/1.1 100 Continue\r\n\r\n") }
-            // Only a partial message larger than the shedding threshold counts against the node-wide budget (one
+            // Only a partial message larger than the charge threshold counts against the node-wide budget (one
             // comparison on the common path, where nothing or a small tail is held).
             let held = framer.heldFootprint
-            if held >= ConnectionLimits.sheddingThreshold || chargedInput > 0 { chargeInput(held, context: context) }
+            if held >= ConnectionLimits.chargeThreshold || chargedInput > 0 { chargeInput(held, context: context) }
         } catch {
             refuse(error, context: context)
         }
@@ -163,7 +160,6 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: writable)
         if writable {
             // The peer read down to the low watermark: what it had waiting no longer counts.
-            outputBaseline = outbound.writtenBytes
             if chargedOutput > 0, let governor = hooks.governor {
                 governor.charge(-chargedOutput)
                 chargedOutput = 0
@@ -178,19 +174,15 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Closes the connection (a slow consumer, as NATS and Redis treat one) when it holds more than
     /// `max_output_bytes`, or when the node-wide budget is spent and it holds a large share.
     private func chargeOutput(context: ChannelHandlerContext) {
-        guard let governor = hooks.governor else { return }
+        // After the channel closed (a write that failed closes it inside the flush, and the channel still reads as
+        // not writable), `channelInactive` has released this connection's charges: charging again would leak them.
+        guard let governor = hooks.governor, session != nil, context.channel.isActive else { return }
         let limits = governor.limits
-        var waiting = Int(truncatingIfNeeded: outbound.writtenBytes &- outputBaseline)
-        var total = governor.charge(waiting - chargedOutput)
+        // What the channel holds, asked of the channel: only slow readers get here, and an estimate from bytes
+        // written would count what the peer has read meanwhile as still waiting.
+        guard let waiting = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes) else { return }
+        let total = governor.charge(waiting - chargedOutput)
         chargedOutput = waiting
-        guard waiting > limits.maxOutputBytes || governor.overBudget(total: total, held: waiting) else { return }
-        // The estimate counts nothing the peer read meanwhile; ask the channel before acting on it.
-        if let exact = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes) {
-            outputBaseline = outbound.writtenBytes &- UInt64(max(0, exact))
-            waiting = exact
-            total = governor.charge(waiting - chargedOutput)
-            chargedOutput = waiting
-        }
         let reason: String
         if waiting > limits.maxOutputBytes {
             reason = "\(waiting) bytes unread by the client, over \(limits.maxOutputBytes) (node.limits.max_output_bytes)"
@@ -207,8 +199,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Accounts for a partial message held after a read; refuses it with 503 when the node-wide budget is spent.
     private func chargeInput(_ held: Int, context: ChannelHandlerContext) {
-        guard let governor = hooks.governor else { return }
-        let counted = held >= ConnectionLimits.sheddingThreshold ? held : 0
+        guard let governor = hooks.governor, session != nil else { return }
+        let counted = held >= ConnectionLimits.chargeThreshold ? held : 0
         let total = governor.charge(counted - chargedInput)
         chargedInput = counted
         guard governor.overBudget(total: total, held: counted) else { return }

@@ -20,12 +20,14 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// node closes it as a slow consumer (messages it held go back to their queues).
     public var maxOutputBytes: Int
     /// Bytes all connections together may hold in partial input and unread output (`max_buffered_bytes`); over it,
-    /// the connection that grows past ``sheddingThreshold`` is refused (input: 503) or closed (output).
+    /// the connection that grows past ``chargeThreshold`` is refused (input: 503) or closed (output).
     public var maxBufferedBytes: Int
 
-    /// A connection holding less than this is never shed for the node-wide budget: small partial reads and a few
-    /// unread replies are normal, and shedding them would punish well-behaved clients for an offender's bytes.
-    public static let sheddingThreshold = 1 << 20
+    /// A connection's partial input counts against the node-wide budget from this size on, and a connection holding
+    /// at least this much is shed when the budget is spent. Below it, a few reads' worth of a message in transit is
+    /// normal and costs the common path nothing to ignore; what ignoring it can add up to is bounded by the
+    /// connection limits (10,000 connections x 64 KiB).
+    public static let chargeThreshold = 64 << 10
 
     /// The defaults: 10,000 connections, 1,000 per address, 10 min idle, 30 s for a header block, 64 MiB of
     /// unread output per connection, 1 GiB buffered in all.
@@ -96,6 +98,6 @@ final class ConnectionGovernor: Sendable {
 
     /// Whether a connection now holding `held` bytes is to be shed for the node-wide budget.
     func overBudget(total: Int, held: Int) -> Bool {
-        total > limits.maxBufferedBytes && held >= ConnectionLimits.sheddingThreshold
+        total > limits.maxBufferedBytes && held >= ConnectionLimits.chargeThreshold
     }
 }
