@@ -74,7 +74,8 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
                     var serverLogger = logger
                     serverLogger[metadataKey: "service"] = "\(service.name)"
                     let server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
-                                                 limits: context.config.limits, logger: serverLogger)
+                                                 limits: context.config.limits, connectionLimits: context.config.connectionLimits,
+                                                 logger: serverLogger)
                     running.withLockedValue { $0.servers.append(server) }
                     let address = try await server.start()
                     logger.info("direct RPC server listening", metadata: ["service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)"])

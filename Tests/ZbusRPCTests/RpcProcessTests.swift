@@ -160,4 +160,35 @@ struct RpcProcessTests {
         #expect(try curl(["-H", "content-type: application/json", "-d", #"{"method":"plus","params":[2,3]}"#, "http://127.0.0.1:\(port)/"])
             .hasPrefix(#"{"result":5,"#))
     }
+
+    @Test("the direct RPC port has the node's connection limits: 503 past max_connections_per_address, 408 for a trickled header block")
+    func directPortIsGuarded() throws {
+        let node = try startNode("""
+            node:
+              log_level: info
+              limits:
+                max_connections_per_address: 2
+                header_timeout: 300ms
+            modules:
+              - module: rpc
+                services:
+                  - { service: calc, direct: "127.0.0.1:0" }
+            """)
+        defer { node.cleanUp() }
+        let port = try directPort(of: node)
+        let first = try WireClient(port: port)
+        let second = try WireClient(port: port)
+        first.request([("id", "1"), ("method", "plus")], body: #"{"method":"plus","params":[1,2]}"#, method: "POST")
+        #expect(try first.receive().bodyString.contains("3"))
+        second.send("POST / HTTP/1.1\r\ncontent-le")
+        let refused = try WireClient(port: port).readUntilClose(timeout: 5)
+        let refusal = String(decoding: refused.bytes, as: UTF8.self)
+        #expect(refusal.hasPrefix("HTTP/1.1 503 ") && refusal.contains("node.limits.max_connections_per_address"), "\(refusal)")
+        let slow = try second.readUntilClose(timeout: 5)
+        let timeout = String(decoding: slow.bytes, as: UTF8.self)
+        #expect(timeout.hasPrefix("HTTP/1.1 408 ") && timeout.contains("node.limits.header_timeout"), "\(timeout)")
+        // The first connection is still served.
+        first.request([("id", "2")], body: #"{"method":"plus","params":[2,2]}"#, method: "POST")
+        #expect(try first.receive().bodyString.contains("4"))
+    }
 }

@@ -57,10 +57,10 @@ public struct InboundFramer {
     public mutating func discardInput() { input = nil }
 
     /// Bytes the held input buffer spans, its already consumed prefix included (0 when nothing is held).
-    var heldFootprint: Int { input?.writerIndex ?? 0 }
+    package var heldFootprint: Int { input?.writerIndex ?? 0 }
 
     /// Whether part of a message's header block is held, its end not yet read (what a header timeout measures).
-    var isReadingHeaderBlock: Bool { input != nil && !parser.isReadingBody }
+    package var isReadingHeaderBlock: Bool { input != nil && !parser.isReadingBody }
 }
 
 /// The outbound half of a connection handler that frames messages itself: messages written between two flushes are
@@ -130,6 +130,12 @@ public final class OutboundBatch {
 
     /// Whether anything waits for ``flush(context:)``.
     public var isEmpty: Bool { !holdsBytes }
+
+    /// Bytes handed to the channel so far plus those the batch holds for its next write.
+    public var queuedBytes: UInt64 { writtenBytes &+ UInt64(buffer.readableBytes) }
+
+    /// Bytes the batch holds for its next write.
+    public var heldBytes: Int { buffer.readableBytes }
 
     /// Writes the batch to `context` and flushes the channel; `promise`, if any, completes once everything written
     /// so far has left (or failed).

@@ -16,8 +16,8 @@ import Darwin
 /// `AcceptBackoffHandler` holds back `read` calls, but after an accept that failed on its first try the channel keeps
 /// its read interest and its loop spins on `accept4` (measured: 15,000 failed calls a second, a whole core). Switching
 /// the server channel's automatic reads off drops the read interest; they come back on after `pause`.
-final class AcceptPauseHandler: ChannelInboundHandler {
-    typealias InboundIn = any Channel
+package final class AcceptPauseHandler: ChannelInboundHandler {
+    package typealias InboundIn = any Channel
 
     private let pause: TimeAmount
     private let logger: Logger
@@ -25,12 +25,12 @@ final class AcceptPauseHandler: ChannelInboundHandler {
     private var lastWarning: NIODeadline?
 
     /// Creates a handler that waits `pause` after each failed accept.
-    init(pause: TimeAmount, logger: Logger) {
+    package init(pause: TimeAmount, logger: Logger) {
         self.pause = pause
         self.logger = logger
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let ioError = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(ioError.errnoCode) else {
             context.fireErrorCaught(error)
             return

@@ -7,7 +7,7 @@ import NIOCore
 ///
 /// One handler rather than a decoder, an encoder and a handler behind them: messages never cross the channel pipeline,
 /// which saves each one two `NIOAny` boxes, dynamic casts and several handler hops in each direction.
-final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, GuardedConnection {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -15,24 +15,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let hooks: ConnectionHooks
     private let sessionId: String
     private let remoteAddress: String
-    /// The peer's IP alone, the key of the per-address connection count.
-    private let remoteIP: String
-    /// Whether the governor admitted this connection (and must be told when it goes).
-    private var admitted = false
-    /// Reads and flushes seen so far: the timeout check compares them with what it saw last time, which costs the
-    /// read path one increment instead of a clock read.
-    @exclusivity(unchecked) private var activity: UInt64 = 0
-    private var checkedActivity: UInt64 = 0
-    private var idleSince: NIODeadline = .now()
-    /// When the header block now arriving was first seen unfinished by the timeout check, and how many messages had
-    /// been cut by then (a later count means that block finished and a new one began).
-    private var partialHeaderSince: (deadline: NIODeadline, messages: UInt64)?
-    @exclusivity(unchecked) private var messagesCut: UInt64 = 0
-    private var timeoutCheck: Scheduled<Void>?
-    private var checkInterval = TimeAmount.seconds(1)
-    /// Bytes charged to the node-wide budget for this connection's partial input and unread output.
-    private var chargedInput = 0
-    private var chargedOutput = 0
+    /// The connection and buffer limits of this connection (`nil` when the node sets none).
+    private let connectionGuard: ConnectionGuard?
     // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
     // back here (`framer.next()` only parses; dispatch happens after it returned), so the per-access runtime check
     // on every message is pure cost.
@@ -47,7 +31,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.hooks = hooks
         self.sessionId = sessionId
         self.remoteAddress = remoteAddress
-        self.remoteIP = remoteIP
+        var logger = hooks.logger
+        logger[metadataKey: "session"] = "\(sessionId)"
+        self.connectionGuard = hooks.governor.map {
+            ConnectionGuard(governor: $0, remoteIP: remoteIP, remoteAddress: remoteAddress, logger: logger)
+        }
         // The framer stamps `sender`, `server` and `remote-addr` as it decodes.
         self.framer = InboundFramer(limits: limits, stamp: dispatcher.stamp(for: (sessionId, remoteAddress)))
         self.outbound = OutboundBatch(allocator: allocator)
@@ -72,20 +60,13 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if let governor = hooks.governor {
-            if let refusal = governor.admit(address: remoteIP) {
-                // Answered before anything is read, so a client that reads its reply learns why; then closed. No
-                // session exists for it, so nothing it sends is dispatched.
-                hooks.logger.notice("connection refused", metadata: ["remote": "\(remoteAddress)", "reason": "\(refusal)"])
-                var reply = Message(status: 503, body: ByteBuffer(string: refusal))
-                reply.closeRequested = true
-                outbound.append(reply, context: context)
-                outbound.flushAndClose(context: context)
-                context.fireChannelActive()
-                return
-            }
-            admitted = true
-            startTimeoutCheck(context: context, limits: governor.limits)
+        if let refusal = connectionGuard?.admit(self, on: context.eventLoop) {
+            // Answered before anything is read, so a client that reads its reply learns why; then closed. No session
+            // exists for it, so nothing it sends is dispatched.
+            outbound.append(refusal, context: context)
+            outbound.flushAndClose(context: context)
+            context.fireChannelActive()
+            return
         }
         let session = Session(id: sessionId, remoteAddress: remoteAddress,
                               transport: HandlerTransport(handler: self, eventLoop: context.eventLoop))
@@ -97,21 +78,26 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // A refused connection (framing error, budget) reads nothing more while its last reply goes out.
         guard let session, !session.isClosingAfterReply, session.isActive else { return }
-        activity &+= 1
+        connectionGuard?.noteRead()
         framer.append(unwrapInboundIn(data))
         session.beginReadBatch()
         do {
             while let message = try framer.next() {
-                messagesCut &+= 1
+                connectionGuard?.noteMessage()
                 dispatcher.dispatch(stamped: message, session: session)
-                // A reply may have closed the connection (HTTP/1.0, `connection: close`): stop cutting messages.
-                if self.session == nil || session.isClosingAfterReply { framer.discardInput(); return }
+                // A reply may have closed the connection (HTTP/1.0, `connection: close`, a slow consumer shed):
+                // stop cutting messages.
+                if self.session == nil || session.isClosingAfterReply || !session.isActive { framer.discardInput(); return }
             }
             if framer.takeContinueRequest() { outbound.append(raw: "HTTP/1.1 100 Continue\r\n\r\n") }
             // Only a partial message larger than the charge threshold counts against the node-wide budget (one
             // comparison on the common path, where nothing or a small tail is held).
-            let held = framer.heldFootprint
-            if held >= ConnectionLimits.chargeThreshold || chargedInput > 0 { chargeInput(held, context: context) }
+            if let connectionGuard {
+                let held = framer.heldFootprint
+                if connectionGuard.needsInputCharge(held), let refusal = connectionGuard.chargeInput(held) {
+                    refuse(with: refusal)
+                }
+            }
         } catch {
             refuse(error, context: context)
         }
@@ -125,15 +111,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timeoutCheck?.cancel()
-        timeoutCheck = nil
-        if let governor = hooks.governor {
-            if chargedInput + chargedOutput > 0 { governor.charge(-(chargedInput + chargedOutput)) }
-            chargedInput = 0
-            chargedOutput = 0
-            if admitted { governor.release(address: remoteIP) }
-            admitted = false
-        }
+        connectionGuard?.close()
         if let session {
             session.markClosed()
             hooks.sessionClosed(session)
@@ -158,127 +136,30 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         // the path every read takes.
         let writable = context.channel.isWritable
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: writable)
-        if writable {
-            // The peer read down to the low watermark: what it had waiting no longer counts.
-            if chargedOutput > 0, let governor = hooks.governor {
-                governor.charge(-chargedOutput)
-                chargedOutput = 0
-            }
-        }
+        if writable { connectionGuard?.outputDrained() }
         context.fireChannelWritabilityChanged()
     }
 
-    // MARK: - Byte budgets
+    // MARK: - Guarded connection
 
-    /// Accounts for what waits for the peer to read after a flush; called only while the channel is not writable.
-    /// Closes the connection (a slow consumer, as NATS and Redis treat one) when it holds more than
-    /// `max_output_bytes`, or when the node-wide budget is spent and it holds a large share.
-    private func chargeOutput(context: ChannelHandlerContext) {
-        // After the channel closed (a write that failed closes it inside the flush, and the channel still reads as
-        // not writable), `channelInactive` has released this connection's charges: charging again would leak them.
-        guard let governor = hooks.governor, session != nil, context.channel.isActive else { return }
-        let limits = governor.limits
-        // What the channel holds, asked of the channel: only slow readers get here, and an estimate from bytes
-        // written would count what the peer has read meanwhile as still waiting.
-        guard let waiting = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes) else { return }
-        let total = governor.charge(waiting - chargedOutput)
-        chargedOutput = waiting
-        let reason: String
-        if waiting > limits.maxOutputBytes {
-            reason = "\(waiting) bytes unread by the client, over \(limits.maxOutputBytes) (node.limits.max_output_bytes)"
-        } else if governor.overBudget(total: total, held: waiting) {
-            reason = "the node buffers \(total) bytes, over \(limits.maxBufferedBytes) (node.limits.max_buffered_bytes), \(waiting) of them for this client"
-        } else {
-            return
-        }
-        hooks.logger.warning("closing a slow consumer", metadata: [
-            "session": "\(sessionId)", "remote": "\(remoteAddress)", "reason": "\(reason)",
-        ])
-        shed(context: context)
-    }
+    var isReadingHeaderBlock: Bool { framer.isReadingHeaderBlock }
 
-    /// Accounts for a partial message held after a read; refuses it with 503 when the node-wide budget is spent.
-    private func chargeInput(_ held: Int, context: ChannelHandlerContext) {
-        guard let governor = hooks.governor, session != nil else { return }
-        let counted = held >= ConnectionLimits.chargeThreshold ? held : 0
-        let total = governor.charge(counted - chargedInput)
-        chargedInput = counted
-        guard governor.overBudget(total: total, held: counted) else { return }
-        let reason = "the node buffers \(total) bytes of unfinished messages and unread replies, over \(governor.limits.maxBufferedBytes) (node.limits.max_buffered_bytes); try again later"
-        hooks.logger.warning("refusing a partial message", metadata: [
-            "session": "\(sessionId)", "remote": "\(remoteAddress)", "held": "\(held)",
-        ])
-        framer.discardInput()
-        governor.charge(-chargedInput)
-        chargedInput = 0
-        session?.markClosed()
-        var reply = Message(status: 503, body: ByteBuffer(string: reason))
-        reply.closeRequested = true
-        outbound.append(reply, context: context)
-        outbound.flushAndClose(context: context)
-    }
+    var bytesWritten: UInt64 { outbound.writtenBytes }
 
     /// Drops the connection at once, with what it had waiting: its peer does not read it anyway.
-    private func shed(context: ChannelHandlerContext) {
+    func closeNow() {
+        guard let context else { return }
         session?.markClosed()
         outbound.discard()
         context.close(promise: nil)
     }
 
-    // MARK: - Timeouts
-
-    /// Checks idleness and unfinished header blocks a few times per timeout, on the connection's loop. A check that
-    /// runs rarely, rather than a timer re-armed per read, keeps the read path free of clock reads and scheduling.
-    private func startTimeoutCheck(context: ChannelHandlerContext, limits: ConnectionLimits) {
-        let shortest = [limits.idleTimeoutMilliseconds, limits.headerTimeoutMilliseconds].filter { $0 > 0 }.min()
-        guard let shortest else { return }
-        // A quarter of the shortest timeout: a connection is closed between 1x and 1.25x its timeout.
-        checkInterval = .milliseconds(Int64(max(50, shortest / 4)))
-        idleSince = .now()
-        scheduleTimeoutCheck(on: context.eventLoop, limits: limits)
-    }
-
-    private func scheduleTimeoutCheck(on loop: any EventLoop, limits: ConnectionLimits) {
-        timeoutCheck = loop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: checkInterval) {
-            guard self.checkTimeouts(idle: limits.idleTimeoutMilliseconds, header: limits.headerTimeoutMilliseconds) else { return }
-            self.scheduleTimeoutCheck(on: loop, limits: limits)
-        }
-    }
-
-    /// Returns whether to check again.
-    private func checkTimeouts(idle: Int, header: Int) -> Bool {
-        guard let context, session != nil else { return false }
-        let now = NIODeadline.now()
-        let current = activity &+ outbound.writtenBytes
-        if current != checkedActivity {
-            checkedActivity = current
-            idleSince = now
-        }
-        if idle > 0, now - idleSince >= .milliseconds(Int64(idle)) {
-            hooks.logger.debug("closing an idle connection", metadata: ["session": "\(sessionId)", "remote": "\(remoteAddress)"])
-            session?.markClosed()
-            context.close(promise: nil)
-            return false
-        }
-        guard header > 0, framer.isReadingHeaderBlock else {
-            partialHeaderSince = nil
-            return true
-        }
-        if let since = partialHeaderSince, since.messages == messagesCut {
-            if now - since.deadline >= .milliseconds(Int64(header)) {
-                framer.discardInput()
-                session?.markClosed()
-                var reply = Message(status: 408, body: ByteBuffer(string:
-                    "Request Timeout: the header block did not arrive within \(header) ms (node.limits.header_timeout)"))
-                reply.closeRequested = true
-                outbound.append(reply, context: context)
-                outbound.flushAndClose(context: context)
-                return false
-            }
-        } else {
-            partialHeaderSince = (now, messagesCut)
-        }
-        return true
+    func refuse(with reply: Message) {
+        guard let context else { return }
+        framer.discardInput()
+        session?.markClosed()
+        outbound.append(reply, context: context)
+        outbound.flushAndClose(context: context)
     }
 
     // MARK: - Session transport (event loop only)
@@ -286,13 +167,23 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     fileprivate func write(_ outgoing: Outgoing) {
         guard let context else { return }
         outbound.append(outgoing, context: context)
+        // One subtraction per write; a look at the channel every mebibyte queued.
+        if let connectionGuard, connectionGuard.outputStepped(outbound.queuedBytes),
+            connectionGuard.chargeOutput(context.channel, unflushed: outbound.heldBytes, queued: outbound.queuedBytes) != nil
+        {
+            closeNow()
+        }
     }
 
     fileprivate func flush() {
         guard let context else { return }
         outbound.flush(context: context)
         // While the peer keeps up this is one load of the channel's writability flag per flush.
-        if !context.channel.isWritable { chargeOutput(context: context) }
+        if let connectionGuard, !context.channel.isWritable,
+            connectionGuard.chargeOutput(context.channel, queued: outbound.queuedBytes) != nil
+        {
+            closeNow()
+        }
     }
 
     fileprivate func close() {
@@ -301,11 +192,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func refuse(_ error: MessageDecodingError, context: ChannelHandlerContext) {
-        framer.discardInput()
         hooks.logger.debug("refusing malformed input", metadata: ["error": "\(error)", "session": "\(sessionId)"])
-        session?.markClosed()
-        outbound.append(error.closingReply, context: context)
-        outbound.flushAndClose(context: context)
+        refuse(with: error.closingReply)
     }
 
 

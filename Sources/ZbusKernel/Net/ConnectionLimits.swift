@@ -50,12 +50,14 @@ public struct ConnectionLimits: Sendable, Equatable {
 /// The node-wide bookkeeping behind ``ConnectionLimits``: who is connected from where, and how many bytes all
 /// connections hold. Touched when a connection opens or closes and when a connection's buffered bytes cross the
 /// thresholds, never per message on the common path.
-final class ConnectionGovernor: Sendable {
-    let limits: ConnectionLimits
+package final class ConnectionGovernor: Sendable {
+    /// The limits it enforces.
+    package let limits: ConnectionLimits
     private let perAddress = NIOLockedValueBox<(total: Int, byAddress: [String: Int])>((0, [:]))
     private let buffered = ManagedAtomic<Int>(0)
 
-    init(limits: ConnectionLimits) {
+    /// Creates the bookkeeping for `limits`.
+    package init(limits: ConnectionLimits) {
         self.limits = limits
     }
 

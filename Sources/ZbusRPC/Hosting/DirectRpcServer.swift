@@ -50,6 +50,8 @@ public final class DirectRpcServer: Sendable {
     public let listen: HostAndPort
     private let eventLoopGroup: any EventLoopGroup
     private let limits: MessageLimits
+    /// Connection caps, timeouts and byte budgets, as on the node's own port (`nil`: none).
+    private let governor: ConnectionGovernor?
     private let logger: Logger
     private let state = NIOLockedValueBox(State.idle)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -68,14 +70,17 @@ public final class DirectRpcServer: Sendable {
     ///   - listen: the address to listen on; `127.0.0.1:0` (a free port on the loopback) by default.
     ///   - eventLoopGroup: where connections run; NIO's shared group by default (a node passes its own).
     ///   - limits: the framing limits (header and body sizes).
+    ///   - connectionLimits: connection caps, idle and header timeouts and byte budgets, counted for this port
+    ///     alone (a node passes its own `node.limits`); `nil` for none.
     ///   - logger: where connection problems are logged.
     public init(responder: RpcResponder, listen: HostAndPort = HostAndPort(host: "127.0.0.1", port: 0),
                 eventLoopGroup: (any EventLoopGroup)? = nil, limits: MessageLimits = .default,
-                logger: Logger = Logger(label: "zbus.rpc.direct")) {
+                connectionLimits: ConnectionLimits? = nil, logger: Logger = Logger(label: "zbus.rpc.direct")) {
         self.responder = responder
         self.listen = listen
         self.eventLoopGroup = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         self.limits = limits
+        self.governor = connectionLimits.map(ConnectionGovernor.init(limits:))
         self.logger = logger
     }
 
@@ -108,12 +113,19 @@ public final class DirectRpcServer: Sendable {
         let responder = self.responder
         let limits = self.limits
         let logger = self.logger
+        let governor = self.governor
         let connections = self.connections
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Out of descriptors, `accept` fails at once while the connection stays queued: pause, not spin.
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
+                    }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
@@ -123,7 +135,12 @@ public final class DirectRpcServer: Sendable {
                     return channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
                         try pipeline.addHandler(ReadBackpressureHandler())
-                        try pipeline.addHandler(DirectRpcHandler(responder: responder, limits: limits, allocator: channel.allocator, logger: logger))
+                        let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+                        let connectionGuard = governor.map {
+                            ConnectionGuard(governor: $0, remoteIP: channel.remoteAddress?.ipAddress ?? remote, remoteAddress: remote, logger: logger)
+                        }
+                        try pipeline.addHandler(DirectRpcHandler(responder: responder, limits: limits, allocator: channel.allocator,
+                                                                 connectionGuard: connectionGuard, logger: logger))
                     }
                 }
                 .bind(host: listen.host, port: listen.port)
@@ -153,7 +170,7 @@ public final class DirectRpcServer: Sendable {
 }
 
 /// One connection of a direct RPC server, framing messages itself (no pipeline hops per message).
-final class DirectRpcHandler: ChannelInboundHandler {
+final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -161,19 +178,49 @@ final class DirectRpcHandler: ChannelInboundHandler {
     private let logger: Logger
     private var framer: InboundFramer
     private let outbound: OutboundBatch
+    private let connectionGuard: ConnectionGuard?
+    private var context: ChannelHandlerContext?
     private var closing = false
 
-    init(responder: RpcResponder, limits: MessageLimits, allocator: ByteBufferAllocator, logger: Logger) {
+    init(responder: RpcResponder, limits: MessageLimits, allocator: ByteBufferAllocator, connectionGuard: ConnectionGuard?,
+         logger: Logger) {
         self.responder = responder
         self.logger = logger
         self.framer = InboundFramer(limits: limits)
         self.outbound = OutboundBatch(allocator: allocator)
+        self.connectionGuard = connectionGuard
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let refusal = connectionGuard?.admit(self, on: context.eventLoop) {
+            closing = true
+            outbound.append(refusal, context: context)
+            outbound.flushAndClose(context: context)
+        }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        connectionGuard?.noteRead()
         framer.append(unwrapInboundIn(data))
         do {
-            while !closing, let request = try framer.next() { answer(request, context: context) }
+            while !closing, let request = try framer.next() {
+                connectionGuard?.noteMessage()
+                answer(request, context: context)
+            }
+            if let connectionGuard, !closing {
+                let held = framer.heldFootprint
+                if connectionGuard.needsInputCharge(held), let refusal = connectionGuard.chargeInput(held) { refuse(with: refusal) }
+            }
         } catch {
             framer.discardInput()
             closing = true
@@ -211,18 +258,34 @@ final class DirectRpcHandler: ChannelInboundHandler {
                     let (handler, context) = bound.value
                     guard context.channel.isActive else { return }
                     handler.outbound.append(finished, context: context)
-                    if close { handler.outbound.flushAndClose(context: context) } else { handler.outbound.flush(context: context) }
+                    if close { handler.outbound.flushAndClose(context: context) } else { handler.flush(context: context) }
                 }
             }
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if !outbound.isEmpty { outbound.flush(context: context) }
+        if !outbound.isEmpty { flush(context: context) }
         context.fireChannelReadComplete()
     }
 
+    /// Flushes, then closes a client that leaves more unread than the limits allow.
+    private func flush(context: ChannelHandlerContext) {
+        outbound.flush(context: context)
+        if let connectionGuard, !context.channel.isWritable,
+            connectionGuard.chargeOutput(context.channel, queued: outbound.queuedBytes) != nil
+        {
+            closeNow()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { connectionGuard?.outputDrained() }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        connectionGuard?.close()
         framer.discardInput()
         outbound.discard()
         context.fireChannelInactive()
@@ -230,6 +293,27 @@ final class DirectRpcHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    // MARK: - Guarded connection
+
+    var isReadingHeaderBlock: Bool { framer.isReadingHeaderBlock }
+
+    var bytesWritten: UInt64 { outbound.writtenBytes }
+
+    func closeNow() {
+        guard let context else { return }
+        closing = true
+        outbound.discard()
+        context.close(promise: nil)
+    }
+
+    func refuse(with reply: Message) {
+        guard let context else { return }
+        closing = true
+        framer.discardInput()
+        outbound.append(reply, context: context)
+        outbound.flushAndClose(context: context)
     }
 
 }
