@@ -5,8 +5,11 @@ import NIOCore
 package protocol GuardedConnection: AnyObject {
     /// Whether part of a message's header block is held, its end not yet read.
     var isReadingHeaderBlock: Bool { get }
-    /// Bytes handed to the channel so far (``OutboundBatch/writtenBytes``).
-    var bytesWritten: UInt64 { get }
+    /// A number that moves whenever bytes are read or written (reads counted plus bytes written): the idle check
+    /// compares it with what it saw last time, which costs the read path an increment instead of a clock read.
+    var activityCount: UInt64 { get }
+    /// Messages cut from the input so far (a later count means a header block finished).
+    var messageCount: UInt64 { get }
     /// Closes the connection at once (idle, or a slow consumer): its peer reads nothing anyway.
     func closeNow()
     /// Forgets what was read, sends `reply` and closes once it has left.
@@ -16,8 +19,9 @@ package protocol GuardedConnection: AnyObject {
 /// ``ConnectionLimits`` applied to one connection: its admission, its idle and header timeouts, and its share of the
 /// node-wide byte budget. Owned by the connection's handler and used on its event loop only.
 ///
-/// The read path pays two increments (``noteRead()``, ``noteMessage()``) and one comparison of the held input with
-/// ``ConnectionLimits/chargeThreshold``; the timeouts are one task every quarter timeout, not a timer per read.
+/// The handler keeps the counters the checks read (``GuardedConnection``) and calls in only past a threshold: a
+/// partial message of ``ConnectionLimits/chargeThreshold`` or more, output queued in steps of ``outputCheckStep``, a
+/// flush that leaves the channel unwritable. The timeouts are one task every quarter timeout, not a timer per read.
 package final class ConnectionGuard {
     /// The node-wide bookkeeping this connection counts in.
     package let governor: ConnectionGovernor
@@ -26,10 +30,6 @@ package final class ConnectionGuard {
     private let logger: Logger
     private var admitted = false
     private var closed = false
-    /// Reads and messages seen so far: the timeout check compares them with what it saw last time, which costs the
-    /// read path an increment instead of a clock read.
-    @exclusivity(unchecked) private var reads: UInt64 = 0
-    @exclusivity(unchecked) private var messages: UInt64 = 0
     private var checkedActivity: UInt64 = 0
     private var idleSince: NIODeadline = .now()
     /// When the header block now arriving was first seen unfinished by the timeout check, and how many messages had
@@ -39,8 +39,6 @@ package final class ConnectionGuard {
     /// Bytes charged to the node-wide budget for this connection's partial input and unread output.
     private var chargedInput = 0
     private var chargedOutput = 0
-    /// ``OutboundBatch/queuedBytes`` at the last look at the output budget.
-    private var outputChecked: UInt64 = 0
 
     /// Creates the guard of a connection from `remoteIP` (the per-address key; `remoteAddress`, with the port, is
     /// for logs).
@@ -71,16 +69,9 @@ package final class ConnectionGuard {
         return nil
     }
 
-    /// Counts a read (activity, for the idle timeout).
-    @inline(__always) package func noteRead() { reads &+= 1 }
-
-    /// Counts a message cut from the input (the end of a header block, for the header timeout).
-    @inline(__always) package func noteMessage() { messages &+= 1 }
-
-    /// After a read: whether `held` bytes of partial input need accounting (one comparison on the common path).
-    @inline(__always) package func needsInputCharge(_ held: Int) -> Bool {
-        held >= ConnectionLimits.chargeThreshold || chargedInput > 0
-    }
+    /// Whether part of this connection's input is charged to the node-wide budget (so a smaller partial message must
+    /// be reported too, to release it).
+    package var holdsInputCharge: Bool { chargedInput > 0 }
 
     /// Accounts for `held` bytes of a partial message; returns the 503 to answer (the input is then to be dropped
     /// and the connection closed) when the node-wide budget is spent.
@@ -99,22 +90,14 @@ package final class ConnectionGuard {
         return reply
     }
 
-    /// Whether replies queued since the last look (`queued` is ``OutboundBatch/queuedBytes``) are enough to look
-    /// again: one pipelined read can ask for many large deliveries before anything is flushed, so the budget is
-    /// checked as output is queued, every ``outputCheckStep`` bytes, not only at flushes.
-    @inline(__always) package func outputStepped(_ queued: UInt64) -> Bool {
-        queued &- outputChecked >= Self.outputCheckStep
-    }
-
-    /// Output queued between two looks at the budget.
+    /// Output queued between two looks at the budget: one pipelined read can ask for many large deliveries before
+    /// anything is flushed, so a handler looks as output is queued, every this many bytes, not only at flushes.
     package static let outputCheckStep: UInt64 = 1 << 20
 
     /// Accounts for what waits for the peer to read, as `channel` reports it, plus `unflushed` bytes not yet handed
-    /// to it; `queued` is ``OutboundBatch/queuedBytes``. Returns why to close the connection (a slow consumer, as
-    /// NATS and Redis treat one) when it holds more than `max_output_bytes`, or a large share of a spent node-wide
-    /// budget.
-    package func chargeOutput(_ channel: any Channel, unflushed: Int = 0, queued: UInt64) -> String? {
-        outputChecked = queued
+    /// to it. Returns why to close the connection (a slow consumer, as NATS and Redis treat one) when it holds more
+    /// than `max_output_bytes`, or a large share of a spent node-wide budget.
+    package func chargeOutput(_ channel: any Channel, unflushed: Int = 0) -> String? {
         // After the channel closed (a write that failed closes it inside the flush, and it still reads as not
         // writable), `close()` has released this connection's charges: charging again would leak them.
         guard !closed, channel.isActive,
@@ -171,7 +154,7 @@ package final class ConnectionGuard {
         guard !closed else { return false }
         let limits = governor.limits
         let now = NIODeadline.now()
-        let activity = reads &+ connection.bytesWritten
+        let activity = connection.activityCount
         if activity != checkedActivity {
             checkedActivity = activity
             idleSince = now
@@ -187,6 +170,7 @@ package final class ConnectionGuard {
             partialHeaderSince = nil
             return true
         }
+        let messages = connection.messageCount
         guard let since = partialHeaderSince, since.messages == messages else {
             partialHeaderSince = (now, messages)
             return true

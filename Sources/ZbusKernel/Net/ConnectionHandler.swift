@@ -17,6 +17,13 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     private let remoteAddress: String
     /// The connection and buffer limits of this connection (`nil` when the node sets none).
     private let connectionGuard: ConnectionGuard?
+    /// Counters the guard's checks read; kept here so the read path pays plain increments (see ``GuardedConnection``).
+    @exclusivity(unchecked) private var reads: UInt64 = 0
+    @exclusivity(unchecked) private var messagesCut: UInt64 = 0
+    /// ``OutboundBatch/queuedBytes`` when the output budget was last looked at, and whether the guard holds a charge
+    /// for partial input: below the thresholds the guard is not called at all.
+    @exclusivity(unchecked) private var outputChecked: UInt64 = 0
+    @exclusivity(unchecked) private var inputCharged = false
     // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
     // back here (`framer.next()` only parses; dispatch happens after it returned), so the per-access runtime check
     // on every message is pure cost.
@@ -78,12 +85,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // A refused connection (framing error, budget) reads nothing more while its last reply goes out.
         guard let session, !session.isClosingAfterReply, session.isActive else { return }
-        connectionGuard?.noteRead()
+        reads &+= 1
         framer.append(unwrapInboundIn(data))
         session.beginReadBatch()
         do {
             while let message = try framer.next() {
-                connectionGuard?.noteMessage()
+                messagesCut &+= 1
                 dispatcher.dispatch(stamped: message, session: session)
                 // A reply may have closed the connection (HTTP/1.0, `connection: close`, a slow consumer shed):
                 // stop cutting messages.
@@ -92,11 +99,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
             if framer.takeContinueRequest() { outbound.append(raw: "HTTP/1.1 100 Continue\r\n\r\n") }
             // Only a partial message larger than the charge threshold counts against the node-wide budget (one
             // comparison on the common path, where nothing or a small tail is held).
-            if let connectionGuard {
-                let held = framer.heldFootprint
-                if connectionGuard.needsInputCharge(held), let refusal = connectionGuard.chargeInput(held) {
-                    refuse(with: refusal)
-                }
+            let held = framer.heldFootprint
+            if held >= ConnectionLimits.chargeThreshold || inputCharged, let connectionGuard {
+                let refusal = connectionGuard.chargeInput(held)
+                inputCharged = connectionGuard.holdsInputCharge
+                if let refusal { refuse(with: refusal) }
             }
         } catch {
             refuse(error, context: context)
@@ -144,7 +151,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
 
     var isReadingHeaderBlock: Bool { framer.isReadingHeaderBlock }
 
-    var bytesWritten: UInt64 { outbound.writtenBytes }
+    var activityCount: UInt64 { reads &+ outbound.writtenBytes }
+
+    var messageCount: UInt64 { messagesCut }
 
     /// Drops the connection at once, with what it had waiting: its peer does not read it anyway.
     func closeNow() {
@@ -168,10 +177,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         guard let context else { return }
         outbound.append(outgoing, context: context)
         // One subtraction per write; a look at the channel every mebibyte queued.
-        if let connectionGuard, connectionGuard.outputStepped(outbound.queuedBytes),
-            connectionGuard.chargeOutput(context.channel, unflushed: outbound.heldBytes, queued: outbound.queuedBytes) != nil
-        {
-            closeNow()
+        let queued = outbound.queuedBytes
+        if queued &- outputChecked >= ConnectionGuard.outputCheckStep, let connectionGuard {
+            outputChecked = queued
+            if connectionGuard.chargeOutput(context.channel, unflushed: outbound.heldBytes) != nil { closeNow() }
         }
     }
 
@@ -179,10 +188,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         guard let context else { return }
         outbound.flush(context: context)
         // While the peer keeps up this is one load of the channel's writability flag per flush.
-        if let connectionGuard, !context.channel.isWritable,
-            connectionGuard.chargeOutput(context.channel, queued: outbound.queuedBytes) != nil
-        {
-            closeNow()
+        if !context.channel.isWritable, let connectionGuard {
+            outputChecked = outbound.queuedBytes
+            if connectionGuard.chargeOutput(context.channel) != nil { closeNow() }
         }
     }
 

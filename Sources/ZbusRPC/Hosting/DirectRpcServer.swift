@@ -180,6 +180,8 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
     private let outbound: OutboundBatch
     private let connectionGuard: ConnectionGuard?
     private var context: ChannelHandlerContext?
+    private var reads: UInt64 = 0
+    private var messagesCut: UInt64 = 0
     private var closing = false
 
     init(responder: RpcResponder, limits: MessageLimits, allocator: ByteBufferAllocator, connectionGuard: ConnectionGuard?,
@@ -210,16 +212,20 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        connectionGuard?.noteRead()
+        reads &+= 1
         framer.append(unwrapInboundIn(data))
         do {
             while !closing, let request = try framer.next() {
-                connectionGuard?.noteMessage()
+                messagesCut &+= 1
                 answer(request, context: context)
             }
             if let connectionGuard, !closing {
                 let held = framer.heldFootprint
-                if connectionGuard.needsInputCharge(held), let refusal = connectionGuard.chargeInput(held) { refuse(with: refusal) }
+                if held >= ConnectionLimits.chargeThreshold || connectionGuard.holdsInputCharge,
+                    let refusal = connectionGuard.chargeInput(held)
+                {
+                    refuse(with: refusal)
+                }
             }
         } catch {
             framer.discardInput()
@@ -273,7 +279,7 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
     private func flush(context: ChannelHandlerContext) {
         outbound.flush(context: context)
         if let connectionGuard, !context.channel.isWritable,
-            connectionGuard.chargeOutput(context.channel, queued: outbound.queuedBytes) != nil
+            connectionGuard.chargeOutput(context.channel) != nil
         {
             closeNow()
         }
@@ -299,7 +305,9 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
 
     var isReadingHeaderBlock: Bool { framer.isReadingHeaderBlock }
 
-    var bytesWritten: UInt64 { outbound.writtenBytes }
+    var activityCount: UInt64 { reads &+ outbound.writtenBytes }
+
+    var messageCount: UInt64 { messagesCut }
 
     func closeNow() {
         guard let context else { return }
