@@ -77,3 +77,12 @@ for _ in range(3):
     t = time.perf_counter(); sum(range(10_000_000)); best = min(best, time.perf_counter() - t)
 print(f"{best * 1000:.0f}")'
 }
+
+# For the callgrind scripts: checks for valgrind, makes $WORK (removed at exit) and kills the node in $NODE_PID at
+# exit. NAME names the folder.
+callgrind_workspace() {
+    command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+    WORK=$(mktemp -d "/tmp/zbus-bench-$1.XXXXXX")
+    NODE_PID=
+    trap 'if [ -n "$NODE_PID" ]; then kill "$NODE_PID" 2>/dev/null; fi; rm -rf "$WORK"' EXIT
+}

@@ -23,11 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . Benchmarks/common.sh
-command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
-WORK=$(mktemp -d /tmp/zbus-bench-scaling.XXXXXX)
-NODE_PID=
-cleanup() { [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
+callgrind_workspace scaling
 
 if [ $# -eq 0 ]; then
     build_release zbus
