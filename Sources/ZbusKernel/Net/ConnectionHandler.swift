@@ -52,7 +52,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     static func configure(_ channel: any Channel, limits: MessageLimits, dispatcher: CommandDispatcher, hooks: ConnectionHooks) throws {
         let remote = channel.remoteAddress.map(describe) ?? "unknown"
         let handler = ConnectionHandler(dispatcher: dispatcher, hooks: hooks, sessionId: makeSessionId(), remoteAddress: remote,
-                                        remoteIP: channel.remoteAddress?.ipAddress ?? remote,
+                                        remoteIP: ConnectionGovernor.addressKey(channel.remoteAddress),
                                         limits: limits, allocator: channel.allocator)
         try channel.pipeline.syncOperations.addHandler(handler)
     }

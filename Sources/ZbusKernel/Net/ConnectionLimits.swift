@@ -1,5 +1,6 @@
 import Atomics
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// What one client, or all of them together, may hold of a node: connections, time, and buffered bytes.
 ///
@@ -75,6 +76,20 @@ package final class ConnectionGovernor: Sendable {
             state.byAddress[address] = fromAddress + 1
             return nil
         }
+    }
+
+    /// The key a peer's connections are counted under for `max_connections_per_address`: its IPv4 address, or the
+    /// /64 prefix of its IPv6 address (one host usually holds a whole /64, and would otherwise count as 2^64
+    /// addresses); an IPv4-mapped IPv6 address counts as its IPv4 address.
+    package static func addressKey(_ address: SocketAddress?) -> String {
+        guard let address else { return "unknown" }
+        guard case .v6(let v6) = address else { return address.ipAddress ?? "\(address)" }
+        let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
+            return bytes[12..<16].map(String.init).joined(separator: ".")
+        }
+        let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+        return groups.joined(separator: ":") + "::/64"
     }
 
     /// Forgets a connection that ``admit(address:)`` admitted.

@@ -137,7 +137,7 @@ public final class DirectRpcServer: Sendable {
                         try pipeline.addHandler(ReadBackpressureHandler())
                         let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
                         let connectionGuard = governor.map {
-                            ConnectionGuard(governor: $0, remoteIP: channel.remoteAddress?.ipAddress ?? remote, remoteAddress: remote, logger: logger)
+                            ConnectionGuard(governor: $0, remoteIP: ConnectionGovernor.addressKey(channel.remoteAddress), remoteAddress: remote, logger: logger)
                         }
                         try pipeline.addHandler(DirectRpcHandler(responder: responder, limits: limits, allocator: channel.allocator,
                                                                  connectionGuard: connectionGuard, logger: logger))
