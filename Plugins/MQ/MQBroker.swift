@@ -25,6 +25,8 @@ final class MQBroker: Sendable {
     private let routeDropped = ManagedAtomic<UInt64>(0)
     /// The bytes every MQ's dedupe keys may hold together (`max_key_bytes`).
     private let keyBudget: KeyMemoryBudget
+    /// The MQs each session consumed from (see ``SessionQueueIndex``).
+    private let sessionIndex = SessionQueueIndex()
 
     private struct State {
         var store: QueueStore?
@@ -224,7 +226,10 @@ final class MQBroker: Sendable {
 
     /// A connection closed: its pulls go, and messages it held go back to their queues.
     func sessionClosed(_ session: Session) {
-        let queues = state.withLockedValue { Array($0.queues.values) }
+        let touched = sessionIndex.take(session)
+        guard !touched.isEmpty else { return }
+        // Only MQs still in the table: a removed one must not hand its messages out again.
+        let queues = state.withLockedValue { state in touched.filter { state.queues[$0.name] === $0 } }
         for queue in queues { queue.sessionClosed(session).send() }
     }
 
@@ -234,7 +239,8 @@ final class MQBroker: Sendable {
             : DurableBackend(queue: durable, fsyncAlways: settings.fsync == .always)
         let limits = MessageQueue.Limits(keyLimit: settings.keyLimit, maxKeys: settings.maxKeys, maxKeyGroups: settings.maxKeyGroups,
                                          subscriberBuffer: settings.subscriberBuffer, subscriberBufferBytes: settings.subscriberBufferBytes,
-                                         maxParkedConsumes: settings.maxParkedConsumes, keyBudget: keyBudget)
+                                         maxParkedConsumes: settings.maxParkedConsumes, keyBudget: keyBudget,
+                                         sessionIndex: sessionIndex)
         return MessageQueue(definition: definition, backend: backend, durableQueue: durable, limits: limits, logger: logger)
     }
 

@@ -38,6 +38,7 @@ final class MessageQueue: @unchecked Sendable {
     /// Parked pulls (point-to-point and pub/sub), bounded by `maxParkedConsumes`.
     @exclusivity(unchecked) private var parkedCount = 0
     private let maxParkedConsumes: Int
+    private let sessionIndex: SessionQueueIndex?
     /// The sequences handed out from the backend and not yet acknowledged, ascending (the backend hands them out in
     /// order), each marked once acknowledged: an acknowledgement finds its sequence by binary search and the front is
     /// trimmed of marked ones, so acknowledging costs O(log n), not a scan of everything in flight.
@@ -251,6 +252,7 @@ final class MessageQueue: @unchecked Sendable {
         self.subscriberBufferLimit = limits.subscriberBuffer
         self.subscriberBufferBytes = limits.subscriberBufferBytes
         self.maxParkedConsumes = limits.maxParkedConsumes
+        self.sessionIndex = limits.sessionIndex
         self.lastUpdate = Clock.milliseconds()
         var logger = logger
         logger[metadataKey: "mq"] = "\(definition.name)"
@@ -267,6 +269,8 @@ final class MessageQueue: @unchecked Sendable {
         var maxParkedConsumes = 100_000
         /// The node-wide budget of key bytes (`max_key_bytes`) every MQ's key filter draws from.
         var keyBudget: KeyMemoryBudget? = nil
+        /// Where a session's first consume from this MQ is noted, so its close visits only its MQs.
+        var sessionIndex: SessionQueueIndex? = nil
     }
 
     /// The mode bits (fixed at creation).
@@ -451,6 +455,8 @@ final class MessageQueue: @unchecked Sendable {
         } else {
             consumer = Consumer(session: session)
             consumers[key] = consumer
+            // Lock order: this MQ's lock, then the index's (which never calls out).
+            sessionIndex?.note(session, consumesFrom: self)
         }
         nextPullToken += 1
         let token = nextPullToken
