@@ -86,3 +86,20 @@ callgrind_workspace() {
     NODE_PID=
     trap 'if [ -n "$NODE_PID" ]; then kill "$NODE_PID" 2>/dev/null; fi; rm -rf "$WORK"' EXIT
 }
+
+# start_callgrind_node RUN: starts $WORK/node (a copy without debug information) under callgrind with RUN/node.yaml,
+# its store and ready file in RUN, and waits until it accepts connections; sets NODE_PID and NODE_PORT. Hashing is
+# made deterministic: with the usual per-process seed, how many keys a dictionary lookup compares changes from run
+# to run, and with it the count by a hundred or two.
+start_callgrind_node() {
+    local run=$1
+    SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$run/callgrind.out" "$WORK/node" \
+        --config "$run/node.yaml" --listen 127.0.0.1:0 --store "$run/store" --ready-file "$run/ready" >/dev/null 2>&1 &
+    NODE_PID=$!
+    for _ in $(seq 600); do [ -f "$run/ready" ] && break; sleep 0.1; done
+    [ -f "$run/ready" ] || { echo "the node did not start under valgrind" >&2; exit 1; }
+    NODE_PORT=$(cut -d: -f2 "$run/ready")
+}
+
+# callgrind_total FILE...: the instructions of a callgrind dump (the sum of its files' `summary:` lines).
+callgrind_total() { grep -h "^summary:" "$@" | awk '{ sum += $2 } END { printf "%.0f\n", sum }'; }

@@ -29,23 +29,14 @@ SMALL=${SMALL:-200}
 LARGE=${LARGE:-1000}
 CONNS=16
 
-# Instructions of one command between two callgrind dumps: sums the `summary:` lines of a dump's files.
-dump_total() { grep -h "^summary:" "$@" | awk '{ sum += $2 } END { print sum }'; }
 
 # measure OP: prints the instructions per request of OP in steady state, for the binary at $WORK/node.
 measure() {
     local op=$1 run="$WORK/run"
     rm -rf "$run"; mkdir -p "$run"
     printf 'node:\n  log_level: warning\nmodules:\n  - module: mq\n    fsync: interval\n' > "$run/node.yaml"
-    # Deterministic hashing: with the usual per-process seed, how many keys a dictionary lookup compares changes from
-    # run to run, and with it the count by a hundred or two.
-    SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$run/callgrind.out" "$WORK/node" --config "$run/node.yaml" \
-        --listen 127.0.0.1:0 --store "$run/store" --ready-file "$run/ready" >/dev/null 2>&1 &
-    NODE_PID=$!
-    for _ in $(seq 600); do [ -f "$run/ready" ] && break; sleep 0.1; done
-    [ -f "$run/ready" ] || { echo "the node did not start under valgrind" >&2; exit 1; }
-    local port
-    port=$(cut -d: -f2 "$run/ready")
+    start_callgrind_node "$run"
+    local port=$NODE_PORT
     "$ZLOAD" 127.0.0.1 "$port" create Q 1 1 >/dev/null
     "$ZLOAD" 127.0.0.1 "$port" produce Q $CONNS 200 11 1 >/dev/null   # warm-up
     [ "$op" = consume ] && "$ZLOAD" 127.0.0.1 "$port" produce Q $CONNS $((SMALL + LARGE)) 11 4 >/dev/null
@@ -58,8 +49,8 @@ measure() {
     kill -INT "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true
     NODE_PID=
     local small large
-    small=$(dump_total "$run/callgrind.out.1")
-    large=$(dump_total "$run/callgrind.out.2")
+    small=$(callgrind_total "$run/callgrind.out.1")
+    large=$(callgrind_total "$run/callgrind.out.2")
     echo $(( (large - small) / (CONNS * (LARGE - SMALL)) ))
 }
 

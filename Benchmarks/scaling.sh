@@ -112,23 +112,17 @@ elif scenario == "parked":
     dump()
 EOF
 
-# Instructions of the measured phase: sums the `summary:` lines of the dump's files.
-dump_total() { grep -h "^summary:" "$@" | awk '{ sum += $2 } END { printf "%.0f\n", sum }'; }
 
 # measure SCENARIO SIZE: prints the node's instructions in the scenario's measured phase.
 measure() {
     local scenario=$1 size=$2 run="$WORK/run"
     rm -rf "$run"; mkdir -p "$run"
     printf 'node:\n  log_level: warning\nmodules:\n  - module: mq\n    subscriber_buffer: 10000000\n' > "$run/node.yaml"
-    SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$run/callgrind.out" "$WORK/node" --config "$run/node.yaml" \
-        --listen 127.0.0.1:0 --store "$run/store" --ready-file "$run/ready" >/dev/null 2>&1 &
-    NODE_PID=$!
-    for _ in $(seq 600); do [ -f "$run/ready" ] && break; sleep 0.1; done
-    [ -f "$run/ready" ] || { echo "the node did not start under valgrind" >&2; exit 1; }
-    python3 "$WORK/driver.py" "$(cut -d: -f2 "$run/ready")" "$NODE_PID" "$scenario" "$size"
+    start_callgrind_node "$run"
+    python3 "$WORK/driver.py" "$NODE_PORT" "$NODE_PID" "$scenario" "$size"
     kill -INT "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true
     NODE_PID=
-    dump_total "$run/callgrind.out.1"
+    callgrind_total "$run/callgrind.out.1"
 }
 
 echo "== node instructions (callgrind) at size N and 2N, N=$N (inflight, parked: N/10 connections)"

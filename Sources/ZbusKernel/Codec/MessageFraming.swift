@@ -83,7 +83,7 @@ public final class OutboundBatch {
     // access to a class property cost more than the ByteBuffer work around it on the reply path.
     @exclusivity(unchecked) private var buffer: ByteBuffer
     @exclusivity(unchecked) private var holdsBytes = false
-    /// Bytes handed to the channel so far: a connection compares it with what its peer has read to know what waits.
+    /// Bytes handed to the channel so far: a connection's sign of activity, and its measure of output queued.
     @exclusivity(unchecked) public private(set) var writtenBytes: UInt64 = 0
 
     /// Creates an empty batch whose buffers come from `allocator`.

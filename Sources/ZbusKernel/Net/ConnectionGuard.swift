@@ -95,14 +95,14 @@ package final class ConnectionGuard {
     package static let outputCheckStep: UInt64 = 1 << 20
 
     /// Accounts for what waits for the peer to read, as `channel` reports it, plus `unflushed` bytes not yet handed
-    /// to it. Returns why to close the connection (a slow consumer, as NATS and Redis treat one) when it holds more
-    /// than `max_output_bytes`, or a large share of a spent node-wide budget.
-    package func chargeOutput(_ channel: any Channel, unflushed: Int = 0) -> String? {
+    /// to it. Returns whether to close the connection (a slow consumer, as NATS and Redis treat one, logged with the
+    /// limit): it holds more than `max_output_bytes`, or a large share of a spent node-wide budget.
+    package func chargeOutput(_ channel: any Channel, unflushed: Int = 0) -> Bool {
         // After the channel closed (a write that failed closes it inside the flush, and it still reads as not
         // writable), `close()` has released this connection's charges: charging again would leak them.
         guard !closed, channel.isActive,
             let buffered = try? channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)
-        else { return nil }
+        else { return false }
         let waiting = buffered + unflushed
         let limits = governor.limits
         let total = governor.charge(waiting - chargedOutput)
@@ -113,10 +113,10 @@ package final class ConnectionGuard {
         } else if governor.overBudget(total: total, held: waiting) {
             reason = "the node buffers \(total) bytes, over \(limits.maxBufferedBytes) (node.limits.max_buffered_bytes), \(waiting) of them for this client"
         } else {
-            return nil
+            return false
         }
         logger.warning("closing a slow consumer", metadata: ["remote": "\(remoteAddress)", "reason": "\(reason)"])
-        return reason
+        return true
     }
 
     /// The peer read down to the channel's low watermark: what it had waiting no longer counts.

@@ -15,15 +15,13 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     private let hooks: ConnectionHooks
     private let sessionId: String
     private let remoteAddress: String
-    /// The connection and buffer limits of this connection (`nil` when the node sets none).
-    private let connectionGuard: ConnectionGuard?
+    /// The connection and buffer limits of this connection.
+    private let connectionGuard: ConnectionGuard
     /// Counters the guard's checks read; kept here so the read path pays plain increments (see ``GuardedConnection``).
     @exclusivity(unchecked) private var reads: UInt64 = 0
     @exclusivity(unchecked) private var messagesCut: UInt64 = 0
-    /// ``OutboundBatch/queuedBytes`` when the output budget was last looked at, and whether the guard holds a charge
-    /// for partial input: below the thresholds the guard is not called at all.
+    /// ``OutboundBatch/queuedBytes`` when the output budget was last looked at: below a step the guard is not called.
     @exclusivity(unchecked) private var outputChecked: UInt64 = 0
-    @exclusivity(unchecked) private var inputCharged = false
     // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
     // back here (`framer.next()` only parses; dispatch happens after it returned), so the per-access runtime check
     // on every message is pure cost.
@@ -40,9 +38,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         self.remoteAddress = remoteAddress
         var logger = hooks.logger
         logger[metadataKey: "session"] = "\(sessionId)"
-        self.connectionGuard = hooks.governor.map {
-            ConnectionGuard(governor: $0, remoteIP: remoteIP, remoteAddress: remoteAddress, logger: logger)
-        }
+        self.connectionGuard = ConnectionGuard(governor: hooks.governor, remoteIP: remoteIP, remoteAddress: remoteAddress,
+                                               logger: logger)
         // The framer stamps `sender`, `server` and `remote-addr` as it decodes.
         self.framer = InboundFramer(limits: limits, stamp: dispatcher.stamp(for: (sessionId, remoteAddress)))
         self.outbound = OutboundBatch(allocator: allocator)
@@ -67,11 +64,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if let refusal = connectionGuard?.admit(self, on: context.eventLoop) {
+        if let refusal = connectionGuard.admit(self, on: context.eventLoop) {
             // Answered before anything is read, so a client that reads its reply learns why; then closed. No session
             // exists for it, so nothing it sends is dispatched.
-            outbound.append(refusal, context: context)
-            outbound.flushAndClose(context: context)
+            refuse(with: refusal)
             context.fireChannelActive()
             return
         }
@@ -100,10 +96,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
             // Only a partial message larger than the charge threshold counts against the node-wide budget (one
             // comparison on the common path, where nothing or a small tail is held).
             let held = framer.heldFootprint
-            if held >= ConnectionLimits.chargeThreshold || inputCharged, let connectionGuard {
+            if held >= ConnectionLimits.chargeThreshold || connectionGuard.holdsInputCharge,
                 let refusal = connectionGuard.chargeInput(held)
-                inputCharged = connectionGuard.holdsInputCharge
-                if let refusal { refuse(with: refusal) }
+            {
+                refuse(with: refusal)
             }
         } catch {
             refuse(error, context: context)
@@ -118,7 +114,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connectionGuard?.close()
+        connectionGuard.close()
         if let session {
             session.markClosed()
             hooks.sessionClosed(session)
@@ -143,7 +139,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         // the path every read takes.
         let writable = context.channel.isWritable
         try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: writable)
-        if writable { connectionGuard?.outputDrained() }
+        if writable { connectionGuard.outputDrained() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -178,9 +174,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         outbound.append(outgoing, context: context)
         // One subtraction per write; a look at the channel every mebibyte queued.
         let queued = outbound.queuedBytes
-        if queued &- outputChecked >= ConnectionGuard.outputCheckStep, let connectionGuard {
+        if queued &- outputChecked >= ConnectionGuard.outputCheckStep {
             outputChecked = queued
-            if connectionGuard.chargeOutput(context.channel, unflushed: outbound.heldBytes) != nil { closeNow() }
+            if connectionGuard.chargeOutput(context.channel, unflushed: outbound.heldBytes) { closeNow() }
         }
     }
 
@@ -188,9 +184,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         guard let context else { return }
         outbound.flush(context: context)
         // While the peer keeps up this is one load of the channel's writability flag per flush.
-        if !context.channel.isWritable, let connectionGuard {
+        if !context.channel.isWritable {
             outputChecked = outbound.queuedBytes
-            if connectionGuard.chargeOutput(context.channel) != nil { closeNow() }
+            if connectionGuard.chargeOutput(context.channel) { closeNow() }
         }
     }
 
@@ -241,8 +237,8 @@ private struct HandlerTransport: SessionTransport, @unchecked Sendable {
 /// What a connection tells the node about its session's life.
 struct ConnectionHooks: Sendable {
     let logger: Logger
-    /// Connection and buffer limits; `nil` for connections the node does not govern (in-process ones).
-    var governor: ConnectionGovernor? = nil
+    /// Connection and buffer limits.
+    let governor: ConnectionGovernor
     let sessionOpened: @Sendable (Session) -> Void
     let sessionClosed: @Sendable (Session) -> Void
 }

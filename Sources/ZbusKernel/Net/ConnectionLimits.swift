@@ -9,7 +9,7 @@ import NIOCore
 public struct ConnectionLimits: Sendable, Equatable {
     /// Open connections the node accepts in all (`max_connections`); beyond, a new connection gets 503 and is closed.
     public var maxConnections: Int
-    /// Open connections from one IP address (`max_connections_per_address`).
+    /// Open connections from one IPv4 address or IPv6 /64 (`max_connections_per_address`).
     public var maxConnectionsPerAddress: Int
     /// A connection that neither sends nor receives a byte for this long is closed (`idle_timeout`, milliseconds;
     /// 0 turns it off). 2016 clients from 6.3.1 on send a heartbeat every 300 s, so the default keeps them.
@@ -103,9 +103,6 @@ package final class ConnectionGovernor: Sendable {
 
     /// Open connections.
     var connectionCount: Int { perAddress.withLockedValue { $0.total } }
-
-    /// Bytes all connections hold (partial input over the threshold, unread output).
-    var bufferedBytes: Int { buffered.load(ordering: .relaxed) }
 
     /// Adds `delta` (negative to release) to the node-wide count; returns the new total.
     @discardableResult

@@ -202,11 +202,7 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if let refusal = connectionGuard?.admit(self, on: context.eventLoop) {
-            closing = true
-            outbound.append(refusal, context: context)
-            outbound.flushAndClose(context: context)
-        }
+        if let refusal = connectionGuard?.admit(self, on: context.eventLoop) { refuse(with: refusal) }
         context.fireChannelActive()
     }
 
@@ -228,11 +224,8 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
                 }
             }
         } catch {
-            framer.discardInput()
-            closing = true
             logger.debug("refusing malformed input", metadata: ["error": "\(error)"])
-            outbound.append(error.closingReply, context: context)
-            outbound.flushAndClose(context: context)
+            refuse(with: error.closingReply)
         }
     }
 
@@ -279,7 +272,7 @@ final class DirectRpcHandler: ChannelInboundHandler, GuardedConnection {
     private func flush(context: ChannelHandlerContext) {
         outbound.flush(context: context)
         if let connectionGuard, !context.channel.isWritable,
-            connectionGuard.chargeOutput(context.channel) != nil
+            connectionGuard.chargeOutput(context.channel)
         {
             closeNow()
         }
