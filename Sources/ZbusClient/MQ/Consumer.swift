@@ -38,18 +38,25 @@ public final class Consumer: Sendable {
         /// How much longer than the node's wait limit the client waits for an answer before it gives the connection
         /// up as silent (and replaces it, so that the node redelivers anything it handed to the dead poll).
         public var replyGrace: Duration
-        /// The pause after a connection failure in ``Consumer/start(concurrency:handler:)`` before consuming again.
-        public var retryDelay: Duration
+        /// The pauses after failed consumes in ``Consumer/start(concurrency:handler:)`` before consuming again
+        /// (counted afresh after each consume that succeeds).
+        public var retryBackoff: Backoff
+        /// The pause after a failed consume: sets a constant ``retryBackoff``; reads its first pause.
+        public var retryDelay: Duration {
+            get { retryBackoff.initial }
+            set { retryBackoff = .constant(newValue) }
+        }
 
-        /// Creates options; by default a missing MQ is created as a plain queue and polls wait 10 s.
+        /// Creates options; by default a missing MQ is created as a plain queue, polls wait 10 s, and a failed consume
+        /// is retried every `retryDelay` (200 ms) unless `retryBackoff` gives a growing schedule.
         public init(token: String? = nil, topic: String? = nil, autoCreate: QueueMode? = .mq, pollTimeout: Duration = .seconds(10),
-                    replyGrace: Duration = .seconds(5), retryDelay: Duration = .milliseconds(200)) {
+                    replyGrace: Duration = .seconds(5), retryDelay: Duration = .milliseconds(200), retryBackoff: Backoff? = nil) {
             self.token = token
             self.topic = topic
             self.autoCreate = autoCreate
             self.pollTimeout = pollTimeout
             self.replyGrace = replyGrace
-            self.retryDelay = retryDelay
+            self.retryBackoff = retryBackoff ?? .constant(retryDelay)
         }
     }
 
@@ -94,7 +101,7 @@ public final class Consumer: Sendable {
     ///
     /// Each connection handles one message at a time and acknowledges it when `handler` returns (also when it throws:
     /// the error is logged). Connection failures and refusals that may pass (404 while the node restarts, 5xx) are
-    /// logged and consuming resumes after ``Options/retryDelay``.
+    /// logged and consuming resumes after a pause of ``Options/retryBackoff``.
     ///
     /// - Throws: ``ZbusClientError/rejected(cmd:mq:status:body:)`` when the node refuses to let this consumer consume
     ///   (400, 403: for example a wrong token); it returns normally when cancelled.
@@ -122,10 +129,12 @@ public final class Consumer: Sendable {
     }
 
     private func consumeLoop(_ connection: ConsumerConnection, handler: @Sendable (Message, Consumer) async throws -> Void) async throws {
+        var failures = 0
         while !Task.isCancelled {
             let message: Message?
             do {
                 message = try await connection.take(timeout: options.pollTimeout)
+                failures = 0
             } catch is CancellationError {
                 return
             } catch let error as ZbusClientError {
@@ -137,8 +146,10 @@ public final class Consumer: Sendable {
                 default:
                     // The connection failed, or the node refused for now (a node shutting down answers parked
                     // consumes 404 and refuses to create MQs): try again once it is back.
-                    logger.notice("consume failed; retrying", metadata: ["error": "\(error)"])
-                    do { try await Task.sleep(for: options.retryDelay) } catch { return }
+                    let pause = options.retryBackoff.randomizedDelay(attempt: failures)
+                    failures += 1
+                    logger.notice("consume failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(pause)"])
+                    do { try await Task.sleep(for: pause) } catch { return }
                     continue
                 }
             }
@@ -300,36 +311,9 @@ final class ConsumerConnection: Sendable {
         return pending
     }
 
-    private enum Outcome {
-        case message(Message)
-        case nothing
-        case notFound(body: String)
-        case refused(status: Int, body: String)
-    }
+    private typealias Outcome = ConsumeReply
 
-    /// Tells a delivered message from the node's own answers to the consume (204, 404 `MQ(x) Not Found`, 403, 400).
-    private func classify(_ reply: consuming Message) -> Outcome {
-        let status = reply.status ?? 200
-        if reply.rawId == nil {
-            switch status {
-            case 204 where reply.body == nil || reply.body?.readableBytes == 0:
-                return .nothing
-            case 404 where reply.bodyString.hasSuffix(") Not Found"):
-                return .notFound(body: reply.bodyString)
-            case 403 where reply.bodyString.hasSuffix(") forbidden") || reply.bodyString.hasSuffix(") forbbiden"):
-                return .refused(status: status, body: reply.bodyString)
-            case 400 where reply.bodyString.hasPrefix("Bad format"):
-                return .refused(status: status, body: reply.bodyString)
-            default:
-                break
-            }
-        }
-        // Moved, not copied: a copy would share the header block and the edit below would duplicate it.
-        var message = consume reply
-        // zbus 6 clients: the application sees the producer's id; `sender` stays for routing the answer.
-        message.id = message.headers.removeValue(lowercased: HeaderName.rawId)
-        return .message(message)
-    }
+    private func classify(_ reply: consuming Message) -> Outcome { ConsumeReply(reply) }
 
     private nonisolated(nonsending) func create(mode: QueueMode) async throws {
         var request = Message()

@@ -11,11 +11,18 @@ public struct ClientConfiguration: Sendable {
     /// (zbus 6.3.1 clients sent one every 300 s; the node ignores them, they only keep the path warm and reveal a dead
     /// peer to TCP.)
     public var heartbeatInterval: Duration? = .seconds(60)
-    /// The pause before the first reconnect attempt; it doubles after each failed attempt up to
-    /// ``maximumReconnectDelay``.
-    public var initialReconnectDelay: Duration = .milliseconds(50)
-    /// The longest pause between two reconnect attempts.
-    public var maximumReconnectDelay: Duration = .seconds(2)
+    /// The pauses between reconnect attempts: from 50 ms, doubling after each failed attempt, up to 2 s.
+    public var reconnectBackoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
+    /// The pause before the first reconnect attempt (``reconnectBackoff``'s initial pause).
+    public var initialReconnectDelay: Duration {
+        get { reconnectBackoff.initial }
+        set { reconnectBackoff = Backoff(initial: newValue, multiplier: reconnectBackoff.multiplier, maximum: reconnectBackoff.maximum, jitter: reconnectBackoff.jitter) }
+    }
+    /// The longest pause between two reconnect attempts (``reconnectBackoff``'s maximum).
+    public var maximumReconnectDelay: Duration {
+        get { reconnectBackoff.maximum }
+        set { reconnectBackoff = Backoff(initial: reconnectBackoff.initial, multiplier: reconnectBackoff.multiplier, maximum: newValue, jitter: reconnectBackoff.jitter) }
+    }
     /// Whether a connection that dropped is re-established in the background (with backoff) rather than at the next
     /// request.
     public var reconnectEagerly = true
@@ -27,12 +34,6 @@ public struct ClientConfiguration: Sendable {
 }
 
 extension Duration {
-    /// The duration as a NIO `TimeAmount`.
-    var timeAmount: TimeAmount {
-        let (seconds, attoseconds) = components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-
     /// The duration in whole milliseconds (rounded up, at least 0).
     var milliseconds: Int64 {
         let (seconds, attoseconds) = components

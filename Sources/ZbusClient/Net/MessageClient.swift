@@ -28,8 +28,9 @@ public final class MessageClient: Sendable {
     public let address: String
     /// The client's settings.
     public let configuration: ClientConfiguration
-    /// The event loop the connection and the client's state live on.
-    let eventLoop: any EventLoop
+    /// The event loop the connection and the client's state live on; ``send(_:timeout:onReply:)`` and `onPush` call
+    /// back on it.
+    public let eventLoop: any EventLoop
 
     private let core: NIOLoopBoundBox<Core>
 
@@ -52,6 +53,27 @@ public final class MessageClient: Sendable {
     ) throws(ZbusClientError) {
         let hostAndPort = try BrokerAddress.parseSingle(address)
         self.init(connector: SocketConnector(host: hostAndPort.host, port: hostAndPort.port), configuration: configuration,
+                  eventLoopGroup: eventLoopGroup, logger: logger, onPush: onPush)
+    }
+
+    /// Creates a client for the node at `address`; nothing is connected until the first request.
+    ///
+    /// - Parameters:
+    ///   - address: the node's host and port.
+    ///   - configuration: timeouts, heartbeat and reconnect settings.
+    ///   - eventLoopGroup: where the connection runs (an `EventLoop` pins it to that loop); NIO's shared singleton group
+    ///     by default.
+    ///   - logger: where connection events are logged.
+    ///   - onPush: called with every message that answers no waiting request, on the client's event loop; it must not
+    ///     block.
+    public convenience init(
+        address: HostAndPort,
+        configuration: ClientConfiguration = ClientConfiguration(),
+        eventLoopGroup: (any EventLoopGroup)? = nil,
+        logger: Logger = Logger(label: "zbus.client"),
+        onPush: (@Sendable (Message) -> Void)? = nil
+    ) {
+        self.init(connector: SocketConnector(host: address.host, port: address.port), configuration: configuration,
                   eventLoopGroup: eventLoopGroup, logger: logger, onPush: onPush)
     }
 
@@ -139,6 +161,48 @@ public final class MessageClient: Sendable {
         _ = try await written.wait(onCancel: .abandon)
     }
 
+    /// Sends `request` and calls `onReply` on the client's event loop (``eventLoop``) with its reply, or with the
+    /// failure: for code that runs on that loop and answers each reply right there, with no task or thread hop per
+    /// message (a consume loop, see ``ConsumeReply``).
+    ///
+    /// Called on the client's event loop, the request is written at once (and flushed with whatever else is written
+    /// in the same turn of the loop). `onReply` is called exactly once; it may send further requests, which see the
+    /// client's current state (after a lost connection, they wait for the next one).
+    ///
+    /// - Parameters:
+    ///   - request: the message; it keeps its `id` if it has one, otherwise one is generated.
+    ///   - timeout: how long to wait for the reply once written; ``ClientConfiguration/requestTimeout`` by default.
+    ///   - onReply: the reply, whatever its status, or a ``ZbusClientError`` (`connectFailed`, `connectionClosed`,
+    ///     `timedOut`, `clientClosed`, `duplicateRequestId`).
+    public func send(_ request: Message, timeout: Duration? = nil, onReply: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        var request = request
+        if request.id == nil { request.id = makeId() }
+        let reply = PendingReply(id: request.id!, cmd: request.cmd, onComplete: onReply)
+        let timeout = timeout ?? configuration.requestTimeout
+        if eventLoop.inEventLoop {
+            core.value.submit(request, reply: reply, timeout: timeout)
+        } else {
+            let core = self.core
+            let outgoing = request
+            eventLoop.execute { core.value.submit(outgoing, reply: reply, timeout: timeout) }
+        }
+    }
+
+    /// Sends `message`, which gets no reply (`route`, `produce` with `ack: 0`), without waiting: called on the
+    /// client's event loop it is written at once; without a connection it waits for the next one, up to
+    /// ``ClientConfiguration/connectTimeout``, and is then dropped (as it is when the client is closed).
+    public func post(_ message: Message) {
+        var message = message
+        if message.id == nil { message.id = makeId() }
+        if eventLoop.inEventLoop {
+            core.value.post(message)
+        } else {
+            let core = self.core
+            let outgoing = message
+            eventLoop.execute { core.value.post(outgoing) }
+        }
+    }
+
     /// Submits `request` and returns its pending reply without waiting (for callers that manage the wait themselves,
     /// such as a consumer's long-poll).
     func submit(_ request: Message, timeout: Duration?) -> PendingReply {
@@ -165,9 +229,11 @@ public final class MessageClient: Sendable {
         return reply
     }
 
-    /// Closes the current connection (the node releases what it held for it, for example a parked consume) and lets
-    /// the client reconnect; requests waiting on it fail with `connectionClosed`.
-    func dropConnection() {
+    /// Closes the current connection (the node releases what it held for it, for example a parked consume, and
+    /// redelivers a message it handed out) and lets the client reconnect; requests waiting on it fail with
+    /// ``ZbusClientError/connectionClosed(address:cmd:id:reason:)``. For a connection that seems dead: a reply that
+    /// never came.
+    public func dropConnection() {
         let core = self.core
         eventLoop.execute { core.value.dropConnection() }
     }
@@ -233,7 +299,7 @@ extension MessageClient {
         @exclusivity(unchecked) private var wroteSinceBeat = false
         @exclusivity(unchecked) private var heartbeat: RepeatedTask?
         @exclusivity(unchecked) private var sweeper: RepeatedTask?
-        @exclusivity(unchecked) private var reconnectDelay: Duration
+        @exclusivity(unchecked) private var reconnectAttempt = 0
         @exclusivity(unchecked) private var everConnected = false
         @exclusivity(unchecked) private var lastConnectError: String?
         @exclusivity(unchecked) private var closeFuture: EventLoopFuture<Void>?
@@ -246,7 +312,6 @@ extension MessageClient {
             self.logger = logger
             self.onPush = onPush
             self.requestTimeoutAmount = configuration.requestTimeout.timeAmount
-            self.reconnectDelay = configuration.initialReconnectDelay
         }
 
         var isConnected: Bool {
@@ -271,6 +336,21 @@ extension MessageClient {
                 connect()
             case .connecting, .waitingToReconnect:
                 enqueue(message, reply: reply, timeout: timeout)
+            }
+        }
+
+        func post(_ message: Message) {
+            switch state {
+            case .connected(let link):
+                link.write(message)
+                scheduleFlush(link)
+            case .closed:
+                logger.debug("one-way message dropped: the client is closed", metadata: ["id": "\(message.id ?? "-")", "cmd": "\(message.cmd ?? "-")"])
+            case .idle:
+                enqueue(message, reply: PendingReply(id: message.id ?? "", cmd: message.cmd, oneWay: true), timeout: nil)
+                connect()
+            case .connecting, .waitingToReconnect:
+                enqueue(message, reply: PendingReply(id: message.id ?? "", cmd: message.cmd, oneWay: true), timeout: nil)
             }
         }
 
@@ -359,7 +439,7 @@ extension MessageClient {
                 state = .connected(link)
                 if everConnected { logger.info("reconnected") } else { logger.debug("connected") }
                 everConnected = true
-                reconnectDelay = configuration.initialReconnectDelay
+                reconnectAttempt = 0
                 lastConnectError = nil
                 let backlog = queued
                 queued.removeAll()
@@ -369,7 +449,7 @@ extension MessageClient {
                 startHeartbeat()
             case .failure(let error):
                 lastConnectError = "\(error)"
-                logger.debug("connect failed", metadata: ["error": "\(error)", "retryIn": "\(reconnectDelay)"])
+                logger.debug("connect failed", metadata: ["error": "\(error)", "attempt": "\(reconnectAttempt)"])
                 expireQueued(now: .now())
                 if queued.isEmpty && !(everConnected && configuration.reconnectEagerly) {
                     state = .idle
@@ -380,9 +460,8 @@ extension MessageClient {
         }
 
         private func scheduleReconnect() {
-            let delay = reconnectDelay
-            let doubled = reconnectDelay * 2
-            reconnectDelay = doubled > configuration.maximumReconnectDelay ? configuration.maximumReconnectDelay : doubled
+            let delay = configuration.reconnectBackoff.randomizedDelay(attempt: reconnectAttempt)
+            reconnectAttempt += 1
             let task = eventLoop.assumeIsolated().scheduleTask(in: delay.timeAmount) {
                 self.reconnectDue()
             }
@@ -404,14 +483,18 @@ extension MessageClient {
             }
             stopHeartbeat()
             logger.notice("connection lost", metadata: ["reason": "\(reason ?? "-")", "failedRequests": "\(waiting.count)"])
-            failWaiting { reply in
-                ZbusClientError.connectionClosed(address: self.connector.address, cmd: reply.cmd, id: reply.id, reason: reason)
-            }
             self.generation &+= 1
+            let lost = waiting
+            waiting.removeAll()
             if configuration.reconnectEagerly || !queued.isEmpty {
                 scheduleReconnect()
             } else {
                 state = .idle
+            }
+            // Failed once the state says the link is gone: a callback that sends again (a consume loop) waits for
+            // the next connection instead of writing to the dead one.
+            fail(lost) { reply in
+                ZbusClientError.connectionClosed(address: self.connector.address, cmd: reply.cmd, id: reply.id, reason: reason)
             }
         }
 
@@ -430,8 +513,9 @@ extension MessageClient {
             sweeper = nil
             let error = ZbusClientError.clientClosed(address: connector.address)
             failWaiting { _ in error }
-            for entry in queued { entry.reply.complete(.failure(error)) }
+            let backlog = queued
             queued.removeAll()
+            for entry in backlog { entry.reply.complete(.failure(error)) }
             let future: EventLoopFuture<Void>
             switch previous {
             case .connected(let link):
@@ -449,6 +533,10 @@ extension MessageClient {
         private func failWaiting(_ error: (PendingReply) -> any Error) {
             let entries = waiting
             waiting.removeAll()
+            fail(entries, error)
+        }
+
+        private func fail(_ entries: [String: Waiting], _ error: (PendingReply) -> any Error) {
             for (_, entry) in entries { entry.reply.complete(.failure(error(entry.reply))) }
         }
 
@@ -487,11 +575,16 @@ extension MessageClient {
         private func expireQueued(now: NIODeadline) {
             guard !queued.isEmpty else { return }
             let reason = lastConnectError ?? "no connection within \(configuration.connectTimeout)"
+            var expired: [PendingReply] = []
             queued.removeAll { entry in
                 if entry.reply.isCompleted { return true }
                 guard entry.connectDeadline <= now else { return false }
-                entry.reply.complete(.failure(ZbusClientError.connectFailed(address: connector.address, reason: reason)))
+                expired.append(entry.reply)
                 return true
+            }
+            // Completed after the queue is updated: a callback may queue a new request.
+            for reply in expired {
+                reply.complete(.failure(ZbusClientError.connectFailed(address: connector.address, reason: reason)))
             }
         }
 

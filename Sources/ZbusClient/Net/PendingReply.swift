@@ -28,6 +28,10 @@ final class PendingReply: Sendable {
     let cmd: String?
     /// A one-way message is "replied" to as soon as it is written.
     let oneWay: Bool
+    /// Called with the outcome instead of resuming a waiter, for code on the client's event loop that must not hop to
+    /// a task for each reply (``MessageClient/send(_:timeout:onReply:)``). Every completion of such a reply happens on
+    /// that loop.
+    private let onComplete: (@Sendable (Result<Message, any Error>) -> Void)?
 
     private struct State {
         var completed = false
@@ -39,10 +43,11 @@ final class PendingReply: Sendable {
 
     private let state = Mutex(State())
 
-    init(id: String, cmd: String?, oneWay: Bool = false) {
+    init(id: String, cmd: String?, oneWay: Bool = false, onComplete: (@Sendable (Result<Message, any Error>) -> Void)? = nil) {
         self.id = id
         self.cmd = cmd
         self.oneWay = oneWay
+        self.onComplete = onComplete
     }
 
     /// Whether the reply (or a failure) is in.
@@ -54,6 +59,15 @@ final class PendingReply: Sendable {
     /// message is a retain and a release of each of its parts, on every reply).
     @discardableResult
     func complete(_ outcome: consuming Result<Message, any Error>) -> Bool {
+        if let onComplete {
+            let first = state.withLock { state -> Bool in
+                guard !state.completed else { return false }
+                state.completed = true
+                return true
+            }
+            if first { onComplete(outcome) }
+            return first
+        }
         var outcome: Result<Message, any Error>? = consume outcome
         let (completed, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Message, any Error>?) in
             guard !state.completed else { return (false, nil) }

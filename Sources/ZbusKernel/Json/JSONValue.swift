@@ -15,68 +15,8 @@ public enum JSONValue: Sendable, Equatable, Hashable {
     /// An object (written with sorted keys, so output is deterministic).
     case object([String: JSONValue])
 
-    /// The compact JSON text of this value, with every string escaped.
-    public var jsonText: String {
-        var output = ""
-        write(to: &output)
-        return output
-    }
-
-    /// Appends the compact JSON text of this value to `output`.
-    public func write(to output: inout String) {
-        switch self {
-        case .null: output += "null"
-        case .bool(let value): output += value ? "true" : "false"
-        case .int(let value): output += String(value)
-        case .double(let value):
-            if value.isFinite {
-                output += value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) + ".0" : String(value)
-            } else {
-                output += "null"  // JSON has no NaN or infinity
-            }
-        case .string(let value): JSONValue.writeString(value, to: &output)
-        case .array(let items):
-            output += "["
-            for (offset, item) in items.enumerated() {
-                if offset > 0 { output += "," }
-                item.write(to: &output)
-            }
-            output += "]"
-        case .object(let members):
-            output += "{"
-            for (offset, key) in members.keys.sorted().enumerated() {
-                if offset > 0 { output += "," }
-                JSONValue.writeString(key, to: &output)
-                output += ":"
-                members[key]!.write(to: &output)
-            }
-            output += "}"
-        }
-    }
-
-    /// Appends `text` as a JSON string literal, escaping quotes, backslashes and control characters.
-    public static func writeString(_ text: String, to output: inout String) {
-        output += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case "\u{08}": output += "\\b"
-            case "\u{0C}": output += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    output.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        output += "\""
-    }
+    /// The compact JSON text of this value, with every string escaped (written by ``JSONWriter``, the one JSON writer).
+    public var jsonText: String { JSONWriter.text(of: self) }
 
     /// The value of `key` when this is an object.
     public subscript(key: String) -> JSONValue? {

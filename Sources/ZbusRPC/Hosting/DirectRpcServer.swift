@@ -134,7 +134,9 @@ public final class DirectRpcServer: Sendable {
                     channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                     return channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
-                        try pipeline.addHandler(ReadBackpressureHandler())
+                        // A client that pipelines calls without reading the answers cannot make the server buffer
+                        // answers without bound: NIO's handler holds reads back while the channel is not writable.
+                        try pipeline.addHandler(BackPressureHandler())
                         let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
                         let connectionGuard = governor.map {
                             ConnectionGuard(governor: $0, remoteIP: ConnectionGovernor.addressKey(channel.remoteAddress), remoteAddress: remote, logger: logger)

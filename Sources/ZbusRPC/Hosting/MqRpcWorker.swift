@@ -1,19 +1,20 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
+import ZbusClient
 import ZbusKernel
 
-/// One MQ-RPC worker on its own TCP connection to the node holding the MQ, driven entirely by its event loop.
+/// One MQ-RPC worker: a ``MessageClient`` of its own, driven by the client's event loop.
 ///
 /// The cycle is `consume` → a request arrives → answer it → write the answer (`cmd: route`) and the next `consume`
 /// together, in one flush. The node handles a connection's messages in order, so the route always goes out before the
-/// consume that acknowledges the request. A synchronous method is answered right on the event loop, without any task
-/// or thread hop; an `async` one runs as a task and the loop writes its answer when it is done.
+/// consume that acknowledges the request. A synchronous method is answered right on the event loop, in the callback of
+/// ``MessageClient/send(_:timeout:onReply:)``, without any task or thread hop; an `async` one runs as a task and the
+/// loop writes its answer when it is done.
 ///
-/// The connection is re-established (with backoff) when it drops; the node then redelivers a request the worker held
-/// to another worker. A consume that gets no answer within its wait limit plus a grace period marks the connection as
-/// dead and replaces it. ``stop()`` finishes the request being answered, acknowledges it and closes.
+/// The client owns the connection: it reconnects (with its backoff) when the connection drops, and the node then
+/// redelivers a request the worker held to another worker. A consume that gets no answer within its wait limit plus a
+/// grace period times out, and the worker drops the connection as dead. ``stop()`` finishes the request being
+/// answered, acknowledges it and closes.
 final class MqRpcWorker: Sendable {
     struct Settings: Sendable {
         let address: HostAndPort
@@ -27,285 +28,177 @@ final class MqRpcWorker: Sendable {
 
     private let settings: Settings
     private let responder: RpcResponder
-    private let eventLoop: any EventLoop
+    private let client: MessageClient
     private let logger: Logger
     private let name: String
-    /// Loop-confined state, reached through the loop.
-    private let core: NIOLoopBoundBox<Core>
+    private let pollMilliseconds: String
+    private let consumeIdPrefix: String
+    /// Loop-confined state, on the client's event loop.
+    private let cycle: NIOLoopBoundBox<Cycle>
 
-    init(settings: Settings, responder: RpcResponder, eventLoop: any EventLoop, name: String, logger: Logger) {
-        self.settings = settings
-        self.responder = responder
-        self.eventLoop = eventLoop
-        self.name = name
-        self.logger = logger
-        self.core = NIOLoopBoundBox.makeBoxSendingValue(Core(), eventLoop: eventLoop)
+    /// Creates a worker with its own connection to `settings.address`, run by `eventLoop`.
+    convenience init(settings: Settings, responder: RpcResponder, eventLoop: any EventLoop, name: String, logger: Logger) {
+        var configuration = ClientConfiguration()
+        configuration.heartbeatInterval = nil  // the consumes keep the connection busy
+        configuration.limits = settings.limits
+        configuration.reconnectBackoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        let client = MessageClient(address: settings.address, configuration: configuration, eventLoopGroup: eventLoop, logger: logger)
+        self.init(settings: settings, responder: responder, client: client, name: name, logger: logger)
     }
 
-    private final class Core {
-        var channel: (any Channel)?
+    /// Creates a worker on `client`, which it owns from now on (and closes when stopped).
+    init(settings: Settings, responder: RpcResponder, client: MessageClient, name: String, logger: Logger) {
+        self.settings = settings
+        self.responder = responder
+        self.client = client
+        self.name = name
+        self.logger = logger
+        self.pollMilliseconds = String(settings.pollTimeout.wholeMilliseconds)
+        self.consumeIdPrefix = "\(name)-"
+        self.cycle = NIOLoopBoundBox.makeBoxSendingValue(Cycle(), eventLoop: client.eventLoop)
+    }
+
+    private final class Cycle {
+        enum Phase {
+            /// Not started.
+            case idle
+            /// A consume is outstanding.
+            case consuming
+            /// A request is being answered by an `async` method.
+            case answering
+            /// The client is being closed (stopped, or refused by the node).
+            case closing
+            /// Closed.
+            case finished
+        }
+
+        var phase = Phase.idle
         var stopping = false
-        var finished = false
-        var reconnectDelay = Duration.milliseconds(100)
+        var consumes: UInt64 = 0
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    /// Connects and starts consuming.
+    /// Starts consuming (the client connects at the first consume).
     func start() {
-        eventLoop.execute { self.connect() }
+        client.eventLoop.execute {
+            guard case .idle = self.cycle.value.phase else { return }
+            self.consume(waitMilliseconds: self.pollMilliseconds)
+        }
     }
 
     /// Finishes the request being answered (its answer is routed and acknowledged), then closes; returns when closed.
     func stop() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            eventLoop.execute {
-                let core = self.core.value
-                if core.finished { return continuation.resume() }
-                core.stopWaiters.append(continuation)
-                guard !core.stopping else { return }
-                core.stopping = true
-                if let channel = core.channel {
-                    channel.pipeline.fireUserInboundEventTriggered(StopRequest())
-                }
-                // Otherwise a connect or a reconnect is pending: it finishes when it sees `stopping`.
-            }
-        }
-    }
-
-    /// Asks the handler to stop after the request it is answering.
-    struct StopRequest: Sendable {}
-
-    private func finish() {
-        let core = self.core.value
-        guard !core.finished else { return }
-        core.finished = true
-        let waiters = core.stopWaiters
-        core.stopWaiters = []
-        for waiter in waiters { waiter.resume() }
-    }
-
-    private func connect() {
-        let core = self.core.value
-        guard !core.stopping else { return finish() }
-        let limits = settings.limits
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(5))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(WorkerHandler(worker: self, limits: limits, allocator: channel.allocator))
+            client.eventLoop.execute {
+                let cycle = self.cycle.value
+                if case .finished = cycle.phase { return continuation.resume() }
+                cycle.stopWaiters.append(continuation)
+                guard !cycle.stopping else { return }
+                cycle.stopping = true
+                switch cycle.phase {
+                case .idle, .consuming:
+                    // Parked on a consume: nothing is held (the consume acknowledged the last request), so close now;
+                    // a request the node hands to this consume meanwhile goes back to the MQ when the connection closes.
+                    self.close()
+                case .answering, .closing, .finished:
+                    break  // the answer's consume waits for nothing, and its reply closes
                 }
             }
-            .connect(host: settings.address.host, port: settings.address.port)
-            .hop(to: eventLoop)
-            .assumeIsolated()
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    core.channel = channel
-                    core.reconnectDelay = .milliseconds(100)
-                    if core.stopping { channel.close(promise: nil) }
-                case .failure(let error):
-                    self.logger.notice("MQ-RPC worker cannot connect; retrying", metadata: [
-                        "worker": "\(self.name)", "broker": "\(self.settings.address)", "error": "\(error)",
-                    ])
-                    self.scheduleReconnect()
-                }
-            }
-    }
-
-    /// Called by the handler when its connection closed.
-    fileprivate func connectionClosed(fatal: Bool) {
-        let core = self.core.value
-        core.channel = nil
-        if core.stopping || fatal { return finish() }
-        scheduleReconnect()
-    }
-
-    private func scheduleReconnect() {
-        let core = self.core.value
-        guard !core.stopping else { return finish() }
-        let delay = core.reconnectDelay
-        core.reconnectDelay = min(delay * 2, .seconds(5))
-        eventLoop.assumeIsolated().scheduleTask(in: delay.nioAmount) {
-            self.connect()
         }
     }
 
-    fileprivate var workerSettings: Settings { settings }
-    fileprivate var workerResponder: RpcResponder { responder }
-    fileprivate var workerLogger: Logger { logger }
-    fileprivate var workerName: String { name }
-}
+    // MARK: - The cycle (event loop only)
 
-/// The handler of a worker connection: its consume/answer cycle, framing messages itself (no pipeline hops).
-private final class WorkerHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private enum State {
-        /// A consume is outstanding.
-        case waiting(since: NIODeadline)
-        /// A request is being answered by an `async` method.
-        case answering
-        /// Closing.
-        case closed
-    }
-
-    private let worker: MqRpcWorker
-    private let settings: MqRpcWorker.Settings
-    private let responder: RpcResponder
-    private let logger: Logger
-    private var state = State.closed
-    private var stopping = false
-    private var fatal = false
-    private var consumes: UInt64 = 0
-    private var watchdog: RepeatedTask?
-    private let pollMilliseconds: String
-    private let consumeIdPrefix: String
-    private let createId: String
-    private var framer: InboundFramer
-    private let outbound: OutboundBatch
-
-    init(worker: MqRpcWorker, limits: MessageLimits, allocator: ByteBufferAllocator) {
-        self.framer = InboundFramer(limits: limits)
-        self.outbound = OutboundBatch(allocator: allocator)
-        self.worker = worker
-        self.settings = worker.workerSettings
-        self.responder = worker.workerResponder
-        self.logger = worker.workerLogger
-        self.pollMilliseconds = String(settings.pollTimeout.wholeMilliseconds)
-        self.consumeIdPrefix = "\(worker.workerName)-"
-        self.createId = "\(worker.workerName)-create"
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        writeConsume(context: context, waitMilliseconds: pollMilliseconds)
-        outbound.flush(context: context)
-        // A consume unanswered well past its wait limit means a silent connection: replace it, so the node
-        // redelivers whatever it handed to this one.
-        let limit = (settings.pollTimeout + settings.replyGrace).nioAmount
-        let channel = context.channel
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-            let handler = bound.value
-            guard case .waiting(let since) = handler.state, NIODeadline.now() - since > limit else { return }
-            handler.logger.notice("MQ-RPC worker got no answer to its consume; reconnecting", metadata: ["worker": "\(handler.worker.workerName)"])
-            channel.close(promise: nil)
-        }
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        state = .closed
-        framer.discardInput()
-        outbound.discard()
-        watchdog?.cancel()
-        watchdog = nil
-        worker.connectionClosed(fatal: fatal)
-        context.fireChannelInactive()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is MqRpcWorker.StopRequest else { return context.fireUserInboundEventTriggered(event) }
-        stopping = true
-        // Parked on a consume: nothing is held (the consume acknowledged the last request), so close now; a request
-        // the node hands to this consume meanwhile goes back to the MQ when the connection closes.
-        if case .waiting = state { context.close(promise: nil) }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        framer.append(unwrapInboundIn(data))
-        do {
-            while let message = try framer.next() { received(message, context: context) }
-        } catch {
-            framer.discardInput()
-            logger.notice("MQ-RPC worker got malformed input; reconnecting", metadata: ["worker": "\(worker.workerName)", "error": "\(error)"])
-            context.close(promise: nil)
+    private func consume(waitMilliseconds: String) {
+        let cycle = self.cycle.value
+        cycle.consumes &+= 1
+        var consume = Message()
+        consume.headers.reserveCapacity(5)
+        consume.cmd = "consume"
+        consume.mq = settings.mq
+        consume.id = consumeIdPrefix + String(cycle.consumes, radix: 36)
+        consume.headers.set(lowercased: HeaderName.timeout, waitMilliseconds)
+        if let token = settings.token { consume.token = token }
+        cycle.phase = .consuming
+        // No answer within the wait limit and the grace period means a silent connection (see `consumeFailed`).
+        let limit = (waitMilliseconds == "0" ? .zero : settings.pollTimeout) + settings.replyGrace
+        client.send(consume, timeout: limit) { result in
+            self.consumeAnswered(result)
         }
     }
 
-    private func received(_ message: Message, context: ChannelHandlerContext) {
-        guard case .waiting = state else { return }
-        let status = message.status ?? 200
-        if message.id == createId {
-            // The answer to the create_mq sent when the MQ had gone; the consume sent with it is still outstanding.
-            guard status == 200 else {
-                logger.error("the MQ-RPC queue cannot be created again; worker stopped", metadata: [
-                    "mq": "\(settings.mq)", "status": "\(status)", "reason": "\(message.bodyString)",
-                ])
-                fatal = true
-                state = .closed
-                context.close(promise: nil)
-                return
-            }
-            return
+    private func consumeAnswered(_ result: Result<Message, any Error>) {
+        let cycle = self.cycle.value
+        guard case .consuming = cycle.phase else { return }
+        let reply: Message
+        switch result {
+        case .success(let message): reply = message
+        case .failure(let error): return consumeFailed(error)
         }
-        if message.rawId == nil {
-            // The node's own answers to the consume (no request carries them: requests keep the producer's id).
-            let body = message.bodyString
-            switch status {
-            case 204 where message.body.map({ $0.readableBytes == 0 }) ?? true:
-                return consumeAgain(context: context)
-            case 404 where body.hasSuffix(") Not Found"):
-                // The MQ was removed: create it again (mode MQ|RPC), then consume.
-                logger.notice("MQ-RPC queue missing; creating it again", metadata: ["mq": "\(settings.mq)"])
-                var create = Message()
-                create.cmd = "create_mq"
-                create.id = createId
-                create.headers[HeaderName.mqName] = settings.mq
-                create.headers[HeaderName.mqMode] = String(MqRpcService.queueMode.rawValue)
-                if let token = settings.token { create.headers[HeaderName.accessToken] = token }
-                if let token = settings.registerToken { create.headers[HeaderName.registerToken] = token }
-                outbound.append(create, context: context)
-                return consumeAgain(context: context)
-            case 403 where body.hasSuffix(") forbidden") || body.hasSuffix(") forbbiden"), 400 where body.hasPrefix("Bad format"):
-                logger.error("the node refuses to let the MQ-RPC worker consume; worker stopped", metadata: [
-                    "mq": "\(settings.mq)", "status": "\(status)", "reason": "\(body)",
-                ])
-                fatal = true
-                state = .closed
-                context.close(promise: nil)
-                return
-            default:
-                break  // a request produced without an id
-            }
+        switch ConsumeReply(reply) {
+        case .nothing:
+            if cycle.stopping { return close() }
+            consume(waitMilliseconds: pollMilliseconds)
+        case .notFound:
+            if cycle.stopping { return close() }
+            // The MQ was removed: create it again (mode MQ|RPC), then consume.
+            logger.notice("MQ-RPC queue missing; creating it again", metadata: ["mq": "\(settings.mq)"])
+            recreateQueue()
+            consume(waitMilliseconds: pollMilliseconds)
+        case .refused(let status, let body):
+            logger.error("the node refuses to let the MQ-RPC worker consume; worker stopped", metadata: [
+                "mq": "\(settings.mq)", "status": "\(status)", "reason": "\(body)",
+            ])
+            close()
+        case .message(let request):
+            // Stopping: handed a request by the acknowledging consume; leave it to another worker (closing gives it
+            // back).
+            if cycle.stopping { return close() }
+            answer(request)
         }
-        if stopping {
-            // Handed a request by the acknowledging consume: leave it to another worker (closing gives it back).
-            state = .closed
-            context.close(promise: nil)
-            return
+    }
+
+    private func consumeFailed(_ error: any Error) {
+        let cycle = self.cycle.value
+        if case .clientClosed? = error as? ZbusClientError { return finish() }
+        if cycle.stopping { return close() }
+        switch error as? ZbusClientError {
+        case .timedOut?:
+            // Replace the connection, so that the node redelivers whatever it handed to this one.
+            logger.notice("MQ-RPC worker got no answer to its consume; reconnecting", metadata: ["worker": "\(name)"])
+            client.dropConnection()
+        case .connectFailed?:
+            logger.notice("MQ-RPC worker cannot connect; retrying", metadata: [
+                "worker": "\(name)", "broker": "\(client.address)", "error": "\(error)",
+            ])
+        default:
+            // The connection broke: the next consume waits for the client to reconnect.
+            logger.debug("MQ-RPC worker lost its connection", metadata: ["worker": "\(name)", "error": "\(error)"])
         }
-        var request = message
-        // As zbus 6 consumers do: the request's id is the producer's; `sender` stays for the route.
-        request.id = request.headers.removeValue(lowercased: HeaderName.rawId)
+        consume(waitMilliseconds: pollMilliseconds)
+    }
+
+    private func answer(_ request: Message) {
         switch responder.answer(request) {
         case .ready(let reply):
-            routeAndConsume(reply, to: request, context: context)
+            routeAndConsume(reply, to: request)
         case .later(let makeReply):
-            state = .answering
-            let request = request
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
+            cycle.value.phase = .answering
+            let eventLoop = client.eventLoop
             Task {
                 let reply = await makeReply()
                 eventLoop.execute {
-                    let (handler, context) = bound.value
-                    guard case .answering = handler.state else { return }  // the connection closed meanwhile
-                    handler.routeAndConsume(reply, to: request, context: context)
+                    guard case .answering = self.cycle.value.phase else { return }
+                    // If the connection dropped meanwhile, the node has given the request to another worker; this
+                    // answer still goes out (on the next connection) and the caller takes whichever comes first.
+                    self.routeAndConsume(reply, to: request)
                 }
             }
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.notice("MQ-RPC worker connection failed", metadata: ["worker": "\(worker.workerName)", "error": "\(error)"])
-        context.close(promise: nil)
-    }
-
     /// Writes the answer (routed to the caller) and the consume that acknowledges the request, in one flush.
-    private func routeAndConsume(_ reply: Message, to request: Message, context: ChannelHandlerContext) {
+    private func routeAndConsume(_ reply: Message, to request: Message) {
         if let recver = request.sender {
             // A status line carries the status as zbus 6 Java services sent it: every node forwards it as is (a
             // `reply_code` header would need a node that converts it, which 6.3.0 did not).
@@ -315,45 +208,56 @@ private final class WorkerHandler: ChannelInboundHandler {
             route.id = request.id
             route.mq = request.mq ?? settings.mq
             route.ack = false
-            outbound.append(route, context: context)
+            client.post(route)
         } else {
             logger.warning("a request without sender cannot be answered", metadata: ["id": "\(request.id ?? "-")"])
         }
         // Stopping: a consume that waits for nothing only acknowledges; its answer closes the connection.
-        writeConsume(context: context, waitMilliseconds: stopping ? "0" : pollMilliseconds)
-        outbound.flush(context: context)
+        consume(waitMilliseconds: cycle.value.stopping ? "0" : pollMilliseconds)
     }
 
-    private func consumeAgain(context: ChannelHandlerContext) {
-        if stopping {
-            state = .closed
-            context.close(promise: nil)
-            return
+    private func recreateQueue() {
+        var create = Message()
+        create.cmd = "create_mq"
+        create.headers[HeaderName.mqName] = settings.mq
+        create.headers[HeaderName.mqMode] = String(MqRpcService.queueMode.rawValue)
+        if let token = settings.token { create.headers[HeaderName.accessToken] = token }
+        if let token = settings.registerToken { create.headers[HeaderName.registerToken] = token }
+        client.send(create) { result in
+            guard case .success(let reply) = result, (reply.status ?? 200) != 200 else { return }
+            self.logger.error("the MQ-RPC queue cannot be created again; worker stopped", metadata: [
+                "mq": "\(self.settings.mq)", "status": "\(reply.status ?? 0)", "reason": "\(reply.bodyString)",
+            ])
+            self.close()
         }
-        writeConsume(context: context, waitMilliseconds: pollMilliseconds)
-        outbound.flush(context: context)
     }
 
-    private func writeConsume(context: ChannelHandlerContext, waitMilliseconds: String) {
-        consumes &+= 1
-        var consume = Message()
-        consume.headers.reserveCapacity(5)
-        consume.cmd = "consume"
-        consume.mq = settings.mq
-        consume.id = consumeIdPrefix + String(consumes, radix: 36)
-        consume.headers.set(lowercased: HeaderName.timeout, waitMilliseconds)
-        if let token = settings.token { consume.token = token }
-        state = .waiting(since: .now())
-        outbound.append(consume, context: context)
+    /// Closes the client; the worker is finished once it is closed.
+    private func close() {
+        let cycle = self.cycle.value
+        switch cycle.phase {
+        case .closing, .finished: return
+        case .idle, .consuming, .answering: cycle.phase = .closing
+        }
+        let client = self.client
+        let eventLoop = client.eventLoop
+        Task {
+            await client.close()
+            eventLoop.execute { self.finish() }
+        }
+    }
+
+    private func finish() {
+        let cycle = self.cycle.value
+        if case .finished = cycle.phase { return }
+        cycle.phase = .finished
+        let waiters = cycle.stopWaiters
+        cycle.stopWaiters = []
+        for waiter in waiters { waiter.resume() }
     }
 }
 
 extension Duration {
-    /// The duration as a NIO `TimeAmount`.
-    var nioAmount: TimeAmount {
-        .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
-    }
-
     /// The duration in whole milliseconds (at least 0).
     var wholeMilliseconds: Int64 {
         max(0, components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)

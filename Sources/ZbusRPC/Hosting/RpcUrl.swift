@@ -11,26 +11,10 @@ public enum RpcUrl {
     /// - Parameters:
     ///   - module: the module (`nil` or empty: any).
     ///   - method: the method.
-    ///   - params: the `params` text of the URL, already percent-decoded (see ``parameters(fromURLText:)``).
+    ///   - params: the `params` text of the URL, already percent-decoded (read by ``UrlRequest/arguments(fromParams:)``).
     public static func requestBody(module: String?, method: String, params: String?) -> String {
-        let request = RpcRequest(module: module ?? "", method: method, params: parameters(fromURLText: params))
+        let request = RpcRequest(module: module ?? "", method: method, params: UrlRequest.arguments(fromParams: params))
         return String(buffer: JsonRpcCodec.body(of: request))
-    }
-
-    /// The arguments written in a URL's `params`:
-    ///
-    /// - JSON values separated by commas: `1,2` → `[1, 2]`, `"a,b",true` → `["a,b", true]`, `[1,2]` → `[[1, 2]]`;
-    /// - otherwise each comma-separated piece that is not JSON is a string: `hello,world` → `["hello", "world"]`,
-    ///   `say "hi"` → `["say \"hi\""]`;
-    /// - nothing (or only spaces) → no arguments.
-    public static func parameters(fromURLText text: String?) -> [JSONValue] {
-        guard let text, text.contains(where: { !$0.isWhitespace }) else { return [] }
-        if case .array(let items)? = try? JSONParser.parse("[" + text + "]") { return items }
-        return text.split(separator: ",", omittingEmptySubsequences: false).map { piece in
-            let trimmed = piece.trimmingWhitespace()
-            if let value = try? JSONParser.parse(trimmed) { return value }
-            return .string(trimmed)
-        }
     }
 
     /// The request a body-less message asks for by its URL, for the direct RPC server: `/method`, `/module/method`
@@ -49,16 +33,7 @@ public enum RpcUrl {
         }
         if let module = url.query["module"] { request.module = module }
         if let method = url.query["method"] { request.method = method }
-        request.params = parameters(fromURLText: url.params)
+        request.params = url.arguments
         return request
-    }
-}
-
-extension Substring {
-    func trimmingWhitespace() -> String {
-        var slice = self
-        while let first = slice.first, first.isWhitespace { slice = slice.dropFirst() }
-        while let last = slice.last, last.isWhitespace { slice = slice.dropLast() }
-        return String(slice)
     }
 }

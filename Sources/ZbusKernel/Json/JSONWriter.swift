@@ -1,5 +1,4 @@
 import NIOCore
-import ZbusKernel
 
 /// Writes compact JSON as UTF-8 bytes straight into a `ByteBuffer`.
 ///

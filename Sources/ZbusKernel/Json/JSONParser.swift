@@ -1,5 +1,4 @@
 import NIOCore
-import ZbusKernel
 
 /// Why a body is not JSON: what was found, and where.
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,0 +1,43 @@
+/// What the node's answer to a `consume` is: a delivered message, or one of the node's own answers.
+///
+/// A delivered message carries the producer's id in `rawid`; the node's own answers carry none, which is how a 204 or a
+/// 404 produced by someone else (a message whose status line says 404) is told from the node's. ``Consumer`` and
+/// loop-driven consumers (``MessageClient/send(_:timeout:onReply:)``) read consume answers through this one type.
+public enum ConsumeReply: Sendable {
+    /// A message. As zbus 6 consumers present it: `id` is the producer's id (`rawid` removed) and `sender` stays, so
+    /// that an answer can be routed back.
+    case message(Message)
+    /// 204: nothing came within the consume's wait limit.
+    case nothing
+    /// 404 `MQ(name) Not Found`: the MQ does not exist (any more).
+    case notFound(body: String)
+    /// 403 (a wrong token) or 400 (a malformed consume): this consumer may not consume here.
+    case refused(status: Int, body: String)
+
+    /// Reads the answer to a consume.
+    public init(_ reply: consuming Message) {
+        let status = reply.status ?? 200
+        if reply.rawId == nil {
+            switch status {
+            case 204 where reply.body == nil || reply.body?.readableBytes == 0:
+                self = .nothing
+                return
+            case 404 where reply.bodyString.hasSuffix(") Not Found"):
+                self = .notFound(body: reply.bodyString)
+                return
+            case 403 where reply.bodyString.hasSuffix(") forbidden") || reply.bodyString.hasSuffix(") forbbiden"):
+                self = .refused(status: status, body: reply.bodyString)
+                return
+            case 400 where reply.bodyString.hasPrefix("Bad format"):
+                self = .refused(status: status, body: reply.bodyString)
+                return
+            default:
+                break  // a message produced without an id
+            }
+        }
+        // Moved, not copied: a copy would share the header block and the edit below would duplicate it.
+        var message = consume reply
+        message.id = message.headers.removeValue(lowercased: HeaderName.rawId)
+        self = .message(message)
+    }
+}
