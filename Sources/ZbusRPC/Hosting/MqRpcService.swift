@@ -17,9 +17,8 @@ import ZbusKernel
 ///
 /// - Each worker is a consumer connection of its own. It takes one request at a time, answers it, and routes the
 ///   answer with `cmd: route`, `recver` = the caller's session, `id` = the caller's id, status 200 or 500.
-/// - With a ``SingleBroker`` (a node over TCP) each worker is driven by its event loop: a synchronous method is answered
-///   right there, and the answer and the next consume leave together in one write. With any other broker (for example
-///   an ``InProcessBroker``) the workers are ``Consumer``s.
+/// - Each worker is a ``MessageClient`` of its own, driven by the client's event loop: a synchronous method is answered
+///   right there, and the answer and the next consume leave together in one write. The same over TCP and in process.
 /// - A request is acknowledged by the worker's next consume. If a worker dies before that, the node delivers the
 ///   request to another worker, so a caller gets its answer (at-least-once: a request whose answer was already sent
 ///   may run twice) or, when no worker is left, its own timeout.
@@ -69,14 +68,8 @@ public final class MqRpcService: Sendable {
     private enum State {
         case idle
         case starting
-        case running(Workers)
+        case running([MqRpcWorker])
         case stopped
-    }
-
-    /// The running workers: native ones over TCP, or ``Consumer``s.
-    private enum Workers {
-        case native([MqRpcWorker])
-        case consumer(Task<Void, Never>, Consumer)
     }
 
     /// Creates a service; nothing is consumed until ``start()``.
@@ -135,35 +128,21 @@ public final class MqRpcService: Sendable {
         }
 
         let workers = configuration.workers
-        let running: Workers
-        if let single = broker as? SingleBroker, let address = try? HostAndPort(parsing: single.address) {
-            let settings = MqRpcWorker.Settings(address: address, mq: mq, token: configuration.token, registerToken: configuration.registerToken,
-                                                pollTimeout: configuration.pollTimeout,
-                                                replyGrace: .seconds(5), limits: MessageLimits(maxHeaderBytes: 1 << 20, maxBodyBytes: 1 << 30))
-            running = .native((0..<workers).map { index in
-                MqRpcWorker(settings: settings, responder: responder, eventLoop: eventLoopGroup.next(), name: "\(mq)-w\(index)", logger: logger)
-            })
-        } else {
-            let options = Consumer.Options(token: configuration.token, autoCreate: Self.queueMode, pollTimeout: configuration.pollTimeout)
-            let consumer = Consumer(broker: broker, mq: mq, options: options, logger: logger)
-            running = .consumer(Self.consume(consumer, workers: workers, responder: responder, logger: logger), consumer)
+        let settings = MqRpcWorker.Settings(mq: mq, token: configuration.token, registerToken: configuration.registerToken,
+                                            pollTimeout: configuration.pollTimeout, replyGrace: .seconds(5))
+        let running = (0..<workers).map { index in
+            MqRpcWorker(settings: settings, responder: responder, client: makeWorkerClient(), name: "\(mq)-w\(index)", logger: logger)
         }
         let installed = state.withLockedValue { state -> Bool in
             guard case .starting = state else { return false }  // stopped while starting
             state = .running(running)
             return true
         }
-        switch running {
-        case .native(let native):
-            if installed { for worker in native { worker.start() } }
-        case .consumer(let task, let consumer):
-            if !installed {
-                task.cancel()
-                await task.value
-                await consumer.close()
-            }
+        guard installed else {
+            for worker in running { await worker.stop() }
+            return
         }
-        guard installed else { return }
+        for worker in running { worker.start() }
         logger.debug("MQ-RPC service started", metadata: ["workers": "\(workers)"])
 
         // Wait until the node counts the workers, so a call made right after `start()` does not find the service down.
@@ -178,45 +157,24 @@ public final class MqRpcService: Sendable {
     /// Stops the workers: a request being answered is finished and its answer routed; then each worker acknowledges
     /// the request it answered last and closes its connection. Safe to call more than once.
     public func stop() async {
-        let running: Workers? = state.withLockedValue { state in
+        let running: [MqRpcWorker] = state.withLockedValue { state in
             defer { state = .stopped }
             if case .running(let workers) = state { return workers }
-            return nil
+            return []
         }
-        switch running {
-        case .native(let workers)?:
-            await withTaskGroup(of: Void.self) { group in
-                for worker in workers { group.addTask { await worker.stop() } }
-            }
-        case .consumer(let task, let consumer)?:
-            task.cancel()
-            await task.value
-            await consumer.close()
-        case nil:
-            break
+        await withTaskGroup(of: Void.self) { group in
+            for worker in running { group.addTask { await worker.stop() } }
         }
     }
 
-    /// Workers as ``Consumer``s (brokers other than a ``SingleBroker``).
-    private static func consume(_ consumer: Consumer, workers: Int, responder: RpcResponder, logger: Logger) -> Task<Void, Never> {
-        Task {
-            do {
-                try await consumer.start(concurrency: workers) { message, consumer in
-                    switch responder.answer(message) {
-                    case .ready(let reply) where !Task.isCancelled:
-                        try await consumer.route(reply, to: message)
-                    case .ready(let reply):
-                        // Stopping: route outside the cancelled task, or the client would drop the answer unsent.
-                        try await Task { try await consumer.route(reply, to: message) }.value
-                    case .later(let later):
-                        // Not cancelled with the workers: a request being answered when the service stops is
-                        // finished and its answer routed (then acknowledged), not failed.
-                        try await Task { try await consumer.route(await later(), to: message) }.value
-                    }
-                }
-            } catch {
-                logger.error("MQ-RPC workers stopped: the node refuses to let them consume", metadata: ["error": "\(error)"])
-            }
+    /// A connection of its own for one worker: over TCP, on the next event loop of the service's group (with the
+    /// broker's settings, no heartbeat); from the broker otherwise (an in-process session).
+    private func makeWorkerClient() -> MessageClient {
+        guard let single = broker as? SingleBroker, let address = try? HostAndPort(parsing: single.address) else {
+            return broker.makeClient(onPush: nil)
         }
+        var configuration = single.configuration
+        configuration.heartbeatInterval = nil  // the consumes keep the connection busy
+        return MessageClient(address: address, configuration: configuration, eventLoopGroup: eventLoopGroup.next(), logger: logger)
     }
 }

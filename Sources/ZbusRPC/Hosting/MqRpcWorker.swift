@@ -17,13 +17,11 @@ import ZbusKernel
 /// answered, acknowledges it and closes.
 final class MqRpcWorker: Sendable {
     struct Settings: Sendable {
-        let address: HostAndPort
         let mq: String
         let token: String?
         let registerToken: String?
         let pollTimeout: Duration
         let replyGrace: Duration
-        let limits: MessageLimits
     }
 
     private let settings: Settings
@@ -35,16 +33,6 @@ final class MqRpcWorker: Sendable {
     private let consumeIdPrefix: String
     /// Loop-confined state, on the client's event loop.
     private let cycle: NIOLoopBoundBox<Cycle>
-
-    /// Creates a worker with its own connection to `settings.address`, run by `eventLoop`.
-    convenience init(settings: Settings, responder: RpcResponder, eventLoop: any EventLoop, name: String, logger: Logger) {
-        var configuration = ClientConfiguration()
-        configuration.heartbeatInterval = nil  // the consumes keep the connection busy
-        configuration.limits = settings.limits
-        configuration.reconnectBackoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
-        let client = MessageClient(address: settings.address, configuration: configuration, eventLoopGroup: eventLoop, logger: logger)
-        self.init(settings: settings, responder: responder, client: client, name: name, logger: logger)
-    }
 
     /// Creates a worker on `client`, which it owns from now on (and closes when stopped).
     init(settings: Settings, responder: RpcResponder, client: MessageClient, name: String, logger: Logger) {
