@@ -1,5 +1,5 @@
 import Testing
-import ZbusKernel
+import ZbusProtocol
 
 /// The retry schedule shared by reconnects, consumer retries and accept pauses.
 @Suite("Backoff")

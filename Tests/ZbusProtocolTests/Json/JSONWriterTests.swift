@@ -1,6 +1,6 @@
 import NIOCore
 import Testing
-import ZbusKernel
+import ZbusProtocol
 
 /// The one JSON writer (``JSONWriter``, also behind `JSONValue.jsonText`): JSON always escaped correctly.
 @Suite("JSON writer")
