@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
         .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
+        .library(name: "ZbusProxy", targets: ["ZbusProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -85,19 +86,26 @@ let package = Package(
                 "ZbusKernel", "ZbusClient", "ZbusRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Plugins/RPC",
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusProxy",
+            dependencies: ["ZbusKernel"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusProxyModule",
             dependencies: [
-                "ZbusKernel", "ZbusClient",
+                "ZbusKernel", "ZbusClient", "ZbusProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Plugins/Proxy",
             swiftSettings: strict
@@ -105,7 +113,7 @@ let package = Package(
         .target(
             name: "ZbusExampleAdapter",
             dependencies: [
-                "ZbusKernel",
+                "ZbusKernel", "ZbusProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -137,7 +145,7 @@ let package = Package(
         ),
         .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxyModule", "ZbusExampleAdapter"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -173,6 +181,8 @@ let package = Package(
             dependencies: [
                 "ZbusKernel", "ZbusTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: strict
