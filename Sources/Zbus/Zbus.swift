@@ -8,7 +8,7 @@
 extension PluginRegistry {
     /// The modules that ship with zbus, ready to be named in YAML: `mq`, `rpc` and `proxy`.
     ///
-    /// The example module (`example-adapter`, product target `ZbusExampleAdapter`) is not among them: it is a
+    /// The example module (`example-adapter`, target `ZbusExampleAdapter`) is not among them: it is a
     /// walk-through of a custom module, and a program that wants it registers it like any of its own
     /// (`PluginRegistry.standard.registering(ExampleAdapterModule.self)`).
     public static var standard: PluginRegistry {

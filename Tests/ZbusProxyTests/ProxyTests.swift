@@ -260,6 +260,8 @@ struct ProxyTests {
         let viaCurl = try curl(port: port, mq: "Cache", body: "get user:1")
         #expect(viaCurl.status == 200)
         #expect(viaCurl.body == "alice")
+        // The adapter's consumers reach their own node in-process (the test's callers come over TCP).
+        #expect(node.node.sessions.all.contains { $0.remoteAddress == Node.inProcessRemoteAddress })
         await caller.broker.close()
         await node.stop()
         await kv.stop()
