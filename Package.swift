@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "zbus", targets: ["zbus"]),
         .library(name: "Zbus", targets: ["Zbus"]),
+        .library(name: "ZbusProtocol", targets: ["ZbusProtocol"]),
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
         .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
@@ -29,8 +30,16 @@ let package = Package(
             path: "Sources/CZbusCRC32C"
         ),
         .target(
+            name: "ZbusProtocol",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusKernel",
             dependencies: [
+                "ZbusProtocol",
                 "CZbusCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -45,12 +54,21 @@ let package = Package(
         .target(
             name: "ZbusClient",
             dependencies: [
-                "ZbusKernel",
+                "ZbusProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ZbusInProcess",
+            dependencies: [
+                "ZbusKernel", "ZbusClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -83,7 +101,7 @@ let package = Package(
         .target(
             name: "ZbusRPCModule",
             dependencies: [
-                "ZbusKernel", "ZbusClient", "ZbusRPC",
+                "ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -99,7 +117,7 @@ let package = Package(
         .target(
             name: "ZbusProxyModule",
             dependencies: [
-                "ZbusKernel", "ZbusClient", "ZbusProxy",
+                "ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -145,7 +163,7 @@ let package = Package(
         ),
         .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -160,7 +178,7 @@ let package = Package(
         .executableTarget(
             name: "zbus-fuzz-decoder",
             dependencies: [
-                "ZbusKernel",
+                "ZbusProtocol", "ZbusMQ",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/Fuzz/DecoderFuzzer",
@@ -174,6 +192,23 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/ZbusTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusProtocolTests",
+            dependencies: [
+                "ZbusProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusMQTests",
+            dependencies: [
+                "ZbusMQ", "ZbusKernel", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -195,7 +230,7 @@ let package = Package(
         .testTarget(
             name: "ZbusClientTests",
             dependencies: [
-                "zbus", "Zbus", "ZbusClient", "ZbusTestSupport",
+                "zbus", "Zbus", "ZbusClient", "ZbusTestSupport", "zbus-example-producer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

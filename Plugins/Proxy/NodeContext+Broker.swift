@@ -1,5 +1,6 @@
 import Logging
 import ZbusClient
+import ZbusInProcess
 import ZbusKernel
 
 extension NodeContext {
