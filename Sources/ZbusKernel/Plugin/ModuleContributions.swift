@@ -92,12 +92,6 @@ public struct ModuleContributions: Sendable {
         entries[point.key]?[point.isExclusive ? "" : name]?.module
     }
 
-    /// The names contributed to `point` by `module` (a module's own name, as in YAML), sorted: what `zbus modules` lists.
-    public func names<Value>(contributedTo point: ExtensionPoint<Value>, byModule module: String) -> [String] {
-        let owner = Self.owner(module)
-        return (entries[point.key] ?? [:]).filter { $0.value.module == owner }.keys.sorted()
-    }
-
     /// Everything `module` (its YAML name) contributed, one line per point, sorted: `commands: consume, produce`,
     /// `claims the default route (...)`. What `zbus modules` lists.
     public func summary(ofModule module: String) -> [String] {
@@ -115,7 +109,4 @@ public struct ModuleContributions: Sendable {
 
     /// How contributions name a module.
     static func owner(_ module: String) -> String { "module '\(module)'" }
-
-    /// Forgets the conflicts reported so far.
-    mutating func clearConflicts() { conflicts = [] }
 }
