@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
         .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
+        .library(name: "ZbusProxy", targets: ["ZbusProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -100,22 +101,29 @@ let package = Package(
         .target(
             name: "ZbusRPCModule",
             dependencies: [
-                "ZbusKernel", "ZbusClient", "ZbusRPC",
+                "ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Plugins/RPC",
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusProxy",
+            dependencies: ["ZbusKernel"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusProxyModule",
             dependencies: [
-                "ZbusKernel", "ZbusClient",
+                "ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Plugins/Proxy",
             swiftSettings: strict
@@ -123,7 +131,7 @@ let package = Package(
         .target(
             name: "ZbusExampleAdapter",
             dependencies: [
-                "ZbusKernel",
+                "ZbusKernel", "ZbusProxy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -155,7 +163,7 @@ let package = Package(
         ),
         .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxyModule", "ZbusExampleAdapter"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -208,6 +216,8 @@ let package = Package(
             dependencies: [
                 "ZbusKernel", "ZbusTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: strict

@@ -1,11 +1,16 @@
 import Logging
 import ZbusKernel
+import ZbusProxy
 
 // Step 1 of the README walk-through: a module that contributes an adapter kind. It has no commands and no keys of its
-// own; the `proxy` module finds the kind through `proxyAdapterKinds` and runs it like the built-in ones.
+// own; it contributes to the `.proxyAdapterKinds` extension point (declared by the small `ZbusProxy` library, so this
+// module never imports the `proxy` plugin), where the `proxy` module finds the kind and runs it like the built-in ones.
 
 /// The `example-adapter` plugin module: contributes the `kv-line` adapter kind, which serves an MQ from a small
 /// memcached-text-style key-value service (`get k`, `set k v`, `delete k`, one line each way).
+///
+/// Not in `PluginRegistry.standard`: a program registers it like any module of its own,
+/// `PluginRegistry.standard.registering(ExampleAdapterModule.self)`, and its YAML can then say
 ///
 /// ```yaml
 /// modules:
@@ -25,5 +30,7 @@ public final class ExampleAdapterModule: PluginModule {
     public init(setup: ModuleSetup) throws(ConfigError) {}
 
     /// `kv-line`.
-    public var proxyAdapterKinds: [String: any ProxyAdapterFactory] { ["kv-line": KvLineAdapterFactory()] }
+    public func contribute(to contributions: inout ModuleContributions) {
+        contributions.add(KvLineAdapterFactory(), named: "kv-line", to: .proxyAdapterKinds)
+    }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import ZbusKernel
+import ZbusProxy
 
 // Steps 2 and 3 of the README walk-through: a factory that reads the adapter's own keys, and the adapter that turns a
 // message into one protocol request and the service's answer into a reply.

@@ -20,24 +20,26 @@ public final class MQModule: PluginModule {
         broker = MQBroker(settings: try MQSettings(setup.config), node: setup.node, logger: setup.logger)
     }
 
-    public var commands: [String: any CommandHandler] {
+    /// The MQ commands, and the default route: a request without any command is a URL call of an RPC-mode MQ
+    /// (`/<mq>/<module>/<method>?params=...`).
+    public func contribute(to contributions: inout ModuleContributions) {
         let broker = self.broker
         func handler(_ body: @escaping @Sendable (MQBroker, Message, Session) -> Void) -> any CommandHandler {
             ClosureCommandHandler { request, session in body(broker, request, session) }
         }
-        return [
-            "produce": handler { $0.produce($1, session: $2) },
-            "consume": handler { $0.consume($1, session: $2) },
-            "route": handler { $0.route($1, session: $2) },
-            "create_mq": handler { $0.createMQ($1, session: $2) },
-            "remove_mq": handler { $0.removeMQ($1, session: $2) },
-            "query_mq": handler { $0.queryMQ($1, session: $2) },
-            "data": handler { $0.data($1, session: $2) },
-            "add_key": handler { $0.addKey($1, session: $2) },
-            "remove_key": handler { $0.removeKey($1, session: $2) },
-            // No `cmd` at all: a URL such as `/<mq>/<module>/<method>?params=...` calls an RPC-mode MQ.
-            "": handler { $0.urlCall($1, session: $2) },
+        let commands: [(String, any CommandHandler)] = [
+            ("produce", handler { $0.produce($1, session: $2) }),
+            ("consume", handler { $0.consume($1, session: $2) }),
+            ("route", handler { $0.route($1, session: $2) }),
+            ("create_mq", handler { $0.createMQ($1, session: $2) }),
+            ("remove_mq", handler { $0.removeMQ($1, session: $2) }),
+            ("query_mq", handler { $0.queryMQ($1, session: $2) }),
+            ("data", handler { $0.data($1, session: $2) }),
+            ("add_key", handler { $0.addKey($1, session: $2) }),
+            ("remove_key", handler { $0.removeKey($1, session: $2) }),
         ]
+        for (command, handler) in commands { contributions.add(handler, named: command, to: .commands) }
+        contributions.add(handler { $0.urlCall($1, session: $2) }, to: .defaultRoute)
     }
 
     public func start(_ context: NodeContext) async throws {

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import ZbusClient
 import ZbusKernel
+import ZbusProxy
 
 /// The `proxy` plugin module: serves MQs from legacy services through adapters, inside a broker node or in a node of
 /// its own that connects to a remote broker.
@@ -16,10 +17,11 @@ import ZbusKernel
 ///       - { name: ledger, kind: tcp, mq: Ledger, target: 127.0.0.1:9000, framing: length4, timeout: 3s }
 /// ```
 ///
-/// Contributes the `http` and `tcp` adapter kinds; any loaded module can contribute more through
-/// ``PluginModule/proxyAdapterKinds``. Entries of built-in kinds are checked when the file is read (so
+/// Contributes the `http` and `tcp` adapter kinds; any loaded module can contribute more to
+/// ``ZbusKernel/ExtensionPoint/proxyAdapterKinds``. Entries of built-in kinds are checked when the file is read (so
 /// `zbus check-config` catches their mistakes); entries of contributed kinds once the node starts and knows every
-/// module's kinds. Nothing connects before ``start(_:)``.
+/// module's kinds. Without `broker`, the module depends on this node's `mq` module and reaches it in-process. Nothing
+/// connects before ``run()``.
 public final class ProxyModule: PluginModule {
     /// `proxy`.
     public static let name = "proxy"
@@ -39,13 +41,14 @@ public final class ProxyModule: PluginModule {
 
     private let broker: HostAndPort?
     private let entries: [Entry]
+    /// The `adapters` list, where a missing `mq` module is reported.
+    private let adaptersValue: ConfigValue?
     private let logger: Logger
     private let running = NIOLockedValueBox<(runners: [ProxyAdapterRunner], broker: (any Broker)?)>(([], nil))
 
     /// Reads the section; builds the adapters of built-in kinds (which connect nowhere yet).
     ///
-    /// - Throws: ``ConfigError`` for an unknown key, a bad value, a duplicate MQ, or an MQ on a node with neither the
-    ///   `mq` module nor `broker`.
+    /// - Throws: ``ConfigError`` for an unknown key, a bad value or a duplicate MQ.
     public init(setup: ModuleSetup) throws(ConfigError) {
         let config = setup.config
         logger = setup.logger
@@ -69,18 +72,26 @@ public final class ProxyModule: PluginModule {
                 }
                 entries.append(Entry(item: item, kind: kind, built: built))
             }
-            if broker == nil, !items.isEmpty, !setup.node.modules.contains(where: { $0.name == "mq" }) {
-                throw list.error("this node has no `mq` module to hold the adapters' MQs: add `- module: mq`, or set `broker: HOST:PORT`")
-            }
         }
         self.entries = entries
+        adaptersValue = config["adapters"]
+    }
+
+    /// `mq`, when adapters serve MQs of this node (no `broker`).
+    public var dependencies: [ModuleDependency] {
+        guard broker == nil, !entries.isEmpty, let adaptersValue else { return [] }
+        return [ModuleDependency(on: "mq", requiredBy: adaptersValue, purpose: "to hold the adapters' MQs",
+                                 alternative: "set `broker: HOST:PORT`")]
     }
 
     /// `http` and `tcp`.
-    public var proxyAdapterKinds: [String: any ProxyAdapterFactory] { Self.builtInKinds }
+    public func contribute(to contributions: inout ModuleContributions) {
+        for (kind, factory) in Self.builtInKinds.sorted(by: { $0.key < $1.key }) {
+            contributions.add(factory, named: kind, to: .proxyAdapterKinds)
+        }
+    }
 
-    /// Builds the adapters of contributed kinds and starts every adapter's consumers (they keep retrying until the
-    /// broker accepts).
+    /// Builds the adapters of contributed kinds and the runners of every adapter, which consume from ``run()`` on.
     ///
     /// - Throws: ``ConfigError`` naming an adapter kind no loaded module contributes, or a bad key of that kind.
     public func start(_ context: NodeContext) async throws {
@@ -90,8 +101,9 @@ public final class ProxyModule: PluginModule {
                 adapters.append(built)
                 continue
             }
-            guard let factory = context.proxyAdapterKinds[entry.kind] else {
-                let known = context.proxyAdapterKinds.keys.sorted().joined(separator: ", ")
+            let kinds = context.contributions.values(of: .proxyAdapterKinds)
+            guard let factory = kinds[entry.kind] else {
+                let known = kinds.keys.sorted().joined(separator: ", ")
                 let location = (try? ConfigSection(entry.item, allowedKeys: Self.anyKeys(entry.item)))?["kind"] ?? entry.item
                 for (_, adapter) in adapters { await adapter.shutdown() }
                 throw location.error("unknown adapter kind '\(entry.kind)'; available: \(known) (load the module that contributes it)")
@@ -104,28 +116,37 @@ public final class ProxyModule: PluginModule {
             }
         }
         guard !adapters.isEmpty else { return }
-        let address = broker ?? Self.ownAddress(context)
         var configuration = ClientConfiguration()
         configuration.heartbeatInterval = nil  // the consumers' polls keep the connections busy
-        let client = SingleBroker(address: address, configuration: configuration, poolSize: 2,
+        let client: any Broker
+        if let broker {
+            client = SingleBroker(address: broker, configuration: configuration, poolSize: 2,
                                   eventLoopGroup: context.eventLoopGroup, logger: logger)
-        var runners: [ProxyAdapterRunner] = []
-        for (settings, adapter) in adapters {
-            let runner = ProxyAdapterRunner(settings: settings, adapter: adapter, broker: client, logger: logger)
-            runner.start()
-            runners.append(runner)
+        } else {
+            client = context.ownNodeBroker(configuration: configuration, poolSize: 2, logger: logger)
+        }
+        let runners = adapters.map { settings, adapter in
+            ProxyAdapterRunner(settings: settings, adapter: adapter, broker: client, logger: logger)
         }
         running.withLockedValue { $0 = (runners, client) }
-        logger.info("proxy started", metadata: ["broker": "\(address)", "adapters": "\(adapters.map(\.0.name).joined(separator: ","))"])
+        logger.info("proxy started", metadata: ["broker": "\(client.address)", "adapters": "\(adapters.map(\.0.name).joined(separator: ","))"])
     }
 
-    /// Stops the adapters (answers in progress are routed first) and closes their connections.
+    /// Runs every adapter until graceful shutdown; each then stops (answers in progress are routed first).
+    public func run() async throws {
+        let runners = running.withLockedValue { $0.runners }
+        await withDiscardingTaskGroup { group in
+            for runner in runners { group.addTask { await runner.run() } }
+        }
+    }
+
+    /// Stops the adapters that never ran and closes the adapters' connections.
     public func shutdown() async {
         let current = running.withLockedValue { running in
             defer { running = ([], nil) }
             return running
         }
-        await withTaskGroup(of: Void.self) { group in
+        await withDiscardingTaskGroup { group in
             for runner in current.runners { group.addTask { await runner.stop() } }
         }
         await current.broker?.close()
@@ -149,15 +170,5 @@ public final class ProxyModule: PluginModule {
         let section = try ConfigSection(item, allowedKeys: ProxyAdapterSettings.keys + factory.configKeys)
         let settings = try ProxyAdapterSettings(section)
         return (settings, try factory.makeAdapter(config: section))
-    }
-
-    /// Where this node's own MQs are reached (as the `rpc` module does it).
-    private static func ownAddress(_ context: NodeContext) -> HostAndPort {
-        let stamped = try? HostAndPort(parsing: context.serverAddress)
-        if context.config.advertise != nil, context.config.listen.port != 0 {
-            let host = context.config.listen.host == "0.0.0.0" || context.config.listen.host == "::" ? "127.0.0.1" : context.config.listen.host
-            return HostAndPort(host: host, port: context.config.listen.port)
-        }
-        return stamped ?? HostAndPort(host: "127.0.0.1", port: context.config.listen.port)
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import ZbusClient
 import ZbusKernel
 import ZbusRPC
@@ -21,9 +22,9 @@ public typealias RPCModule = RPCHostModule<BuiltInRpcServices>
 /// ```
 ///
 /// A service's codec (`codec:`, the module's by default) answers requests whose `content-type` names no other codec;
-/// any codec a loaded module contributes (``PluginModule/rpcCodecs``) can be named. MQ-RPC workers connect to the node
-/// holding the MQ (this one unless `broker` says otherwise) once the node accepts connections, and keep retrying if
-/// it is not reachable yet.
+/// any codec a loaded module contributes to ``ZbusKernel/ExtensionPoint/rpcCodecs`` can be named. A service on this
+/// node's MQ makes the module depend on `mq` (started first, stopped last) and reaches it in-process; one with
+/// `broker: HOST:PORT` connects there over TCP and keeps retrying while it is not reachable.
 public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
     /// `rpc`.
     public static var name: String { "rpc" }
@@ -36,53 +37,65 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
     private let logger: Logger
     private let running = NIOLockedValueBox(Running())
 
+    /// What ``start(_:)`` prepared: the direct servers it bound, and the MQ-RPC services that ``run()`` serves.
     private struct Running {
-        var starters: [Task<Void, Never>] = []
-        var services: [MqRpcService] = []
-        var brokers: [any Broker] = []
+        var context: NodeContext?
+        var mqServices: [(RPCSettings.Service, RpcResponder)] = []
         var servers: [DirectRpcServer] = []
     }
 
     /// Reads the module's section.
     ///
-    /// - Throws: ``ConfigError`` for an unknown service, a service hosted nowhere, a bad address or number, or an MQ on
-    ///   a node without the `mq` module.
+    /// - Throws: ``ConfigError`` for an unknown service, a service hosted nowhere, a bad address or number.
     public init(setup: ModuleSetup) throws(ConfigError) {
-        settings = try RPCSettings(setup.config, node: setup.node, catalog: Catalog.services)
+        settings = try RPCSettings(setup.config, catalog: Catalog.services)
         logger = setup.logger
     }
 
-    /// `json` and `raw`.
-    public var rpcCodecs: [any RpcCodec] { [JsonRpcCodec(), RawRpcCodec()] }
+    /// `mq`, for each service on this node's MQ (the first one locates the error when the node lacks it).
+    public var dependencies: [ModuleDependency] {
+        settings.onThisNode.prefix(1).map { service in
+            ModuleDependency(on: "mq", requiredBy: service.mqLocation, purpose: "to hold MQ '\(service.mq ?? "")'",
+                             alternative: "set `broker: HOST:PORT`")
+        }
+    }
 
-    /// Binds the direct RPC servers and launches the MQ-RPC services (which start consuming once the node accepts).
+    /// `json` and `raw`.
+    public func contribute(to contributions: inout ModuleContributions) {
+        contributions.add(JsonRpcCodec(), to: .rpcCodecs)
+        contributions.add(RawRpcCodec(), to: .rpcCodecs)
+    }
+
+    /// Picks each service's codecs and binds the direct RPC servers; the MQ-RPC services start consuming in ``run()``,
+    /// once the node accepts.
     ///
     /// - Throws: a ``ConfigError`` naming an unknown codec, or ``RpcHostingError/bindFailed(address:reason:)``.
     public func start(_ context: NodeContext) async throws {
-        let available = context.rpcCodecs.keys.sorted().joined(separator: ", ")
+        let codecs = context.contributions.values(of: .rpcCodecs)
+        let available = codecs.keys.sorted().joined(separator: ", ")
         var plans: [(RPCSettings.Service, RpcResponder)] = []
         for service in settings.services {
-            guard let codec = context.rpcCodecs[service.codec] else {
+            guard let codec = codecs[service.codec] else {
                 throw service.codecLocation.error("unknown codec '\(service.codec)'; available: \(available) (a module can contribute more)")
             }
-            let others = context.rpcCodecs.values.filter { $0.name != codec.name }.sorted { $0.name < $1.name }
+            let others = codecs.values.filter { $0.name != codec.name }.sorted { $0.name < $1.name }
             plans.append((service, RpcResponder(processor: service.processor, codecs: RpcCodecSet(default: codec, others: others))))
+        }
+        running.withLockedValue {
+            $0.context = context
+            $0.mqServices = plans.filter { $0.0.mq != nil }
         }
         do {
             for (service, responder) in plans {
-                if let direct = service.direct {
-                    var serverLogger = logger
-                    serverLogger[metadataKey: "service"] = "\(service.name)"
-                    let server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
-                                                 limits: context.config.limits, connectionLimits: context.config.connectionLimits,
-                                                 logger: serverLogger)
-                    running.withLockedValue { $0.servers.append(server) }
-                    let address = try await server.start()
-                    logger.info("direct RPC server listening", metadata: ["service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)"])
-                }
-                if let mq = service.mq {
-                    launch(service, mq: mq, responder: responder, context: context)
-                }
+                guard let direct = service.direct else { continue }
+                var serverLogger = logger
+                serverLogger[metadataKey: "service"] = "\(service.name)"
+                let server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
+                                             limits: context.config.limits, connectionLimits: context.config.connectionLimits,
+                                             logger: serverLogger)
+                running.withLockedValue { $0.servers.append(server) }
+                let address = try await server.start()
+                logger.info("direct RPC server listening", metadata: ["service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)"])
             }
         } catch {
             await shutdown()
@@ -90,63 +103,72 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
         }
     }
 
-    private func launch(_ service: RPCSettings.Service, mq: String, responder: RpcResponder, context: NodeContext) {
-        let address = service.broker ?? Self.ownAddress(context)
-        var configuration = ClientConfiguration()
-        configuration.heartbeatInterval = nil  // the workers' polls keep the connections busy
-        let broker = SingleBroker(address: address, configuration: configuration, poolSize: 2, eventLoopGroup: context.eventLoopGroup, logger: logger)
-        var serviceLogger = logger
-        serviceLogger[metadataKey: "service"] = "\(service.name)"
-        let rpcService = MqRpcService(
-            broker: broker, mq: mq, responder: responder,
-            configuration: .init(workers: service.workers, token: service.token, registerToken: service.registerToken,
-                                 pollTimeout: .milliseconds(service.pollTimeoutMilliseconds)),
-            eventLoopGroup: context.eventLoopGroup, logger: serviceLogger)
-        let logger = serviceLogger
-        let starter = Task {
-            var delay = Duration.milliseconds(200)
-            while !Task.isCancelled {
-                do {
-                    try await rpcService.start()
-                    logger.info("MQ-RPC service consuming", metadata: [
-                        "mq": "\(mq)", "broker": "\(address)", "workers": "\(service.workers)", "codec": "\(service.codec)",
-                    ])
-                    return
-                } catch {
-                    logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(delay)"])
-                    do { try await Task.sleep(for: delay) } catch { return }
-                    delay = min(delay * 2, .seconds(5))
-                }
+    /// Serves every MQ-RPC service until graceful shutdown, then stops their workers (each acknowledges its last
+    /// answered request; one taken but unanswered goes back to the MQ).
+    public func run() async throws {
+        let (context, services) = running.withLockedValue { ($0.context, $0.mqServices) }
+        guard let context else { return }
+        let logger = self.logger
+        await withDiscardingTaskGroup { group in
+            for (service, responder) in services {
+                group.addTask { await MqRpcHosting.serve(service, responder: responder, context: context, logger: logger) }
             }
-        }
-        running.withLockedValue {
-            $0.starters.append(starter)
-            $0.services.append(rpcService)
-            $0.brokers.append(broker)
         }
     }
 
-    /// Stops the MQ-RPC workers (each acknowledges its last answered request; one taken but unanswered goes back to
-    /// the MQ) and the direct RPC servers.
+    /// Stops the direct RPC servers.
     public func shutdown() async {
         let current = running.withLockedValue { running -> Running in
             defer { running = Running() }
             return running
         }
-        for starter in current.starters { starter.cancel() }
-        for starter in current.starters { await starter.value }
-        for service in current.services { await service.stop() }
-        for broker in current.brokers { await broker.close() }
         for server in current.servers { await server.stop() }
     }
+}
 
-    /// Where this node's own MQs are reached: the address it stamps, unless `advertise` names another host.
-    private static func ownAddress(_ context: NodeContext) -> HostAndPort {
-        let stamped = try? HostAndPort(parsing: context.serverAddress)
-        if context.config.advertise != nil, context.config.listen.port != 0 {
-            let host = context.config.listen.host == "0.0.0.0" || context.config.listen.host == "::" ? "127.0.0.1" : context.config.listen.host
-            return HostAndPort(host: host, port: context.config.listen.port)
+/// The MQ-RPC side of the module, apart from its generic type (whose catalogue the child tasks need not see).
+private enum MqRpcHosting {
+    /// Runs one MQ-RPC service: starts it (retrying while its broker is unreachable), waits for graceful shutdown,
+    /// stops it.
+    static func serve(_ service: RPCSettings.Service, responder: RpcResponder, context: NodeContext, logger: Logger) async {
+        guard let mq = service.mq else { return }
+        var serviceLogger = logger
+        serviceLogger[metadataKey: "service"] = "\(service.name)"
+        let logger = serviceLogger
+        let broker = Self.broker(for: service, context: context, logger: logger)
+        let rpcService = MqRpcService(
+            broker: broker, mq: mq, responder: responder,
+            configuration: .init(workers: service.workers, token: service.token, registerToken: service.registerToken,
+                                 pollTimeout: .milliseconds(service.pollTimeoutMilliseconds)),
+            eventLoopGroup: context.eventLoopGroup, logger: logger)
+        var delay = Duration.milliseconds(200)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await cancelWhenGracefulShutdown { try await rpcService.start() }
+                logger.info("MQ-RPC service consuming", metadata: [
+                    "mq": "\(mq)", "broker": "\(broker.address)", "workers": "\(service.workers)", "codec": "\(service.codec)",
+                ])
+                try? await gracefulShutdown()
+                break
+            } catch {
+                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
+                let wait = delay
+                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
+                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { break }
+                delay = min(delay * 2, .seconds(5))
+            }
         }
-        return stamped ?? HostAndPort(host: "127.0.0.1", port: context.config.listen.port)
+        await rpcService.stop()
+        await broker.close()
+    }
+
+    /// The broker of `service`'s MQ: the one its `broker` names, over TCP, or else this node, in-process.
+    private static func broker(for service: RPCSettings.Service, context: NodeContext, logger: Logger) -> any Broker {
+        var configuration = ClientConfiguration()
+        configuration.heartbeatInterval = nil  // the workers' polls keep the connections busy
+        guard let address = service.broker else {
+            return context.ownNodeBroker(configuration: configuration, poolSize: 2, logger: logger)
+        }
+        return SingleBroker(address: address, configuration: configuration, poolSize: 2, eventLoopGroup: context.eventLoopGroup, logger: logger)
     }
 }

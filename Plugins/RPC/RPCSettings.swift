@@ -35,11 +35,16 @@ struct RPCSettings: Sendable {
         let codec: String
         /// Where the codec was named, to locate an unknown codec found at start.
         let codecLocation: ConfigValue
+        /// Where the MQ was named, to locate a missing `mq` module.
+        let mqLocation: ConfigValue
     }
 
     let services: [Service]
 
-    init(_ config: ConfigSection, node: NodeConfig, catalog: [String: RpcProcessor]) throws(ConfigError) {
+    /// The services whose MQ lives on this node (no `broker`): they need its `mq` module.
+    var onThisNode: [Service] { services.filter { $0.mq != nil && $0.broker == nil } }
+
+    init(_ config: ConfigSection, catalog: [String: RpcProcessor]) throws(ConfigError) {
         let defaultCodec = try config.string("codec", default: "json")
         let defaultLocation = config["codec"] ?? config.value
         guard let list = config["services"] else {
@@ -49,7 +54,6 @@ struct RPCSettings: Sendable {
         guard case .sequence(let items) = list.kind else {
             throw list.error("expected a list of services, each with `service` and `mq` and/or `direct`, found \(list.typeName)")
         }
-        let hasMQ = node.modules.contains { $0.name == "mq" }
         let known = catalog.keys.sorted().joined(separator: ", ")
         var services: [Service] = []
         for item in items {
@@ -67,9 +71,6 @@ struct RPCSettings: Sendable {
                 throw item.error("service '\(name)' is hosted nowhere: give `mq` (MQ-RPC), `direct` (a direct RPC address) or both")
             }
             if let mq, mq.isEmpty { throw (entry["mq"] ?? item).error("the MQ name is empty") }
-            if mq != nil && broker == nil && !hasMQ {
-                throw (entry["mq"] ?? item).error("this node has no `mq` module to hold MQ '\(mq!)': add `- module: mq`, or set `broker: HOST:PORT`")
-            }
             if broker != nil && mq == nil {
                 throw (entry["broker"] ?? item).error("`broker` is where the MQ of an MQ-RPC service lives; add `mq: NAME` or remove it")
             }
@@ -81,7 +82,8 @@ struct RPCSettings: Sendable {
                 pollTimeoutMilliseconds: try entry.milliseconds("poll_timeout", in: 100...600_000) ?? 10_000,
                 direct: direct,
                 codec: try entry.string("codec") ?? defaultCodec,
-                codecLocation: entry["codec"] ?? defaultLocation))
+                codecLocation: entry["codec"] ?? defaultLocation,
+                mqLocation: entry["mq"] ?? item))
         }
         self.services = services
     }

@@ -169,10 +169,17 @@ struct Modules: AsyncParsableCommand {
 
     func run() async throws {
         let registry = PluginRegistry.standard
+        var quiet = Logger(label: "zbus.modules")
+        quiet.logLevel = .critical
         for name in registry.names {
             guard let type = registry.module(named: name) else { continue }
             print("\(name): \(type.summary)")
             if !type.configKeys.isEmpty { print("    keys: \(type.configKeys.joined(separator: ", "))") }
+            // What the module contributes with an empty section; a module may contribute more once configured.
+            var config = NodeConfig()
+            config.modules = [ModuleConfig(name: name)]
+            guard let loaded = try? registry.loadModules(for: config, logger: quiet) else { continue }
+            for line in loaded.contributions.summary(ofModule: name) { print("    \(line)") }
         }
     }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 import Zbus
 import ZbusClient
+import ZbusExampleAdapter
 import ZbusRPC
 import ZbusTestSupport
 
@@ -227,19 +228,24 @@ struct ProxyTests {
         #expect(node.stop() == 0)
     }
 
-    @Test("the example custom adapter (kv-line) is loaded through YAML alone and works end to end")
+    @Test("the example custom adapter (kv-line), registered by the program, is configured through YAML alone and works end to end")
     func exampleAdapterFromYAML() async throws {
         let kv = try await LegacyServer.kvLine()
-        let node = try startNode("""
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-proxy-example")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The example module is not in the standard registry: a program registers it like any module of its own.
+        let node = try ZbusNode(yaml: """
+            node: { listen: "127.0.0.1:0", store: "\(directory.appendingPathComponent("store").path)", log_level: warning }
             modules:
               - module: mq
               - module: example-adapter
               - module: proxy
                 adapters:
                   - { name: cache, kind: kv-line, mq: Cache, target: 127.0.0.1:\(kv.port), timeout: 2s }
-            """)
-        defer { node.cleanUp() }
-        let caller = try BusCaller(port: node.port)
+            """, registry: PluginRegistry.standard.registering(ExampleAdapterModule.self))
+        try await node.start()
+        let port = try #require(node.address?.port)
+        let caller = try BusCaller(port: port)
         let missing = try await caller.call("Cache", "get user:1")
         #expect(missing.status == 404)
         #expect(missing.bodyString == "NOT_FOUND")
@@ -251,12 +257,24 @@ struct ProxyTests {
         #expect(value.bodyString == "alice")
         let bad = try await caller.call("Cache", "frobnicate")
         #expect(bad.status == 400)
-        let viaCurl = try curl(port: node.port, mq: "Cache", body: "get user:1")
+        let viaCurl = try curl(port: port, mq: "Cache", body: "get user:1")
         #expect(viaCurl.status == 200)
         #expect(viaCurl.body == "alice")
+        // The adapter's consumers reach their own node in-process (the test's callers come over TCP).
+        #expect(node.node.sessions.all.contains { $0.remoteAddress == Node.inProcessRemoteAddress })
         await caller.broker.close()
+        await node.stop()
         await kv.stop()
-        #expect(node.stop() == 0)
+    }
+
+    @Test("the zbus binary does not ship the example module: naming it is an unknown module")
+    func exampleModuleNotShipped() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-proxy")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = try nodeFile(directory, "modules:\n  - module: mq\n  - module: example-adapter\n")
+        let result = try runCommand(ZbusProcess.binaryPath, ["check-config", path])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("unknown module 'example-adapter'; registered: mq, proxy, rpc"), "\(result.stderr)")
     }
 
     @Test("a proxy node of its own serves an MQ of a remote broker")

@@ -53,5 +53,7 @@ final class LineCodecModule: PluginModule {
 
     init(setup: ModuleSetup) throws(ConfigError) {}
 
-    var rpcCodecs: [any RpcCodec] { [LineRpcCodec()] }
+    func contribute(to contributions: inout ModuleContributions) {
+        contributions.add(LineRpcCodec(), to: .rpcCodecs)
+    }
 }

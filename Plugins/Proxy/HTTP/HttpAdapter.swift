@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import ZbusKernel
+import ZbusProxy
 
 /// The `http` adapter kind: forwards each message to a legacy HTTP/1.1 service and routes its response back.
 ///

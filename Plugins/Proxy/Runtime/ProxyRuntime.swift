@@ -1,14 +1,18 @@
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import ZbusClient
 import ZbusKernel
+import ZbusProxy
 
 /// Runs one adapter: consumes its MQ with `workers` connections, calls the legacy service with a timeout and at most
 /// `max_in_flight` calls at once, and routes each answer (or a clear 5xx) back to the caller.
 ///
 /// The consumer acknowledges a request only after its answer has been routed (its next consume does), so a proxy that
 /// dies mid-call leaves the request to be redelivered to another proxy of the same MQ.
-public final class ProxyAdapterRunner: Sendable {
+///
+/// A ServiceLifecycle service: ``run()`` consumes until graceful shutdown, then stops.
+public final class ProxyAdapterRunner: Service {
     /// The entry's runtime settings.
     public let settings: ProxyAdapterSettings
     /// The adapter.
@@ -16,9 +20,9 @@ public final class ProxyAdapterRunner: Sendable {
     private let consumer: Consumer
     private let limiter: InFlightLimiter
     private let logger: Logger
-    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let finished = NIOLockedValueBox(false)
 
-    /// Creates a runner of `adapter` on `broker` (nothing starts before ``start()``).
+    /// Creates a runner of `adapter` on `broker` (nothing starts before ``run()``).
     public init(settings: ProxyAdapterSettings, adapter: any ProxyAdapter, broker: any Broker, logger: Logger) {
         self.settings = settings
         self.adapter = adapter
@@ -33,31 +37,32 @@ public final class ProxyAdapterRunner: Sendable {
             logger: logger)
     }
 
-    /// Starts consuming; connection failures are retried until ``stop()``.
-    public func start() {
+    /// Consumes the MQ, retrying connection failures, until graceful shutdown (or cancellation); then stops: answers
+    /// in progress are routed first, the last answered request is acknowledged, the adapter is shut down.
+    public func run() async {
         let consumer = self.consumer
-        let logger = self.logger
         let workers = settings.workers
-        let newTask = Task {
-            while !Task.isCancelled {
-                do {
+        logger.info("proxy adapter consuming", metadata: ["kind": "\(settings.kind)", "workers": "\(workers)"])
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await cancelWhenGracefulShutdown {
                     try await consumer.start(concurrency: workers) { message, consumer in
-                        // Not cancelled with the consumers: a call in progress when the node stops still gets its
-                        // answer (bounded by `timeout`) routed before the consumer acknowledges it.
+                        // Awaited at once but not cancelled with the consumers: a call in progress when the node
+                        // stops still gets its answer (bounded by `timeout`) routed before the consumer acknowledges it.
                         try await Task {
                             let reply = await self.answer(message)
                             try await consumer.route(reply, to: message)
                         }.value
                     }
-                    return
-                } catch {
-                    logger.error("proxy adapter cannot consume; retrying in 1 s", metadata: ["error": "\(error)"])
-                    do { try await Task.sleep(for: .seconds(1)) } catch { return }
                 }
+                break
+            } catch {
+                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
+                logger.error("proxy adapter cannot consume; retrying in 1 s", metadata: ["error": "\(error)"])
+                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) } } catch { break }
             }
         }
-        task.withLockedValue { $0 = newTask }
-        logger.info("proxy adapter consuming", metadata: ["kind": "\(settings.kind)", "workers": "\(workers)"])
+        await stop()
     }
 
     /// Calls the legacy service for `request` and returns what to route back: its answer, or a 502/504/400 whose
@@ -120,14 +125,14 @@ public final class ProxyAdapterRunner: Sendable {
         (adapter as? any DescribedProxyAdapter)?.address ?? "its target"
     }
 
-    /// Stops consuming (the last answered request is acknowledged) and shuts the adapter down.
+    /// Closes the consumer (acknowledging the last answered request) and shuts the adapter down, once: ``run()`` ends
+    /// with it, and the module calls it for a runner that never ran.
     public func stop() async {
-        let running = task.withLockedValue { task -> Task<Void, Never>? in
-            defer { task = nil }
-            return task
+        let first = finished.withLockedValue { finished in
+            defer { finished = true }
+            return !finished
         }
-        running?.cancel()
-        await running?.value
+        guard first else { return }
         await consumer.close()
         await adapter.shutdown()
     }

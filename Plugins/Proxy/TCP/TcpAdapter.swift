@@ -1,5 +1,6 @@
 import NIOCore
 import ZbusKernel
+import ZbusProxy
 
 /// The `tcp` adapter kind: one message body is one record to a legacy framed TCP service, and its one reply record is
 /// the reply's body.

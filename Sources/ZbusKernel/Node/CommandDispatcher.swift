@@ -3,15 +3,24 @@ import Logging
 /// Routes each inbound message to the handler of its `cmd`, on the connection's event loop, in arrival order.
 ///
 /// Before dispatch it stamps `sender`, `server` and `remote-addr` (overwriting what the client sent) and, when the
-/// message has no `cmd` header, fills `cmd` and `mq` from the URL (`/?cmd=test`, `/Q?cmd=query_mq`).
+/// message has no `cmd` header, fills `cmd` and `mq` from the URL (`/?cmd=test`, `/Q?cmd=query_mq`). A message that
+/// still names no command goes to the default route (``ExtensionPoint/defaultRoute``), if a module claimed it.
 public final class CommandDispatcher: Sendable {
     private let handlers: [String: any CommandHandler]
+    private let defaultRoute: (any CommandHandler)?
     private let serverAddress: String
     private let logger: Logger
 
     /// Creates a dispatcher over `handlers`, stamping `serverAddress` as `server`.
-    public init(handlers: [String: any CommandHandler], serverAddress: String, logger: Logger) {
+    ///
+    /// - Parameters:
+    ///   - handlers: the handler of each `cmd` value.
+    ///   - defaultRoute: the handler of messages that name no command; without one they are answered 400.
+    ///   - serverAddress: stamped as `server`.
+    ///   - logger: where unknown commands are logged (at debug level).
+    public init(handlers: [String: any CommandHandler], defaultRoute: (any CommandHandler)? = nil, serverAddress: String, logger: Logger) {
         self.handlers = handlers
+        self.defaultRoute = defaultRoute
         self.serverAddress = serverAddress
         self.logger = logger
     }
@@ -48,7 +57,13 @@ public final class CommandDispatcher: Sendable {
     private func handle(_ message: Message, cmd command: String?, session: Session) {
         if message.closeRequested { session.closeAfterNextReply() }
 
-        let cmd = command ?? ""
+        // An empty `cmd` header names no command either (zbus 6 treated both alike).
+        guard let cmd = command, !cmd.isEmpty else {
+            if let defaultRoute { return defaultRoute.handle(message, session: session) }
+            logger.debug("request without a command", metadata: ["session": "\(session.id)"])
+            let name = command ?? "null"
+            return session.send(message.reply(status: 400, body: "Bad format: command(\(name)) not support", includeMq: false))
+        }
         switch cmd {
         case BuiltInCommands.test:
             session.send(message.reply(status: 200, body: "OK", includeMq: false))
@@ -59,8 +74,7 @@ public final class CommandDispatcher: Sendable {
                 handler.handle(message, session: session)
             } else {
                 logger.debug("unknown command", metadata: ["cmd": "\(cmd)", "session": "\(session.id)"])
-                let name = command ?? "null"
-                session.send(message.reply(status: 400, body: "Bad format: command(\(name)) not support", includeMq: false))
+                session.send(message.reply(status: 400, body: "Bad format: command(\(cmd)) not support", includeMq: false))
             }
         }
     }

@@ -10,6 +10,8 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
     case bindFailed(address: HostAndPort, reason: String)
     /// A module failed to start.
     case moduleStartFailed(module: String, reason: String)
+    /// A module's service (its ``PluginModule/run()``) failed while the node ran; the node stops.
+    case moduleFailed(module: String, reason: String)
     /// `start()` was called on a node that is running or stopped.
     case notStartable(String)
 
@@ -19,6 +21,8 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
             return "cannot listen on \(address): \(reason) (choose another `node.listen` or pass --listen HOST:PORT)"
         case .moduleStartFailed(let module, let reason):
             return "module '\(module)' failed to start: \(reason)"
+        case .moduleFailed(let module, let reason):
+            return "module '\(module)' failed while the node ran, so the node stopped: \(reason)"
         case .notStartable(let state):
             return "the node cannot be started: it is \(state)"
         }
@@ -26,6 +30,10 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
 }
 
 /// A zbus node: one listening port, the kernel's built-in commands, and the modules its configuration names.
+///
+/// The modules start in dependency order before the node accepts connections; then their services
+/// (``PluginModule/run()``) run in a `ServiceGroup` that the node owns until ``shutdown()``, which shuts them down
+/// gracefully in reverse order before stopping the modules.
 ///
 /// ```swift
 /// let node = try Node(config: config, registry: .standard)
@@ -39,7 +47,9 @@ public final class Node: Service, Sendable {
     /// The open client sessions.
     public let sessions = SessionRegistry()
 
+    /// In start order: each after the modules it depends on.
     private let modules: [any PluginModule]
+    private let contributions: ModuleContributions
     private let logger: Logger
     private let state = NIOLockedValueBox(State.idle)
 
@@ -57,19 +67,30 @@ public final class Node: Service, Sendable {
         let address: HostAndPort
         let dispatcher: CommandDispatcher
         let hooks: ConnectionHooks
+        /// Runs the modules' services.
+        let moduleServices: ServiceGroup
+        /// The one task that runs `moduleServices`, from start to ``Node/shutdown()``, which awaits it; it returns the
+        /// error of a module that failed.
+        let moduleRunner: Task<NodeError?, Never>
     }
 
     /// Builds a node and its modules; nothing is bound or started yet.
     ///
-    /// - Throws: ``ConfigError`` when a module is unknown to `registry` or rejects its section.
+    /// - Throws: ``ConfigError`` when a module is unknown to `registry`, rejects its section, conflicts with another
+    ///   module's contributions, or needs a module the configuration does not load.
     public init(config: NodeConfig, registry: PluginRegistry, logger: Logger? = nil) throws(ConfigError) {
         var logger = logger ?? Logger(label: "zbus")
         logger.logLevel = config.logLevel
         logger[metadataKey: "node"] = "\(config.name)"
         self.config = config
         self.logger = logger
-        self.modules = try registry.makeModules(for: config, logger: logger)
+        let loaded = try registry.loadModules(for: config, logger: logger)
+        self.modules = loaded.modules
+        self.contributions = loaded.contributions
     }
+
+    /// The names of the loaded modules, in start order (each after the modules it depends on).
+    public var moduleNames: [String] { modules.map { type(of: $0).name } }
 
     /// The bound address once started (useful with port 0).
     public var localAddress: HostAndPort? {
@@ -88,7 +109,8 @@ public final class Node: Service, Sendable {
         }
     }
 
-    /// Binds the listen address, starts the modules, then starts accepting connections.
+    /// Binds the listen address, starts the modules in dependency order, starts accepting connections, then runs the
+    /// modules' services until ``shutdown()``.
     ///
     /// - Returns: the bound address.
     /// - Throws: ``NodeError`` when binding or a module's start fails (everything started so far is stopped again).
@@ -149,19 +171,14 @@ public final class Node: Service, Sendable {
         let boundPort = serverChannel.localAddress?.port ?? config.listen.port
         let address = HostAndPort(host: config.listen.host, port: boundPort)
         let advertised = config.advertise ?? Self.advertisedAddress(for: address)
-        var handlers: [String: any CommandHandler] = [:]
-        var codecs: [String: any RpcCodec] = [:]
-        var adapterKinds: [String: any ProxyAdapterFactory] = [:]
-        for module in modules {
-            handlers.merge(module.commands) { first, _ in first }
-            for codec in module.rpcCodecs { codecs[codec.name] = codec }
-            adapterKinds.merge(module.proxyAdapterKinds) { first, _ in first }
-        }
-        let dispatcher = CommandDispatcher(handlers: handlers, serverAddress: advertised, logger: logger)
+        // The dispatcher answers built-in commands itself; their entries only keep modules from claiming them.
+        let handlers = contributions.values(of: .commands).filter { !($0.value is BuiltInCommandHandler) }
+        let dispatcher = CommandDispatcher(handlers: handlers, defaultRoute: contributions.value(of: .defaultRoute),
+                                           serverAddress: advertised, logger: logger)
         dispatcherBox.withLockedValue { $0 = dispatcher }
         let context = NodeContext(
-            config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
-            rpcCodecs: codecs, proxyAdapterKinds: adapterKinds)
+            node: self, config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
+            contributions: contributions, moduleNames: moduleNames)
 
         var started: [any PluginModule] = []
         for module in modules {
@@ -176,18 +193,45 @@ public final class Node: Service, Sendable {
                 throw NodeError.moduleStartFailed(module: type(of: module).name, reason: "\(error)")
             }
         }
-        state.withLockedValue {
-            $0 = .running(Running(group: group, serverChannel: serverChannel, address: address, dispatcher: dispatcher, hooks: hooks))
-        }
+        // Graceful shutdown reaches the services in reverse order: a module stops before the modules it needs.
+        let moduleServices = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: modules.map { module in
+                .init(service: ModuleService(module: module), successTerminationBehavior: .ignore,
+                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: type(of: module).name)
+            },
+            logger: logger))
         try await serverChannel.setOption(.autoRead, value: true).get()
+        let logger = self.logger
+        state.withLockedValue {
+            // The services outlive `start()`, so they need a task of their own; the node keeps it and `shutdown()`
+            // awaits it. It is created under the lock so that its modules find the node running (in-process
+            // connections need that).
+            let moduleRunner = Task<NodeError?, Never> {
+                do {
+                    try await moduleServices.run()
+                    return nil
+                } catch {
+                    let failure = error as? NodeError ?? .moduleFailed(module: "?", reason: "\(error)")
+                    logger.error("\(failure)")
+                    // No longer accepting ends `run()`, which then shuts the node down and throws the failure.
+                    serverChannel.close(promise: nil)
+                    return failure
+                }
+            }
+            $0 = .running(Running(group: group, serverChannel: serverChannel, address: address, dispatcher: dispatcher, hooks: hooks,
+                                  moduleServices: moduleServices, moduleRunner: moduleRunner))
+        }
         logger.info("node listening", metadata: [
-            "address": "\(address)", "modules": "\(modules.map { type(of: $0).name }.joined(separator: ","))",
+            "address": "\(address)", "modules": "\(moduleNames.joined(separator: ","))",
         ])
         return address
     }
 
     /// Runs the node until ``shutdown()`` is called or, under a `ServiceGroup`, until graceful shutdown (SIGINT or
     /// SIGTERM), then stops it.
+    ///
+    /// - Throws: ``NodeError`` when the node cannot start, or ``NodeError/moduleFailed(module:reason:)`` when a module's
+    ///   service failed (the node is stopped by then).
     public func run() async throws {
         if case .idle = state.withLockedValue({ $0 }) { try await start() }
         guard case .running(let running) = state.withLockedValue({ $0 }) else { return }
@@ -197,6 +241,7 @@ public final class Node: Service, Sendable {
             running.serverChannel.close(promise: nil)
         }
         await shutdown()
+        if let failure = await running.moduleRunner.value { throw failure }
     }
 
     /// Stops the node: stops accepting, stops the modules (which finish their work and close their stores), closes
@@ -232,6 +277,8 @@ public final class Node: Service, Sendable {
         }
         logger.info("node stopping")
         try? await running.serverChannel.close()
+        await running.moduleServices.triggerGracefulShutdown()
+        _ = await running.moduleRunner.value
         for module in modules.reversed() { await module.shutdown() }
         for session in sessions.all { session.close() }
         try? await running.group.shutdownGracefully()
@@ -254,5 +301,20 @@ public final class Node: Service, Sendable {
             }
         }
         return "127.0.0.1:\(address.port)"
+    }
+}
+
+/// A module as a service of the node's `ServiceGroup`: its failure names it.
+private struct ModuleService: Service {
+    let module: any PluginModule
+
+    func run() async throws {
+        do {
+            try await module.run()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw NodeError.moduleFailed(module: type(of: module).name, reason: "\(error)")
+        }
     }
 }

@@ -3,6 +3,10 @@ import NIOCore
 
 /// What a started node offers its modules.
 public struct NodeContext: Sendable {
+    /// The node itself, for in-process connections to it (``Node/connectInProcess(remoteAddress:onMessage:onClose:)``):
+    /// a module that acts as a client of its own node (RPC workers, proxy adapters) needs no socket. The node outlives
+    /// every use a module makes of its context, from ``PluginModule/start(_:)`` to the end of ``PluginModule/shutdown()``.
+    public unowned let node: Node
     /// The node's configuration.
     public let config: NodeConfig
     /// The address the node stamps as `server` and reports to trackers (`host:port`).
@@ -13,8 +17,11 @@ public struct NodeContext: Sendable {
     public let sessions: SessionRegistry
     /// The node's logger.
     public let logger: Logger
-    /// Every RPC codec contributed by the loaded modules, by name.
-    public let rpcCodecs: [String: any RpcCodec]
-    /// Every proxy adapter kind contributed by the loaded modules, by kind.
-    public let proxyAdapterKinds: [String: any ProxyAdapterFactory]
+    /// What every loaded module contributed, by extension point (`context.contributions.values(of: .rpcCodecs)`).
+    public let contributions: ModuleContributions
+    /// The names of the loaded modules, in start order.
+    public let moduleNames: [String]
+
+    /// Whether the node loads the module named `name` (a module that declared a dependency on it can count on it).
+    public func hasModule(_ name: String) -> Bool { moduleNames.contains(name) }
 }

@@ -1,12 +1,37 @@
 import Logging
+import ServiceLifecycle
 
-/// A plugin module: a named bundle of command handlers, RPC codecs and proxy adapter kinds that a node loads when its
-/// YAML names it.
+/// A plugin module: a named bundle of contributions (commands, RPC codecs, proxy adapter kinds, anything a module
+/// declares an ``ExtensionPoint`` for) and, if it needs one, a long-running service, that a node loads when its YAML
+/// names it.
 ///
-/// Conform a class, then register it in one line (`registry.register(MyModule.self)`) and name it in YAML
-/// (`- module: my-module`). The kernel checks the section's keys against ``configKeys`` before calling
-/// ``init(setup:)``, which must only read configuration: files, sockets and tasks belong in ``start(_:)``.
-public protocol PluginModule: AnyObject, Sendable {
+/// Conform a class, register it in one line (`registry.registering(MyModule.self)`) and name it in YAML
+/// (`- module: my-module`):
+///
+/// ```swift
+/// final class EchoModule: PluginModule {
+///     static let name = "echo"
+///     static let summary = "Answers `echo` with the request's body."
+///     init(setup: ModuleSetup) throws(ConfigError) {}
+///     func contribute(to contributions: inout ModuleContributions) {
+///         contributions.add(ClosureCommandHandler { request, session in
+///             session.send(request.reply(status: 200, body: request.bodyString))
+///         }, named: "echo", to: .commands)
+///     }
+/// }
+/// ```
+///
+/// A node drives its modules through four steps:
+/// 1. ``init(setup:)`` reads the module's section (already checked against ``configKeys``) and declares
+///    ``dependencies``; it only reads configuration. ``contribute(to:)`` then adds the module's values, checked for
+///    conflicts. Both run for `zbus check-config` too.
+/// 2. ``start(_:)``, in dependency order, once the node is bound and before it accepts connections: open files, bind
+///    ports, read what other modules contributed (``NodeContext/contributions``).
+/// 3. ``run()`` (the module is a ServiceLifecycle `Service`), once the node accepts connections, in a `ServiceGroup`
+///    with the other modules: long-running loops live here, and end at graceful shutdown, which reaches the modules in
+///    reverse dependency order. A module without loops keeps the default, which returns at once.
+/// 4. ``shutdown()``, in reverse dependency order, after every ``run()`` has returned: flush and close.
+public protocol PluginModule: AnyObject, Service {
     /// The name used in YAML (`- module: NAME`).
     static var name: String { get }
     /// One line saying what the module does (shown by `zbus modules` and the README).
@@ -19,16 +44,17 @@ public protocol PluginModule: AnyObject, Sendable {
     /// - Throws: ``ConfigError`` (use the accessors of ``ModuleSetup/config``, which locate errors for you).
     init(setup: ModuleSetup) throws(ConfigError)
 
-    /// The commands this module answers, by `cmd` value.
-    var commands: [String: any CommandHandler] { get }
-    /// The RPC codecs this module contributes, by name.
-    var rpcCodecs: [any RpcCodec] { get }
-    /// The proxy adapter kinds this module contributes, by kind name.
-    var proxyAdapterKinds: [String: any ProxyAdapterFactory] { get }
+    /// The modules this one needs on the same node, as its configuration asks (for example `mq` to hold the MQs it
+    /// serves). A missing one stops start-up with a ``ConfigError`` at ``ModuleDependency/requiredBy``.
+    var dependencies: [ModuleDependency] { get }
 
-    /// Starts the module once the node is bound and before it accepts connections.
+    /// Adds what the module contributes to the node's extension points (see ``ModuleContributions``).
+    func contribute(to contributions: inout ModuleContributions)
+
+    /// Starts the module once the node is bound and the modules it depends on have started, before the node accepts
+    /// connections.
     func start(_ context: NodeContext) async throws
-    /// Stops the module: finish or cancel work in flight, flush and close files.
+    /// Stops the module after its ``run()`` returned: finish or cancel work in flight, flush and close files.
     func shutdown() async
     /// Told when any connection closes (for example to release what the session held).
     func sessionDidClose(_ session: Session)
@@ -37,14 +63,14 @@ public protocol PluginModule: AnyObject, Sendable {
 extension PluginModule {
     /// No keys by default.
     public static var configKeys: [String] { [] }
-    /// No commands by default.
-    public var commands: [String: any CommandHandler] { [:] }
-    /// No codecs by default.
-    public var rpcCodecs: [any RpcCodec] { [] }
-    /// No adapter kinds by default.
-    public var proxyAdapterKinds: [String: any ProxyAdapterFactory] { [:] }
+    /// No dependencies by default.
+    public var dependencies: [ModuleDependency] { [] }
+    /// No contributions by default.
+    public func contribute(to contributions: inout ModuleContributions) {}
     /// Nothing to start by default.
     public func start(_ context: NodeContext) async throws {}
+    /// Nothing runs by default: the module's service ends at once, and the node keeps running.
+    public func run() async throws {}
     /// Nothing to stop by default.
     public func shutdown() async {}
     /// Nothing to release by default.

@@ -13,11 +13,11 @@ final class HelloModule: PluginModule {
         greeting = try setup.config.string("greeting", default: "hello")
     }
 
-    var commands: [String: any CommandHandler] {
+    func contribute(to contributions: inout ModuleContributions) {
         let greeting = self.greeting
-        return ["hello": ClosureCommandHandler { request, session in
+        contributions.add(ClosureCommandHandler { request, session in
             session.send(request.reply(status: 200, body: greeting))
-        }]
+        }, named: "hello", to: .commands)
     }
 }
 
@@ -28,7 +28,7 @@ final class HelloClashModule: PluginModule {
 
     init(setup: ModuleSetup) throws(ConfigError) {}
 
-    var commands: [String: any CommandHandler] {
-        ["hello": ClosureCommandHandler { _, _ in }]
+    func contribute(to contributions: inout ModuleContributions) {
+        contributions.add(ClosureCommandHandler { _, _ in }, named: "hello", to: .commands)
     }
 }

@@ -118,12 +118,12 @@ struct NodeTests {
             static let name = "echo"
             static let summary = "Echoes the stamped headers."
             init(setup: ModuleSetup) throws(ConfigError) {}
-            var commands: [String: any CommandHandler] {
-                ["echo": ClosureCommandHandler { request, session in
+            func contribute(to contributions: inout ModuleContributions) {
+                contributions.add(ClosureCommandHandler { request, session in
                     var reply = request.reply(status: 200, body: "\(request.sender ?? "")|\(request.server ?? "")|\(request.remoteAddr ?? "")")
                     reply.headers["session"] = session.id
                     session.send(reply)
-                }]
+                }, named: "echo", to: .commands)
             }
         }
         try await withNode("modules:\n  - module: echo\n", registry: PluginRegistry().registering(EchoModule.self)) { node, port in

@@ -1,3 +1,5 @@
+import ZbusKernel
+
 /// An RPC request as zbus 6 carries it: `{module, method, params, paramTypes, encoding}`.
 public struct RpcRequest: Sendable, Equatable {
     /// The module (service interface) name; empty means any.
@@ -41,8 +43,9 @@ public struct RpcResponse: Sendable, Equatable {
     }
 }
 
-/// Turns messages into RPC requests and responses and back. Codecs are plugins: a module contributes them through
-/// ``PluginModule/rpcCodecs``, YAML picks one per service, and a request may pick one by `content-type`.
+/// Turns messages into RPC requests and responses and back. Codecs are plugins: a module contributes them to
+/// ``ZbusKernel/ExtensionPoint/rpcCodecs`` (`contributions.add(MyCodec(), to: .rpcCodecs)`), YAML picks one per
+/// service, and a request may pick one by `content-type`.
 public protocol RpcCodec: Sendable {
     /// The name used in YAML (`codec: json`).
     var name: String { get }
@@ -57,4 +60,14 @@ public protocol RpcCodec: Sendable {
     func encodeRequest(_ request: RpcRequest) throws -> Message
     /// Reads a response out of a message (caller side).
     func decodeResponse(_ message: Message) throws -> RpcResponse
+}
+
+extension ExtensionPoint where Value == any RpcCodec {
+    /// The RPC codecs a node offers its RPC services, by ``RpcCodec/name``.
+    ///
+    /// Declared here, in the RPC library, rather than by the `rpc` module that reads it, so that a module contributing a
+    /// codec depends on this library only, never on another plugin.
+    public static var rpcCodecs: ExtensionPoint {
+        .named("rpc.codecs", noun: "RPC codec", nameOf: { $0.name })
+    }
 }

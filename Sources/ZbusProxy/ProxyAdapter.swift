@@ -1,3 +1,5 @@
+import ZbusKernel
+
 /// Serves an MQ by calling a legacy service in its own protocol: one message in, the legacy answer out.
 ///
 /// The proxy runtime consumes the adapter's MQ, calls ``call(_:)`` with bounded concurrency and a timeout, and routes
@@ -16,4 +18,18 @@ public protocol ProxyAdapterFactory: Sendable {
     var configKeys: [String] { get }
     /// Builds an adapter from its entry.
     func makeAdapter(config: ConfigSection) throws(ConfigError) -> any ProxyAdapter
+}
+
+extension ExtensionPoint where Value == any ProxyAdapterFactory {
+    /// The proxy adapter kinds a node offers its `proxy` module, by kind name (`http`, `tcp`, or your own).
+    ///
+    /// Declared here, in the small proxy library, rather than by the `proxy` module that reads it, so that a module
+    /// contributing a kind depends on this library only, never on another plugin.
+    ///
+    /// ```swift
+    /// contributions.add(KvLineAdapterFactory(), named: "kv-line", to: .proxyAdapterKinds)
+    /// ```
+    public static var proxyAdapterKinds: ExtensionPoint {
+        .named("proxy.adapter-kinds", noun: "proxy adapter kind")
+    }
 }
