@@ -112,7 +112,7 @@ final class KvLineAdapter: ProxyAdapter {
                 }
                 .connect(host: target.host, port: target.port).get()
         } catch {
-            throw KvLineError.unreachable(address: address, reason: "\(error)")
+            throw KvLineError.unreachable(address: address, reason: ErrorText.describe(error))
         }
         defer { channel.close(promise: nil) }
         let handler = try await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: LineReplyHandler.self) }.get()

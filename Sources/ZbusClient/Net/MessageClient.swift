@@ -368,7 +368,7 @@ extension MessageClient {
                 }
                 startHeartbeat()
             case .failure(let error):
-                lastConnectError = "\(error)"
+                lastConnectError = SocketConnector.describe(connectFailure: error)
                 logger.debug("connect failed", metadata: ["error": "\(error)", "retryIn": "\(reconnectDelay)"])
                 expireQueued(now: .now())
                 if queued.isEmpty && !(everConnected && configuration.reconnectEagerly) {
