@@ -23,10 +23,10 @@ struct ZbusCommand: AsyncParsableCommand {
     /// The exit statuses, shown by `--help` so that supervisors and scripts can act on them (docs/operations.md).
     static let exitCodes = """
         Exit codes:
-          0   normal stop (SIGINT or SIGTERM; `check-config`: the file is good)
-          1   start-up failure (the port is taken, the store is in use or unreadable, a module failed to start)
-          2   configuration error (one line naming the file, line, column, key and what is allowed)
-          64  command-line usage error (an unknown option or a missing argument)
+          0   normal stop (SIGINT, SIGTERM); check-config: the file is good
+          1   start-up failure: port taken, store in use or unreadable, a module failed
+          2   configuration error, one line naming the file, line, key and the rule
+          64  command-line usage error: an unknown option or a missing argument
         """
 }
 

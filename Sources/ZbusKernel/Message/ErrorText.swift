@@ -19,7 +19,14 @@ public enum ErrorText {
     /// `description`.
     public static func describe(_ error: any Error) -> String {
         guard let error = error as? IOError else { return String(describing: error) }
-        return "\(operation(error.failureDescription)): \(reason(errno: error.errnoCode)) (errno \(error.errnoCode))"
+        // NIO keeps the operation private; it is what its description holds before the system's text.
+        let code = error.errnoCode
+        let system = reason(errno: code)
+        let text = error.description
+        for suffix in [": \(system)) (errno: \(code))", ": \(system) (errno: \(code))"] where text.hasSuffix(suffix) {
+            return "\(operation(String(text.dropLast(suffix.count)))): \(system) (errno \(code))"
+        }
+        return text
     }
 
     /// The system's text for an `errno` value (`strerror`).
