@@ -104,7 +104,7 @@ struct MessageParserFuzzTests {
         }
 
         for message in decoded {
-            let record = MessageSerializer.serialize(message, omitting: .commandHeaders)
+            let record = MessageSerializer.serialize(message, omittingNodeHeaders: true)
             var fast = ByteBuffer()
             let requestId: String? = Bool.random(using: &rng) ? "c-\(rng.next() % 1000)" : nil
             let close = Bool.random(using: &rng)

@@ -21,7 +21,7 @@ struct StoredDeliveryTests {
         var parser = MessageParser(stamp: InboundStamp(sender: "0b0a8e4c-5f7e-4c55-8a43-2b7a3a0d1e11", server: "10.0.0.1:15555",
                                                        remoteAddress: "127.0.0.1:40000"))
         let message = try #require(try parser.next(&input))
-        return MessageSerializer.serialize(message, omitting: .commandHeaders)
+        return MessageSerializer.serialize(message, omittingNodeHeaders: true)
     }
 
     private static func general(_ record: ByteBuffer, requestId: String?, close: Bool) -> String {

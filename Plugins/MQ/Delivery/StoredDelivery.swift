@@ -9,11 +9,6 @@ import Musl
 import Darwin
 #endif
 
-extension OmittedHeaders {
-    /// `cmd` and `ack`: they address the node, not the consumer, so a produced message is stored without them.
-    package static let commandHeaders = OmittedHeaders([HeaderName.cmd, HeaderName.ack])
-}
-
 extension Message {
     /// The message as a consumer receives it (zbus 6 §3): status 200 unless it carries a status, `cmd` and `ack`
     /// dropped, `rawid` = the producer's `id`, `id` = the consume's id (when it had one).

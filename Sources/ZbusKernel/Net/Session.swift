@@ -130,14 +130,14 @@ public final class Session: @unchecked Sendable {
     ///
     /// - Returns: `false` (and holds nothing) off the session's loop or when its sends are already held; call
     ///   ``endSendBatch()`` only after `true`.
-    package func beginSendBatch() -> Bool {
+    public func beginSendBatch() -> Bool {
         guard eventLoop.inEventLoop, !flushesHeld else { return false }
         flushesHeld = true
         return true
     }
 
     /// Ends what ``beginSendBatch()`` began and flushes what was sent meanwhile.
-    package func endSendBatch() { endReadBatch() }
+    public func endSendBatch() { endReadBatch() }
 
     /// Makes the next message sent to the client the last one on this connection (HTTP/1.0, `Connection: close`).
     func closeAfterNextReply() { closeAfterReply = true }

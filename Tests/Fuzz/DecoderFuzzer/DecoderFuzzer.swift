@@ -63,7 +63,7 @@ func fuzzOneInput(_ bytes: UnsafeRawBufferPointer) {
     }
 
     for message in firstRun ?? [] {
-        let record = MessageSerializer.serialize(message, omitting: .commandHeaders)
+        let record = MessageSerializer.serialize(message, omittingNodeHeaders: true)
         for (requestId, close) in [(String?.none, false), ("c-1", true)] {
             var fast = ByteBuffer()
             precondition(StoredDelivery.writeFast(record: record, requestId: requestId, close: close, into: &fast), "record declined")
