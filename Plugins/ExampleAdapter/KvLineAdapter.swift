@@ -113,7 +113,9 @@ final class KvLineAdapter: ProxyAdapter {
                 }
                 .connect(host: target.host, port: target.port).get()
         } catch {
-            throw KvLineError.unreachable(address: address, reason: "\(error)")
+            // A refused connect comes as NIOConnectionError, one failure per address tried: name the first.
+            let failure = (error as? NIOConnectionError)?.connectionErrors.first?.error ?? error
+            throw KvLineError.unreachable(address: address, reason: ErrorText.describe(failure))
         }
         defer { channel.close(promise: nil) }
         let handler = try await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: LineReplyHandler.self) }.get()

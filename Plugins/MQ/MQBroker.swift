@@ -316,7 +316,7 @@ final class MQBroker: Sendable {
             case .serviceDown:
                 session.send(request.reply(status: 404, body: "MQ(\(queue.name)) Service Down"))
             case .duplicateKey:
-                if wantsAck { session.send(request.reply(status: 406, body: Self.timeBody())) }
+                if wantsAck { session.send(request.reply(status: 406, body: "MQ(\(queue.name)) duplicate key '\(key ?? "")' in key group '\(request.keyGroup ?? "")'; nothing stored")) }
             case .tooManyKeyGroups(let limit):
                 session.send(request.reply(status: 429, body: Self.keyGroupLimitBody(queue.name, limit: limit) + "; nothing stored"))
             case .keyMemory(let limit):

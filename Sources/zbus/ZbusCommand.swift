@@ -14,10 +14,20 @@ struct ZbusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zbus",
         abstract: "zbus node: MQ + RPC + service bus, speaking the zbus 6 protocol over HTTP/1.1 framing.",
+        discussion: exitCodes,
         version: ZbusVersion.current,
         subcommands: [Run.self, CheckConfig.self, Modules.self],
         defaultSubcommand: Run.self
     )
+
+    /// The exit statuses, shown by `--help` so that supervisors and scripts can act on them (docs/operations.md).
+    static let exitCodes = """
+        Exit codes:
+          0   normal stop (SIGINT, SIGTERM); check-config: the file is good
+          1   start-up failure: port taken, store in use or unreadable, a module failed
+          2   configuration error, one line naming the file, line, key and the rule
+          64  command-line usage error: an unknown option or a missing argument
+        """
 }
 
 /// Options shared by commands that load a node file.
@@ -83,7 +93,8 @@ enum FileHandleStderr {
 }
 
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a node (the default command).")
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a node (the default command).", discussion: ZbusCommand.exitCodes)
 
     @OptionGroup var options: NodeOptions
 

@@ -79,7 +79,7 @@ final class LegacyClientPool<Request: Sendable, Reply: Sendable>: Sendable {
                 channel.eventLoop.execute {
                     handler.begin(promise)
                     channel.writeAndFlush(request).whenFailure { error in
-                        handler.fail(ProxyError.serviceDown(service: self.service, address: self.address.description, reason: "write failed: \(error)"))
+                        handler.fail(ProxyError.serviceDown(service: self.service, address: self.address.description, reason: "write failed: \(ErrorText.describe(error))"))
                     }
                 }
                 return try await promise.futureResult.get()
@@ -153,10 +153,10 @@ final class LegacyClientPool<Request: Sendable, Reply: Sendable>: Sendable {
 
     private static func describe(_ error: any Error) -> String {
         if let error = error as? NIOConnectionError {
-            if let first = error.connectionErrors.first { return "connect failed: \(first.error)" }
+            if let first = error.connectionErrors.first { return "connect failed: \(ErrorText.describe(first.error))" }
             if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve host: \(dns)" }
         }
-        return "connect failed: \(error)"
+        return "connect failed: \(ErrorText.describe(error))"
     }
 }
 

@@ -56,6 +56,18 @@ struct SocketConnector: ClientConnector {
                 return SocketLink(channel: channel, handler: handler) as any ClientLink
             }
     }
+
+    /// Why a connect failed, in one line. NIO's `NIOConnectionError` describes itself with a dump of each address
+    /// tried; this names the addresses and their system errors.
+    static func describe(connectFailure error: any Error) -> String {
+        guard let error = error as? NIOConnectionError else { return ErrorText.describe(error) }
+        if let dns = error.dnsAError ?? error.dnsAAAAError { return "cannot resolve \(error.host): \(ErrorText.describe(dns))" }
+        guard !error.connectionErrors.isEmpty else { return "no address of \(error.host) could be connected to" }
+        return error.connectionErrors.map { failure in
+            let address = HostAndPort(host: failure.target.ipAddress ?? error.host, port: failure.target.port ?? error.port)
+            return "\(address): \(ErrorText.describe(failure.error))"
+        }.joined(separator: "; ")
+    }
 }
 
 /// A TCP connection. Its methods are called on the channel's event loop (the client's), the only thread that touches
@@ -128,7 +140,7 @@ final class ClientStreamHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if failure == nil { failure = "\(error)" }
+        if failure == nil { failure = ErrorText.describe(error) }
         context.close(promise: nil)
     }
 

@@ -439,7 +439,7 @@ extension MessageClient {
                 }
                 startHeartbeat()
             case .failure(let error):
-                lastConnectError = "\(error)"
+                lastConnectError = SocketConnector.describe(connectFailure: error)
                 logger.debug("connect failed", metadata: ["error": "\(error)", "attempt": "\(reconnectAttempt)"])
                 expireQueued(now: .now())
                 if queued.isEmpty && !(everConnected && configuration.reconnectEagerly) {

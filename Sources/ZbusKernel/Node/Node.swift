@@ -165,7 +165,7 @@ public final class Node: Service, Sendable {
         } catch {
             try? await group.shutdownGracefully()
             state.withLockedValue { $0 = .idle }
-            throw NodeError.bindFailed(address: config.listen, reason: "\(error)")
+            throw NodeError.bindFailed(address: config.listen, reason: ErrorText.describe(error))
         }
 
         let boundPort = serverChannel.localAddress?.port ?? config.listen.port
@@ -190,7 +190,7 @@ public final class Node: Service, Sendable {
                 try? await serverChannel.close()
                 try? await group.shutdownGracefully()
                 state.withLockedValue { $0 = .idle }
-                throw NodeError.moduleStartFailed(module: type(of: module).name, reason: "\(error)")
+                throw NodeError.moduleStartFailed(module: type(of: module).name, reason: ErrorText.describe(error))
             }
         }
         // Graceful shutdown reaches the services in reverse order: a module stops before the modules it needs.

@@ -149,7 +149,7 @@ public final class DirectRpcServer: Sendable {
                 .get()
         } catch {
             state.withLockedValue { $0 = .idle }
-            throw RpcHostingError.bindFailed(address: listen, reason: "\(error)")
+            throw RpcHostingError.bindFailed(address: listen, reason: ErrorText.describe(error))
         }
         let bound = HostAndPort(host: listen.host, port: channel.localAddress?.port ?? listen.port)
         state.withLockedValue { $0 = .running(channel, bound) }
