@@ -7,7 +7,7 @@ import Zbus
 import ZbusTestSupport
 
 /// MQ-RPC and direct RPC with the library's hosts and invokers, on a node embedded in the test process.
-@Suite("RPC embedded", .serialized)
+@Suite("RPC embedded", .serialized, .blockingIO)
 struct RpcEmbeddedTests {
     @Test("MQ-RPC over an in-process broker: typed calls, errors, 100 concurrent calls, stop")
     func mqRpcInProcess() async throws {
