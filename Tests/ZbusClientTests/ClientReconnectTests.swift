@@ -6,7 +6,7 @@ import ZbusTestSupport
 
 /// Acceptance 3: the node restarts under a running consumer and producer; both carry on and no acknowledged message
 /// is lost (at-least-once: every produce that returned success is eventually consumed).
-@Suite("Client: reconnect", .serialized, .blockingIO)
+@Suite("Client: reconnect", .serialized, .blockingIO(.heavy))
 struct ClientReconnectTests {
     @Test("node restarted under a producer and a consumer: both carry on, every acked message is consumed")
     func restartUnderLoad() async throws {

@@ -25,7 +25,7 @@ func waitForLog(_ node: ZbusProcess, _ text: String, within seconds: Double = 10
     node.waitForLog(text, within: seconds)
 }
 
-@Suite("Connection limits", .serialized, .blockingIO)
+@Suite("Connection limits", .serialized, .blockingIO(.heavy))
 struct ConnectionLimitsTests {
     @Test("connections beyond max_connections_per_address, or beyond max_connections, get 503 naming the limit; a freed slot is usable again")
     func connectionCaps() throws {

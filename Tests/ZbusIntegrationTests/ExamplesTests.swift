@@ -5,7 +5,7 @@ import ZbusTestSupport
 
 /// Every program under Examples/ runs as a user would run it, against a fresh node (a child `zbus` on an OS-chosen
 /// port with a scratch store), and prints what its header comment promises.
-@Suite("Examples", .blockingIO)
+@Suite("Examples", .blockingIO(.heavy))
 struct ExamplesTests {
     /// Generous: a debug build on a loaded two-core machine.
     static let timeout = 120.0

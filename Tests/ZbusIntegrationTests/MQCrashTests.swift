@@ -16,7 +16,7 @@ func drain(_ node: ZbusProcess, mq: String) throws -> [String] {
     }
 }
 
-@Suite("MQ crash safety", .serialized, .blockingIO)
+@Suite("MQ crash safety", .serialized, .blockingIO(.heavy))
 struct MQCrashTests {
     @Test("SIGKILL at a random moment under load: every acknowledged message is consumed once, in order", arguments: ["interval", "always", "none"])
     func killUnderLoad(fsync: String) throws {

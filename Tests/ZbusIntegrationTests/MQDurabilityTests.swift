@@ -3,7 +3,7 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-@Suite("MQ durability and delivery", .serialized, .blockingIO)
+@Suite("MQ durability and delivery", .serialized, .blockingIO(.heavy))
 struct MQDurabilityTests {
     @Test("MQs of every mode, tokens, master/slave links and backlogs survive three restarts in a row")
     func threeRestarts() throws {

@@ -10,7 +10,7 @@ import ZbusTestSupport
 /// The scaling checks assert no timings: each does an amount of work that finishes in seconds when the path is
 /// linear and takes minutes when it is quadratic (measured on the code before the fix), and waits for its answer
 /// with a generous bound, so that only the quadratic path fails.
-@Suite("MQ limits and scaling", .serialized, .blockingIO)
+@Suite("MQ limits and scaling", .serialized, .blockingIO(.heavy))
 struct MQLimitsTests {
     /// Long enough for the linear path on a loaded machine, far too short for the quadratic one.
     static let generousBound = 60.0

@@ -37,7 +37,7 @@ func jsonBody(_ reply: Message) throws -> [String: Any] {
 
 /// Replays ../shared/spec/transcripts/probe.py, probe2.py and probe4 against the real binary; each step's expected
 /// answer is the transcript's, except the documented fixes (marked FIX).
-@Suite("MQ transcripts", .serialized, .blockingIO)
+@Suite("MQ transcripts", .serialized, .blockingIO(.heavy))
 struct MQTranscriptTests {
     @Test("probe.py: every command, errors, id/rawid swap, pipelining, ack=0, route, key filter")
     func probe() throws {

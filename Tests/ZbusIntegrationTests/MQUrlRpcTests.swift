@@ -3,7 +3,7 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-@Suite("URL RPC on RPC-mode MQs", .blockingIO)
+@Suite("URL RPC on RPC-mode MQs", .blockingIO(.heavy))
 struct MQUrlRpcTests {
     @Test("GET /<mq>/<module>/<method>?params= becomes an escaped JSON request; the routed reply is the HTTP response")
     func urlRpc() throws {

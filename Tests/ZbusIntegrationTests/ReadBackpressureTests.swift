@@ -3,7 +3,7 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-@Suite("Read backpressure", .serialized, .blockingIO)
+@Suite("Read backpressure", .serialized, .blockingIO(.heavy))
 struct ReadBackpressureTests {
     @Test("a client that keeps sending and never reads its replies makes the node stop reading, not buffer them all; reading resumes once the client drains")
     func stopsReading() throws {

@@ -60,7 +60,7 @@ func curl(port: Int, mq: String, body: String, headers: [String] = []) throws ->
     return (Int(text[text.index(after: newline)...]) ?? 0, String(text[..<newline]))
 }
 
-@Suite("Proxy adapters", .serialized, .blockingIO)
+@Suite("Proxy adapters", .serialized, .blockingIO(.heavy))
 struct ProxyTests {
     @Test("http adapter: an MqInvoker caller and curl get the legacy service's answers, with method, path, headers and status mapped")
     func httpThroughTheBus() async throws {
@@ -286,7 +286,7 @@ struct ProxyTests {
     }
 }
 
-@Suite("Proxy configuration", .blockingIO)
+@Suite("Proxy configuration", .blockingIO(.heavy))
 struct ProxyConfigTests {
     private func modules(_ yaml: String) throws(ConfigError) {
         let config = try NodeConfig.parse(yaml: yaml, file: "node.yaml")

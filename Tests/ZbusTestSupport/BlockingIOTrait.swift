@@ -2,21 +2,27 @@ import Foundation
 import Testing
 
 /// Runs a suite's tests (or one test) on ``BlockingExecutor`` rather than on Swift's cooperative pool, so that they may
-/// block on sockets, child processes and semaphores while `swift test` runs other tests in parallel.
+/// block on sockets, child processes and semaphores, or compute for seconds, while `swift test` runs other tests in
+/// parallel.
 ///
-/// Tests under the trait take slots of ``BlockingIOSlots`` while they run: without a bound, every suite of child
-/// processes would start at once, where the cooperative pool used to let two run at a time.
+/// The cooperative pool has one thread per core. Every test that holds one of them for long (a blocking read, a fuzz
+/// loop, an fsync loop) takes it from the async tests and from the library's own tasks, whose timeouts then fire
+/// although nothing is wrong.
+///
+/// Heavy tests (``Weight/heavy``: child nodes under load, fuzzing, fsync loops) also take one of the slots of
+/// ``BlockingIOSlots`` while they run, so that no more of them than cores run at once.
 public struct BlockingIOTrait: SuiteTrait, TestTrait, TestScoping {
-    /// How many slots a test takes.
-    public enum Share: Sendable {
-        /// One slot: it runs beside other blocking tests.
-        case shared
-        /// Every slot: no other blocking test runs meanwhile (for soak tests that measure latency under their own
-        /// load).
+    /// How much of the machine a test takes.
+    public enum Weight: Sendable {
+        /// Mostly waiting: it runs beside anything.
+        case light
+        /// Keeps a core busy: it takes one slot.
+        case heavy
+        /// Measures latency under its own load: it takes every slot, so no other heavy test runs meanwhile.
         case exclusive
     }
 
-    let share: Share
+    let weight: Weight
 
     public var isRecursive: Bool { true }
 
@@ -26,7 +32,11 @@ public struct BlockingIOTrait: SuiteTrait, TestTrait, TestScoping {
     }
 
     public func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let slots = share == .exclusive ? BlockingIOSlots.shared.width : 1
+        let slots = switch weight {
+        case .light: 0
+        case .heavy: 1
+        case .exclusive: BlockingIOSlots.shared.width
+        }
         await BlockingIOSlots.shared.acquire(slots)
         defer { BlockingIOSlots.shared.release(slots) }
         try await withTaskExecutorPreference(BlockingExecutor.shared) {
@@ -36,11 +46,11 @@ public struct BlockingIOTrait: SuiteTrait, TestTrait, TestScoping {
 }
 
 extension Trait where Self == BlockingIOTrait {
-    /// The test may block its thread (see ``BlockingIOTrait``).
-    public static var blockingIO: Self { BlockingIOTrait(share: .shared) }
+    /// The test may block its thread (see ``BlockingIOTrait``); it is light.
+    public static var blockingIO: Self { BlockingIOTrait(weight: .light) }
 
-    /// The test may block its thread and runs while no other blocking test does.
-    public static func blockingIO(_ share: BlockingIOTrait.Share) -> Self { BlockingIOTrait(share: share) }
+    /// The test may block its thread, and takes `weight` of the machine.
+    public static func blockingIO(_ weight: BlockingIOTrait.Weight) -> Self { BlockingIOTrait(weight: weight) }
 }
 
 /// A first-come-first-served counting semaphore for async callers: how many blocking tests run at once.
@@ -66,6 +76,7 @@ public final class BlockingIOSlots: @unchecked Sendable {
 
     /// Waits (without blocking a thread) until `count` slots are free, then takes them.
     public func acquire(_ count: Int) async {
+        guard count > 0 else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             lock.lock()
             if waiters.isEmpty && free >= count {
@@ -81,6 +92,7 @@ public final class BlockingIOSlots: @unchecked Sendable {
 
     /// Gives back `count` slots and wakes the waiters, in order, that now fit.
     public func release(_ count: Int) {
+        guard count > 0 else { return }
         lock.lock()
         free += count
         var ready: [CheckedContinuation<Void, Never>] = []

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
+import ZbusTestSupport
 @testable import ZbusKernel
 
 /// A small, fast, seedable generator so that a failing input can be reproduced from its seed.
@@ -54,7 +55,7 @@ enum FuzzInputs {
     }
 }
 
-@Suite("MessageParser fuzz")
+@Suite("MessageParser fuzz", .blockingIO(.heavy))
 struct MessageParserFuzzTests {
     /// Feeds `bytes` in random chunks; checks that every call makes progress or asks for more, and that whatever
     /// decodes re-encodes into something that decodes to the same message. Then checks that the connection framer
