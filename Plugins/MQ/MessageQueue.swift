@@ -629,7 +629,7 @@ final class MessageQueue: @unchecked Sendable {
             case .message(let message):
                 deliveries.append(message.delivered(requestId: pull.requestId, close: pull.closeAfterReply), to: consumer.session)
             case .record(let record):
-                deliveries.append(.delivery(record: record, requestId: pull.requestId, close: pull.closeAfterReply), to: consumer.session)
+                deliveries.append(.record(record, requestId: pull.requestId, close: pull.closeAfterReply, encoder: StoredDelivery.self), to: consumer.session)
             }
         }
     }

@@ -116,8 +116,8 @@ public final class OutboundBatch {
         case .acknowledgement(let id, let mq, let time):
             MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &buffer)
             holdsBytes = true
-        case .delivery(let record, let requestId, let close):
-            StoredDelivery.writeAny(record: record, requestId: requestId, close: close, into: &buffer)
+        case .record(let record, let requestId, let close, let encoder):
+            encoder.write(record: record, requestId: requestId, close: close, into: &buffer)
             holdsBytes = true
         }
     }

@@ -19,10 +19,10 @@ public enum MessageSerializer {
         if var body = message.body { buffer.writeBuffer(&body) }
     }
 
-    /// Serializes the whole message into a new buffer (without `cmd` and `ack` when `omittingCommand`).
-    public static func serialize(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator(), omittingCommand: Bool = false) -> ByteBuffer {
+    /// Serializes the whole message into a new buffer, without the headers named in `omitted`.
+    public static func serialize(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator(), omitting omitted: OmittedHeaders = .none) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: estimatedHeadSize(message) + (message.body?.readableBytes ?? 0))
-        writeHead(message, into: &buffer, omittingCommand: omittingCommand)
+        writeHead(message, into: &buffer, omitting: omitted)
         if var body = message.body { buffer.writeBuffer(&body) }
         return buffer
     }
@@ -32,9 +32,10 @@ public enum MessageSerializer {
     /// The head is sized exactly first and then copied in with raw memory copies: one capacity check per message
     /// rather than one per fragment (this runs for every message in and out of the store and every reply).
     ///
-    /// - Parameter omittingCommand: leave out `cmd` and `ack`, which address the node, not the receiver (used when a
-    ///   produced message is stored, so the producer's message need not be copied to strip them).
-    public static func writeHead(_ message: Message, into buffer: inout ByteBuffer, omittingCommand: Bool = false) {
+    /// - Parameter omitted: headers to leave out (a broker storing a produced message leaves out those that addressed
+    ///   it, so the producer's message need not be copied to strip them).
+    public static func writeHead(_ message: Message, into buffer: inout ByteBuffer, omitting omitted: OmittedHeaders = .none) {
+        let filtering = !omitted.isEmpty
         let bodyLength = message.body?.readableBytes ?? 0
         var reason = ""
         var size = 0
@@ -48,7 +49,7 @@ public enum MessageSerializer {
         // Headers are read in place through the array's buffer: iterating the array would copy each pair out,
         // retaining and releasing both strings, for every header of every message.
         message.headers.storage.withUnsafeBufferPointer { headers in
-            for index in headers.indices where !(omittingCommand && isCommandHeader(headers[index].name)) {
+            for index in headers.indices where !(filtering && omitted.contains(headers[index].name)) {
                 size += headers[index].name.utf8.count + headers[index].value.utf8.count + 4
             }
         }
@@ -69,7 +70,7 @@ public enum MessageSerializer {
             }
             writer.append("\r\n")
             message.headers.storage.withUnsafeBufferPointer { headers in
-                for index in headers.indices where !(omittingCommand && isCommandHeader(headers[index].name)) {
+                for index in headers.indices where !(filtering && omitted.contains(headers[index].name)) {
                     writer.append(string: headers[index].name)
                     writer.append(": ")
                     writer.append(string: headers[index].value)
@@ -114,13 +115,8 @@ public enum MessageSerializer {
         }
     }
 
-    @inline(__always)
-    private static func isCommandHeader(_ name: String) -> Bool {
-        name.utf8.count == 3 && (name == HeaderName.cmd || name == HeaderName.ack)
-    }
-
-    @inline(__always)
-    static func decimalWidth(_ value: Int) -> Int {
+    @inlinable @inline(__always)
+    package static func decimalWidth(_ value: Int) -> Int {
         var width = 1
         var remaining = value
         while remaining >= 10 {
@@ -158,28 +154,31 @@ public enum MessageSerializer {
     }
 }
 
-/// Appends bytes at a raw pointer whose room was reserved beforehand (the serializer and ``StoredDelivery`` size their
+/// Appends bytes at a raw pointer whose room was reserved beforehand (the serializer and the MQ module's delivery writer size their
 /// output first and then write it with plain memory copies, one capacity check per message).
-struct RawWriter {
-    let base: UnsafeMutableRawPointer
-    var offset = 0
+///
+/// `package` and inlinable: the MQ module's delivery writer uses it once per header line of every delivery.
+package struct RawWriter {
+    package let base: UnsafeMutableRawPointer
+    package var offset = 0
 
-    init(base: UnsafeMutableRawPointer) { self.base = base }
+    @inlinable
+    package init(base: UnsafeMutableRawPointer) { self.base = base }
 
-    @inline(__always)
-    mutating func append(_ text: StaticString) {
+    @inlinable @inline(__always)
+    package mutating func append(_ text: StaticString) {
         (base + offset).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
         offset += text.utf8CodeUnitCount
     }
 
-    @inline(__always)
-    mutating func append(bytes: UnsafeRawBufferPointer) {
+    @inlinable @inline(__always)
+    package mutating func append(bytes: UnsafeRawBufferPointer) {
         if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
         offset += bytes.count
     }
 
-    @inline(__always)
-    mutating func append(string: String) {
+    @inlinable @inline(__always)
+    package mutating func append(string: String) {
         // Borrowed in place when the string is contiguous UTF-8 (native and small strings always are).
         let copied: Int? = string.utf8.withContiguousStorageIfAvailable { bytes in
             if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
@@ -196,8 +195,8 @@ struct RawWriter {
         }
     }
 
-    @inline(__always)
-    mutating func appendDecimal(_ value: Int) {
+    @inlinable @inline(__always)
+    package mutating func appendDecimal(_ value: Int) {
         let width = MessageSerializer.decimalWidth(value)
         var remaining = value
         for position in stride(from: offset + width - 1, through: offset, by: -1) {
@@ -205,5 +204,33 @@ struct RawWriter {
             remaining /= 10
         }
         offset += width
+    }
+}
+
+/// Header names a serializer leaves out (``MessageSerializer/writeHead(_:into:omitting:)``), compared as written
+/// (header names are kept lower-cased).
+public struct OmittedHeaders: Sendable {
+    private let names: [String]
+    /// Bit `n` is set when a name of `n` bytes is omitted: most headers are passed over on their length alone.
+    private let lengths: UInt64
+
+    /// Omits `names` (lower-case).
+    public init(_ names: [String]) {
+        self.names = names
+        self.lengths = names.reduce(0) { mask, name in name.utf8.count < 64 ? mask | (1 << UInt64(name.utf8.count)) : mask }
+    }
+
+    /// Omits nothing.
+    public static let none = OmittedHeaders([])
+
+    /// Whether nothing is omitted.
+    public var isEmpty: Bool { names.isEmpty }
+
+    /// Whether `name` is omitted.
+    @inline(__always)
+    public func contains(_ name: String) -> Bool {
+        let length = name.utf8.count
+        guard length < 64, lengths & (1 << UInt64(length)) != 0 else { return length >= 64 && names.contains(name) }
+        return names.contains(name)
     }
 }
