@@ -5,7 +5,8 @@ import ZbusTestSupport
 
 /// Every abuse of issue 16 at once, against one node, while a well-behaved producer and consumer run beside them.
 ///
-/// Bounded: the attack runs `attackSeconds`, then the attackers leave and the test checks what they held is gone.
+/// Bounded: the attack runs `attackSeconds`, then the attackers leave and the test checks what they held is gone. The
+/// pauses in the attackers' loops pace the attack; nothing is asserted after them.
 // Exclusive among the blocking tests: the probe's latency bound is about this node under this attack, not about
 // other tests' nodes sharing the two cores.
 @Suite("Abuse soak", .serialized, .blockingIO(.exclusive))
