@@ -23,6 +23,9 @@ public struct BlockingIOTrait: SuiteTrait, TestTrait, TestScoping {
     }
 
     let weight: Weight
+    /// Whether the test closes and reopens `flock`ed files (a queue store): no child process starts meanwhile (see
+    /// ``SpawnGate``).
+    let reopensLockedFiles: Bool
 
     public var isRecursive: Bool { true }
 
@@ -40,6 +43,9 @@ public struct BlockingIOTrait: SuiteTrait, TestTrait, TestScoping {
         await BlockingIOSlots.shared.acquire(slots)
         defer { BlockingIOSlots.shared.release(slots) }
         try await withTaskExecutorPreference(BlockingExecutor.shared) {
+            guard reopensLockedFiles else { return try await function() }
+            SpawnGate.shared.beginLockingTest()
+            defer { SpawnGate.shared.endLockingTest() }
             try await function()
         }
     }
@@ -47,10 +53,13 @@ public struct BlockingIOTrait: SuiteTrait, TestTrait, TestScoping {
 
 extension Trait where Self == BlockingIOTrait {
     /// The test may block its thread (see ``BlockingIOTrait``); it is light.
-    public static var blockingIO: Self { BlockingIOTrait(weight: .light) }
+    public static var blockingIO: Self { BlockingIOTrait(weight: .light, reopensLockedFiles: false) }
 
-    /// The test may block its thread, and takes `weight` of the machine.
-    public static func blockingIO(_ weight: BlockingIOTrait.Weight) -> Self { BlockingIOTrait(weight: weight) }
+    /// The test may block its thread, and takes `weight` of the machine; with `reopensLockedFiles`, no child process
+    /// starts while it runs.
+    public static func blockingIO(_ weight: BlockingIOTrait.Weight, reopensLockedFiles: Bool = false) -> Self {
+        BlockingIOTrait(weight: weight, reopensLockedFiles: reopensLockedFiles)
+    }
 }
 
 /// A first-come-first-served counting semaphore for async callers: how many blocking tests run at once.

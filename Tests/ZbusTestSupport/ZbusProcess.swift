@@ -80,7 +80,7 @@ public final class ZbusProcess: @unchecked Sendable {
         exit = ChildExit(process)
         // The node writes the ready file and renames it into place: the rename is the event to wait for.
         let watch = try FileWatch(self.directory.path, mask: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE))
-        try process.run()
+        try SpawnGate.shared.whileSpawning { try process.run() }
         let deadline = monotonicSeconds() + timeout
         while true {
             if let text = try? String(contentsOf: readyFile, encoding: .utf8),
@@ -205,7 +205,7 @@ public final class CommandProcess: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: errURL)
         exit = ChildExit(process)
         do {
-            try process.run()
+            try SpawnGate.shared.whileSpawning { try process.run() }
         } catch {
             try? FileManager.default.removeItem(at: directory)
             throw error

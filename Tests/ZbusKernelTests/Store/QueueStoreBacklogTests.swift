@@ -9,7 +9,7 @@ import ZbusKernel
 import Glibc
 #endif
 
-@Suite("QueueStore: backlogs bounded by disk", .blockingIO(.heavy))
+@Suite("QueueStore: backlogs bounded by disk", .blockingIO(.heavy, reopensLockedFiles: true))
 struct QueueStoreBacklogTests {
     static func payload(_ index: Int) -> ByteBuffer {
         var buffer = ByteBuffer()

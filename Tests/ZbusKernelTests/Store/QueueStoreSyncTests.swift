@@ -6,7 +6,7 @@ import Testing
 import ZbusTestSupport
 import ZbusKernel
 
-@Suite("QueueStore: fsync policies and group commit", .blockingIO(.heavy))
+@Suite("QueueStore: fsync policies and group commit", .blockingIO(.heavy, reopensLockedFiles: true))
 struct QueueStoreSyncTests {
     /// Counts durability callbacks per sequence.
     final class Acknowledgements: Sendable {

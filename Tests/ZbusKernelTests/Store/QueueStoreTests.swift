@@ -4,7 +4,7 @@ import Testing
 import ZbusTestSupport
 import ZbusKernel
 
-@Suite("QueueStore: queues, sequences, cursor, segments", .blockingIO)
+@Suite("QueueStore: queues, sequences, cursor, segments", .blockingIO(.light, reopensLockedFiles: true))
 struct QueueStoreTests {
     let logs = CapturedLogs()
 
