@@ -75,6 +75,7 @@ struct ConnectionLimitsTests {
         let active = try node.connect()
         let slowHead = Array("GET / HTTP/1.1\r\ncmd: test\r\nx-padding: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 100)
         var activeReplies = 0
+        var activeRequests = 0
         var tricklerOpen = true
         var offset = 0
         let until = Date().addingTimeInterval(3)
@@ -84,8 +85,9 @@ struct ConnectionLimitsTests {
                 offset += 1
             }
             active.request([("cmd", "test")])
+            activeRequests += 1
             if (try? active.receive(timeout: 2))?.bodyString == "OK" { activeReplies += 1 }
-            Thread.sleep(forTimeInterval: 0.1)
+            Thread.sleep(forTimeInterval: 0.1)  // The trickle's pace, and the active connection's.
         }
         for client in [stalled, trickler] {
             let answer = try client.readUntilClose(timeout: 5)
@@ -96,8 +98,9 @@ struct ConnectionLimitsTests {
         }
         let idleAnswer = try idle.readUntilClose(timeout: 5)
         #expect(idleAnswer.closed && idleAnswer.bytes.isEmpty, "the idle connection was not closed")
-        // The active connection made requests throughout (3 s, three times the idle timeout) and is still served.
-        #expect(activeReplies >= 20)
+        // The active connection made requests throughout (3 s, three times the idle timeout), every one answered, and
+        // is still served. (How many fit in 3 s depends on the machine's load: about 25 on an idle one.)
+        #expect(activeReplies == activeRequests && activeRequests >= 3, "\(activeReplies) of \(activeRequests) answered")
         active.request([("cmd", "test"), ("id", "still")])
         #expect(try active.receive().headers["id"] == "still")
         try expectServes(node)
