@@ -269,8 +269,16 @@ struct AbuseSoakTests {
         let slowest = latencies.withLock { $0.max() ?? 0 }
         let count = latencies.withLock { $0.count }
         #expect(count > Int(Self.attackSeconds * 5), "the probe ran \(count) times")
-        #expect(slowest < 0.1 * slowdown,
-                "the slowest `test` took \(Int(slowest * 1000)) ms, bound \(Int(100 * slowdown)) ms (machine load \(slowdown)× its cores)")
+        if slowdown == 1 {
+            #expect(slowest < 0.1, "the slowest `test` took \(Int(slowest * 1000)) ms")
+        } else {
+            // On an overloaded machine single answers also wait for the scheduler's spikes: 95% of them keep the
+            // scaled bound, and none may take a second (an event loop held by an attacker).
+            let sorted = latencies.withLock { $0.sorted() }
+            let p95 = sorted.isEmpty ? 0 : sorted[(sorted.count * 95) / 100]
+            #expect(p95 < 0.1 * slowdown && slowest < 1,
+                    "95% of `test`s within \(Int(p95 * 1000)) ms, the slowest \(Int(slowest * 1000)) ms; bound \(Int(100 * slowdown)) ms (machine load \(slowdown)× its cores)")
+        }
         let peak = peakResident.withLock { $0 }
         #expect(peak < Self.residentCeiling, "the node reached \(peak >> 20) MiB")
 
