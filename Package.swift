@@ -224,7 +224,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ZbusIntegrationTests",
-            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusTestSupport"],
+            // The example programs are dependencies so that SwiftPM builds them for ExamplesTests, which runs them.
+            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusTestSupport",
+                           "zbus-example-producer", "zbus-example-consumer", "zbus-example-embedded"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -9,8 +9,10 @@ let node = try await ZbusNode(store: store).start()
 print("node listening on \(node.address!)")
 
 let broker = node.broker()
+let producer = Producer(broker: broker, mq: "Greetings")
+try await producer.createMQ()                     // a produce to an MQ that does not exist is refused (404)
 let consumer = Consumer(broker: broker, mq: "Greetings")
-try await Producer(broker: broker, mq: "Greetings").send("hello from an embedded node")
+try await producer.send("hello from an embedded node")
 if let message = try await consumer.take(timeout: .seconds(2)) {
     print("consumed in-process: \(message.bodyString)")
 }

@@ -5,9 +5,9 @@ import Zbus
 import ZbusTestSupport
 
 /// Acceptance 2: a task cancelled inside `take()` leaves nothing behind that could swallow the next message.
-@Suite("Client: cancellation")
+@Suite("Client: cancellation", .blockingIO)
 struct ClientCancellationTests {
-    /// Waits until the node shows `count` consumes parked on `mq`.
+    /// Waits until the node shows `count` consumes parked on `mq` (polled: a parked consume sends nothing).
     private func parkedConsumes(_ admin: MqAdmin, _ mq: String, count: Int) async throws -> Bool {
         try await eventually { (try await admin.query(mq)?.consumerInfoList?.count ?? 0) == count }
     }
@@ -99,22 +99,24 @@ struct ClientCancellationTests {
     @Test("cancelling a request abandons it: a later reply with its id is not mistaken for another request's")
     func cancelledSend() async throws {
         try await withTestNode(.process) { node in
-            try await MqAdmin(broker: node.broker).create("Idle")
+            let admin = MqAdmin(broker: node.broker)
+            try await admin.create("Idle")
             let client = node.broker.makeClient(onPush: nil)
             var consume = Message()
             consume.cmd = "consume"
             consume.mq = "Idle"
             // Long enough that the cancellation always comes first, even on a loaded machine.
-            consume.headers["timeout"] = "1500"
+            consume.headers["timeout"] = "3000"
             let task = Task { try await client.send(consume) }
-            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await parkedConsumes(admin, "Idle", count: 1), "the consume is out and parked")
             task.cancel()
             await #expect(throws: CancellationError.self) { _ = try await task.value }
             var test = Message()
             test.cmd = "test"
             #expect(try await client.send(test).bodyString == "OK")
-            // The abandoned consume's 204 arrives meanwhile; it must not answer the next request.
-            try await Task.sleep(for: .milliseconds(1700))
+            // The abandoned consume's 204: once the node has let go of the consume it has sent it, so it reaches the
+            // client before the answer to the next request on the same connection, which must not take it.
+            #expect(try await parkedConsumes(admin, "Idle", count: 0), "the consume's wait limit passed")
             #expect(try await client.send(test).bodyString == "OK")
             await client.close()
         }

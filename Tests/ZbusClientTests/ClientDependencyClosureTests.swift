@@ -8,7 +8,7 @@ import ZbusTestSupport
 /// Checked on a real binary rather than on `Package.swift`: `zbus-example-producer` depends on `ZbusClient` alone, and
 /// SwiftPM links every object file of a target's whole dependency closure into it, so a module that creeps into the
 /// client's closure leaves its Swift symbols (`$s<length><Module>`) in the executable.
-@Suite("Client dependency closure")
+@Suite("Client dependency closure", .blockingIO(.heavy))
 struct ClientDependencyClosureTests {
     static let forbiddenModules = ["ZbusKernel", "ZbusStore", "ZbusMQ", "Yams", "ServiceLifecycle"]
     static let requiredModules = ["ZbusProtocol", "ZbusClient"]

@@ -7,7 +7,7 @@ import ZbusTestSupport
 
 /// Acceptance 4: the other side speaks raw protocol messages, as the 2016 clients sent them, and the Swift client's
 /// view is checked.
-@Suite("Client: interop with raw zbus 6 peers")
+@Suite("Client: interop with raw zbus 6 peers", .blockingIO)
 struct ClientInteropTests {
     @Test("a raw producer's message as a Swift consumer sees it; the Swift route reaches the raw caller as its answer")
     func rawProducerSwiftConsumer() async throws {

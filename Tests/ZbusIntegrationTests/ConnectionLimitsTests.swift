@@ -22,15 +22,10 @@ func expectServes(_ node: ZbusProcess, sourceLocation: SourceLocation = #_source
 
 /// Waits until the node's log contains `text`.
 func waitForLog(_ node: ZbusProcess, _ text: String, within seconds: Double = 10) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if node.stderr.contains(text) { return true }
-        Thread.sleep(forTimeInterval: 0.02)
-    }
-    return node.stderr.contains(text)
+    node.waitForLog(text, within: seconds)
 }
 
-@Suite("Connection limits", .serialized)
+@Suite("Connection limits", .serialized, .blockingIO(.heavy))
 struct ConnectionLimitsTests {
     @Test("connections beyond max_connections_per_address, or beyond max_connections, get 503 naming the limit; a freed slot is usable again")
     func connectionCaps() throws {
@@ -53,6 +48,7 @@ struct ConnectionLimitsTests {
             #expect(answer.closed)
             // The refused connection ran nothing: a request it sends is never answered (the socket is closed).
             open.removeLast().close()
+            // Retried: the node frees the slot when it sees the close, which the client has no event for.
             var served = false
             let deadline = Date().addingTimeInterval(5)
             while !served && Date() < deadline {
@@ -79,6 +75,7 @@ struct ConnectionLimitsTests {
         let active = try node.connect()
         let slowHead = Array("GET / HTTP/1.1\r\ncmd: test\r\nx-padding: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 100)
         var activeReplies = 0
+        var activeRequests = 0
         var tricklerOpen = true
         var offset = 0
         let until = Date().addingTimeInterval(3)
@@ -88,8 +85,9 @@ struct ConnectionLimitsTests {
                 offset += 1
             }
             active.request([("cmd", "test")])
+            activeRequests += 1
             if (try? active.receive(timeout: 2))?.bodyString == "OK" { activeReplies += 1 }
-            Thread.sleep(forTimeInterval: 0.1)
+            Thread.sleep(forTimeInterval: 0.1)  // The trickle's pace, and the active connection's.
         }
         for client in [stalled, trickler] {
             let answer = try client.readUntilClose(timeout: 5)
@@ -100,8 +98,9 @@ struct ConnectionLimitsTests {
         }
         let idleAnswer = try idle.readUntilClose(timeout: 5)
         #expect(idleAnswer.closed && idleAnswer.bytes.isEmpty, "the idle connection was not closed")
-        // The active connection made requests throughout (3 s, three times the idle timeout) and is still served.
-        #expect(activeReplies >= 20)
+        // The active connection made requests throughout (3 s, three times the idle timeout), every one answered, and
+        // is still served. (How many fit in 3 s depends on the machine's load: about 25 on an idle one.)
+        #expect(activeReplies == activeRequests && activeRequests >= 3, "\(activeReplies) of \(activeRequests) answered")
         active.request([("cmd", "test"), ("id", "still")])
         #expect(try active.receive().headers["id"] == "still")
         try expectServes(node)
@@ -165,6 +164,9 @@ struct ConnectionLimitsTests {
         // Nothing is lost: asking again acknowledges (zbus consumes acknowledge the previous delivery), so the greedy
         // connection acknowledged all it was handed but the last, and that one goes back to the MQ with the rest. It
         // was closed once its unread deliveries passed the limit, long before it was handed them all.
+        // The node logs the limit as it decides to close; it puts back what the connection held once it has closed it,
+        // when the MQ has no consumer left. Reading before that would take the next message ahead of the one put back.
+        try node.waitForConsumers("Big", count: 0)
         let reader = try node.connect()
         var seen: [String] = []
         for _ in 0..<200 {
@@ -221,8 +223,9 @@ struct ConnectionLimitsTests {
             guard let client = try? node.connect() else { break }
             clients.append(client)
         }
-        // Give the node time to reach the limit, then measure its CPU over two seconds.
-        Thread.sleep(forTimeInterval: 0.5)
+        // Once the node says it reached the limit, measure its CPU over two seconds (a measurement needs a window: no
+        // event tells that a loop did not spin).
+        #expect(waitForLog(node, "cannot accept connections"), "the node never reached its descriptor limit")
         let before = node.cpuTicks
         Thread.sleep(forTimeInterval: 2)
         let used = node.cpuTicks - before

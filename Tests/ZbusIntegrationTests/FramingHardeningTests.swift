@@ -5,7 +5,7 @@ import ZbusTestSupport
 
 /// Request smuggling shapes (RFC 9112) sent as raw bytes to the real binary: each is refused with a 400 that names
 /// what was wrong, the connection is closed, no request hidden behind it runs, and the node keeps serving others.
-@Suite("Framing hardening", .serialized)
+@Suite("Framing hardening", .serialized, .blockingIO(.heavy))
 struct FramingHardeningTests {
     /// A request that leaves a trace if it ever runs: it creates the MQ `name`.
     static func createMQ(_ name: String) -> String {

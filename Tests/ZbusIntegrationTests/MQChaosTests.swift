@@ -8,7 +8,7 @@ import ZbusTestSupport
 /// user relies on it: no acknowledged produce is ever lost, a message whose acknowledgement the node confirmed never
 /// comes back (except after a crash, once), nothing is delivered that was not produced, and once everything is
 /// drained and acknowledged the queue stays empty across a restart.
-@Suite("MQ chaos: producers, consumers that vanish, restarts", .serialized)
+@Suite("MQ chaos: producers, consumers that vanish, restarts", .serialized, .blockingIO(.heavy))
 struct MQChaosTests {
     /// A consumer connection and what the node has handed it.
     private final class Consumer {

@@ -16,7 +16,7 @@ func drain(_ node: ZbusProcess, mq: String) throws -> [String] {
     }
 }
 
-@Suite("MQ crash safety", .serialized)
+@Suite("MQ crash safety", .serialized, .blockingIO(.heavy))
 struct MQCrashTests {
     @Test("SIGKILL at a random moment under load: every acknowledged message is consumed once, in order", arguments: ["interval", "always", "none"])
     func killUnderLoad(fsync: String) throws {
@@ -30,13 +30,19 @@ struct MQCrashTests {
 
         // Producers on two connections, each with a few messages in flight, recording what was acknowledged.
         let acknowledgedBox = LockedValue<[Int: [Int]]>([0: [], 1: []])
-        let killAfter = Double.random(in: 0.3...1.2)
+        // The random moment is counted in acknowledgements, not seconds: on a loaded machine a fixed time could pass
+        // before the first one.
+        let killAfter = Int.random(in: 20...300)
+        let reachedKillPoint = DispatchSemaphore(value: 0)
         let port = node.port
         let group = DispatchGroup()
         for producer in 0..<2 {
             group.enter()
             Thread.detachNewThread {
-                defer { group.leave() }
+                defer {
+                    reachedKillPoint.signal()  // A producer the node failed ends the wait too.
+                    group.leave()
+                }
                 guard let client = try? WireClient(port: port) else { return }
                 var next = 0
                 var inFlight: [Int] = []
@@ -49,11 +55,15 @@ struct MQCrashTests {
                     }
                     guard let reply = try? client.receive(timeout: 3), reply.status == 200 else { return }
                     let done = inFlight.removeFirst()
-                    acknowledgedBox.withLock { $0[producer]!.append(done) }
+                    let total = acknowledgedBox.withLock { acknowledged in
+                        acknowledged[producer]!.append(done)
+                        return acknowledged.values.reduce(0) { $0 + $1.count }
+                    }
+                    if total == killAfter { reachedKillPoint.signal() }
                 }
             }
         }
-        Thread.sleep(forTimeInterval: killAfter)
+        _ = reachedKillPoint.wait(timeout: .now() + 120)
         node.crash()
         group.wait()
         let acknowledged = acknowledgedBox.withLock { $0 }

@@ -3,7 +3,7 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-@Suite("MQ durability and delivery", .serialized)
+@Suite("MQ durability and delivery", .serialized, .blockingIO(.heavy))
 struct MQDurabilityTests {
     @Test("MQs of every mode, tokens, master/slave links and backlogs survive three restarts in a row")
     func threeRestarts() throws {
@@ -59,7 +59,7 @@ struct MQDurabilityTests {
             // A subscriber keeps working on the restored pub/sub MQ.
             let subscriber = try node.connect()
             subscriber.request([("cmd", "consume"), ("mq", "PUBSUB"), ("topic", "t"), ("timeout", "3000")])
-            Thread.sleep(forTimeInterval: 0.1)
+            try node.waitForParkedConsumes("PUBSUB", count: 1)
             client.request([("cmd", "produce"), ("mq", "PUBSUB"), ("topic", "t")], body: "news")
             expectReply(try client.receive(), status: 200)
             expectReply(try subscriber.receive(), status: 200, body: "news")
@@ -98,7 +98,7 @@ struct MQDurabilityTests {
         _ = try producer.receive()
         let waiting = try node.connect()
         waiting.request([("cmd", "consume"), ("mq", "Work"), ("id", "w")])
-        Thread.sleep(forTimeInterval: 0.1)
+        try node.waitForParkedConsumes("Work", count: 1)
         let first = try node.connect()
         first.request([("cmd", "consume"), ("mq", "Work"), ("id", "f")])
         for index in 0..<3 {
@@ -109,7 +109,8 @@ struct MQDurabilityTests {
         expectReply(try waiting.receive(), status: 200, body: "job 0")
         expectReply(try first.receive(), status: 200, body: "job 1")
         first.close(reset: true)
-        Thread.sleep(forTimeInterval: 0.3)
+        // The node puts what `first` held back when it forgets `first`: one consumer (`waiting`) is left.
+        try node.waitForConsumers("Work", count: 1)
         let next = try node.connect()
         next.request([("cmd", "consume"), ("mq", "Work"), ("id", "n1")])
         expectReply(try next.receive(), status: 200, body: "job 1", headers: ["rawid": "job1"])

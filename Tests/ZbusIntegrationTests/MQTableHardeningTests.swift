@@ -31,7 +31,7 @@ private func storedMQs(_ directory: URL) -> [String] {
     return entries.filter { !$0.hasPrefix(".") }.sorted()
 }
 
-@Suite("MQ table hardening (issue 16)", .serialized)
+@Suite("MQ table hardening (issue 16)", .serialized, .blockingIO(.heavy))
 struct MQTableHardeningTests {
     @Test("a master link that would close a cycle is refused with 400, and both MQs still serve after a restart")
     func masterCycleRefused() throws {
@@ -213,7 +213,7 @@ struct MQTableHardeningTests {
     }
 }
 
-@Suite("Master links")
+@Suite("Master links", .blockingIO(.heavy))
 struct MasterLinksTests {
     @Test("cycles are refused, dangling links included; the chain depth counts links above and below")
     func checks() {

@@ -37,7 +37,7 @@ func jsonBody(_ reply: Message) throws -> [String: Any] {
 
 /// Replays ../shared/spec/transcripts/probe.py, probe2.py and probe4 against the real binary; each step's expected
 /// answer is the transcript's, except the documented fixes (marked FIX).
-@Suite("MQ transcripts", .serialized)
+@Suite("MQ transcripts", .serialized, .blockingIO(.heavy))
 struct MQTranscriptTests {
     @Test("probe.py: every command, errors, id/rawid swap, pipelining, ack=0, route, key filter")
     func probe() throws {
@@ -189,7 +189,7 @@ struct MQTranscriptTests {
         s1.request([("cmd", "consume"), ("mq", "PS"), ("topic", "sport,news"), ("id", "s1a")])
         s2.request([("cmd", "consume"), ("mq", "PS"), ("topic", "*"), ("id", "s2a")])
         s3.request([("cmd", "consume"), ("mq", "PS"), ("id", "s3a")])
-        Thread.sleep(forTimeInterval: 0.2)
+        try node.waitForParkedConsumes("PS", count: 3)
         a.request([("cmd", "query_mq"), ("mq", "PS"), ("id", "psq")])
         let query = try jsonBody(try a.receive())
         #expect(query["mode"] as? Int == 2)
@@ -226,7 +226,7 @@ struct MQTranscriptTests {
         expectReply(try a.receive(), status: 404, body: "MQ(RPCQ) Service Down", headers: ["id": "r1", "mq": "RPCQ"])
         let service = try node.connect()
         service.request([("cmd", "consume"), ("mq", "RPCQ"), ("id", "svc1")])
-        Thread.sleep(forTimeInterval: 0.2)
+        try node.waitForParkedConsumes("RPCQ", count: 1)
         a.request([("cmd", "produce"), ("mq", "RPCQ"), ("ack", "0"), ("id", "r2")], body: "call")
         expectReply(try service.receive(), status: 200, body: "call", headers: ["id": "svc1", "rawid": "r2"])
 
@@ -261,9 +261,10 @@ struct MQTranscriptTests {
         // A consumer that disconnects while waiting takes nothing with it.
         let gone = try node.connect()
         gone.request([("cmd", "consume"), ("mq", "NOID"), ("id", "dc1")])
-        Thread.sleep(forTimeInterval: 0.2)
+        try node.waitForParkedConsumes("NOID", count: 1)
         gone.close()
-        Thread.sleep(forTimeInterval: 0.3)
+        // Its consumer is gone once only `a` is left.
+        try node.waitForConsumers("NOID", count: 1)
         a.request([("cmd", "produce"), ("mq", "NOID"), ("id", "after-dc")], body: "after-disconnect")
         _ = try a.receive()
         a.request([("cmd", "query_mq"), ("mq", "NOID"), ("id", "n3")])

@@ -3,7 +3,7 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-@Suite("URL RPC on RPC-mode MQs")
+@Suite("URL RPC on RPC-mode MQs", .blockingIO(.heavy))
 struct MQUrlRpcTests {
     @Test("GET /<mq>/<module>/<method>?params= becomes an escaped JSON request; the routed reply is the HTTP response")
     func urlRpc() throws {
@@ -24,7 +24,7 @@ struct MQUrlRpcTests {
         for (index, testCase) in cases.enumerated() {
             let caller = try node.connect()
             service.request([("cmd", "consume"), ("mq", "RPCQ"), ("id", "svc\(index)"), ("timeout", "5000")])
-            Thread.sleep(forTimeInterval: 0.05)
+            try node.waitForParkedConsumes("RPCQ", count: 1)
             caller.send("GET \(testCase.uri) HTTP/1.1\r\nid: call\(index)\r\n\r\n")
             let request = try service.receive()
             expectReply(request, status: 200, headers: ["content-type": "application/json", "rawid": "call\(index)"])

@@ -3,7 +3,7 @@ import Testing
 import ZbusKernel
 import ZbusTestSupport
 
-@Suite("Store recovery through the binary", .serialized)
+@Suite("Store recovery through the binary", .serialized, .blockingIO(.heavy))
 struct StoreRecoveryBinaryTests {
     /// The one directory under `root` holding segment files (`*.seg`) of the MQ `name`'s queue.
     static func queueDirectory(named name: String, under root: URL) throws -> URL {

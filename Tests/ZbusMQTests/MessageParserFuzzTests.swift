@@ -44,7 +44,7 @@ enum FuzzInputs {
     }
 }
 
-@Suite("Parsing, framing and stored delivery fuzz")
+@Suite("Parsing, framing and stored delivery fuzz", .blockingIO(.heavy))
 struct MessageParserFuzzTests {
     /// Feeds `bytes` in random chunks; checks that every call makes progress or asks for more, and that whatever
     /// decodes re-encodes into something that decodes to the same message. Then checks that the connection framer

@@ -3,6 +3,7 @@ import Logging
 import Testing
 import Zbus
 import ZbusClient
+import ZbusTestSupport
 
 /// An adapter that records how many calls run at once.
 final class CountingAdapter: ProxyAdapter {
@@ -41,7 +42,7 @@ struct ProxyRuntimeTests {
     private func runner(_ yaml: String, adapter: any ProxyAdapter) throws -> (ProxyAdapterRunner, any Broker) {
         let config = try NodeConfig.parse(yaml: "modules:\n  - module: x\n    entry: \(yaml)\n", file: "t.yaml")
         let entry = try ConfigSection(config.modules[0].value, allowedKeys: ["module", "entry"]).section("entry", allowedKeys: ProxyAdapterSettings.keys)!
-        let broker = try ZbusBroker.connect("127.0.0.1:1")
+        let broker = try ZbusBroker.connect(refusingAddress())
         return (ProxyAdapterRunner(settings: try ProxyAdapterSettings(entry), adapter: adapter, broker: broker, logger: Logger(label: "test")), broker)
     }
 

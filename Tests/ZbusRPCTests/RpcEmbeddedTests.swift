@@ -7,14 +7,16 @@ import Zbus
 import ZbusTestSupport
 
 /// MQ-RPC and direct RPC with the library's hosts and invokers, on a node embedded in the test process.
-@Suite("RPC embedded", .serialized)
+@Suite("RPC embedded", .serialized, .blockingIO)
 struct RpcEmbeddedTests {
     @Test("MQ-RPC over an in-process broker: typed calls, errors, 100 concurrent calls, stop")
     func mqRpcInProcess() async throws {
         try await withEmbeddedNode { node in
             let broker = node.broker(configuration: quickConfiguration(), poolSize: 2)
+            // start() returns once the node counts the workers; the default limit on that wait (5 s) is too short
+            // for a loaded two-core machine running the whole suite.
             let service = MqRpcService(broker: broker, mq: "Calc", processor: CalcService.processor,
-                                       configuration: .init(workers: 4), logger: quietLogger)
+                                       configuration: .init(workers: 4, readyTimeout: .seconds(60)), logger: quietLogger)
             try await service.start()
             let info = try #require(try await MqAdmin(broker: broker).query("Calc"))
             #expect(info.mode == 9, "created as MQ|RPC")
@@ -80,7 +82,7 @@ struct RpcEmbeddedTests {
                 }
             }
             let service = MqRpcService(broker: broker, mq: "Tcp", processor: processor,
-                                       configuration: .init(workers: 2, pollTimeout: .seconds(2)), logger: quietLogger)
+                                       configuration: .init(workers: 2, pollTimeout: .seconds(2), readyTimeout: .seconds(60)), logger: quietLogger)
             try await service.start()
             let admin = MqAdmin(broker: broker)
             let rpc = RpcInvoker(broker: broker, mq: "Tcp", module: "calc", timeout: .seconds(20))
@@ -115,7 +117,7 @@ struct RpcEmbeddedTests {
         try await withEmbeddedNode { node in
             let broker = node.broker(configuration: quickConfiguration())
             let service = MqRpcService(broker: broker, mq: "Slow", processor: CalcService.processor,
-                                       configuration: .init(workers: 1), logger: quietLogger)
+                                       configuration: .init(workers: 1, readyTimeout: .seconds(60)), logger: quietLogger)
             try await service.start()
             let rpc = RpcInvoker(MqInvoker(broker: broker, mq: "Slow"), module: "calc", timeout: .milliseconds(300))
             await #expect {

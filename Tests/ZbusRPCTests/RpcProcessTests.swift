@@ -4,7 +4,7 @@ import Zbus
 import ZbusTestSupport
 
 /// MQ-RPC and direct RPC between real `zbus` processes, configured by YAML, called by the Swift invokers and by curl.
-@Suite("RPC processes", .serialized)
+@Suite("RPC processes", .serialized, .blockingIO(.heavy))
 struct RpcProcessTests {
     /// The shipped `config/rpc.yaml`, with its direct RPC port made 0 (tests never use fixed ports).
     static func shippedRpcNode() throws -> ZbusProcess {

@@ -52,7 +52,8 @@ func waitForConsumers(port: Int, mq: String, count: Int, seconds: Double = 15) a
     try await waitForConsumers(broker: broker, mq: mq, count: count, seconds: seconds)
 }
 
-/// Polls `query_mq` through `broker` until `mq` has at least `count` consumers; throws after `seconds`.
+/// Polls `query_mq` through `broker` until `mq` has at least `count` consumers; throws after `seconds`. Polled: the node
+/// announces no new consumer to anyone.
 func waitForConsumers(broker: any Broker, mq: String, count: Int, seconds: Double = 15) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     var last: MQInfo?

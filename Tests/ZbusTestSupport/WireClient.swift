@@ -24,14 +24,17 @@ public enum WireClientError: Error, CustomStringConvertible {
 
 /// A blocking TCP client that speaks raw bytes and reads back zbus messages, for tests against a real node.
 ///
-/// Plain POSIX sockets on purpose: tests must see exactly the bytes a 2016 client would send and receive.
-public final class WireClient {
+/// Plain POSIX sockets on purpose: tests must see exactly the bytes a 2016 client would send and receive. Its calls
+/// block their thread, so they run in tests under the ``Trait/blockingIO`` trait or on threads of their own, never on
+/// Swift's cooperative pool (checked: see ``preconditionMayBlock(_:file:line:)``).
+public final class WireClient: @unchecked Sendable {
     private let fd: Int32
     private var input = ByteBuffer()
     private var parser = MessageParser(limits: MessageLimits(maxHeaderBytes: 1 << 20, maxBodyBytes: 1 << 30))
 
     /// Connects to `host:port` (IPv4).
     public init(host: String = "127.0.0.1", port: Int) throws {
+        preconditionMayBlock("WireClient")
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw WireClientError.connectFailed("socket: \(errno)") }
         var address = sockaddr_in()
@@ -55,6 +58,7 @@ public final class WireClient {
     /// Sends raw bytes; returns false if the peer has gone.
     @discardableResult
     public func send(_ bytes: [UInt8]) -> Bool {
+        preconditionMayBlock("WireClient.send")
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -74,6 +78,20 @@ public final class WireClient {
         let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         if sent >= 0 { return sent }
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
+    }
+
+    /// Waits up to `timeout` seconds until the socket takes more bytes; returns whether it does.
+    public func waitUntilWritable(timeout: Double) -> Bool {
+        preconditionMayBlock("WireClient.waitUntilWritable")
+        let deadline = Self.now() + timeout
+        while true {
+            let left = deadline - Self.now()
+            guard left > 0 else { return false }
+            var pollfd = Glibc.pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&pollfd, 1, Int32(max(1, left * 1000)))
+            if ready > 0 { return true }
+            if ready < 0 && errno != EINTR { return false }
+        }
     }
 
     /// Sends a message in zbus framing.
@@ -122,9 +140,10 @@ public final class WireClient {
 
     /// Reads once; false when the peer closed. Throws on timeout only via the caller's deadline.
     private func readSome(timeout: Double) throws -> Bool {
+        preconditionMayBlock("WireClient's reads")
         var pollfd = Glibc.pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let ready = poll(&pollfd, 1, Int32(max(1, timeout * 1000)))
-        if ready == 0 { return true }
+        if ready == 0 || (ready < 0 && errno == EINTR) { return true }
         var chunk = [UInt8](repeating: 0, count: 65536)
         let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if count <= 0 { return false }
@@ -141,9 +160,5 @@ public final class WireClient {
         shutdown(fd, Int32(SHUT_RDWR))
     }
 
-    static func now() -> Double {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
+    static func now() -> Double { monotonicSeconds() }
 }

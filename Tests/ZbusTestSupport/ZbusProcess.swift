@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A real `zbus` child process for integration tests: started on an OS-chosen port, stopped and reaped at the end.
 public final class ZbusProcess: @unchecked Sendable {
     /// The child.
@@ -9,14 +13,24 @@ public final class ZbusProcess: @unchecked Sendable {
     /// Scratch directory (store, ready file, logs), removed by ``cleanUp()``.
     public let directory: URL
     private let stderrFile: URL
+    private let exit: ChildExit
 
     /// The path of the built `zbus` binary: `$ZBUS_BINARY`, or next to the test bundle.
     public static var binaryPath: String {
         if let path = ProcessInfo.processInfo.environment["ZBUS_BINARY"] { return path }
+        return executablePath("zbus")
+    }
+
+    /// The path of an executable product of this package built beside the test bundle (SwiftPM builds it when a
+    /// test target depends on it): `zbus-example-producer`, for example. With `$ZBUS_BINARY` set, next to that.
+    public static func executablePath(_ name: String) -> String {
+        if let path = ProcessInfo.processInfo.environment["ZBUS_BINARY"] {
+            return URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(name).path
+        }
         let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("zbus").path,
-            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("zbus").path,
-            Bundle.main.bundleURL.appendingPathComponent("zbus").path,
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path,
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent(name).path,
+            Bundle.main.bundleURL.appendingPathComponent(name).path,
         ]
         for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         return candidates[0]
@@ -35,7 +49,7 @@ public final class ZbusProcess: @unchecked Sendable {
     }
 
     /// Starts `zbus` with `arguments` plus `--listen 127.0.0.1:0 --store DIR --ready-file FILE` and waits until it
-    /// accepts connections.
+    /// accepts connections (it has written the ready file).
     ///
     /// - Parameters:
     ///   - arguments: extra arguments (for example `["--config", path]`).
@@ -44,6 +58,7 @@ public final class ZbusProcess: @unchecked Sendable {
     ///   - openFileLimit: runs the node under this open-file limit (soft and hard, as `ulimit -n` sets them).
     public init(arguments: [String] = [], directory: URL? = nil, listen: String = "127.0.0.1:0", timeout: Double = 30,
                 openFileLimit: Int? = nil) throws {
+        preconditionMayBlock("starting zbus")
         self.directory = directory ?? Self.makeTemporaryDirectory()
         let readyFile = self.directory.appendingPathComponent("ready-\(UUID().uuidString)")
         stderrFile = self.directory.appendingPathComponent("stderr-\(UUID().uuidString).log")
@@ -62,9 +77,12 @@ public final class ZbusProcess: @unchecked Sendable {
         }
         process.standardError = try FileHandle(forWritingTo: stderrFile)
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        exit = ChildExit(process)
+        // The node writes the ready file and renames it into place: the rename is the event to wait for.
+        let watch = try FileWatch(self.directory.path, mask: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE))
+        try SpawnGate.shared.whileSpawning { try process.run() }
+        let deadline = monotonicSeconds() + timeout
+        while true {
             if let text = try? String(contentsOf: readyFile, encoding: .utf8),
                 let portText = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last,
                 let port = Int(portText)
@@ -72,19 +90,21 @@ public final class ZbusProcess: @unchecked Sendable {
                 self.port = port
                 return
             }
-            if !process.isRunning { break }
-            Thread.sleep(forTimeInterval: 0.02)
+            if watch.wait(until: deadline, orReadable: exit.readEnd) != .changed { break }
         }
-        let log = stderr
-        process.terminate()
-        throw WireClientError.timedOut("zbus to start (exit status \(process.isRunning ? -1 : process.terminationStatus)): \(log)")
+        let exited = exit.hasExited
+        if !exited {
+            kill(process.processIdentifier, SIGKILL)
+            exit.wait(seconds: 30)
+        }
+        throw WireClientError.timedOut("zbus to start (\(exited ? "exit status \(process.terminationStatus)" : "still running after \(timeout) s")): \(stderr)")
     }
 
     /// What the process wrote to stderr so far.
     public var stderr: String { (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "" }
 
     /// Whether the process is still running.
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { !exit.hasExited }
 
     /// The node's resident memory in bytes (`VmRSS` of /proc/PID/status), or 0 when it cannot be read.
     public var residentBytes: Int {
@@ -109,26 +129,38 @@ public final class ZbusProcess: @unchecked Sendable {
     /// Opens a raw connection to the node.
     public func connect() throws -> WireClient { try WireClient(port: port) }
 
+    /// Waits until the node's stderr contains `text`, or `seconds` pass, or the node exits; returns whether it does.
+    public func waitForLog(_ text: String, within seconds: Double = 10) -> Bool {
+        preconditionMayBlock("waiting for a log line")
+        guard let watch = try? FileWatch(stderrFile.path, mask: UInt32(IN_MODIFY)) else { return stderr.contains(text) }
+        let deadline = monotonicSeconds() + seconds
+        while !stderr.contains(text) {
+            switch watch.wait(until: deadline, orReadable: exit.readEnd) {
+            case .changed: continue
+            case .other, .deadline: return stderr.contains(text)
+            }
+        }
+        return true
+    }
+
     /// Sends SIGTERM (or `signal`) and waits up to `timeout` seconds for the exit; SIGKILLs if it does not come.
     /// - Returns: the exit status.
     @discardableResult
     public func stop(signal: Int32 = SIGTERM, timeout: Double = 15) -> Int32 {
-        guard process.isRunning else { return process.terminationStatus }
+        guard !exit.hasExited else { return process.terminationStatus }
         kill(process.processIdentifier, signal)
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        if process.isRunning {
+        if !exit.wait(seconds: timeout) {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            exit.wait(seconds: 60)
         }
         return process.terminationStatus
     }
 
-    /// Kills the process with SIGKILL, as a crash would.
+    /// Kills the process with SIGKILL, as a crash would, and waits until it is gone.
     public func crash() {
-        guard process.isRunning else { return }
+        guard !exit.hasExited else { return }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        exit.wait(seconds: 60)
     }
 
     /// Stops the process if needed and removes the scratch directory.
@@ -138,35 +170,70 @@ public final class ZbusProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        // No wait here (a deinit may run on any thread): Foundation reaps the child when it exits.
+        if !exit.hasExited { kill(process.processIdentifier, SIGKILL) }
     }
 }
 
 /// Runs a command to completion with a time limit and returns its exit status, stdout and stderr.
 public func runCommand(_ executable: String, _ arguments: [String], timeout: Double = 60) throws -> (status: Int32, stdout: String, stderr: String) {
-    // Output goes to files rather than pipes, so a chatty child can never block on a full pipe.
-    let directory = ZbusProcess.makeTemporaryDirectory("zbus-cmd")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let outURL = directory.appendingPathComponent("out")
-    let errURL = directory.appendingPathComponent("err")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardOutput = try FileHandle(forWritingTo: outURL)
-    process.standardError = try FileHandle(forWritingTo: errURL)
-    try process.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-    if process.isRunning {
-        process.terminate()
-        process.waitUntilExit()
+    preconditionMayBlock("runCommand")
+    return try CommandProcess(executable, arguments).finish(timeout: timeout)
+}
+
+/// A command started in the background (an example program, curl), whose output is collected in files: a chatty
+/// child can never block on a full pipe.
+public final class CommandProcess: @unchecked Sendable {
+    private let process = Process()
+    private let exit: ChildExit
+    private let directory = ZbusProcess.makeTemporaryDirectory("zbus-cmd")
+    private let outURL: URL
+    private let errURL: URL
+
+    /// Starts `executable` with `arguments` (and `environment` added to this process's).
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        outURL = directory.appendingPathComponent("out")
+        errURL = directory.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        exit = ChildExit(process)
+        do {
+            try SpawnGate.shared.whileSpawning { try process.run() }
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
     }
-    let out = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-    let err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-    return (process.terminationStatus, out, err)
+
+    /// What the command wrote to stdout so far.
+    public var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
+
+    /// What the command wrote to stderr so far.
+    public var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
+
+    /// Waits up to `timeout` seconds for the exit (then SIGTERM, then SIGKILL) and returns the exit status and output.
+    public func finish(timeout: Double) -> (status: Int32, stdout: String, stderr: String) {
+        if !exit.wait(seconds: timeout) {
+            process.terminate()
+            if !exit.wait(seconds: 10) {
+                kill(process.processIdentifier, SIGKILL)
+                exit.wait(seconds: 60)
+            }
+        }
+        let result = (process.terminationStatus, stdout, stderr)
+        try? FileManager.default.removeItem(at: directory)
+        return result
+    }
+
+    deinit {
+        if !exit.hasExited { kill(process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(at: directory)
+    }
 }

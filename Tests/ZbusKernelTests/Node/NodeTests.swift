@@ -20,7 +20,7 @@ func withNode(_ yaml: String, registry: PluginRegistry = PluginRegistry().regist
     await node.shutdown()
 }
 
-@Suite("Node")
+@Suite("Node", .blockingIO)
 struct NodeTests {
     @Test("a module named in YAML answers its command; its config reached it")
     func helloModule() async throws {

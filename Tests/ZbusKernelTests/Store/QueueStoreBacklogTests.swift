@@ -2,13 +2,14 @@ import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
+import ZbusTestSupport
 import ZbusKernel
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("QueueStore: backlogs bounded by disk")
+@Suite("QueueStore: backlogs bounded by disk", .blockingIO(.heavy, reopensLockedFiles: true))
 struct QueueStoreBacklogTests {
     static func payload(_ index: Int) -> ByteBuffer {
         var buffer = ByteBuffer()

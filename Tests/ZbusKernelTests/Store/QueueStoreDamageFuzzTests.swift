@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
+import ZbusTestSupport
 import ZbusKernel
 import ZbusTestSupport
 
@@ -10,7 +11,7 @@ import ZbusTestSupport
 /// must hand out every record that lies wholly before the first damaged byte of its segment (damage loses what it
 /// touched, nothing before it), must never hand out a committed record again (unless the cursor file itself was
 /// damaged: then committed records may come back, uncommitted ones must still all come), and must keep working.
-@Suite("QueueStore: random damage to segment files")
+@Suite("QueueStore: random damage to segment files", .blockingIO(.heavy, reopensLockedFiles: true))
 struct QueueStoreDamageFuzzTests {
     /// `ZBUS_STORE_FUZZ_ITERATIONS` and `ZBUS_STORE_FUZZ_SEED` run it longer or from another seed.
     static let iterations = ProcessInfo.processInfo.environment["ZBUS_STORE_FUZZ_ITERATIONS"].flatMap(Int.init) ?? 150

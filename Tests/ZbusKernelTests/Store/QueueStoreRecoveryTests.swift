@@ -1,9 +1,10 @@
 import Logging
 import NIOCore
 import Testing
+import ZbusTestSupport
 import ZbusKernel
 
-@Suite("QueueStore: recovery from torn and damaged files")
+@Suite("QueueStore: recovery from torn and damaged files", .blockingIO(.light, reopensLockedFiles: true))
 struct QueueStoreRecoveryTests {
     /// Record payloads of assorted lengths, so cut points fall in headers and payloads of different sizes.
     static let payloads = ["a", "bb", "a somewhat longer record", "ccc", String(repeating: "z", count: 37), "last one"]

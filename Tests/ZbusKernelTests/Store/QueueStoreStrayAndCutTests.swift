@@ -1,11 +1,12 @@
 import Logging
 import NIOCore
 import Testing
+import ZbusTestSupport
 import ZbusKernel
 
 /// Two recovery findings: a stray segment file without records must not hide intact records, and a cut tail must say
 /// how many records it took.
-@Suite("QueueStore: stray empty segments and counted cuts")
+@Suite("QueueStore: stray empty segments and counted cuts", .blockingIO(.light, reopensLockedFiles: true))
 struct QueueStoreStrayAndCutTests {
     static let payloads = (1...6).map { "record-\($0)" }
 

@@ -3,9 +3,10 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
+import ZbusTestSupport
 import ZbusKernel
 
-@Suite("QueueStore: fsync policies and group commit")
+@Suite("QueueStore: fsync policies and group commit", .blockingIO(.heavy, reopensLockedFiles: true))
 struct QueueStoreSyncTests {
     /// Counts durability callbacks per sequence.
     final class Acknowledgements: Sendable {

@@ -1,9 +1,10 @@
 import Logging
 import NIOCore
 import Testing
+import ZbusTestSupport
 import ZbusKernel
 
-@Suite("QueueStore: queues, sequences, cursor, segments")
+@Suite("QueueStore: queues, sequences, cursor, segments", .blockingIO(.light, reopensLockedFiles: true))
 struct QueueStoreTests {
     let logs = CapturedLogs()
 
