@@ -183,6 +183,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ZbusMQTests",
+            dependencies: [
+                "ZbusMQ", "ZbusKernel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "ZbusClientTests",
             dependencies: [
                 "zbus", "Zbus", "ZbusClient", "ZbusTestSupport",
