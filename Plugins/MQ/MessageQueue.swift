@@ -104,9 +104,6 @@ final class MessageQueue: @unchecked Sendable {
     /// The one timer, armed for the soonest wait limit while any pull has one (when: the state machines say).
     @exclusivity(unchecked) private var expiryTimer: Scheduled<Void>?
 
-    /// What one operation produced, for the caller to send once the lock is released (``DeliveryActions/send()``).
-    typealias Deliveries = DeliveryActions<Session>
-
     init(definition: MQDefinition, backend: any QueueBackend, durableQueue: DurableQueue?, limits: Limits, logger: Logger) {
         self.name = definition.name
         self.definition = definition
@@ -310,8 +307,9 @@ final class MessageQueue: @unchecked Sendable {
     ///   - requestId: the consume's `id`.
     ///   - topics: pub/sub topics (`topic` header), or nil to keep the previous set.
     ///   - timeoutMilliseconds: a server-side wait limit; when it passes with nothing delivered the session gets a 204.
-    func consume(session: Session, requestId: String?, topics: [String]?, timeoutMilliseconds: Int64?, closeAfterReply: Bool) -> Deliveries {
-        // The lock is taken without a closure: `deliveries` captured by one was copied out on return.
+    func consume(session: Session, requestId: String?, topics: [String]?, timeoutMilliseconds: Int64?, closeAfterReply: Bool) {
+        // The lock is taken without a closure, and what to send is sent here rather than returned: `deliveries`
+        // captured by a closure, or returned, was copied out.
         var deliveries = Deliveries()
         let wait: WaitLimit
         switch timeoutMilliseconds {
@@ -325,7 +323,6 @@ final class MessageQueue: @unchecked Sendable {
         }
         let reply = PullReply(requestId: requestId, closeAfterReply: closeAfterReply)
         lock.lock()
-        defer { lock.unlock() }
         let outcome: ConsumeOutcome
         if isPubSub {
             outcome = pubSub.consume(from: session, reply: reply, topics: topics, wait: wait, into: &deliveries)
@@ -341,7 +338,8 @@ final class MessageQueue: @unchecked Sendable {
             session.eventLoop.execute { self.flushCommit() }
         }
         if let timer = outcome.timer { runLocked(timer, on: session.eventLoop) }
-        return deliveries
+        lock.unlock()
+        deliveries.send()
     }
 
     /// Arms or cancels the expiry timer as a state machine said.

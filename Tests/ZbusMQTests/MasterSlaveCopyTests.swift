@@ -73,7 +73,7 @@ struct MasterSlaveCopyTests {
         let transport = RecordingTransport(eventLoop: loop)
         let session = Session(id: "s", remoteAddress: "127.0.0.1:1", transport: transport)
         for id in ["c1", "c2", "c3"] {
-            first.consume(session: session, requestId: id, topics: nil, timeoutMilliseconds: 0, closeAfterReply: false).send()
+            first.consume(session: session, requestId: id, topics: nil, timeoutMilliseconds: 0, closeAfterReply: false)
         }
         loop.run()
         #expect(transport.written.map(\.bodyString) == ["m1", "m2", "m3"])
@@ -88,8 +88,8 @@ struct MasterSlaveCopyTests {
         let queue = memoryQueue("Q")
         let transport = RecordingTransport(eventLoop: loop)
         let session = Session(id: "s", remoteAddress: "127.0.0.1:1", transport: transport)
-        queue.consume(session: session, requestId: "a", topics: nil, timeoutMilliseconds: 0, closeAfterReply: false).send()
-        queue.consume(session: session, requestId: "b", topics: nil, timeoutMilliseconds: nil, closeAfterReply: false).send()
+        queue.consume(session: session, requestId: "a", topics: nil, timeoutMilliseconds: 0, closeAfterReply: false)
+        queue.consume(session: session, requestId: "b", topics: nil, timeoutMilliseconds: nil, closeAfterReply: false)
         queue.close().send()
         loop.run()
         #expect(transport.written.map(\.status) == [204, 404])

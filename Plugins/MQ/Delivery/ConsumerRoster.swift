@@ -127,7 +127,7 @@ struct ConsumerRoster<Peer: DeliveryPeer> {
     /// After delivery was tried: ends the consume with token `token` if it is still parked and may not wait (a limit
     /// of 0, or too many parked), or watches its wait limit.
     mutating func settle(_ consumer: Consumer, token: UInt64, wait: WaitLimit,
-                         into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction? {
+                         into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction? {
         // Answered already, or still parked because nothing was there for it.
         guard let pull = consumer.pull, pull.token == token else { return nil }
         switch wait {
@@ -172,7 +172,7 @@ struct ConsumerRoster<Peer: DeliveryPeer> {
 
     /// The expiry timer of `generation` fired at `now`: ends the parked consumes whose wait limit has passed (204),
     /// and says when to fire next if any pull still has a limit.
-    mutating func expire(generation: UInt64, now: NIODeadline, into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction? {
+    mutating func expire(generation: UInt64, now: NIODeadline, into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction? {
         let current = generation == timerGeneration
         if current { timerDeadline = nil }
         while let soonest = deadlines.min, soonest.deadline <= now {
@@ -187,13 +187,13 @@ struct ConsumerRoster<Peer: DeliveryPeer> {
     }
 
     /// Ends `consumer`'s parked consume, if any, because the MQ is removed.
-    mutating func endBecauseRemoved(_ consumer: Consumer, into actions: inout DeliveryActions<Peer>) {
+    mutating func endBecauseRemoved(_ consumer: Consumer, into actions: inout some DeliveryCollector<Peer>) {
         guard let pull = unpark(consumer) else { return }
         actions.append(.end(.queueRemoved, mq: mq, to: consumer.peer, reply: pull.reply))
     }
 
     /// The MQ is removed: ends every consume still parked (404) and drops every wait limit.
-    mutating func close(into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction {
+    mutating func close(into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction {
         for consumer in consumers.values { endBecauseRemoved(consumer, into: &actions) }
         deadlines = Heap()
         timerDeadline = nil

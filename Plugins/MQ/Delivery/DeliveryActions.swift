@@ -28,44 +28,36 @@ enum PullEnding: Sendable, Equatable {
 }
 
 /// One thing a delivery state machine asks its executor to send once the MQ's lock is released.
-enum DeliveryAction<Peer> {
+enum DeliveryAction<Peer: DeliveryPeer> {
     /// Hand `payload` to `peer` as the answer to its consume.
     case deliver(StoredMessage.Payload, to: Peer, reply: PullReply)
     /// End `peer`'s consume on MQ `mq` without a message.
     case end(PullEnding, mq: String, to: Peer, reply: PullReply)
 }
 
-/// The actions of one operation, in order, collected through an `inout` parameter.
+/// Where a delivery state machine puts its actions, passed `inout` to each operation.
 ///
-/// The first action is held inline: an operation sends one message or none nearly always, and an array would be
-/// allocated for that one (a heap allocation per message on the hot path).
-struct DeliveryActions<Peer> {
-    private var first: DeliveryAction<Peer>?
-    private var rest: [DeliveryAction<Peer>] = []
+/// The executor passes its own collector, which turns each action into what it sends as it comes (see
+/// `MessageQueue.Deliveries`: the first held inline, so a consume allocates no array); the state machines are
+/// specialized for it, so an action is never built as an enum on the hot path. Tests pass ``DeliveryActions``.
+protocol DeliveryCollector<Peer> {
+    associatedtype Peer: DeliveryPeer
+    /// Takes the next action, in order.
+    mutating func append(_ action: consuming DeliveryAction<Peer>)
+}
+
+/// A collector that keeps the actions as they are, in order: what tests read.
+struct DeliveryActions<Peer: DeliveryPeer>: DeliveryCollector {
+    /// Every action, in order.
+    private(set) var all: [DeliveryAction<Peer>] = []
 
     init() {}
 
-    mutating func append(_ action: DeliveryAction<Peer>) {
-        if first == nil { first = action } else { rest.append(action) }
-    }
+    mutating func append(_ action: consuming DeliveryAction<Peer>) { all.append(action) }
 
-    var isEmpty: Bool { first == nil }
+    var isEmpty: Bool { all.isEmpty }
 
-    var count: Int { first == nil ? 0 : 1 + rest.count }
-
-    /// Calls `body` with every action, in the order they were appended.
-    func forEach(_ body: (DeliveryAction<Peer>) -> Void) {
-        guard let first else { return }
-        body(first)
-        for action in rest { body(action) }
-    }
-
-    /// Every action, in order (an array: for tests and cold paths).
-    var all: [DeliveryAction<Peer>] {
-        var actions: [DeliveryAction<Peer>] = []
-        forEach { actions.append($0) }
-        return actions
-    }
+    var count: Int { all.count }
 }
 
 /// How long a consume may wait for a message (the `timeout` header).

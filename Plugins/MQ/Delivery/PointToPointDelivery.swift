@@ -44,7 +44,7 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
 
     /// A consume from `peer`: acknowledges what it held, parks the pull, hands it a message if one is there, and ends
     /// or watches it as `wait` says.
-    mutating func consume(from peer: Peer, reply: PullReply, wait: WaitLimit, into actions: inout DeliveryActions<Peer>,
+    mutating func consume(from peer: Peer, reply: PullReply, wait: WaitLimit, into actions: inout some DeliveryCollector<Peer>,
                           next: () -> StoredMessage?) -> ConsumeOutcome {
         let (consumer, isNew) = roster.consumer(for: peer)
         var outcome = ConsumeOutcome(isNewConsumer: isNew)
@@ -59,7 +59,7 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
 
     /// Hands messages to the consumes waiting in line, while both last: redeliveries first, then `next()`. Call it
     /// whenever messages may have become available (after a produce is stored).
-    mutating func dispatch(into actions: inout DeliveryActions<Peer>, next: () -> StoredMessage?) {
+    mutating func dispatch(into actions: inout some DeliveryCollector<Peer>, next: () -> StoredMessage?) {
         while let first = line.first {
             let consumer = first.consumer
             guard let pull = consumer.pull, pull.ticket == first.ticket else {
@@ -74,15 +74,15 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
             guard let stored = redeliveries.popFirst() ?? handOut(next) else { break }
             line.removeFirst()
             unpark(consumer)
-            consumer.held.append(stored)
             inFlightCount += 1
             actions.append(.deliver(stored.payload, to: consumer.peer, reply: pull.reply))
+            consumer.held.append(stored)
         }
     }
 
     /// `peer`'s connection closed: its consume goes, and what it held goes back to the head of the queue, in order,
     /// and on to the next consumers waiting. Returns how many messages it held.
-    mutating func peerClosed(_ peer: Peer, into actions: inout DeliveryActions<Peer>, next: () -> StoredMessage?) -> Int {
+    mutating func peerClosed(_ peer: Peer, into actions: inout some DeliveryCollector<Peer>, next: () -> StoredMessage?) -> Int {
         guard let consumer = roster.remove(peer) else { return 0 }
         let held = consumer.held
         consumer.held.removeAll()
@@ -96,14 +96,14 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
     }
 
     /// The expiry timer of `generation` fired at `now` (see ``ConsumerRoster/expire(generation:now:into:)``).
-    mutating func expire(generation: UInt64, now: NIODeadline, into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction? {
+    mutating func expire(generation: UInt64, now: NIODeadline, into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction? {
         let timer = roster.expire(generation: generation, now: now, into: &actions)
         compactLineIfStale()
         return timer
     }
 
     /// The MQ is removed: every parked consume ends with 404, those in line first, in line order.
-    mutating func close(into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction {
+    mutating func close(into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction {
         for (consumer, ticket) in line where consumer.pull?.ticket == ticket {
             roster.endBecauseRemoved(consumer, into: &actions)
         }

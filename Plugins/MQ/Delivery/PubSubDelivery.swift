@@ -60,7 +60,7 @@ struct PubSubDelivery<Peer: DeliveryPeer> {
     /// A consume from `peer`: subscribes it (to `topics`, or to those it had when nil), hands it the oldest buffered
     /// message if there is one, and ends or watches the consume as `wait` says.
     mutating func consume(from peer: Peer, reply: PullReply, topics: [String]?, wait: WaitLimit,
-                          into actions: inout DeliveryActions<Peer>) -> ConsumeOutcome {
+                          into actions: inout some DeliveryCollector<Peer>) -> ConsumeOutcome {
         let (consumer, isNew) = roster.consumer(for: peer)
         var outcome = ConsumeOutcome(isNewConsumer: isNew)
         let (pull, _) = roster.park(consumer, reply: reply, deadline: wait.deadline)
@@ -85,7 +85,7 @@ struct PubSubDelivery<Peer: DeliveryPeer> {
 
     /// Publishes `message` to every active subscriber whose topics match it: handed over at once to a parked
     /// consume, buffered otherwise. Returns a report when drops are worth a warning (the first, then one per 1000).
-    mutating func publish(_ message: Message, into actions: inout DeliveryActions<Peer>) -> DropReport? {
+    mutating func publish(_ message: Message, into actions: inout some DeliveryCollector<Peer>) -> DropReport? {
         let topic = message.topic
         // What a buffered copy counts against the byte bound: the copies share the message's storage, but each is
         // held for its subscriber as long as that one lags, so each counts in full.
@@ -125,12 +125,12 @@ struct PubSubDelivery<Peer: DeliveryPeer> {
     }
 
     /// The expiry timer of `generation` fired at `now` (see ``ConsumerRoster/expire(generation:now:into:)``).
-    mutating func expire(generation: UInt64, now: NIODeadline, into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction? {
+    mutating func expire(generation: UInt64, now: NIODeadline, into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction? {
         roster.expire(generation: generation, now: now, into: &actions)
     }
 
     /// The MQ is removed: every parked consume ends with 404.
-    mutating func close(into actions: inout DeliveryActions<Peer>) -> ExpiryTimerAction {
+    mutating func close(into actions: inout some DeliveryCollector<Peer>) -> ExpiryTimerAction {
         roster.close(into: &actions)
     }
 }
