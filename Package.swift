@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "zbus", targets: ["zbus"]),
         .library(name: "Zbus", targets: ["Zbus"]),
+        .library(name: "ZbusProtocol", targets: ["ZbusProtocol"]),
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
         .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
@@ -28,8 +29,16 @@ let package = Package(
             path: "Sources/CZbusCRC32C"
         ),
         .target(
+            name: "ZbusProtocol",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusKernel",
             dependencies: [
+                "ZbusProtocol",
                 "CZbusCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -44,12 +53,21 @@ let package = Package(
         .target(
             name: "ZbusClient",
             dependencies: [
-                "ZbusKernel",
+                "ZbusProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ZbusInProcess",
+            dependencies: [
+                "ZbusKernel", "ZbusClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -137,7 +155,7 @@ let package = Package(
         ),
         .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxyModule", "ZbusExampleAdapter"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxyModule", "ZbusExampleAdapter"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -152,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "zbus-fuzz-decoder",
             dependencies: [
-                "ZbusKernel",
+                "ZbusProtocol", "ZbusMQ",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/Fuzz/DecoderFuzzer",
@@ -166,6 +184,26 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/ZbusTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusProtocolTests",
+            dependencies: [
+                "ZbusProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusMQTests",
+            dependencies: [
+                "ZbusMQ", "ZbusKernel", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -183,20 +221,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "ZbusMQTests",
-            dependencies: [
-                "ZbusMQ", "ZbusKernel",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "DequeModule", package: "swift-collections"),
-            ],
-            swiftSettings: strict
-        ),
-        .testTarget(
             name: "ZbusClientTests",
             dependencies: [
-                "zbus", "Zbus", "ZbusClient", "ZbusTestSupport",
+                "zbus", "Zbus", "ZbusClient", "ZbusTestSupport", "zbus-example-producer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -18,7 +18,7 @@ extension MessageQueue {
             case .deliver(.message(let message), let session, let reply):
                 append(.message(message.delivered(requestId: reply.requestId, close: reply.closeAfterReply)), to: session)
             case .deliver(.record(let record), let session, let reply):
-                append(.delivery(record: record, requestId: reply.requestId, close: reply.closeAfterReply), to: session)
+                append(.record(record, requestId: reply.requestId, close: reply.closeAfterReply, encoder: StoredDelivery.self), to: session)
             case .end(let ending, let mq, let session, let reply):
                 append(.message(Self.reply(ending, mq: mq, to: reply)), to: session)
             }

@@ -69,7 +69,7 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
 
     func appendBatch(_ batch: [Message], onDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)?) throws(QueueStoreError) {
         if batch.count == 1 {
-            try queue.append(MessageSerializer.serialize(batch[0], allocator: allocator, omittingCommand: true), onDurable: onDurable)
+            try queue.append(MessageSerializer.serialize(batch[0], allocator: allocator, omittingNodeHeaders: true), onDurable: onDurable)
         } else {
             // One buffer for the whole batch, handed to the store as slices: one allocation instead of one per message.
             var capacity = 0
@@ -78,7 +78,7 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
             var ends: [Int] = []
             ends.reserveCapacity(batch.count)
             for message in batch {
-                MessageSerializer.writeHead(message, into: &buffer, omittingCommand: true)
+                MessageSerializer.writeHead(message, into: &buffer, omittingNodeHeaders: true)
                 if var body = message.body { buffer.writeBuffer(&body) }
                 ends.append(buffer.writerIndex)
             }

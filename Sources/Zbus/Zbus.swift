@@ -1,4 +1,6 @@
 @_exported import ZbusKernel
+@_exported import ZbusClient
+@_exported import ZbusInProcess
 @_exported import ZbusMQ
 @_exported import ZbusRPC
 @_exported import ZbusRPCModule

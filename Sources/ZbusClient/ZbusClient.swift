@@ -1,1 +1,2 @@
-@_exported import ZbusKernel
+/// A client speaks the zbus protocol: its message types are part of the client's API.
+@_exported import ZbusProtocol

@@ -66,33 +66,35 @@ public final class SingleBroker: Broker {
     public func close() async { await pool.close() }
 }
 
-/// A broker for a node running in this process: the same API, no socket. Sessions it opens are real sessions of the
-/// node (they get a `sender`, can be routed to, and release what they hold when closed).
-public final class InProcessBroker: Broker {
-    /// `in-process:NODE-NAME`.
+/// A broker whose connections come from a ``ClientConnector``: how transports other than TCP (an embedded node's
+/// in-process sessions, see `InProcessBroker` in the `ZbusInProcess` library) get the broker API.
+public final class ConnectorBroker: Broker {
+    /// The connector's address (`in-process:NODE-NAME` for an embedded node).
     public let address: String
     /// The settings of every connection.
     public let configuration: ClientConfiguration
-    private let node: Node
+    private let connector: any ClientConnector
     private let pool: ClientPool
+    private let eventLoopGroup: (any EventLoopGroup)?
     private let logger: Logger
 
-    /// Creates a broker for `node`, which must be started before the first request.
+    /// Creates a broker whose connections `connector` opens, at the first request.
     ///
     /// - Parameters:
-    ///   - node: the embedded node.
+    ///   - connector: opens the connections.
     ///   - configuration: the settings of every connection.
-    ///   - poolSize: how many sessions requests are spread over.
+    ///   - poolSize: how many connections requests are spread over.
+    ///   - eventLoopGroup: where the clients' state lives; NIO's shared singleton group by default.
     ///   - logger: where connection events are logged.
-    public init(node: Node, configuration: ClientConfiguration = ClientConfiguration(), poolSize: Int = 2,
-                logger: Logger = Logger(label: "zbus.client")) {
-        self.node = node
-        self.configuration = configuration
-        self.logger = logger
-        let connector = InProcessConnector(node: node)
+    public init(connector: any ClientConnector, configuration: ClientConfiguration = ClientConfiguration(), poolSize: Int = 2,
+                eventLoopGroup: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "zbus.client")) {
+        self.connector = connector
         self.address = connector.address
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
         pool = ClientPool(size: poolSize) {
-            MessageClient(connector: connector, configuration: configuration, eventLoopGroup: nil, logger: logger, onPush: nil)
+            MessageClient(connector: connector, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, onPush: nil)
         }
     }
 
@@ -111,8 +113,8 @@ public final class InProcessBroker: Broker {
 
     /// A new connection of its own, not shared with the pool.
     public func makeClient(onPush: (@Sendable (Message) -> Void)?) -> MessageClient {
-        MessageClient(connector: InProcessConnector(node: node), configuration: configuration, eventLoopGroup: nil,
-                      logger: logger, onPush: onPush)
+        MessageClient(connector: connector, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
+                      onPush: onPush)
     }
 
     /// Closes the pooled connections.

@@ -1,8 +1,9 @@
 import NIOCore
 import NIOPosix
 
-/// One open connection of a ``MessageClient``: a socket, or an in-process session on an embedded node.
-protocol ClientLink: AnyObject, Sendable {
+/// One open connection of a ``MessageClient``: a socket, or another transport (an in-process session on an embedded
+/// node, see the `ZbusInProcess` library).
+public protocol ClientLink: AnyObject, Sendable {
     /// Queues `message`; called on the client's event loop.
     func write(_ message: Message)
     /// Writes out what was queued; called on the client's event loop.
@@ -11,8 +12,8 @@ protocol ClientLink: AnyObject, Sendable {
     func close() -> EventLoopFuture<Void>
 }
 
-/// Opens links to one node.
-protocol ClientConnector: Sendable {
+/// Opens links to one node: how a transport plugs into ``MessageClient`` and ``ConnectorBroker``.
+public protocol ClientConnector: Sendable {
     /// The node's address, for messages and errors.
     var address: String { get }
 
@@ -139,49 +140,5 @@ final class ClientStreamHandler: ChannelInboundHandler {
     func flush() {
         guard let context else { return }
         outbound.flush(context: context)
-    }
-}
-
-/// Connects to a node in the same process, without a socket.
-struct InProcessConnector: ClientConnector {
-    let node: Node
-
-    var address: String { "in-process:\(node.config.name)" }
-
-    func connect(
-        on eventLoop: any EventLoop,
-        configuration: ClientConfiguration,
-        onMessage: @escaping @Sendable (consuming Message) -> Void,
-        onClose: @escaping @Sendable (String?) -> Void
-    ) -> EventLoopFuture<any ClientLink> {
-        do {
-            // The node calls back on its own event loops; hop to the client's so that its state stays confined there.
-            let connection = try node.connectInProcess(
-                onMessage: { message in eventLoop.execute { onMessage(message) } },
-                onClose: { eventLoop.execute { onClose("the in-process session closed") } })
-            return eventLoop.makeSucceededFuture(InProcessLink(connection: connection, eventLoop: eventLoop))
-        } catch {
-            return eventLoop.makeFailedFuture(error)
-        }
-    }
-}
-
-/// An in-process session.
-final class InProcessLink: ClientLink {
-    let connection: InProcessConnection
-    let eventLoop: any EventLoop
-
-    init(connection: InProcessConnection, eventLoop: any EventLoop) {
-        self.connection = connection
-        self.eventLoop = eventLoop
-    }
-
-    func write(_ message: Message) { connection.send(message) }
-
-    func flush() {}
-
-    func close() -> EventLoopFuture<Void> {
-        connection.close()
-        return eventLoop.makeSucceededVoidFuture()
     }
 }

@@ -55,27 +55,18 @@ public final class MessageClient: Sendable {
                   eventLoopGroup: eventLoopGroup, logger: logger, onPush: onPush)
     }
 
-    /// Creates a client that talks to `node`, running in this process, without a socket.
+    /// Creates a client whose connections come from `connector` (a transport other than TCP, such as an embedded
+    /// node's in-process sessions); nothing is connected until the first request.
     ///
     /// - Parameters:
-    ///   - node: a started node.
+    ///   - connector: opens the connections.
     ///   - configuration: timeouts, heartbeat and reconnect settings.
     ///   - eventLoopGroup: where the client's state lives; NIO's shared singleton group by default.
     ///   - logger: where connection events are logged.
     ///   - onPush: called with every message that answers no waiting request, on the client's event loop.
-    public convenience init(
-        node: Node,
-        configuration: ClientConfiguration = ClientConfiguration(),
-        eventLoopGroup: (any EventLoopGroup)? = nil,
-        logger: Logger = Logger(label: "zbus.client"),
-        onPush: (@Sendable (Message) -> Void)? = nil
-    ) {
-        self.init(connector: InProcessConnector(node: node), configuration: configuration, eventLoopGroup: eventLoopGroup,
-                  logger: logger, onPush: onPush)
-    }
-
-    init(connector: any ClientConnector, configuration: ClientConfiguration, eventLoopGroup: (any EventLoopGroup)?,
-         logger: Logger, onPush: (@Sendable (Message) -> Void)?) {
+    public init(connector: any ClientConnector, configuration: ClientConfiguration = ClientConfiguration(),
+                eventLoopGroup: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "zbus.client"),
+                onPush: (@Sendable (Message) -> Void)? = nil) {
         let eventLoop = (eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).next()
         var logger = logger
         logger[metadataKey: "broker"] = "\(connector.address)"

@@ -2,39 +2,6 @@ import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// What a session sends: a message, or one of the two things a node sends most, which a transport that frames bytes
-/// writes without building a ``Message``.
-public enum Outgoing: Sendable {
-    /// A message.
-    case message(Message)
-    /// The acknowledgement of a produce, as zbus nodes send it: `200` with the request's `id` and `mq`, and the node's
-    /// time in milliseconds as body.
-    case acknowledgement(id: String?, mq: String?, time: Int64)
-    /// A stored record delivered to a consumer (see ``StoredDelivery``).
-    case delivery(record: ByteBuffer, requestId: String?, close: Bool)
-
-    /// The same thing as a ``Message`` (a delivery is parsed).
-    public var message: Message {
-        switch self {
-        case .message(let message): message
-        case .acknowledgement(let id, let mq, let time): Message.reply(status: 200, body: String(time), id: id, mq: mq)
-        case .delivery(let record, let requestId, let close): StoredDelivery.message(record: record, requestId: requestId, close: close)
-        }
-    }
-
-    /// The same thing, carrying `connection: close`.
-    var closing: Outgoing {
-        switch self {
-        case .delivery(let record, let requestId, _):
-            return .delivery(record: record, requestId: requestId, close: true)
-        case .message, .acknowledgement:
-            var message = self.message
-            message.closeRequested = true
-            return .message(message)
-        }
-    }
-}
-
 /// How a session's messages leave the node: a TCP channel, or an in-process peer.
 public protocol SessionTransport: Sendable {
     /// The event loop the session's state lives on.
@@ -163,14 +130,14 @@ public final class Session: @unchecked Sendable {
     ///
     /// - Returns: `false` (and holds nothing) off the session's loop or when its sends are already held; call
     ///   ``endSendBatch()`` only after `true`.
-    package func beginSendBatch() -> Bool {
+    public func beginSendBatch() -> Bool {
         guard eventLoop.inEventLoop, !flushesHeld else { return false }
         flushesHeld = true
         return true
     }
 
     /// Ends what ``beginSendBatch()`` began and flushes what was sent meanwhile.
-    package func endSendBatch() { endReadBatch() }
+    public func endSendBatch() { endReadBatch() }
 
     /// Makes the next message sent to the client the last one on this connection (HTTP/1.0, `Connection: close`).
     func closeAfterNextReply() { closeAfterReply = true }

@@ -1,15 +1,5 @@
 import Logging
 
-/// The commands the kernel answers itself, whatever modules are loaded.
-public enum BuiltInCommands {
-    /// `test` answers `OK`.
-    public static let test = "test"
-    /// `heartbeat` is accepted silently.
-    public static let heartbeat = "heartbeat"
-    /// All built-in command names.
-    public static let names = [test, heartbeat]
-}
-
 /// Routes each inbound message to the handler of its `cmd`, on the connection's event loop, in arrival order.
 ///
 /// Before dispatch it stamps `sender`, `server` and `remote-addr` (overwriting what the client sent) and, when the

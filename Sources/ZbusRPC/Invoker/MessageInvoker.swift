@@ -48,7 +48,7 @@ extension SingleBroker: MessageInvoker {
     }
 }
 
-extension InProcessBroker: MessageInvoker {
+extension ConnectorBroker: MessageInvoker {
     /// `in-process:NODE`.
     public var target: String { address }
 

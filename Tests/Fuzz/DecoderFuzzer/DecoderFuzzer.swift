@@ -1,5 +1,6 @@
 import NIOCore
-import ZbusKernel
+import ZbusProtocol
+import ZbusMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -62,10 +63,10 @@ func fuzzOneInput(_ bytes: UnsafeRawBufferPointer) {
     }
 
     for message in firstRun ?? [] {
-        let record = MessageSerializer.serialize(message, omittingCommand: true)
+        let record = MessageSerializer.serialize(message, omittingNodeHeaders: true)
         for (requestId, close) in [(String?.none, false), ("c-1", true)] {
             var fast = ByteBuffer()
-            precondition(StoredDelivery.write(record: record, requestId: requestId, close: close, into: &fast), "record declined")
+            precondition(StoredDelivery.writeFast(record: record, requestId: requestId, close: close, into: &fast), "record declined")
             var general = ByteBuffer()
             MessageSerializer.write(StoredDelivery.message(record: record, requestId: requestId, close: close), into: &general)
             precondition(fast == general, "stored delivery differs from the parsed one")

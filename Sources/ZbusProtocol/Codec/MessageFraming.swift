@@ -5,13 +5,16 @@ import NIOCore
 ///
 /// Doing this inside the connection's own handler, instead of a `ByteToMessageHandler` in front of it, spares every
 /// message a trip through the channel pipeline boxed in an `NIOAny` (an allocation and a dynamic cast each).
+///
+/// Its methods are inlinable: the node's and the client's connection handlers, in other modules, call them for every
+/// read and every message.
 public struct InboundFramer {
-    private var parser: MessageParser
+    @usableFromInline var parser: MessageParser
     /// Bytes read and not yet consumed (a partial message), or `nil` when everything read has been cut.
-    private var input: ByteBuffer?
+    @usableFromInline var input: ByteBuffer?
 
     /// Compacting the held input once its consumed prefix is this large keeps a pipelining peer's buffer bounded.
-    private static let compactionThreshold = 16 * 1024
+    @usableFromInline static let compactionThreshold = 16 * 1024
 
     /// Creates a framer enforcing `limits`, stamping `stamp` (if any) on every message.
     public init(limits: MessageLimits, stamp: InboundStamp? = nil) {
@@ -19,6 +22,7 @@ public struct InboundFramer {
     }
 
     /// Adds bytes just read from the connection.
+    @inlinable
     public mutating func append(_ bytes: ByteBuffer) {
         guard var held = input else {
             input = bytes
@@ -35,6 +39,7 @@ public struct InboundFramer {
     /// The next complete message, or `nil` until more bytes arrive.
     ///
     /// - Throws: ``MessageDecodingError`` when the input breaks framing or a limit; the connection is unusable then.
+    @inlinable
     public mutating func next() throws(MessageDecodingError) -> Message? {
         guard var buffer = input else { return nil }
         input = nil
@@ -51,16 +56,20 @@ public struct InboundFramer {
     }
 
     /// Whether the peer waits for `100 Continue` before sending a body (see ``MessageParser/takeContinueRequest()``).
+    @inlinable
     public mutating func takeContinueRequest() -> Bool { parser.takeContinueRequest() }
 
     /// Forgets whatever was read and not yet consumed (the connection is closing).
+    @inlinable
     public mutating func discardInput() { input = nil }
 
     /// Bytes the held input buffer spans, its already consumed prefix included (0 when nothing is held).
-    package var heldFootprint: Int { input?.writerIndex ?? 0 }
+    @inlinable
+    public var heldFootprint: Int { input?.writerIndex ?? 0 }
 
     /// Whether part of a message's header block is held, its end not yet read (what a header timeout measures).
-    package var isReadingHeaderBlock: Bool { input != nil && !parser.isReadingBody }
+    @inlinable
+    public var isReadingHeaderBlock: Bool { input != nil && !parser.isReadingBody }
 }
 
 /// The outbound half of a connection handler that frames messages itself: messages written between two flushes are
@@ -116,8 +125,8 @@ public final class OutboundBatch {
         case .acknowledgement(let id, let mq, let time):
             MessageSerializer.writeAcknowledgement(id: id, mq: mq, time: time, into: &buffer)
             holdsBytes = true
-        case .delivery(let record, let requestId, let close):
-            StoredDelivery.writeAny(record: record, requestId: requestId, close: close, into: &buffer)
+        case .record(let record, let requestId, let close, let encoder):
+            encoder.write(record: record, requestId: requestId, close: close, into: &buffer)
             holdsBytes = true
         }
     }

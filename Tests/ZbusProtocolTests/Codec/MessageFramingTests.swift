@@ -1,7 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import Testing
-@testable import ZbusKernel
+@testable import ZbusProtocol
 
 @Suite("InboundFramer and OutboundBatch")
 struct MessageFramingTests {

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import Testing
-@testable import ZbusKernel
+@testable import ZbusProtocol
 
 /// Decodes everything in `text` with one parser and returns the messages.
 private func decodeAll(_ text: String, limits: MessageLimits = .default) throws -> [Message] {

@@ -1,6 +1,6 @@
 import NIOCore
 import Testing
-@testable import ZbusKernel
+@testable import ZbusProtocol
 
 /// The request smuggling shapes of RFC 9112 and what the parser does with each.
 @Suite("MessageParser: smuggling shapes")

@@ -1,4 +1,5 @@
 import NIOCore
+import ZbusKernel
 
 #if canImport(Glibc)
 import Glibc
@@ -11,7 +12,7 @@ import Darwin
 extension Message {
     /// The message as a consumer receives it (zbus 6 §3): status 200 unless it carries a status, `cmd` and `ack`
     /// dropped, `rawid` = the producer's `id`, `id` = the consume's id (when it had one).
-    public func delivered(requestId: String?, close: Bool) -> Message {
+    package func delivered(requestId: String?, close: Bool) -> Message {
         var message = self
         message.headers.removeValue(lowercased: HeaderName.cmd)
         message.headers.removeValue(lowercased: HeaderName.ack)
@@ -29,13 +30,13 @@ extension Message {
 ///
 /// Consuming a durable MQ reads every message back from the store; building a `Message` from it (a string per header)
 /// only to write it out again was the largest cost of a consume.
-public enum StoredDelivery {
+package enum StoredDelivery: OutgoingRecordEncoder {
     /// Appends the delivery of `record` to `buffer`.
     ///
     /// - Returns: `false` (leaving `buffer` untouched) for a record this writer does not handle: not in the form the
     ///   serializer writes (a head without its end, a `content-length` that does not match the body, more than
     ///   ``Plan/maxLines`` header lines). The caller then parses the record and delivers the message the general way.
-    public static func write(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) -> Bool {
+    package static func writeFast(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) -> Bool {
         record.withUnsafeReadableBytes { bytes in
             // The plan notes where each header line's parts are, so the write does not look for them again.
             withUnsafeTemporaryAllocation(of: Plan.Line.self, capacity: Plan.maxLines) { lines in
@@ -50,7 +51,7 @@ public enum StoredDelivery {
     /// The delivery of `record` as a ``Message``, parsed the general way (for transports that carry messages, and for
     /// records ``write(record:requestId:close:into:)`` does not handle). A record that does not parse (it passed its
     /// checksum, so it was never written by a node) is answered with a 500 naming the problem instead.
-    public static func message(record: ByteBuffer, requestId: String?, close: Bool) -> Message {
+    package static func message(record: ByteBuffer, requestId: String?, close: Bool) -> Message {
         var buffer = record
         let size = max(record.readableBytes, 1)
         var parser = MessageParser(limits: MessageLimits(maxHeaderBytes: size, maxBodyBytes: size))
@@ -69,8 +70,8 @@ public enum StoredDelivery {
     }
 
     /// Appends the delivery of `record` to `buffer`, parsing it the general way when the fast path does not apply.
-    public static func writeAny(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) {
-        guard !write(record: record, requestId: requestId, close: close, into: &buffer) else { return }
+    package static func write(record: ByteBuffer, requestId: String?, close: Bool, into buffer: inout ByteBuffer) {
+        guard !writeFast(record: record, requestId: requestId, close: close, into: &buffer) else { return }
         MessageSerializer.write(message(record: record, requestId: requestId, close: close), into: &buffer)
     }
 

@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
-@testable import ZbusKernel
+@testable import ZbusProtocol
+@testable import ZbusMQ
 
 @Suite("StoredDelivery")
 struct StoredDeliveryTests {
@@ -20,7 +21,7 @@ struct StoredDeliveryTests {
         var parser = MessageParser(stamp: InboundStamp(sender: "0b0a8e4c-5f7e-4c55-8a43-2b7a3a0d1e11", server: "10.0.0.1:15555",
                                                        remoteAddress: "127.0.0.1:40000"))
         let message = try #require(try parser.next(&input))
-        return MessageSerializer.serialize(message, omittingCommand: true)
+        return MessageSerializer.serialize(message, omittingNodeHeaders: true)
     }
 
     private static func general(_ record: ByteBuffer, requestId: String?, close: Bool) -> String {
@@ -36,7 +37,7 @@ struct StoredDeliveryTests {
         for requestId in [nil, "c-1", String(repeating: "r", count: 40)] {
             for close in [false, true] {
                 var fast = ByteBuffer()
-                #expect(StoredDelivery.write(record: record, requestId: requestId, close: close, into: &fast))
+                #expect(StoredDelivery.writeFast(record: record, requestId: requestId, close: close, into: &fast))
                 #expect(String(buffer: fast) == Self.general(record, requestId: requestId, close: close),
                         "record \(index), requestId \(requestId ?? "nil"), close \(close)")
             }
@@ -46,7 +47,7 @@ struct StoredDeliveryTests {
     @Test("a delivered produce: 200, rawid = the producer's id, id = the consume's id, body intact")
     func deliveredShape() throws {
         var out = ByteBuffer()
-        #expect(StoredDelivery.write(record: try Self.record(Self.produced[0]), requestId: "c-9", close: false, into: &out))
+        #expect(StoredDelivery.writeFast(record: try Self.record(Self.produced[0]), requestId: "c-9", close: false, into: &out))
         var parser = MessageParser()
         let message = try #require(try parser.next(&out))
         #expect(message.status == 200)
@@ -69,7 +70,7 @@ struct StoredDeliveryTests {
             for requestId in [nil, "c-1", String(repeating: "q", count: 70)] {
                 for close in [false, true] {
                     var fast = ByteBuffer()
-                    #expect(StoredDelivery.write(record: ByteBuffer(string: text), requestId: requestId, close: close, into: &fast))
+                    #expect(StoredDelivery.writeFast(record: ByteBuffer(string: text), requestId: requestId, close: close, into: &fast))
                     var parser = MessageParser()
                     let message = try #require(try parser.next(&fast), "\(text.debugDescription) did not parse back")
                     #expect(fast.readableBytes == 0)
@@ -81,7 +82,7 @@ struct StoredDeliveryTests {
         }
     }
 
-    @Test("records not in the serializer's form are declined, and writeAny falls back to parsing them")
+    @Test("records not in the serializer's form are declined, and write(record:) falls back to parsing them")
     func declined() throws {
         let odd = [
             "POST / HTTP/1.1\r\nmq: Q\r\ncontent-length: 9\r\n\r\nabc",  // content-length does not match the body
@@ -90,10 +91,10 @@ struct StoredDeliveryTests {
         ]
         for text in odd {
             var fast = ByteBuffer()
-            #expect(!StoredDelivery.write(record: ByteBuffer(string: text), requestId: "c", close: false, into: &fast))
+            #expect(!StoredDelivery.writeFast(record: ByteBuffer(string: text), requestId: "c", close: false, into: &fast))
             #expect(fast.readableBytes == 0)
             var any = ByteBuffer()
-            StoredDelivery.writeAny(record: ByteBuffer(string: text), requestId: "c", close: false, into: &any)
+            StoredDelivery.write(record: ByteBuffer(string: text), requestId: "c", close: false, into: &any)
             #expect(String(buffer: any) == Self.general(ByteBuffer(string: text), requestId: "c", close: false))
         }
         // An unparseable record becomes a 500 naming the problem, carrying the consume's id.
@@ -112,10 +113,10 @@ struct StoredDeliveryTests {
             wire += "content-length: 2\r\n\r\nok"
             let record = try Self.record(wire)
             var fast = ByteBuffer()
-            let planned = StoredDelivery.write(record: record, requestId: "c-9", close: false, into: &fast)
+            let planned = StoredDelivery.writeFast(record: record, requestId: "c-9", close: false, into: &fast)
             #expect(planned == (customLines + 7 <= 48), "\(customLines) custom lines")
             var any = ByteBuffer()
-            StoredDelivery.writeAny(record: record, requestId: "c-9", close: false, into: &any)
+            StoredDelivery.write(record: record, requestId: "c-9", close: false, into: &any)
             #expect(String(buffer: any) == Self.general(record, requestId: "c-9", close: false))
             if planned { #expect(String(buffer: fast) == String(buffer: any)) }
         }

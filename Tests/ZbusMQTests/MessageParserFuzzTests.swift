@@ -1,19 +1,9 @@
 import Foundation
 import NIOCore
 import Testing
-@testable import ZbusKernel
-
-/// A small, fast, seedable generator so that a failing input can be reproduced from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+@testable import ZbusProtocol
+@testable import ZbusMQ
+import ZbusTestSupport
 
 /// Generates inputs around the zbus grammar: valid messages, then mutated (bytes flipped, inserted, deleted,
 /// duplicated, cut) and fed in random chunk sizes.
@@ -54,7 +44,7 @@ enum FuzzInputs {
     }
 }
 
-@Suite("MessageParser fuzz")
+@Suite("Parsing, framing and stored delivery fuzz")
 struct MessageParserFuzzTests {
     /// Feeds `bytes` in random chunks; checks that every call makes progress or asks for more, and that whatever
     /// decodes re-encodes into something that decodes to the same message. Then checks that the connection framer
@@ -114,11 +104,11 @@ struct MessageParserFuzzTests {
         }
 
         for message in decoded {
-            let record = MessageSerializer.serialize(message, omittingCommand: true)
+            let record = MessageSerializer.serialize(message, omittingNodeHeaders: true)
             var fast = ByteBuffer()
             let requestId: String? = Bool.random(using: &rng) ? "c-\(rng.next() % 1000)" : nil
             let close = Bool.random(using: &rng)
-            #expect(StoredDelivery.write(record: record, requestId: requestId, close: close, into: &fast))
+            #expect(StoredDelivery.writeFast(record: record, requestId: requestId, close: close, into: &fast))
             var general = ByteBuffer()
             MessageSerializer.write(StoredDelivery.message(record: record, requestId: requestId, close: close), into: &general)
             #expect(fast == general, "delivery of \(String(buffer: record).debugDescription)")

@@ -20,6 +20,10 @@ public enum HeaderName {
     public static let topic = "topic"
     /// Whether a produce (or key command) wants a reply; absent means yes.
     public static let ack = "ack"
+    /// The headers that address the node a message is sent to rather than whoever the message is for (`cmd`, `ack`):
+    /// a broker that stores or forwards a message leaves them out
+    /// (``MessageSerializer/writeHead(_:into:omittingNodeHeaders:)``).
+    public static let nodeHeaders = [cmd, ack]
     /// The body charset (RPC).
     public static let encoding = "encoding"
     /// The dedupe key of a produce.

@@ -19,10 +19,10 @@ public enum MessageSerializer {
         if var body = message.body { buffer.writeBuffer(&body) }
     }
 
-    /// Serializes the whole message into a new buffer (without `cmd` and `ack` when `omittingCommand`).
-    public static func serialize(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator(), omittingCommand: Bool = false) -> ByteBuffer {
+    /// Serializes the whole message into a new buffer (without `cmd` and `ack` when `omittingNodeHeaders`).
+    public static func serialize(_ message: Message, allocator: ByteBufferAllocator = ByteBufferAllocator(), omittingNodeHeaders: Bool = false) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: estimatedHeadSize(message) + (message.body?.readableBytes ?? 0))
-        writeHead(message, into: &buffer, omittingCommand: omittingCommand)
+        writeHead(message, into: &buffer, omittingNodeHeaders: omittingNodeHeaders)
         if var body = message.body { buffer.writeBuffer(&body) }
         return buffer
     }
@@ -32,9 +32,10 @@ public enum MessageSerializer {
     /// The head is sized exactly first and then copied in with raw memory copies: one capacity check per message
     /// rather than one per fragment (this runs for every message in and out of the store and every reply).
     ///
-    /// - Parameter omittingCommand: leave out `cmd` and `ack`, which address the node, not the receiver (used when a
-    ///   produced message is stored, so the producer's message need not be copied to strip them).
-    public static func writeHead(_ message: Message, into buffer: inout ByteBuffer, omittingCommand: Bool = false) {
+    /// - Parameter omittingNodeHeaders: leave out ``HeaderName/nodeHeaders`` (`cmd`, `ack`), which address the node
+    ///   that receives the message, not whoever the message is for: a broker storing or forwarding a message leaves
+    ///   them out, so that the sender's message need not be copied to strip them.
+    public static func writeHead(_ message: Message, into buffer: inout ByteBuffer, omittingNodeHeaders: Bool = false) {
         let bodyLength = message.body?.readableBytes ?? 0
         var reason = ""
         var size = 0
@@ -48,7 +49,7 @@ public enum MessageSerializer {
         // Headers are read in place through the array's buffer: iterating the array would copy each pair out,
         // retaining and releasing both strings, for every header of every message.
         message.headers.storage.withUnsafeBufferPointer { headers in
-            for index in headers.indices where !(omittingCommand && isCommandHeader(headers[index].name)) {
+            for index in headers.indices where !(omittingNodeHeaders && isNodeHeader(headers[index].name)) {
                 size += headers[index].name.utf8.count + headers[index].value.utf8.count + 4
             }
         }
@@ -69,7 +70,7 @@ public enum MessageSerializer {
             }
             writer.append("\r\n")
             message.headers.storage.withUnsafeBufferPointer { headers in
-                for index in headers.indices where !(omittingCommand && isCommandHeader(headers[index].name)) {
+                for index in headers.indices where !(omittingNodeHeaders && isNodeHeader(headers[index].name)) {
                     writer.append(string: headers[index].name)
                     writer.append(": ")
                     writer.append(string: headers[index].value)
@@ -114,13 +115,15 @@ public enum MessageSerializer {
         }
     }
 
+    /// Whether `name` is one of ``HeaderName/nodeHeaders`` (compared on length first: most names are not).
     @inline(__always)
-    private static func isCommandHeader(_ name: String) -> Bool {
+    private static func isNodeHeader(_ name: String) -> Bool {
         name.utf8.count == 3 && (name == HeaderName.cmd || name == HeaderName.ack)
     }
 
-    @inline(__always)
-    static func decimalWidth(_ value: Int) -> Int {
+    /// The number of decimal digits of `value` (at least 1).
+    @inlinable @inline(__always)
+    public static func decimalWidth(_ value: Int) -> Int {
         var width = 1
         var remaining = value
         while remaining >= 10 {
@@ -158,28 +161,38 @@ public enum MessageSerializer {
     }
 }
 
-/// Appends bytes at a raw pointer whose room was reserved beforehand (the serializer and ``StoredDelivery`` size their
+/// Appends bytes at a raw pointer whose room was reserved beforehand (the serializer and the MQ module's delivery writer size their
 /// output first and then write it with plain memory copies, one capacity check per message).
-struct RawWriter {
-    let base: UnsafeMutableRawPointer
-    var offset = 0
+///
+/// Public and inlinable: writers of records kept in wire form (``OutgoingRecordEncoder``) in other modules use it
+/// once per header line of every message, and a `package` function is not inlined across modules.
+public struct RawWriter {
+    /// Where the reserved room starts.
+    public let base: UnsafeMutableRawPointer
+    /// Bytes written so far.
+    public var offset = 0
 
-    init(base: UnsafeMutableRawPointer) { self.base = base }
+    /// A writer at the start of the room at `base`.
+    @inlinable
+    public init(base: UnsafeMutableRawPointer) { self.base = base }
 
-    @inline(__always)
-    mutating func append(_ text: StaticString) {
+    /// Appends `text`.
+    @inlinable @inline(__always)
+    public mutating func append(_ text: StaticString) {
         (base + offset).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
         offset += text.utf8CodeUnitCount
     }
 
-    @inline(__always)
-    mutating func append(bytes: UnsafeRawBufferPointer) {
+    /// Appends `bytes`.
+    @inlinable @inline(__always)
+    public mutating func append(bytes: UnsafeRawBufferPointer) {
         if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
         offset += bytes.count
     }
 
-    @inline(__always)
-    mutating func append(string: String) {
+    /// Appends the UTF-8 bytes of `string`.
+    @inlinable @inline(__always)
+    public mutating func append(string: String) {
         // Borrowed in place when the string is contiguous UTF-8 (native and small strings always are).
         let copied: Int? = string.utf8.withContiguousStorageIfAvailable { bytes in
             if let source = bytes.baseAddress { (base + offset).copyMemory(from: source, byteCount: bytes.count) }
@@ -196,8 +209,9 @@ struct RawWriter {
         }
     }
 
-    @inline(__always)
-    mutating func appendDecimal(_ value: Int) {
+    /// Appends `value` in decimal (non-negative).
+    @inlinable @inline(__always)
+    public mutating func appendDecimal(_ value: Int) {
         let width = MessageSerializer.decimalWidth(value)
         var remaining = value
         for position in stride(from: offset + width - 1, through: offset, by: -1) {

@@ -1,8 +1,11 @@
-/// Byte-level ASCII helpers shared by the parser and ``StoredDelivery``, which both read header blocks in place.
-enum ASCIIBytes {
+/// Byte-level ASCII helpers for code that reads header blocks in place: the parser, and writers of records kept in wire
+/// form (``OutgoingRecordEncoder``). Public and inlinable because such writers live in other modules and call these
+/// for every header line: a `package` function is not inlined across modules, and as a call each costs more than
+/// the comparison it makes.
+public enum ASCIIBytes {
     /// `byte` with `A`–`Z` lower-cased.
-    @inline(__always)
-    static func lower(_ byte: UInt8) -> UInt8 {
+    @inlinable @inline(__always)
+    public static func lower(_ byte: UInt8) -> UInt8 {
         (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) ? byte | 0x20 : byte
     }
 
@@ -10,15 +13,15 @@ enum ASCIIBytes {
     ///
     /// Inlined (as is ``startsWithIgnoringCase(_:_:)``): the parser compares every header name against constants,
     /// and as calls these cost more than the comparisons they make.
-    @inline(__always)
-    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+    @inlinable @inline(__always)
+    public static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
         return startsWithIgnoringCase(bytes, lowercase)
     }
 
     /// Whether `bytes` begin with `lowercase`, in any case.
-    @inline(__always)
-    static func startsWithIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+    @inlinable @inline(__always)
+    public static func startsWithIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         let prefix = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
         guard bytes.count >= prefix.count else { return false }
         for offset in 0..<prefix.count where lower(bytes[offset]) != prefix[offset] { return false }
