@@ -208,6 +208,9 @@ let package = Package(
             dependencies: [
                 "ZbusMQ", "ZbusKernel", "ZbusTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),

@@ -378,7 +378,7 @@ final class MQBroker: Sendable {
         }
         let topics = request.topic.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         queue.consume(session: session, requestId: request.id, topics: topics, timeoutMilliseconds: timeout,
-                      closeAfterReply: request.closeRequested).send()
+                      closeAfterReply: request.closeRequested)
     }
 
     // MARK: - route

@@ -1,0 +1,31 @@
+import ZbusKernel
+
+extension MessageQueue {
+    /// The MqInfo JSON of zbus 6 (`topics` as an array). The broker view (`data`) leaves `consumerInfoList` empty.
+    func info(includeConsumers: Bool) -> JSONValue {
+        lock.withLock {
+            var list: [JSONValue] = []
+            if includeConsumers {
+                let shown: [(remoteAddress: String, topics: [String])] = isPubSub
+                    ? pubSub.subscribers.map { ($0.peer.remoteAddress, $0.topics.sorted()) }
+                    : pointToPoint.parkedPeers.map { ($0.remoteAddress, []) }
+                list = shown.map { info in
+                    .object(["remoteAddr": .string(info.remoteAddress), "status": "CONNECTED", "topics": .array(info.topics.map { .string($0) })])
+                }
+            }
+            var object: [String: JSONValue] = [
+                "name": .string(definition.name),
+                "mode": .int(Int64(definition.mode)),
+                "creator": .string(definition.creator),
+                "consumerCount": .int(Int64(consumerCountLocked)),
+                "consumerInfoList": .array(list),
+                "unconsumedMsgCount": .int(isPubSub ? Int64(pubSub.bufferedCount) : waitingCountLocked),
+                "inFlightMsgCount": .int(inFlightCountLocked),
+                "lastUpdateTime": .int(lastUpdate),
+            ]
+            if definition.maxLength > 0 { object["maxLength"] = .int(definition.maxLength) }
+            if let master = definition.masterMq { object["masterMq"] = .string(master) }
+            return .object(object)
+        }
+    }
+}
