@@ -28,9 +28,20 @@ let package = Package(
             path: "Sources/CZbusCRC32C"
         ),
         .target(
-            name: "ZbusKernel",
+            name: "ZbusStore",
             dependencies: [
                 "CZbusCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ZbusKernel",
+            dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -56,7 +67,7 @@ let package = Package(
         .target(
             name: "ZbusMQ",
             dependencies: [
-                "ZbusKernel",
+                "ZbusKernel", "ZbusStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -179,7 +190,28 @@ let package = Package(
         ),
         .testTarget(
             name: "ZbusIntegrationTests",
-            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusTestSupport"],
+            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusStore", "ZbusTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusStoreTests",
+            dependencies: [
+                "ZbusStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusMQTests",
+            dependencies: [
+                "ZbusMQ", "ZbusStore", "ZbusKernel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

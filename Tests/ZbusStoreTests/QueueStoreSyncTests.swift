@@ -3,7 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
-import ZbusKernel
+import ZbusStore
 
 @Suite("QueueStore: fsync policies and group commit")
 struct QueueStoreSyncTests {

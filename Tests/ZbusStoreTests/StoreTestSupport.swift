@@ -1,7 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import ZbusKernel
+import ZbusStore
 
 #if canImport(Glibc)
 import Glibc
@@ -202,4 +202,16 @@ func monotonicSeconds() -> Double {
 
 func mkdirPath(_ path: String) -> Int32 {
     mkdir(path, 0o755)
+}
+
+/// A small, fast, seedable generator so that a failing input can be reproduced from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }

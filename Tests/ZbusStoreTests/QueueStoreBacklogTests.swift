@@ -2,7 +2,7 @@ import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
-import ZbusKernel
+import ZbusStore
 
 #if canImport(Glibc)
 import Glibc

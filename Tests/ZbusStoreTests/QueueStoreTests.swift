@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
 import Testing
-import ZbusKernel
+import ZbusStore
 
 @Suite("QueueStore: queues, sequences, cursor, segments")
 struct QueueStoreTests {

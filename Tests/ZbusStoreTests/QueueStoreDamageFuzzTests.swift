@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
-import ZbusKernel
+import ZbusStore
 
 /// Random damage to a queue's segment files, the way a bad disk, a crash or a careless operator leaves them: bytes
 /// flipped, ranges zeroed, files cut short, garbage appended, files deleted, several at once. Whatever the damage,

@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
 import Testing
-import ZbusKernel
+import ZbusStore
 
 /// Two recovery findings: a stray segment file without records must not hide intact records, and a cut tail must say
 /// how many records it took.
