@@ -37,10 +37,21 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusStore",
+            dependencies: [
+                "CZbusCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusKernel",
             dependencies: [
                 "ZbusProtocol",
-                "CZbusCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -75,7 +86,7 @@ let package = Package(
         .target(
             name: "ZbusMQ",
             dependencies: [
-                "ZbusKernel",
+                "ZbusKernel", "ZbusStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -228,8 +239,19 @@ let package = Package(
         .testTarget(
             name: "ZbusIntegrationTests",
             // The example programs are dependencies so that SwiftPM builds them for ExamplesTests, which runs them.
-            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusTestSupport",
+            dependencies: ["zbus", "Zbus", "ZbusMQ", "ZbusStore", "ZbusTestSupport",
                            "zbus-example-producer", "zbus-example-consumer", "zbus-example-embedded"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusStoreTests",
+            dependencies: [
+                "ZbusStore", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

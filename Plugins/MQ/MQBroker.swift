@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ZbusKernel
+import ZbusStore
 
 /// The MQ table of a node and the command logic over it.
 final class MQBroker: Sendable {

@@ -1,4 +1,5 @@
 import ZbusKernel
+import ZbusStore
 
 /// What an MQ name may be, checked wherever a request names an MQ that is created, removed or missing.
 ///

@@ -1,4 +1,5 @@
 import ZbusKernel
+import ZbusStore
 
 /// The `mq` module's section of the node file.
 struct MQSettings: Sendable {

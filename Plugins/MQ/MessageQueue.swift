@@ -6,6 +6,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import ZbusKernel
+import ZbusStore
 
 /// One MQ: its definition, its stored messages, the consumers parked on it and the messages they hold.
 ///

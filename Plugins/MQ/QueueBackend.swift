@@ -1,6 +1,7 @@
 import DequeModule
 import NIOCore
 import ZbusKernel
+import ZbusStore
 
 /// A message with its position in its queue.
 struct StoredMessage: Sendable {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import ZbusMQ
 import ZbusKernel
+import ZbusStore
 import ZbusTestSupport
 
 /// The real binary with the `mq` module on `directory`'s store, run under a descriptor limit.

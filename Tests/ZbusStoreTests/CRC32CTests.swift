@@ -1,5 +1,5 @@
 import Testing
-@testable import ZbusKernel
+@testable import ZbusStore
 
 @Suite("QueueStore: CRC-32C")
 struct QueueStoreCRC32CTests {

@@ -1,8 +1,8 @@
 import Logging
 import NIOCore
 import Testing
+import ZbusStore
 import ZbusTestSupport
-import ZbusKernel
 
 /// Two recovery findings: a stray segment file without records must not hide intact records, and a cut tail must say
 /// how many records it took.

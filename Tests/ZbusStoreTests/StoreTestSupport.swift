@@ -1,7 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import ZbusKernel
+import ZbusStore
 
 #if canImport(Glibc)
 import Glibc
@@ -203,3 +203,4 @@ func monotonicSeconds() -> Double {
 func mkdirPath(_ path: String) -> Int32 {
     mkdir(path, 0o755)
 }
+

@@ -1,8 +1,7 @@
 import Foundation
 import NIOCore
 import Testing
-import ZbusTestSupport
-import ZbusKernel
+import ZbusStore
 import ZbusTestSupport
 
 /// Random damage to a queue's segment files, the way a bad disk, a crash or a careless operator leaves them: bytes

@@ -1,8 +1,8 @@
 import Logging
 import NIOCore
 import Testing
+import ZbusStore
 import ZbusTestSupport
-import ZbusKernel
 
 @Suite("QueueStore: queues, sequences, cursor, segments", .blockingIO(.light, reopensLockedFiles: true))
 struct QueueStoreTests {

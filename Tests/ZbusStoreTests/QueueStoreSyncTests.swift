@@ -3,8 +3,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
+import ZbusStore
 import ZbusTestSupport
-import ZbusKernel
 
 @Suite("QueueStore: fsync policies and group commit", .blockingIO(.heavy, reopensLockedFiles: true))
 struct QueueStoreSyncTests {

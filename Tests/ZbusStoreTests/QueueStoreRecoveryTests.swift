@@ -1,8 +1,8 @@
 import Logging
 import NIOCore
 import Testing
+import ZbusStore
 import ZbusTestSupport
-import ZbusKernel
 
 @Suite("QueueStore: recovery from torn and damaged files", .blockingIO(.light, reopensLockedFiles: true))
 struct QueueStoreRecoveryTests {

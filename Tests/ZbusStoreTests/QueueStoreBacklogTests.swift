@@ -2,8 +2,8 @@ import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
+import ZbusStore
 import ZbusTestSupport
-import ZbusKernel
 
 #if canImport(Glibc)
 import Glibc
