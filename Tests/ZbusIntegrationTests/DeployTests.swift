@@ -4,7 +4,7 @@ import ZbusTestSupport
 
 /// What `deploy/` ships: the systemd unit passes `systemd-analyze verify` without a word, and the sample node file
 /// starts a node.
-@Suite("deploy/")
+@Suite("deploy/", .blockingIO(.heavy))
 struct DeployTests {
     static let unitFile = ZbusProcess.packageRoot.appendingPathComponent("deploy/zbus.service")
     static let sampleConfig = ZbusProcess.packageRoot.appendingPathComponent("deploy/zbus.yaml")

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The `zbus` command's exit statuses (0, 1, 2, 64), as `--help` and docs/operations.md list them.
-@Suite("zbus exit codes")
+@Suite("zbus exit codes", .blockingIO(.heavy))
 struct ExitCodeTests {
     @Test("--help and run --help list every exit code")
     func helpListsExitCodes() throws {

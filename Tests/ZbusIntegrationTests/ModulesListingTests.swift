@@ -1,7 +1,7 @@
 import Testing
 import ZbusTestSupport
 
-@Suite("zbus modules")
+@Suite("zbus modules", .blockingIO(.heavy))
 struct ModulesListingTests {
     @Test("lists the shipped modules with their keys and what each contributes to the extension points, without the example module")
     func listing() throws {
