@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "ZbusProtocol", targets: ["ZbusProtocol"]),
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
+        .library(name: "ZbusInProcess", targets: ["ZbusInProcess"]),
+        .library(name: "ZbusStore", targets: ["ZbusStore"]),
         .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
         .library(name: "ZbusProxy", targets: ["ZbusProxy"]),
     ],
