@@ -1,7 +1,7 @@
 import NIOCore
-import NIOPosix
 import Testing
 import ZbusClient
+import ZbusTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -11,10 +11,7 @@ import Glibc
 struct ConnectErrorTextTests {
     @Test("a refused connect names the address and the system's reason once, without NIO's stray parenthesis")
     func refused() async throws {
-        // Bind and release a port, so that nothing listens there.
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let port = try #require(server.localAddress?.port)
-        try await server.close()
+        let port = refusingPort()
         var configuration = quickConfiguration()
         configuration.connectTimeout = .milliseconds(300)
         let client = try MessageClient(address: "127.0.0.1:\(port)", configuration: configuration)
