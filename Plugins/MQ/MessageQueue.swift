@@ -35,36 +35,8 @@ final class MessageQueue: @unchecked Sendable {
     @exclusivity(unchecked) var pubSub: PubSubDelivery<Session>
     private let sessionIndex: SessionQueueIndex?
 
-    // Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
-    // One slot per event loop that ever produced here (a handful): a linear search beats hashing, and a slot keeps
-    // its arrays' capacity from tick to tick.
-    @exclusivity(unchecked) private var pendingAppends: [PendingSlot] = []
-    @exclusivity(unchecked) private var pendingCount = 0
-
-    /// One loop's accepted produces: the messages apart from what is done once they are stored, so that the
-    /// messages go to the backend as they are, without being copied into an array of their own.
-    private struct PendingBatch {
-        var messages: [Message] = []
-        var entries: [PendingAppend] = []
-
-        init() {}
-
-        /// An empty batch with room for `capacity` messages (the size of the loop's previous batch).
-        init(reservingCapacity capacity: Int) {
-            messages.reserveCapacity(capacity)
-            entries.reserveCapacity(capacity)
-        }
-
-        var count: Int { messages.count }
-        var isEmpty: Bool { messages.isEmpty }
-    }
-
-    private struct PendingSlot {
-        let loop: ObjectIdentifier
-        var batch = PendingBatch()
-        /// Whether a flush of this slot is scheduled on its loop.
-        var scheduled = false
-    }
+    /// Produces collected during one event-loop tick, per loop, written to the store in one batch at the end of it.
+    @exclusivity(unchecked) private var appends = AppendBatcher<PendingAppend>()
 
     private struct PendingAppend {
         let key: String?
@@ -192,22 +164,8 @@ final class MessageQueue: @unchecked Sendable {
                     if let key { _ = keyFilter.remove(key, group: keyGroup) }
                     throw .full(limit: definition.maxLength)
                 }
-                let loop = ObjectIdentifier(eventLoop)
                 let entry = PendingAppend(key: key, keyGroup: keyGroup, receipt: receipt)
-                let slot: Int
-                if let index = pendingAppends.firstIndex(where: { $0.loop == loop }) {
-                    slot = index
-                } else {
-                    pendingAppends.append(PendingSlot(loop: loop))
-                    slot = pendingAppends.count - 1
-                }
-                if !pendingAppends[slot].scheduled {
-                    pendingAppends[slot].scheduled = true
-                    scheduleFlush = true
-                }
-                pendingAppends[slot].batch.messages.append(message)
-                pendingAppends[slot].batch.entries.append(entry)
-                pendingCount += 1
+                scheduleFlush = appends.append(message, entry, loop: ObjectIdentifier(eventLoop)) == .scheduleFlush
             }
             slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
         }
@@ -237,11 +195,8 @@ final class MessageQueue: @unchecked Sendable {
         let acknowledgesLater = backend.acknowledgesLater
         var failure: QueueStoreError?
         var deliveries = Deliveries()
-        let batch: PendingBatch = lock.withLock {
-            guard let slot = pendingAppends.firstIndex(where: { $0.loop == loop }) else { return PendingBatch() }
-            let batch = pendingAppends[slot].batch
-            pendingAppends[slot].batch = PendingBatch(reservingCapacity: batch.count)
-            pendingAppends[slot].scheduled = false
+        let batch: AppendBatcher<PendingAppend>.Batch = lock.withLock {
+            let batch = appends.flush(loop: loop)
             if !writeUnlocked, !batch.isEmpty { failure = write(batch, acknowledgesLater: acknowledgesLater, on: eventLoop) }
             return batch
         }
@@ -250,7 +205,7 @@ final class MessageQueue: @unchecked Sendable {
         // One clock reading for the whole batch: the MQ's last update and the time every acknowledgement carries.
         let storedAt = Clock.milliseconds()
         lock.withLock {
-            pendingCount -= batch.count
+            appends.stored(batch)
             lastUpdate = storedAt
             if failure != nil {
                 for entry in batch.entries { if let key = entry.key { _ = keyFilter.remove(key, group: entry.keyGroup) } }
@@ -272,7 +227,7 @@ final class MessageQueue: @unchecked Sendable {
     /// Hands `batch` to the store. With group commit, the acknowledgements go out once the sync that covers the batch
     /// is done: as one task on `eventLoop` (the producers' loop: a batch holds what one loop accepted) that sends them
     /// all and flushes each producer once, rather than a task and a wake-up of the loop per message.
-    private func write(_ batch: PendingBatch, acknowledgesLater: Bool, on eventLoop: any EventLoop) -> QueueStoreError? {
+    private func write(_ batch: AppendBatcher<PendingAppend>.Batch, acknowledgesLater: Bool, on eventLoop: any EventLoop) -> QueueStoreError? {
         var whenDurable: (@Sendable (Result<Void, QueueStoreError>) -> Void)? = nil
         if acknowledgesLater {
             let receipts = batch.entries.map(\.receipt)
@@ -446,7 +401,7 @@ final class MessageQueue: @unchecked Sendable {
     var inFlightCountLocked: Int64 { Int64(pointToPoint.inFlightCount) }
 
     /// Everything the MQ still holds or is about to store (what `max_length` bounds).
-    private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked + Int64(pendingCount) }
+    private var unconsumedCountLocked: Int64 { waitingCountLocked + inFlightCountLocked + Int64(appends.pendingCount) }
 }
 
 /// Wall-clock milliseconds since 1970.
