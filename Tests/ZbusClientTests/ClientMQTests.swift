@@ -186,7 +186,7 @@ struct ClientMQTests {
 
 @Suite("Client: connection errors", .blockingIO)
 struct ClientConnectionErrorTests {
-    @Test("connecting to a port nobody listens on fails with connectFailed, saying where and why")
+    @Test("connecting to a port nobody listens on fails with connectFailed, saying where and why, in one clean line")
     func connectFailed() async throws {
         let port = refusingPort()
         var configuration = quickConfiguration()
@@ -198,7 +198,12 @@ struct ClientConnectionErrorTests {
             _ = try await client.send(test)
         } throws: { error in
             guard case .connectFailed(let address, _) = error as? ZbusClientError else { return false }
-            return address == "127.0.0.1:\(port)" && "\(error)".hasPrefix("cannot connect to zbus at 127.0.0.1:\(port)")
+            // The system's reason once, without NIO's stray parenthesis before `(errno N)`.
+            let text = "\(error)"
+            return address == "127.0.0.1:\(port)"
+                && text.hasPrefix("cannot connect to zbus at 127.0.0.1:\(port): 127.0.0.1:\(port): ")
+                && text.contains("\(ErrorText.reason(errno: ECONNREFUSED)) (errno \(ECONNREFUSED)) (is the node running")
+                && !text.contains(") (errno")
         }
         await client.close()
         await #expect {
