@@ -270,3 +270,27 @@ struct TrackerProcessTests {
         }
     }
 }
+
+@Suite("Tracker and broker on one node", .blockingIO(.heavy))
+struct TrackerAndBrokerTests {
+    @Test("one node runs the tracker and the mq module together; it serves MQs and a broker reporting to it")
+    func both() throws {
+        let directories = (0..<2).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let file = try writeNodeFile("""
+            modules:
+              - module: mq
+              - module: tracker
+            """, in: directories[0], name: "both.yaml")
+        let node = try ZbusProcess(arguments: ["--config", file], directory: directories[0])
+        defer { node.cleanUp() }
+        #expect(try call(node.port, [("cmd", "create_mq"), ("mq_name", "Local"), ("mq_mode", "1")]).status == 200)
+        let broker = try startBroker(directory: directories[1], trackers: [node.port])
+        defer { broker.cleanUp() }
+        #expect(try call(broker.port, [("cmd", "create_mq"), ("mq_name", "Remote"), ("mq_mode", "1")]).status == 200)
+        let subscriber = try TrackerSubscriber(port: node.port)
+        defer { subscriber.close() }
+        #expect(try subscriber.waitForView(within: 10) { $0.keys == ["Remote@127.0.0.1:\(broker.port)"] })
+        #expect(try call(node.port, [("cmd", "produce"), ("mq", "Local"), ("ack", "1")], body: "m").status == 200)
+    }
+}
