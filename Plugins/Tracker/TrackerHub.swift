@@ -33,8 +33,12 @@ final class TrackerHub: Sendable {
 
     func serverJoin(_ request: Message, session: Session) {
         guard let server = server(of: request, session: session) else { return }
-        apply(request, session: session) { table throws(TrackerTable.Refusal) in try table.join(server: server, session: session.id) }
-        logger.info("server joined", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        let changes = apply(request, session: session) { table throws(TrackerTable.Refusal) in
+            try table.join(server: server, session: session.id)
+        }
+        if !changes.isEmpty {
+            logger.info("server joined", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        }
     }
 
     func entryUpdate(_ request: Message, session: Session) {
@@ -65,8 +69,9 @@ final class TrackerHub: Sendable {
 
     func serverLeave(_ request: Message, session: Session) {
         guard let server = server(of: request, session: session) else { return }
-        apply(request, session: session) { table in table.leave(server: server) }
-        logger.info("server left", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        if !apply(request, session: session, { table in table.leave(server: server) }).isEmpty {
+            logger.info("server left", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        }
     }
 
     /// `sub_all`: one `server_join` per server, then `pub_all` with every entry and the request's `id`; from then on,
@@ -150,17 +155,26 @@ final class TrackerHub: Sendable {
 
     // MARK: - Helpers
 
+    /// Applies `body` to the table and relays its changes, which it returns; a refusal is answered 429.
+    @discardableResult
     private func apply(_ request: Message, session: Session,
-                       _ body: (inout TrackerTable) throws(TrackerTable.Refusal) -> [TrackerTable.Change]) {
-        let refusal: TrackerTable.Refusal? = state.withLockedValue { state in
+                       _ body: (inout TrackerTable) throws(TrackerTable.Refusal) -> [TrackerTable.Change]) -> [TrackerTable.Change] {
+        let outcome: Result<[TrackerTable.Change], TrackerTable.Refusal> = state.withLockedValue { state in
             do throws(TrackerTable.Refusal) {
-                relayLocked(try body(&state.table), state: state)
-                return nil
+                let changes = try body(&state.table)
+                relayLocked(changes, state: state)
+                return .success(changes)
             } catch {
-                return error
+                return .failure(error)
             }
         }
-        if let refusal { refuse(request, session, status: 429, refusal.description) }
+        switch outcome {
+        case .success(let changes):
+            return changes
+        case .failure(let refusal):
+            refuse(request, session, status: 429, refusal.description)
+            return []
+        }
     }
 
     private func relayLocked(_ changes: [TrackerTable.Change], state: State) {
