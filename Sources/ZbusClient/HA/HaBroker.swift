@@ -99,6 +99,15 @@ public final class HaBroker: Broker {
     /// The current topology, then every change, until the iterating task stops or the broker is closed.
     public func topologyUpdates() -> AsyncStream<ClusterTopology> { watcher.updates() }
 
+    /// Calls `observer` with the current topology and then with every change, on an event loop (it must not block),
+    /// until the returned observation is cancelled or the broker is closed: for code driven by callbacks rather than
+    /// tasks, such as a service that starts workers on brokers as they join.
+    public func observeTopology(_ observer: @escaping @Sendable (ClusterTopology) -> Void) -> TopologyObservation {
+        let watcher = self.watcher
+        let token = watcher.addObserver(observer)
+        return TopologyObservation { watcher.removeObserver(token) }
+    }
+
     /// Waits until the topology satisfies `condition`, at most `timeout`.
     ///
     /// - Returns: the topology that satisfied it, or `nil` after `timeout`.
@@ -355,6 +364,16 @@ public final class HaBroker: Broker {
     private func noBroker(mq: String?, reason: String) -> ZbusClientError {
         .noBroker(mq: mq, trackers: address, reason: reason)
     }
+}
+
+/// A registration of ``HaBroker/observeTopology(_:)``; ``cancel()`` ends it.
+public struct TopologyObservation: Sendable {
+    private let onCancel: @Sendable () -> Void
+
+    init(onCancel: @escaping @Sendable () -> Void) { self.onCancel = onCancel }
+
+    /// Stops the calls (one already running finishes).
+    public func cancel() { onCancel() }
 }
 
 /// Opens each connection to a broker of the moment, picked at random: the connector behind
