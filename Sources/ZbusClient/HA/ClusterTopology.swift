@@ -3,18 +3,18 @@
 /// A value: ``HaBroker/topology`` returns the current one, ``HaBroker/topologyUpdates()`` each new one.
 public struct ClusterTopology: Sendable, Equatable, CustomStringConvertible {
     /// Broker address → entry id → entry. A broker that joined and hosts nothing yet has an empty table.
-    public private(set) var servers: [String: [String: ServerEntry]]
+    public private(set) var servers: [String: [String: TrackerEntry]]
 
     /// An empty topology: no broker known (yet).
     public init() { servers = [:] }
 
-    init(servers: [String: [String: ServerEntry]]) { self.servers = servers }
+    init(servers: [String: [String: TrackerEntry]]) { self.servers = servers }
 
     /// Every known broker, sorted.
     public var serverAddresses: [String] { servers.keys.sorted() }
 
     /// The entries of `mq`, one per broker hosting it, sorted by broker.
-    public func entries(of mq: String) -> [ServerEntry] {
+    public func entries(of mq: String) -> [TrackerEntry] {
         servers.values.compactMap { $0[mq] }.sorted { $0.server < $1.server }
     }
 
@@ -31,8 +31,8 @@ public struct ClusterTopology: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         if servers.isEmpty { return "no broker known" }
         return serverAddresses.map { server in
-            let entries = servers[server, default: [:]].values.sorted { $0.entryId < $1.entryId }
-                .map { "\($0.entryId)(\($0.unconsumedMsgCount)/\($0.consumerCount))" }
+            let entries = servers[server, default: [:]].values.sorted { $0.id < $1.id }
+                .map { "\($0.id)(\($0.unconsumedCount)/\($0.consumerCount))" }
             return "\(server): " + (entries.isEmpty ? "-" : entries.joined(separator: ", "))
         }.joined(separator: "; ")
     }

@@ -46,7 +46,7 @@ struct ServerChoice {
         for offset in 0..<candidates.count {
             let server = candidates[(start + offset) % candidates.count]
             let inFlight = local[server]?.inFlight ?? 0
-            let waiting = mq.flatMap { topology.servers[server]?[$0]?.unconsumedMsgCount } ?? 0
+            let waiting = mq.flatMap { topology.servers[server]?[$0]?.unconsumedCount } ?? 0
             if let current = best, (current.inFlight, current.waiting) <= (inFlight, waiting) { continue }
             best = (server, inFlight, waiting)
         }

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Broker address → entry id → entry: one tracker's table.
-typealias ServerTable = [String: [String: ServerEntry]]
+typealias ServerTable = [String: [String: TrackerEntry]]
 
 /// The views of every tracker and how they merge into one ``ClusterTopology``: a pure value, driven by the tracker
 /// subscriptions and tested without sockets or clocks.
@@ -57,7 +57,7 @@ struct TopologyMerge {
             }
         case .entryUpdate(let entries):
             update(tracker) { table in
-                for entry in entries { table[entry.server, default: [:]][entry.entryId] = entry }
+                for entry in entries { table[entry.server, default: [:]][entry.id] = entry }
             }
         case .serverLeave(let server):
             forEveryTable { $0.removeValue(forKey: server) }
@@ -72,7 +72,7 @@ struct TopologyMerge {
         case .snapshot(let entries):
             var view = views[tracker, default: View()]
             var fresh = view.pending ?? [:]
-            for entry in entries { fresh[entry.server, default: [:]][entry.entryId] = entry }
+            for entry in entries { fresh[entry.server, default: [:]][entry.id] = entry }
             if view.everSubscribed || !view.current.isEmpty {
                 view.previous = Self.union(view.current, now < view.previousUntil ? view.previous : nil)
                 view.previousUntil = now + settle

@@ -14,7 +14,7 @@ final class FakeTracker: Sendable {
 
     private struct State {
         var servers: [String] = []
-        var entries: [ServerEntry] = []
+        var entries: [TrackerEntry] = []
         var subscribers: [ObjectIdentifier: any Channel] = [:]
         var server: (any Channel)?
         var subscriptions = 0
@@ -34,7 +34,7 @@ final class FakeTracker: Sendable {
     var subscriptions: Int { state.withLockedValue { $0.subscriptions } }
 
     /// Replaces the table `sub_all` answers from (pushes nothing).
-    func setTable(servers: [String], entries: [ServerEntry]) {
+    func setTable(servers: [String], entries: [TrackerEntry]) {
         state.withLockedValue {
             $0.servers = servers
             $0.entries = entries
@@ -64,7 +64,7 @@ final class FakeTracker: Sendable {
     }
 
     /// Pushes `entry_update` with `entry`.
-    func pushUpdate(_ entry: ServerEntry) {
+    func pushUpdate(_ entry: TrackerEntry) {
         var message = Message(text: entry.description)
         message.cmd = "entry_update"
         push(message)
@@ -113,7 +113,7 @@ final class FakeTracker: Sendable {
             let request = unwrapInboundIn(data)
             guard request.cmd == "sub_all" else { return }
             let channel = context.channel
-            let (servers, entries) = state.withLockedValue { state -> ([String], [ServerEntry]) in
+            let (servers, entries) = state.withLockedValue { state -> ([String], [TrackerEntry]) in
                 state.subscribers[ObjectIdentifier(channel)] = channel
                 state.subscriptions += 1
                 return (state.servers, state.entries)

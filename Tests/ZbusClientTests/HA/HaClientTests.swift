@@ -9,8 +9,8 @@ import ZbusTestSupport
 /// in `HaClusterTests`.
 @Suite("HA client", .blockingIO(.heavy))
 struct HaClientTests {
-    static func entry(_ mq: String, _ server: String, consumers: Int = 0) -> ServerEntry {
-        ServerEntry(entryId: mq, server: server, mode: 1, lastUpdateTime: 1, unconsumedMsgCount: 0, consumerCount: consumers)
+    static func entry(_ mq: String, _ server: String, consumers: Int = 0, mode: Int = 1) -> TrackerEntry {
+        TrackerEntry(id: mq, server: server, mode: mode, lastUpdateTime: 1, unconsumedCount: 0, consumerCount: consumers)
     }
 
     static func haBroker(_ trackers: [FakeTracker]) -> HaBroker {
@@ -185,12 +185,8 @@ struct HaClientTests {
         // Pub/sub: each broker has its own subscriber; one publish reaches both.
         let admin = MqAdmin(broker: broker)
         try await admin.create("P", mode: .pubSub)
-        var s1Entry = Self.entry("P", s1)
-        s1Entry.mode = 2
-        var s2Entry = Self.entry("P", s2)
-        s2Entry.mode = 2
-        tracker.pushUpdate(s1Entry)
-        tracker.pushUpdate(s2Entry)
+        tracker.pushUpdate(Self.entry("P", s1, mode: 2))
+        tracker.pushUpdate(Self.entry("P", s2, mode: 2))
         #expect(await broker.waitForTopology(timeout: .seconds(5)) { $0.servers(hosting: "P").count == 2 } != nil)
         let sub1 = Consumer(broker: try SingleBroker(address: s1, configuration: quickConfiguration()), mq: "P",
                             options: .init(topic: "news", autoCreate: nil))
@@ -226,7 +222,7 @@ struct HaClientTests {
         let s2 = "127.0.0.1:\(b2.port)"
         let tracker = try await FakeTracker()
         // The tracker knows the MQ on both brokers, as it will once the service created it there.
-        tracker.setTable(servers: [s1, s2], entries: [s1, s2].map { ServerEntry(entryId: "HaCalc", server: $0, mode: 9) })
+        tracker.setTable(servers: [s1, s2], entries: [s1, s2].map { Self.entry("HaCalc", $0, mode: 9) })
         let serviceBroker = Self.haBroker([tracker])
         var processor = RpcProcessor()
         processor.module("calc") { $0.method("plus") { (a: Int, b: Int) in a + b } }
