@@ -50,7 +50,7 @@ public final class HaBroker: Broker {
     private let pool: ClientPool
 
     private struct State {
-        var brokers: [String: SingleBroker] = [:]
+        var brokers: [String: ConnectorBroker] = [:]
         var local: [String: ServerChoice.Local] = [:]
         var closed = false
     }
@@ -190,7 +190,7 @@ public final class HaBroker: Broker {
 
     /// Closes the tracker subscriptions and every broker connection.
     public func close() async {
-        let brokers = state.withLockedValue { state -> [SingleBroker] in
+        let brokers = state.withLockedValue { state -> [ConnectorBroker] in
             state.closed = true
             return Array(state.brokers.values)
         }
@@ -203,17 +203,36 @@ public final class HaBroker: Broker {
 
     /// The pooled connections to one broker (created at first use).
     ///
+    /// A pooled connection that drops marks the broker as failed at once (it is avoided like a broker whose request
+    /// failed), so that requests stop going there before the trackers report it gone; one that connects clears the
+    /// mark.
+    ///
     /// - Throws: ``ZbusClientError/invalidAddress(_:reason:)`` when a tracker named a broker that is not `HOST:PORT`;
     ///   ``ZbusClientError/clientClosed(address:)`` after ``close()``.
-    public func broker(for server: String) throws(ZbusClientError) -> SingleBroker {
+    public func broker(for server: String) throws(ZbusClientError) -> any Broker {
+        try pool(for: server)
+    }
+
+    private func pool(for server: String) throws(ZbusClientError) -> ConnectorBroker {
         let existing = state.withLockedValue { $0.closed ? nil : $0.brokers[server] }
         if let existing { return existing }
         let host = try BrokerAddress.parseSingle(server)
-        let created = state.withLockedValue { state -> SingleBroker? in
+        let state = self.state
+        let avoidFor = haConfiguration.avoidFailedServerFor.timeAmount
+        let connector = ObservedConnector(
+            inner: SocketConnector(host: host.host, port: host.port),
+            onConnected: { state.withLockedValue { $0.local[server]?.avoidUntil = nil } },
+            onLost: {
+                state.withLockedValue { state in
+                    guard !state.closed else { return }
+                    state.local[server, default: ServerChoice.Local()].avoidUntil = .now() + avoidFor
+                }
+            })
+        let created = state.withLockedValue { state -> ConnectorBroker? in
             if state.closed { return nil }
             if let existing = state.brokers[server] { return existing }
-            let broker = SingleBroker(address: host, configuration: serverConfiguration, poolSize: haConfiguration.poolSize,
-                                      eventLoopGroup: eventLoopGroup, logger: logger)
+            let broker = ConnectorBroker(connector: connector, configuration: serverConfiguration, poolSize: haConfiguration.poolSize,
+                                         eventLoopGroup: eventLoopGroup, logger: logger)
             state.brokers[server] = broker
             return broker
         }
@@ -221,9 +240,12 @@ public final class HaBroker: Broker {
         return created
     }
 
-    /// A dedicated connection to `server`, for a consumer of that broker.
+    /// A dedicated connection to `server`, for a consumer of that broker (its end marks nothing: consumers close
+    /// their connections themselves).
     func makeClient(server: String) throws(ZbusClientError) -> MessageClient {
-        try broker(for: server).makeClient(onPush: nil)
+        let host = try BrokerAddress.parseSingle(server)
+        if isClosed { throw .clientClosed(address: address) }
+        return MessageClient(address: host, configuration: serverConfiguration, eventLoopGroup: eventLoopGroup, logger: logger)
     }
 
     /// The brokers to consume `mq` from: those hosting it, or every broker while none does (a consumer that comes
@@ -259,7 +281,7 @@ public final class HaBroker: Broker {
     /// broke or went silent after the request was written) tries the next best, until
     /// ``HaConfiguration/failoverTimeout`` passes. With no broker to try, waits for the topology to name one.
     private nonisolated(nonsending) func failover(mq: String?, preferConsumers: Bool, retryAfterWrite: Bool,
-                                                  _ attempt: nonisolated(nonsending) (SingleBroker) async throws -> Message) async throws -> Message {
+                                                  _ attempt: nonisolated(nonsending) (any Broker) async throws -> Message) async throws -> Message {
         let clock = ContinuousClock()
         let deadline = clock.now + haConfiguration.failoverTimeout
         var failed: Set<String> = []
@@ -294,7 +316,7 @@ public final class HaBroker: Broker {
             }
             let outcome: Result<Message, any Error>
             do {
-                outcome = .success(try await attempt(try broker(for: server)))
+                outcome = .success(try await attempt(try pool(for: server)))
             } catch {
                 outcome = .failure(error)
             }

@@ -17,7 +17,7 @@ public struct HaConfiguration: Sendable {
     public var avoidFailedServerFor: Duration = .seconds(5)
     /// How long a connection to one broker may take. Short, so that a request sent to a broker that just died fails
     /// over quickly instead of waiting out ``ClientConfiguration/connectTimeout``.
-    public var serverConnectTimeout: Duration = .seconds(1)
+    public var serverConnectTimeout: Duration = .milliseconds(300)
     /// Connections per broker shared by requests.
     public var poolSize = 2
 

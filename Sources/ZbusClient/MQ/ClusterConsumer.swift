@@ -17,8 +17,10 @@ final class ClusterConsumer: Sendable {
     private struct State {
         /// The connections `take` uses, by broker.
         var takers: [String: ConsumerConnection] = [:]
-        /// Messages that arrived from several brokers at once; handed out by the next takes.
-        var stash: [Message] = []
+        /// The broker that delivered the last message `take` returned: asked first next time.
+        var lastDelivering: String?
+        /// Brokers whose consume failed, asked last until then.
+        var failedUntil: [String: ContinuousClock.Instant] = [:]
         /// The connections of running `start` loops, closed with the consumer.
         var loops: [ConsumerConnection] = []
         var closed = false
@@ -37,53 +39,61 @@ final class ClusterConsumer: Sendable {
         self.logger = logger
     }
 
-    /// Takes the next message from whichever broker has one first.
+    /// How long one broker is asked at a time by ``take(timeout:)`` while others may have messages.
+    static let pollSlice: Duration = .milliseconds(200)
+    /// How long a broker whose consume failed is asked last.
+    static let failedPause: Duration = .seconds(2)
+
+    /// Takes the next message from any broker hosting the MQ: the brokers are asked in turn, each for at most
+    /// ``pollSlice`` (the whole wait when there is one broker), the one that delivered last first, brokers that just
+    /// failed last.
     nonisolated(nonsending) func take(timeout: Duration) async throws -> Message? {
-        if let stashed = state.withLockedValue({ $0.stash.isEmpty ? nil : $0.stash.removeFirst() }) { return stashed }
-        let topology = await broker.watcher.firstTopology(within: broker.haConfiguration.firstTopologyTimeout)
-        let servers = broker.consumeServers(for: mq, in: topology)
-        guard !servers.isEmpty else {
-            throw ZbusClientError.noBroker(mq: mq, trackers: broker.address, reason: "no tracker has named a broker yet")
-        }
-        var connections: [(String, ConsumerConnection)] = []
-        for server in servers { connections.append((server, try taker(for: server))) }
-        if connections.count == 1 {
-            let (server, connection) = connections[0]
-            return try await connection.take(timeout: timeout).map { Self.stamped($0, server: server) }
-        }
-        // Every broker is asked at once; the first message ends the others' waits. A take that is cancelled keeps its
-        // consume outstanding for the next take, and a message that arrived anyway is kept for the next take.
-        let (messages, errors) = await withTaskGroup(of: (String, Result<Message?, any Error>).self) { group in
-            for (server, connection) in connections {
-                group.addTask {
-                    do { return (server, .success(try await connection.take(timeout: timeout))) } catch { return (server, .failure(error)) }
-                }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var lastError: (any Error)?
+        while true {
+            let topology = await broker.watcher.firstTopology(within: broker.haConfiguration.firstTopologyTimeout)
+            let servers = ordered(broker.consumeServers(for: mq, in: topology), now: clock.now)
+            guard !servers.isEmpty else {
+                throw ZbusClientError.noBroker(mq: mq, trackers: broker.address, reason: "no tracker has named a broker yet")
             }
-            var messages: [Message] = []
-            var errors: [any Error] = []
-            while let (server, result) = await group.next() {
-                switch result {
-                case .success(let message?):
-                    messages.append(Self.stamped(message, server: server))
-                    group.cancelAll()
-                case .success(nil):
-                    break
-                case .failure(let error):
-                    if !(error is CancellationError) { errors.append(error) }
+            var failures = 0
+            for server in servers {
+                let remaining = deadline - clock.now
+                let slice = servers.count == 1 ? max(.zero, remaining) : max(.zero, min(remaining, Self.pollSlice))
+                do {
+                    if let message = try await taker(for: server).take(timeout: slice) {
+                        state.withLockedValue { $0.lastDelivering = server }
+                        return Self.stamped(message, server: server)
+                    }
+                } catch let error as ZbusClientError where error.isConnectionFailure {
+                    failures += 1
+                    lastError = error
+                    let until = clock.now + Self.failedPause
+                    state.withLockedValue { $0.failedUntil[server] = until }
+                    logger.debug("a broker of the cluster failed a consume", metadata: ["server": "\(server)", "error": "\(error)"])
                 }
+                if clock.now >= deadline { break }
             }
-            return (messages, errors)
+            if clock.now >= deadline {
+                if failures == servers.count, let lastError { throw lastError }
+                return nil
+            }
+            if failures == servers.count {
+                // Every broker is down: wait a little rather than spin on refused connections.
+                try await Task.sleep(for: min(Self.pollSlice, deadline - clock.now))
+            }
         }
-        if let first = messages.first {
-            if messages.count > 1 { state.withLockedValue { $0.stash.append(contentsOf: messages.dropFirst()) } }
-            return first
-        }
-        try Task.checkCancellation()
-        if errors.count == connections.count, let error = errors.first { throw error }
-        for error in errors {
-            logger.debug("a broker of the cluster failed a consume", metadata: ["error": "\(error)"])
-        }
-        return nil
+    }
+
+    /// `servers` with the one that delivered last first and those that failed recently last.
+    private func ordered(_ servers: [String], now: ContinuousClock.Instant) -> [String] {
+        let (last, failed) = state.withLockedValue { ($0.lastDelivering, $0.failedUntil) }
+        let healthy = servers.filter { failed[$0].map { $0 <= now } ?? true }
+        let unhealthy = servers.filter { !healthy.contains($0) }
+        var result = healthy
+        if let last, let index = result.firstIndex(of: last) { result.insert(result.remove(at: index), at: 0) }
+        return result + unhealthy
     }
 
     /// Runs `concurrency` consume loops on every broker hosting the MQ, adding loops for brokers as they appear,

@@ -189,6 +189,8 @@ public final class Consumer: Sendable {
         message.id = request.id
         message.mq = request.mq ?? mq
         message.ack = false
+        // In a cluster the caller's session is on the broker that delivered the request.
+        if cluster != nil, let server = request.server { message.server = server }
         try await broker.sendOneWay(message)
     }
 
