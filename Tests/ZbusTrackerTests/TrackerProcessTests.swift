@@ -270,3 +270,54 @@ struct TrackerProcessTests {
         }
     }
 }
+
+@Suite("Tracker and broker on one node", .blockingIO(.heavy))
+struct TrackerAndBrokerTests {
+    @Test("one node runs the tracker and the mq module together; it serves MQs and a broker reporting to it")
+    func both() throws {
+        let directories = (0..<2).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let file = try writeNodeFile("""
+            modules:
+              - module: mq
+              - module: tracker
+            """, in: directories[0], name: "both.yaml")
+        let node = try ZbusProcess(arguments: ["--config", file], directory: directories[0])
+        defer { node.cleanUp() }
+        #expect(try call(node.port, [("cmd", "create_mq"), ("mq_name", "Local"), ("mq_mode", "1")]).status == 200)
+        let broker = try startBroker(directory: directories[1], trackers: [node.port])
+        defer { broker.cleanUp() }
+        #expect(try call(broker.port, [("cmd", "create_mq"), ("mq_name", "Remote"), ("mq_mode", "1")]).status == 200)
+        let subscriber = try TrackerSubscriber(port: node.port)
+        defer { subscriber.close() }
+        #expect(try subscriber.waitForView(within: 10) { $0.keys == ["Remote@127.0.0.1:\(broker.port)"] })
+        #expect(try call(node.port, [("cmd", "produce"), ("mq", "Local"), ("ack", "1")], body: "m").status == 200)
+    }
+}
+
+@Suite("Tracker reporting address", .blockingIO(.heavy))
+struct TrackerReportingAddressTests {
+    @Test("a broker reports its node.advertise address, in server_join and in every entry")
+    func advertise() throws {
+        let directories = (0..<2).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let tracker = try startTracker(directory: directories[0])
+        defer { tracker.cleanUp() }
+        let subscriber = try TrackerSubscriber(port: tracker.port)
+        defer { subscriber.close() }
+        let file = try writeNodeFile("""
+            node:
+              advertise: 10.9.8.7:15555
+            trackers: [127.0.0.1:\(tracker.port)]
+            modules:
+              - module: mq
+            """, in: directories[1], name: "broker.yaml")
+        let broker = try ZbusProcess(arguments: ["--config", file], directory: directories[1])
+        defer { broker.cleanUp() }
+        #expect(try subscriber.waitFor("server_join", within: 10)?.server == "10.9.8.7:15555")
+        #expect(try call(broker.port, [("cmd", "create_mq"), ("mq_name", "Adv"), ("mq_mode", "2")]).status == 200)
+        let update = try #require(try subscriber.waitFor("entry_update", within: 10))
+        let entry = try TrackerEntry(parsing: Substring(update.bodyString))
+        #expect(entry.id == "Adv" && entry.server == "10.9.8.7:15555" && entry.mode == 2)
+    }
+}

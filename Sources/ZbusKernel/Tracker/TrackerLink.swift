@@ -70,11 +70,15 @@ final class TrackerLink: @unchecked Sendable {
             self.refresh = nil
             guard let channel = self.channel else { return self.loop.makeSucceededVoidFuture() }
             self.channel = nil
-            if action == .leave {
-                self.logger.info("leaving the tracker")
-                channel.writeAndFlush(self.message(TrackerCommand.serverLeave, server: self.server), promise: nil)
+            guard action == .leave else {
+                channel.close(promise: nil)
+                return channel.closeFuture
             }
-            channel.close(promise: nil)
+            self.logger.info("leaving the tracker")
+            // Closed once the goodbye is written (a close right away could drop it with a partial write).
+            channel.writeAndFlush(self.message(TrackerCommand.serverLeave, server: self.server)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
             return channel.closeFuture
         }
     }
@@ -90,9 +94,7 @@ final class TrackerLink: @unchecked Sendable {
         case .announce:
             announce()
         case .retry(_, let attempt):
-            let delay = state.backoff.randomizedDelay(attempt: attempt)
-            retry = loop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000
-                                                       + delay.components.attoseconds / 1_000_000_000)) {
+            retry = loop.scheduleTask(in: state.backoff.randomizedDelay(attempt: attempt).timeAmount) {
                 self.retry = nil
                 self.perform(self.state.retryDue())
             }
