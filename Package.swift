@@ -312,6 +312,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "zbus-failover-bench",
+            dependencies: ["ZbusClient", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/FailoverBench",
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "zbus-client-bench",
             dependencies: ["ZbusClient", .product(name: "NIOPosix", package: "swift-nio")],
             path: "Benchmarks/ClientBench",

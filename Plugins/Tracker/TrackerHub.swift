@@ -6,9 +6,10 @@ import ZbusKernel
 /// The tracker's table behind a lock, with the subscribers' sessions: applies reports, answers `sub_all`, relays
 /// every change.
 ///
-/// Pushes are handed to the sessions while the lock is held, so every subscriber sees the changes in the table's
-/// order and a new subscriber's snapshot is followed by exactly the changes made after it. Handing over only queues
-/// the message on the session's event loop; a subscriber that stops reading is closed by the node once its unread
+/// Pushes are queued on the subscribers' event loops while the lock is held, always through the loop's task queue
+/// (even from that loop, where a send would otherwise be written at once, ahead of pushes other threads queued
+/// before): so every subscriber sees the changes in the table's order, and a new subscriber's snapshot is followed by
+/// exactly the changes made after it. A subscriber that stops reading is closed by the node once its unread
 /// output passes `node.limits.max_output_bytes` (logged), so it never holds memory without bound.
 final class TrackerHub: Sendable {
     let settings: TrackerSettings
@@ -84,8 +85,9 @@ final class TrackerHub: Sendable {
                 return error
             }
             state.subscribers[session.id] = session
-            for server in state.table.serverAddresses { session.send(TrackerMessages.push(.serverJoined(server))) }
-            session.send(TrackerMessages.pubAll(state.table.entries, id: request.id))
+            let answer = state.table.serverAddresses.map { TrackerMessages.push(.serverJoined($0)) }
+                + [TrackerMessages.pubAll(state.table.entries, id: request.id)]
+            Self.push(answer, to: session)
             return nil
         }
         if let refusal {
@@ -179,9 +181,14 @@ final class TrackerHub: Sendable {
 
     private func relayLocked(_ changes: [TrackerTable.Change], state: State) {
         guard !changes.isEmpty, !state.subscribers.isEmpty else { return }
-        for change in changes {
-            let message = TrackerMessages.push(change)
-            for subscriber in state.subscribers.values { subscriber.send(message) }
+        let messages = changes.map(TrackerMessages.push)
+        for subscriber in state.subscribers.values { Self.push(messages, to: subscriber) }
+    }
+
+    /// Queues `messages` on the session's loop, behind whatever was queued before (see the type's comment).
+    private static func push(_ messages: [Message], to session: Session) {
+        session.eventLoop.execute {
+            for message in messages { session.send(message) }
         }
     }
 

@@ -20,6 +20,8 @@ public enum ZbusClientError: Error, Sendable, CustomStringConvertible {
     case missingSender(id: String?)
     /// The feature is not available yet.
     case unsupported(String)
+    /// An HA broker found no broker to send to: the trackers named none (hosting the MQ), or every one failed.
+    case noBroker(mq: String?, trackers: String, reason: String)
 
     /// One line saying what failed, where, and what to do.
     public var description: String {
@@ -48,13 +50,17 @@ public enum ZbusClientError: Error, Sendable, CustomStringConvertible {
             return "cannot route a reply to message \(id.map { "'\($0)'" } ?? "without id"): it has no `sender` (route replies to messages a consumer received)"
         case .unsupported(let what):
             return what
+        case .noBroker(let mq, let trackers, let reason):
+            let target = mq.map { " for MQ '\($0)'" } ?? ""
+            return "no broker\(target) to send to via the trackers \(trackers): \(reason)"
+                + " (are the trackers and brokers running, and do the brokers list these trackers under `trackers:`?)"
         }
     }
 
     /// Whether the request certainly never reached the node (so sending it again cannot duplicate it).
     public var requestNeverSent: Bool {
         switch self {
-        case .connectFailed, .clientClosed, .invalidAddress, .duplicateRequestId, .unsupported: return true
+        case .connectFailed, .clientClosed, .invalidAddress, .duplicateRequestId, .unsupported, .noBroker: return true
         default: return false
         }
     }
@@ -62,7 +68,7 @@ public enum ZbusClientError: Error, Sendable, CustomStringConvertible {
     /// Whether the failure came from the connection (closed, unreachable or silent) rather than from the node's answer.
     public var isConnectionFailure: Bool {
         switch self {
-        case .connectFailed, .connectionClosed, .timedOut: return true
+        case .connectFailed, .connectionClosed, .timedOut, .noBroker: return true
         default: return false
         }
     }

@@ -55,21 +55,23 @@ public enum ZbusBroker {
     /// The broker for `address`.
     ///
     /// - Parameters:
-    ///   - address: `HOST:PORT` for one node. A tracker list (`h1:16666;h2:16667`) is recognised but refused until
-    ///     the HA broker exists.
+    ///   - address: `HOST:PORT` for one node (a ``SingleBroker``), or a tracker list (`h1:16666;h2:16667`, also
+    ///     with `,` or spaces, or one tracker in brackets: `[h1:16666]`) for a cluster (an ``HaBroker``).
     ///   - configuration: the settings of every connection.
-    ///   - poolSize: connections shared by requests (requests are pipelined on them, spread round-robin).
-    /// - Throws: ``ZbusClientError/invalidAddress(_:reason:)``, or ``ZbusClientError/unsupported(_:)`` for a tracker
-    ///   list.
+    ///   - poolSize: connections shared by requests (requests are pipelined on them, spread round-robin); for a
+    ///     cluster, per broker.
+    ///   - haConfiguration: for a tracker list, how the broker follows the trackers and fails over.
+    /// - Throws: ``ZbusClientError/invalidAddress(_:reason:)``.
     public static func connect(_ address: String, configuration: ClientConfiguration = ClientConfiguration(),
-                               poolSize: Int = 4, logger: Logger = Logger(label: "zbus.client")) throws(ZbusClientError) -> any Broker {
+                               poolSize: Int = 4, haConfiguration: HaConfiguration = HaConfiguration(),
+                               logger: Logger = Logger(label: "zbus.client")) throws(ZbusClientError) -> any Broker {
         switch try BrokerAddress(parsing: address) {
         case .single(let node):
             return SingleBroker(address: node, configuration: configuration, poolSize: poolSize, logger: logger)
         case .trackers(let trackers):
-            throw .unsupported(
-                "tracker lists (\(trackers.map(\.description).joined(separator: ";"))) need the HA broker, which arrives with the tracker module; "
-                    + "connect to one node (HOST:PORT) for now")
+            var haConfiguration = haConfiguration
+            haConfiguration.poolSize = max(1, min(poolSize, haConfiguration.poolSize))
+            return HaBroker(trackers: trackers, configuration: configuration, haConfiguration: haConfiguration, logger: logger)
         }
     }
 }

@@ -1,8 +1,8 @@
 /// A broker address as the zbus clients write it.
 ///
 /// - `127.0.0.1:15555`: one node (``SingleBroker``).
-/// - `h1:16666;h2:16667` (also `,` or spaces, or wrapped in `[...]`): a tracker list, for high availability. The HA
-///   broker arrives with the tracker module; until then ``ZbusBroker/connect(_:configuration:poolSize:)`` refuses it.
+/// - `h1:16666;h2:16667` (also `,` or spaces, or wrapped in `[...]`): a tracker list, for high availability
+///   (``HaBroker``).
 public enum BrokerAddress: Sendable, Equatable, CustomStringConvertible {
     /// One node.
     case single(HostAndPort)

@@ -24,6 +24,9 @@ import NIOCore
 ///   when nothing came, so no stale long-poll is ever left behind to swallow a message. If the task is cancelled while
 ///   a consume is in flight, that consume stays outstanding and its message goes to the next `take`.
 /// - **Auto-create.** A consume on an MQ that does not exist creates it (``Options/autoCreate``) and retries.
+/// - **Clusters.** On an ``HaBroker`` the consumer consumes from every broker hosting the MQ (and from brokers that
+///   start hosting it later), so no message is stranded on one broker; each delivered message carries the broker it
+///   came from in `server`, which is where ``route(_:to:)`` sends the answer.
 public final class Consumer: Sendable {
     /// How a consumer consumes.
     public struct Options: Sendable {
@@ -67,6 +70,8 @@ public final class Consumer: Sendable {
     /// The consumer's settings.
     public let options: Options
     private let primary: ConsumerConnection
+    /// For an ``HaBroker``: the connections to every broker hosting the MQ.
+    private let cluster: ClusterConsumer?
     private let logger: Logger
 
     /// Creates a consumer of `mq`; its connection opens at the first consume.
@@ -78,6 +83,7 @@ public final class Consumer: Sendable {
         logger[metadataKey: "mq"] = "\(mq)"
         self.logger = logger
         self.primary = ConsumerConnection(client: broker.makeClient(onPush: nil), mq: mq, options: options)
+        self.cluster = (broker as? HaBroker).map { ClusterConsumer(broker: $0, mq: mq, options: options, logger: logger) }
     }
 
     /// An executor that runs tasks on the event loop of this consumer's connection: a loop of ``take(timeout:)`` run
@@ -93,7 +99,8 @@ public final class Consumer: Sendable {
     /// - Throws: ``ZbusClientError/rejected(cmd:mq:status:body:)`` (403 token, 404 with auto-create off), a connection
     ///   error, or `CancellationError` (the consume in flight is kept for the next `take`).
     public nonisolated(nonsending) func take(timeout: Duration = .seconds(10)) async throws -> Message? {
-        try await primary.take(timeout: timeout)
+        if let cluster { return try await cluster.take(timeout: timeout) }
+        return try await primary.take(timeout: timeout)
     }
 
     /// Consumes with `concurrency` connections, calling `handler` for each message, until the task is cancelled or
@@ -106,6 +113,7 @@ public final class Consumer: Sendable {
     /// - Throws: ``ZbusClientError/rejected(cmd:mq:status:body:)`` when the node refuses to let this consumer consume
     ///   (400, 403: for example a wrong token); it returns normally when cancelled.
     public func start(concurrency: Int = 1, handler: @escaping @Sendable (Message, Consumer) async throws -> Void) async throws {
+        if let cluster { return try await cluster.start(concurrency: concurrency, consumer: self, handler: handler) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<max(1, concurrency) {
                 let connection = index == 0 ? primary : ConsumerConnection(client: broker.makeClient(onPush: nil), mq: mq, options: options)
@@ -128,7 +136,7 @@ public final class Consumer: Sendable {
         }
     }
 
-    private func consumeLoop(_ connection: ConsumerConnection, handler: @Sendable (Message, Consumer) async throws -> Void) async throws {
+    func consumeLoop(_ connection: ConsumerConnection, handler: @Sendable (Message, Consumer) async throws -> Void) async throws {
         var failures = 0
         while !Task.isCancelled {
             let message: Message?
@@ -181,6 +189,8 @@ public final class Consumer: Sendable {
         message.id = request.id
         message.mq = request.mq ?? mq
         message.ack = false
+        // In a cluster the caller's session is on the broker that delivered the request.
+        if cluster != nil, let server = request.server { message.server = server }
         try await broker.sendOneWay(message)
     }
 
@@ -189,7 +199,11 @@ public final class Consumer: Sendable {
     public func close() async {
         // Not cancelled with the caller: acknowledging the last message must still happen.
         let primary = self.primary
-        await Task { await primary.close() }.value
+        let cluster = self.cluster
+        await Task {
+            await primary.close()
+            await cluster?.close()
+        }.value
     }
 }
 

@@ -23,7 +23,9 @@ import ZbusKernel
 ///   request to another worker, so a caller gets its answer (at-least-once: a request whose answer was already sent
 ///   may run twice) or, when no worker is left, its own timeout.
 /// - Consumes carry a wait limit (``Configuration/pollTimeout``), so no stale long-poll is ever left on the node.
-/// - The broker may be a node over TCP (``SingleBroker``) or one embedded in this process (``InProcessBroker``).
+/// - The broker may be a node over TCP (``SingleBroker``), one embedded in this process (``InProcessBroker``), or a
+///   cluster (``HaBroker``): then the MQ is created on every broker and the workers consume from each broker hosting
+///   it, including brokers that join later, so callers reach the service through any of them.
 public final class MqRpcService: Sendable {
     /// How the service consumes.
     public struct Configuration: Sendable {
@@ -70,6 +72,14 @@ public final class MqRpcService: Sendable {
         case starting
         case running([MqRpcWorker])
         case stopped
+    }
+
+    /// For a cluster (``HaBroker``): the brokers workers were started on, and the topology observation.
+    private let cluster = NIOLockedValueBox(ClusterState())
+
+    private struct ClusterState {
+        var servers: Set<String> = []
+        var observation: TopologyObservation?
     }
 
     /// Creates a service; nothing is consumed until ``start()``.
@@ -130,6 +140,9 @@ public final class MqRpcService: Sendable {
         let workers = configuration.workers
         let settings = MqRpcWorker.Settings(mq: mq, token: configuration.token, registerToken: configuration.registerToken,
                                             pollTimeout: configuration.pollTimeout, replyGrace: .seconds(5))
+        if let ha = broker as? HaBroker {
+            return try await startClustered(ha, settings: settings)
+        }
         let running = (0..<workers).map { index in
             MqRpcWorker(settings: settings, responder: responder, client: makeWorkerClient(), name: "\(mq)-w\(index)", logger: logger)
         }
@@ -154,9 +167,66 @@ public final class MqRpcService: Sendable {
         logger.notice("the node does not count all workers as consumers yet", metadata: ["workers": "\(workers)"])
     }
 
+    /// Starts workers on every broker hosting the MQ (the create above put it on every broker) and on brokers that
+    /// host it later, and waits until the brokers known now count them as consumers.
+    private func startClustered(_ ha: HaBroker, settings: MqRpcWorker.Settings) async throws {
+        let installed = state.withLockedValue { state -> Bool in
+            guard case .starting = state else { return false }
+            state = .running([])
+            return true
+        }
+        guard installed else { return }
+        let observation = ha.observeTopology { [weak self] topology in
+            self?.startWorkers(on: topology, of: ha, settings: settings)
+        }
+        cluster.withLockedValue { $0.observation = observation }
+        if case .stopped = state.withLockedValue({ $0 }) { observation.cancel() }
+
+        let deadline = ContinuousClock.now + configuration.readyTimeout
+        let topology = await ha.waitForTopology(timeout: configuration.readyTimeout) { !$0.servers(hosting: self.mq).isEmpty }
+        let servers = topology?.servers(hosting: mq) ?? []
+        for server in servers {
+            guard let single = try? ha.broker(for: server) else { continue }
+            let admin = MqAdmin(broker: single, registerToken: configuration.registerToken)
+            while ContinuousClock.now < deadline && !Task.isCancelled {
+                if let info = try? await admin.query(mq), info.consumerCount >= configuration.workers { break }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        logger.debug("MQ-RPC service started on the cluster", metadata: ["brokers": "\(servers)", "workers": "\(configuration.workers)"])
+    }
+
+    /// Called on every topology: starts `workers` workers on each broker hosting the MQ that has none yet.
+    private func startWorkers(on topology: ClusterTopology, of ha: HaBroker, settings: MqRpcWorker.Settings) {
+        let fresh = cluster.withLockedValue { cluster -> [String] in
+            let new = topology.servers(hosting: mq).filter { !cluster.servers.contains($0) }
+            cluster.servers.formUnion(new)
+            return new
+        }
+        for server in fresh {
+            guard let address = try? HostAndPort(parsing: server) else { continue }
+            var clientConfiguration = ha.configuration
+            clientConfiguration.heartbeatInterval = nil  // the consumes keep the connection busy
+            let workers = (0..<configuration.workers).map { index in
+                MqRpcWorker(settings: settings, responder: responder,
+                            client: MessageClient(address: address, configuration: clientConfiguration, eventLoopGroup: eventLoopGroup.next(), logger: logger),
+                            name: "\(mq)@\(server)-w\(index)", logger: logger)
+            }
+            let added = state.withLockedValue { state -> Bool in
+                guard case .running(let running) = state else { return false }
+                state = .running(running + workers)
+                return true
+            }
+            guard added else { return }
+            logger.debug("MQ-RPC workers started on a broker of the cluster", metadata: ["server": "\(server)"])
+            for worker in workers { worker.start() }
+        }
+    }
+
     /// Stops the workers: a request being answered is finished and its answer routed; then each worker acknowledges
     /// the request it answered last and closes its connection. Safe to call more than once.
     public func stop() async {
+        cluster.withLockedValue { $0.observation }?.cancel()
         let running: [MqRpcWorker] = state.withLockedValue { state in
             defer { state = .stopped }
             if case .running(let workers) = state { return workers }
