@@ -140,6 +140,28 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusTrackerModule",
+            dependencies: [
+                "ZbusKernel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Plugins/Tracker",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusTrackerTests",
+            dependencies: [
+                "zbus", "Zbus", "ZbusTrackerModule", "ZbusMQ", "ZbusKernel", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusExampleAdapter",
             dependencies: [
                 "ZbusKernel", "ZbusProxy",
@@ -174,7 +196,8 @@ let package = Package(
         ),
         .target(
             name: "Zbus",
-            dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule"],
+            dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule",
+                           "ZbusTrackerModule"],
             swiftSettings: strict
         ),
         .executableTarget(

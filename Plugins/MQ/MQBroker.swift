@@ -27,7 +27,9 @@ final class MQBroker: Sendable {
     /// The bytes every MQ's dedupe keys may hold together (`max_key_bytes`).
     private let keyBudget: KeyMemoryBudget
     /// The MQs each session consumed from (see ``SessionQueueIndex``).
-    private let sessionIndex = SessionQueueIndex()
+    private let sessionIndex: SessionQueueIndex
+    /// Told when an MQ is created or removed or its consumers change (see ``MQTrackedEntries``).
+    let entryObservers = TrackedEntryObservers()
 
     private struct State {
         var store: QueueStore?
@@ -50,6 +52,7 @@ final class MQBroker: Sendable {
         self.node = node
         self.logger = logger
         self.keyBudget = KeyMemoryBudget(limit: settings.maxKeyBytes)
+        self.sessionIndex = SessionQueueIndex(observers: entryObservers)
     }
 
     // MARK: - Life cycle
@@ -231,7 +234,10 @@ final class MQBroker: Sendable {
         guard !touched.isEmpty else { return }
         // Only MQs still in the table: a removed one must not hand its messages out again.
         let queues = state.withLockedValue { state in touched.filter { state.queues[$0.name] === $0 } }
-        for queue in queues { queue.sessionClosed(session).send() }
+        for queue in queues {
+            queue.sessionClosed(session).send()
+            entryObservers.notify(.changed(queue.name))
+        }
     }
 
     private func makeQueue(_ definition: MQDefinition, durable: DurableQueue) -> MessageQueue {
@@ -412,6 +418,8 @@ final class MQBroker: Sendable {
     /// What a `create_mq` came to.
     private enum CreateOutcome {
         case created
+        /// The MQ was there already (answered as a creation, as zbus 6.3 does).
+        case existed
         case refused(status: Int, reason: String)
     }
 
@@ -438,7 +446,7 @@ final class MQBroker: Sendable {
         }
         let shown = MQNameRules.shown(name)
         let outcome: CreateOutcome = state.withLockedValue { state in
-            guard state.queues[name] == nil, state.unopened[name] == nil else { return .created }
+            guard state.queues[name] == nil, state.unopened[name] == nil else { return .existed }
             guard let store = state.store else { return .refused(status: 503, reason: "the MQ store is closed") }
             guard state.mqCount < settings.maxMqs else {
                 return .refused(status: 503, reason: "MQ limit reached: \(state.mqCount) MQs (mq.max_mqs)")
@@ -488,7 +496,8 @@ final class MQBroker: Sendable {
             }
         }
         switch outcome {
-        case .created:
+        case .created, .existed:
+            if case .created = outcome { entryObservers.notify(.changed(name)) }
             session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
         case .refused(let status, let reason) where status == 400:
             session.send(request.reply(status: status, body: reason, includeMq: false))
@@ -527,7 +536,28 @@ final class MQBroker: Sendable {
         } catch {
             logger.error("remove_mq could not delete the files", metadata: ["mq": "\(name)", "error": "\(error)"])
         }
+        entryObservers.notify(.removed(name))
         session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
+    }
+
+    // MARK: - Tracked entries
+
+    /// Every MQ as a tracker sees it; an unopened MQ reports its definition with no consumers and no count (opening
+    /// every MQ of a large store for a report would cost descriptors).
+    func trackedEntries() -> [TrackedEntry] {
+        let (queues, unopened) = state.withLockedValue { (Array($0.queues.values), Array($0.unopened.values)) }
+        return queues.map { $0.trackedEntry() } + unopened.map {
+            TrackedEntry(name: $0.name, mode: $0.mode, lastUpdateTime: $0.createdAt, unconsumedCount: 0, consumerCount: 0)
+        }
+    }
+
+    /// The MQ `name` as a tracker sees it, or `nil` when there is none.
+    func trackedEntry(named name: String) -> TrackedEntry? {
+        let (queue, definition) = state.withLockedValue { ($0.queues[name], $0.unopened[name]) }
+        if let queue { return queue.trackedEntry() }
+        return definition.map {
+            TrackedEntry(name: $0.name, mode: $0.mode, lastUpdateTime: $0.createdAt, unconsumedCount: 0, consumerCount: 0)
+        }
     }
 
     // MARK: - query_mq / data
