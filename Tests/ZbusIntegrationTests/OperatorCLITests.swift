@@ -288,6 +288,57 @@ struct OperatorCLITests {
     }
 }
 
+extension OperatorCLITests {
+    @Test("cluster shows a real tracker's view: the brokers reporting to it, their MQs and depths, and a broker that left")
+    func clusterRealTracker() async throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-cli-cluster")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let trackerFile = directory.appendingPathComponent("tracker.yaml")
+        try "node:\n  name: tracker\nmodules:\n  - module: tracker\n".write(to: trackerFile, atomically: true, encoding: .utf8)
+        let tracker = try ZbusProcess(arguments: ["--config", trackerFile.path])
+        defer { tracker.cleanUp() }
+        let brokerFile = directory.appendingPathComponent("broker.yaml")
+        try "trackers: [127.0.0.1:\(tracker.port)]\nmodules:\n  - module: mq\n".write(to: brokerFile, atomically: true, encoding: .utf8)
+        let first = try ZbusProcess(arguments: ["--config", brokerFile.path])
+        defer { first.cleanUp() }
+        let second = try ZbusProcess(arguments: ["--config", brokerFile.path])
+        defer { second.cleanUp() }
+        for (broker, count) in [(first, 2), (second, 1)] {
+            #expect(try zbus(["mq", "create", "Orders"], port: broker.port).status == 0)
+            #expect(try zbus(["produce", "Orders", "x", "--count", "\(count)"], port: broker.port).status == 0)
+        }
+        let firstAddress = "127.0.0.1:\(first.port)"
+        let secondAddress = "127.0.0.1:\(second.port)"
+
+        // The brokers report on their own schedule: read the view until it shows both.
+        var view: [String: Any] = [:]
+        let reported = try await eventually(within: 15) {
+            view = try json(try zbus(["cluster", "--json"], port: tracker.port).stdout)
+            let entries = view["entries"] as? [[String: Any]] ?? []
+            let depths = Dictionary(entries.map { ("\($0["mq"] ?? "")@\($0["server"] ?? "")", $0["depth"] as? Int ?? -1) }, uniquingKeysWith: { $1 })
+            return depths == ["Orders@\(firstAddress)": 2, "Orders@\(secondAddress)": 1]
+        }
+        #expect(reported, "\(view)")
+        let servers = try #require(view["servers"] as? [[String: Any]])
+        #expect(Set(servers.compactMap { $0["address"] as? String }) == [firstAddress, secondAddress])
+        #expect(servers.allSatisfy { $0["entries"] as? Int == 1 })
+
+        let table = try zbus(["cluster"], port: tracker.port)
+        #expect(table.status == 0, "\(table.stderr)")
+        let rows = lines(table.stdout).map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(rows.first == ["tracker", "127.0.0.1:\(tracker.port):", "2", "servers,", "2", "entries"])
+        #expect(rows.contains { Array($0.prefix(5)) == ["Orders", firstAddress, "mq", "2", "0"] })
+        #expect(rows.contains { Array($0.prefix(5)) == ["Orders", secondAddress, "mq", "1", "0"] })
+
+        #expect(second.stop() == 0)
+        let left = try await eventually(within: 10) {
+            let now = try json(try zbus(["cluster", "--json"], port: tracker.port).stdout)
+            return (now["servers"] as? [[String: Any]])?.compactMap { $0["address"] as? String } == [firstAddress]
+        }
+        #expect(left)
+    }
+}
+
 /// A loopback listener that accepts connections (the kernel completes them) and never answers.
 final class SilentListener: @unchecked Sendable {
     let port: Int

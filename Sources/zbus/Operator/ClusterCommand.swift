@@ -3,43 +3,19 @@ import Foundation
 import NIOConcurrencyHelpers
 import Zbus
 
-/// One entry of a tracker's table: which server hosts which MQ, as `entry_update` and `pub_all` carry it
-/// (`entryId \t serverAddr \t mode \t lastUpdateTime \t unconsumedMsgCount \t consumerCount`).
-struct TrackerEntry: Encodable, Equatable {
-    var mq: String
-    var server: String
-    var modeBits: Int
-    var lastUpdateMillis: Int64
-    var depth: Int64
-    var consumers: Int
-
-    /// Reads one line; `nil` when it has fewer than six tab-separated fields or a count is not a number. Fields after
-    /// the sixth are ignored, so that a tracker may add some.
-    init?(line: Substring) {
-        let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-        guard fields.count >= 6, !fields[0].isEmpty, !fields[1].isEmpty,
-            let mode = Int(fields[2].trimmingCharacters(in: .whitespaces)),
-            let updated = Int64(fields[3].trimmingCharacters(in: .whitespaces)),
-            let depth = Int64(fields[4].trimmingCharacters(in: .whitespaces)),
-            let consumers = Int(fields[5].trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return nil }
-        self.mq = String(fields[0])
-        self.server = String(fields[1])
-        self.modeBits = mode
-        self.lastUpdateMillis = updated
-        self.depth = depth
-        self.consumers = consumers
-    }
+/// One entry of a tracker's table (``TrackerEntry``, the wire form's six fields) as `cluster --json` prints it.
+struct EntryReport: Encodable {
+    let entry: TrackerEntry
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(mq, forKey: .mq)
-        try container.encode(server, forKey: .server)
-        try container.encode(ModeNames.describe(modeBits), forKey: .mode)
-        try container.encode(modeBits, forKey: .modeBits)
-        try container.encode(depth, forKey: .depth)
-        try container.encode(consumers, forKey: .consumers)
-        try container.encode(lastUpdateMillis, forKey: .lastUpdateMillis)
+        try container.encode(entry.id, forKey: .mq)
+        try container.encode(entry.server, forKey: .server)
+        try container.encode(ModeNames.describe(entry.mode), forKey: .mode)
+        try container.encode(entry.mode, forKey: .modeBits)
+        try container.encode(entry.unconsumedCount, forKey: .depth)
+        try container.encode(entry.consumerCount, forKey: .consumers)
+        try container.encode(entry.lastUpdateTime, forKey: .lastUpdateMillis)
     }
 
     private enum CodingKeys: String, CodingKey {
@@ -69,10 +45,11 @@ struct ClusterView: Encodable {
         self.tracker = tracker
         var entries: [TrackerEntry] = []
         var unreadable = 0
-        for line in table.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) where !line.allSatisfy(\.isWhitespace) {
-            if let entry = TrackerEntry(line: line) { entries.append(entry) } else { unreadable += 1 }
+        // Line by line rather than `TrackerEntry.parseLines`: one damaged line should not hide the others.
+        for line in table.split(separator: "\n") where !line.allSatisfy(\.isWhitespace) {
+            if let entry = try? TrackerEntry(parsing: line) { entries.append(entry) } else { unreadable += 1 }
         }
-        self.entries = entries.sorted { ($0.mq, $0.server) < ($1.mq, $1.server) }
+        self.entries = entries.sorted { ($0.id, $0.server) < ($1.id, $1.server) }
         self.unreadableLines = unreadable
         // A server may have entries without its join having reached the tracker yet, or joined with no entries.
         var counts: [String: Int] = [:]
@@ -85,7 +62,7 @@ struct ClusterView: Encodable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(tracker, forKey: .tracker)
         try container.encode(servers, forKey: .servers)
-        try container.encode(entries, forKey: .entries)
+        try container.encode(entries.map(EntryReport.init), forKey: .entries)
         try container.encode(unreadableLines, forKey: .unreadableLines)
     }
 
@@ -110,8 +87,8 @@ struct ClusterView: Encodable {
             ])
             for entry in entries {
                 table.append([
-                    entry.mq, entry.server, ModeNames.describe(entry.modeBits), String(entry.depth), String(entry.consumers),
-                    Shown.age(entry.lastUpdateMillis, now: now),
+                    entry.id, entry.server, ModeNames.describe(entry.mode), String(entry.unconsumedCount), String(entry.consumerCount),
+                    Shown.age(entry.lastUpdateTime, now: now),
                 ])
             }
             text += "\n" + table.render()
@@ -143,11 +120,11 @@ struct ClusterCommand: OperatorCommand {
         // before the answer completes the request.
         let joined = NIOLockedValueBox<[String]>([])
         let client = connection.broker.makeClient { push in
-            guard push.cmd == "server_join", let server = push.headers[HeaderName.server] else { return }
+            guard push.cmd == TrackerCommand.serverJoin, let server = push.headers[HeaderName.server] else { return }
             joined.withLockedValue { $0.append(server) }
         }
         var request = Message()
-        request.cmd = "sub_all"
+        request.cmd = TrackerCommand.subAll
         let reply: Message
         do {
             reply = try await client.send(request, timeout: connection.timeout)
@@ -156,7 +133,7 @@ struct ClusterCommand: OperatorCommand {
             throw .from(error, server: connection.server, request: "`sub_all`")
         }
         await client.close()
-        guard reply.cmd == "pub_all", reply.status == nil || reply.status == 200 else {
+        guard reply.cmd == TrackerCommand.pubAll, reply.status == nil || reply.status == 200 else {
             let answer = reply.status.map { "\($0) \(reply.bodyString)" } ?? "`\(reply.cmd ?? "a message without cmd")`"
             throw .notATracker(server: connection.server, answer: answer)
         }

@@ -40,7 +40,9 @@ struct TextTable {
                     parts.append(isLast ? cell : cell + padding)
                 }
             }
-            return parts.joined(separator: "  ") + "\n"
+            var text = parts.joined(separator: "  ")
+            while text.last == " " { text.removeLast() }  // an empty last cell leaves no trailing blanks
+            return text + "\n"
         }
         return ([line(columns.map(\.title))] + rows.map(line)).joined()
     }
