@@ -339,6 +339,42 @@ extension OperatorCLITests {
     }
 }
 
+extension OperatorCLITests {
+    @Test("consume --topic subscribes to a pubsub MQ: mq info lists the subscriber and its topics, a binary body comes as base64")
+    func pubSubAndBinary() async throws {
+        let node = try ZbusProcess()
+        defer { node.cleanUp() }
+        let port = node.port
+        #expect(try zbus(["mq", "create", "News", "--mode", "pubsub"], port: port).status == 0)
+        let subscriber = try CommandProcess(ZbusProcess.binaryPath, [
+            "consume", "News", "--topic", "*", "--count", "2", "--timeout", "30", "--json", "--server", "127.0.0.1:\(port)",
+        ])
+        // A pub/sub MQ hands a message only to those subscribed when it comes: wait for the subscription.
+        var info: [String: Any] = [:]
+        let subscribed = try await eventually(within: 20) {
+            info = try json(try zbus(["mq", "info", "News", "--json"], port: port).stdout)
+            return (info["mq"] as? [String: Any])?["consumers"] as? Int == 1
+        }
+        #expect(subscribed, "\(info)")
+        let consumers = try #require((info["mq"] as? [String: Any])?["consumer_list"] as? [[String: Any]])
+        #expect(consumers.map { $0["topics"] as? [String] } == [["*"]])
+        #expect(consumers.allSatisfy { $0["status"] as? String == "CONNECTED" && ($0["address"] as? String)?.hasPrefix("127.0.0.1:") == true })
+
+        #expect(try zbus(["produce", "News", "goal", "--topic", "sport"], port: port).status == 0)
+        let binary = node.directory.appendingPathComponent("binary")
+        try Data([0xFF, 0xFE, 0x00, 0x41]).write(to: binary)
+        #expect(try zbus(["produce", "News", "--file", binary.path, "--topic", "raw"], port: port).status == 0)
+
+        let result = subscriber.finish(timeout: 30)
+        #expect(result.status == 0, "\(result.stderr)")
+        let records = try lines(result.stdout).map(json)
+        #expect(records.map { $0["body"] as? String } == ["goal", nil])
+        #expect(records.map { ($0["headers"] as? [String: Any])?["topic"] as? String } == ["sport", "raw"])
+        #expect(records.last?["body_base64"] as? String == Data([0xFF, 0xFE, 0x00, 0x41]).base64EncodedString())
+        #expect(records.last?["size"] as? Int == 4)
+    }
+}
+
 /// A loopback listener that accepts connections (the kernel completes them) and never answers.
 final class SilentListener: @unchecked Sendable {
     let port: Int
