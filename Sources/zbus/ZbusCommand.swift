@@ -14,7 +14,7 @@ struct ZbusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zbus",
         abstract: "zbus node: MQ + RPC + service bus, speaking the zbus 6 protocol over HTTP/1.1 framing.",
-        discussion: exitCodes + "\n" + operatorExitCodes,
+        discussion: exitCodes + "\n\n" + operatorExitCodes,
         version: ZbusVersion.current,
         subcommands: [
             Run.self, CheckConfig.self, Modules.self, MQCommand.self, ProduceCommand.self, ConsumeCommand.self, ClusterCommand.self,
@@ -33,13 +33,13 @@ struct ZbusCommand: AsyncParsableCommand {
 
     /// The exit statuses of the operator commands (`mq`, `produce`, `consume`, `cluster`; docs/cli.md).
     static let operatorExitCodes = """
-        Exit codes of mq, produce, consume and cluster (--server HOST:PORT, 127.0.0.1:15555 by default):
+        Exit codes of mq, produce, consume and cluster (docs/cli.md):
           0   done
-          1   the server refused the request (an unknown MQ, a wrong token, 4xx/5xx) or is not what the command needs
-          3   consume: fewer messages than --count arrived within --timeout (those that did are printed)
+          1   the server refused (unknown MQ, wrong token, 4xx/5xx) or is not zbus
+          3   consume: fewer than --count messages came within --timeout
           64  command-line usage error
           66  produce --file: the file cannot be read
-          69  the server cannot be reached (connection refused, unreachable) or closed the connection
+          69  the server is unreachable (refused) or closed the connection
           75  the server did not answer within --timeout
         """
 }

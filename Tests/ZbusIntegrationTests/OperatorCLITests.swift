@@ -177,6 +177,28 @@ struct OperatorCLITests {
         #expect(result.stdout.isEmpty)
     }
 
+    @Test("a produce to an RPC MQ without consumers exits 1 with the node's own 404, not as an unknown MQ")
+    func serviceDown() throws {
+        let node = try ZbusProcess()
+        defer { node.cleanUp() }
+        #expect(try zbus(["mq", "create", "Svc", "--mode", "rpc"], port: node.port).status == 0)
+        let result = try zbus(["produce", "Svc", "call"], port: node.port)
+        #expect(result.status == 1)
+        #expect(result.stderr == "zbus: 127.0.0.1:\(node.port) refused `produce` to MQ 'Svc': 404 MQ(Svc) Service Down\n")
+    }
+
+    @Test("--help of zbus and of each operator command lists the operator exit codes")
+    func helpListsExitCodes() throws {
+        for arguments in [["--help"], ["mq", "--help"], ["mq", "list", "--help"], ["produce", "--help"], ["consume", "--help"], ["cluster", "--help"]] {
+            let help = try runCommand(ZbusProcess.binaryPath, arguments, timeout: 20)
+            #expect(help.status == 0)
+            for line in ["1   the server refused", "3   consume: fewer than --count", "66  produce --file", "69  the server is unreachable",
+                         "75  the server did not answer"] {
+                #expect(help.stdout.contains(line), "\(arguments): \(line)")
+            }
+        }
+    }
+
     @Test("mq remove --if-exists succeeds without the MQ")
     func removeIfExists() throws {
         let node = try ZbusProcess()

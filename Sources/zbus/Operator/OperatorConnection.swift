@@ -84,7 +84,8 @@ struct OperatorConnection: Sendable {
     func expectOK(_ request: Message, name: String, mq: String? = nil) async throws(OperatorError) -> Message {
         let reply = try await send(request, name: name)
         guard let status = reply.status, status != 200 else { return reply }
-        if status == 404, let mq { throw .unknownMQ(server: server, mq: mq, request: name) }
+        // `MQ(name) Not Found`; another 404 (an RPC MQ's `Service Down`: no consumer) is shown as the node said it.
+        if status == 404, let mq, reply.bodyString.hasSuffix("Not Found") { throw .unknownMQ(server: server, mq: mq, request: name) }
         throw .refused(server: server, request: name, status: status, body: reply.bodyString)
     }
 

@@ -90,7 +90,7 @@ enum OperatorError: Error, CustomStringConvertible {
         case .clientClosed:
             return .connectionLost(server: server, request: request, reason: "the client was closed")
         case .rejected(_, let mq, let status, let body):
-            if status == 404, let mq { return .unknownMQ(server: server, mq: mq, request: request) }
+            if status == 404, let mq, body.hasSuffix("Not Found") { return .unknownMQ(server: server, mq: mq, request: request) }
             return .refused(server: server, request: request, status: status, body: body)
         case .unexpectedReply(_, let reason):
             return .unexpectedAnswer(server: server, request: request, reason: reason)
