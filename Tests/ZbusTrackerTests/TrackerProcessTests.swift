@@ -101,6 +101,8 @@ struct TrackerProcessTests {
         }
 
         #expect(brokers[0].stop() == 0)
+        // The goodbye itself, not only the closed connection, told the trackers.
+        for tracker in trackers { #expect(tracker.waitForLog("server left")) }
         for subscriber in subscribers {
             let leave = try #require(try subscriber.waitFor("server_leave", within: 10))
             #expect(leave.server == servers[0])
@@ -193,6 +195,44 @@ struct TrackerProcessTests {
         #expect(try subscriber.waitForView(within: 10) { $0.servers.isEmpty })
     }
 
+    @Test("a subscriber that stops reading is closed once its unread pushes pass node.limits.max_output_bytes, and the tracker serves on")
+    func slowSubscriber() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-tracker")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try writeNodeFile("""
+            node:
+              limits:
+                max_output_bytes: 64KiB
+            modules:
+              - module: tracker
+            """, in: directory, name: "tracker.yaml")
+        let tracker = try ZbusProcess(arguments: ["--config", file], directory: directory)
+        defer { tracker.cleanUp() }
+        let stalled = try TrackerSubscriber(port: tracker.port)
+        defer { stalled.close() }
+        let reporter = try WireClient(port: tracker.port)
+        defer { reporter.close() }
+        reporter.request([("cmd", "server_join"), ("server", "10.1.2.3:15555")])
+        // Every update is relayed to the subscriber, which reads none of them.
+        let padding = String(repeating: "p", count: 200)
+        var batch = ""
+        for index in 0..<1_000 {
+            batch += "GET / HTTP/1.1\r\ncmd: entry_update\r\ncontent-length: \(padding.utf8.count + 40)\r\n\r\n"
+            let line = "Q\(padding)\t10.1.2.3:15555\t1\t\(index)\t0\t0"
+            batch += line + String(repeating: "0", count: padding.utf8.count + 40 - line.utf8.count)
+        }
+        var closed = false
+        for _ in 0..<500 where !closed {
+            #expect(reporter.send(batch))
+            closed = tracker.stderr.contains("closing a slow consumer")
+        }
+        #expect(tracker.waitForLog("closing a slow consumer", within: 10))
+        #expect(try stalled.client.readUntilClose(timeout: 30).closed)
+        let fresh = try TrackerSubscriber(port: tracker.port)
+        defer { fresh.close() }
+        #expect(fresh.view.servers == ["10.1.2.3:15555"])
+    }
+
     @Test("config/cluster: the shipped trackers and brokers pass check-config and run as a cluster on the test's own ports")
     func shippedCluster() throws {
         let cluster = ZbusProcess.packageRoot.appendingPathComponent("config/cluster")
@@ -228,5 +268,29 @@ struct TrackerProcessTests {
             defer { subscriber.close() }
             #expect(try subscriber.waitForView(within: 10) { Set($0.keys) == expected })
         }
+    }
+}
+
+@Suite("Tracker and broker on one node", .blockingIO(.heavy))
+struct TrackerAndBrokerTests {
+    @Test("one node runs the tracker and the mq module together; it serves MQs and a broker reporting to it")
+    func both() throws {
+        let directories = (0..<2).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let file = try writeNodeFile("""
+            modules:
+              - module: mq
+              - module: tracker
+            """, in: directories[0], name: "both.yaml")
+        let node = try ZbusProcess(arguments: ["--config", file], directory: directories[0])
+        defer { node.cleanUp() }
+        #expect(try call(node.port, [("cmd", "create_mq"), ("mq_name", "Local"), ("mq_mode", "1")]).status == 200)
+        let broker = try startBroker(directory: directories[1], trackers: [node.port])
+        defer { broker.cleanUp() }
+        #expect(try call(broker.port, [("cmd", "create_mq"), ("mq_name", "Remote"), ("mq_mode", "1")]).status == 200)
+        let subscriber = try TrackerSubscriber(port: node.port)
+        defer { subscriber.close() }
+        #expect(try subscriber.waitForView(within: 10) { $0.keys == ["Remote@127.0.0.1:\(broker.port)"] })
+        #expect(try call(node.port, [("cmd", "produce"), ("mq", "Local"), ("ack", "1")], body: "m").status == 200)
     }
 }

@@ -90,9 +90,7 @@ final class TrackerLink: @unchecked Sendable {
         case .announce:
             announce()
         case .retry(_, let attempt):
-            let delay = state.backoff.randomizedDelay(attempt: attempt)
-            retry = loop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000
-                                                       + delay.components.attoseconds / 1_000_000_000)) {
+            retry = loop.scheduleTask(in: state.backoff.randomizedDelay(attempt: attempt).timeAmount) {
                 self.retry = nil
                 self.perform(self.state.retryDue())
             }
