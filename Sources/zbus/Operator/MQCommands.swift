@@ -56,16 +56,19 @@ struct MQList: OperatorCommand {
             Output.text("no MQ on \(connection.server)\n")
             return
         }
-        var table = TextTable([
+        // Rates only from a node that measures them (a zbus 6.3 node does not): no column of dashes.
+        let showsRates = reports.contains { $0.produceRate != nil }
+        var columns: [TextTable.Column] = [
             .init("NAME"), .init("MODE"), .init("DEPTH", numeric: true), .init("CONSUMERS", numeric: true),
-            .init("IN FLIGHT", numeric: true), .init("LAST ACTIVITY"),
-        ])
+            .init("IN FLIGHT", numeric: true),
+        ]
+        if showsRates { columns += [.init("PRODUCE/S", numeric: true), .init("CONSUME/S", numeric: true)] }
+        var table = TextTable(columns + [.init("LAST ACTIVITY")])
         let now = Date()
         for mq in reports {
-            table.append([
-                mq.name, mq.mode, Shown.count(mq.depth), mq.opened ? String(mq.consumers) : "-", Shown.count(mq.inFlight),
-                Shown.age(mq.lastUpdateMillis, now: now),
-            ])
+            var cells = [mq.name, mq.mode, Shown.count(mq.depth), mq.opened ? String(mq.consumers) : "-", Shown.count(mq.inFlight)]
+            if showsRates { cells += [Shown.rate(mq.produceRate), Shown.rate(mq.consumeRate)] }
+            table.append(cells + [Shown.age(mq.lastUpdateMillis, now: now)])
         }
         Output.text(table.render())
         if reports.contains(where: { !$0.opened }) {
@@ -92,6 +95,12 @@ enum MQQuery {
         details.append(["depth", Shown.count(mq.depth)])
         details.append(["in flight", Shown.count(mq.inFlight)])
         details.append(["consumers", String(mq.consumers)])
+        if mq.produceRate != nil || mq.produced != nil {
+            details.append(["produce/s", Shown.rate(mq.produceRate)])
+            details.append(["consume/s", Shown.rate(mq.consumeRate)])
+            details.append(["produced", Shown.count(mq.produced)])
+            details.append(["consumed", Shown.count(mq.consumed)])
+        }
         details.append(["creator", mq.creator ?? "-"])
         details.append(["last activity", Shown.age(mq.lastUpdateMillis)])
         details.append(["max length", mq.maxLength.map { String($0) } ?? "unlimited"])

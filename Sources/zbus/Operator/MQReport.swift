@@ -34,6 +34,12 @@ struct NodeMQ: Decodable {
     var maxLength: Int64?
     var masterMq: String?
     var opened: Bool?
+    /// Messages per second over the last second, and the totals since the node started (nodes with the rate
+    /// sampler; `nil` from a zbus 6.3 node).
+    var produceRate: Double?
+    var consumeRate: Double?
+    var producedCount: Int64?
+    var consumedCount: Int64?
 }
 
 /// The node's `data` answer (zbus 6 BrokerInfo).
@@ -108,6 +114,10 @@ struct MQReport: Encodable {
     var maxLength: Int64?
     var masterMq: String?
     var opened: Bool
+    var produceRate: Double?
+    var consumeRate: Double?
+    var produced: Int64?
+    var consumed: Int64?
     /// Only `mq info` lists the consumers (`data` leaves them out).
     var consumerList: [ConsumerReport]?
 
@@ -122,6 +132,10 @@ struct MQReport: Encodable {
         maxLength = (mq.maxLength ?? 0) > 0 ? mq.maxLength : nil
         masterMq = mq.masterMq
         opened = mq.opened ?? true
+        produceRate = mq.produceRate
+        consumeRate = mq.consumeRate
+        produced = mq.producedCount
+        consumed = mq.consumedCount
         consumerList = mq.consumerInfoList.map { list in
             list.map { ConsumerReport(address: $0.remoteAddr, status: $0.status, topics: $0.topics ?? []) }
         }
@@ -142,11 +156,17 @@ struct MQReport: Encodable {
         try container.encode(maxLength, forKey: .maxLength)
         try container.encode(masterMq, forKey: .masterMq)
         try container.encode(opened, forKey: .opened)
+        try container.encode(produceRate, forKey: .produceRate)
+        try container.encode(consumeRate, forKey: .consumeRate)
+        try container.encode(produced, forKey: .produced)
+        try container.encode(consumed, forKey: .consumed)
         if let consumerList { try container.encode(consumerList, forKey: .consumerList) }
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, mode, creator, depth, consumers, opened
+        case name, mode, creator, depth, consumers, opened, produced, consumed
+        case produceRate = "produce_rate"
+        case consumeRate = "consume_rate"
         case modeBits = "mode_bits"
         case inFlight = "in_flight"
         case lastUpdateMillis = "last_update_ms"
@@ -161,6 +181,12 @@ enum Shown {
     /// A count, or `-` when the node does not know it.
     static func count<T: BinaryInteger>(_ value: T?) -> String {
         value.map { String($0) } ?? "-"
+    }
+
+    /// A rate in messages per second with one decimal, or `-` when the node does not measure it.
+    static func rate(_ value: Double?) -> String {
+        guard let value, value.isFinite else { return "-" }
+        return String((value * 10).rounded() / 10)
     }
 
     /// How long ago an epoch-milliseconds time was: `now`, `42s ago`, `5m ago`, `3h ago`, `2d ago`.
