@@ -32,6 +32,10 @@ let package = Package(
             path: "Sources/CZbusCRC32C"
         ),
         .target(
+            name: "CZbusSystem",
+            path: "Sources/CZbusSystem"
+        ),
+        .target(
             name: "ZbusProtocol",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -42,7 +46,10 @@ let package = Package(
             name: "ZbusStore",
             dependencies: [
                 "CZbusCRC32C",
+                "CZbusSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // Only for the debug check that no blocking call runs on an event loop (BlockingIOCheck).
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

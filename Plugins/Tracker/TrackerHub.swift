@@ -6,9 +6,10 @@ import ZbusKernel
 /// The tracker's table behind a lock, with the subscribers' sessions: applies reports, answers `sub_all`, relays
 /// every change.
 ///
-/// Pushes are handed to the sessions while the lock is held, so every subscriber sees the changes in the table's
-/// order and a new subscriber's snapshot is followed by exactly the changes made after it. Handing over only queues
-/// the message on the session's event loop; a subscriber that stops reading is closed by the node once its unread
+/// Pushes are queued on the subscribers' event loops while the lock is held, always through the loop's task queue
+/// (even from that loop, where a send would otherwise be written at once, ahead of pushes other threads queued
+/// before): so every subscriber sees the changes in the table's order, and a new subscriber's snapshot is followed by
+/// exactly the changes made after it. A subscriber that stops reading is closed by the node once its unread
 /// output passes `node.limits.max_output_bytes` (logged), so it never holds memory without bound.
 final class TrackerHub: Sendable {
     let settings: TrackerSettings
@@ -33,8 +34,12 @@ final class TrackerHub: Sendable {
 
     func serverJoin(_ request: Message, session: Session) {
         guard let server = server(of: request, session: session) else { return }
-        apply(request, session: session) { table throws(TrackerTable.Refusal) in try table.join(server: server, session: session.id) }
-        logger.info("server joined", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        let changes = apply(request, session: session) { table throws(TrackerTable.Refusal) in
+            try table.join(server: server, session: session.id)
+        }
+        if !changes.isEmpty {
+            logger.info("server joined", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        }
     }
 
     func entryUpdate(_ request: Message, session: Session) {
@@ -65,8 +70,9 @@ final class TrackerHub: Sendable {
 
     func serverLeave(_ request: Message, session: Session) {
         guard let server = server(of: request, session: session) else { return }
-        apply(request, session: session) { table in table.leave(server: server) }
-        logger.info("server left", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        if !apply(request, session: session, { table in table.leave(server: server) }).isEmpty {
+            logger.info("server left", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])
+        }
     }
 
     /// `sub_all`: one `server_join` per server, then `pub_all` with every entry and the request's `id`; from then on,
@@ -79,8 +85,9 @@ final class TrackerHub: Sendable {
                 return error
             }
             state.subscribers[session.id] = session
-            for server in state.table.serverAddresses { session.send(TrackerMessages.push(.serverJoined(server))) }
-            session.send(TrackerMessages.pubAll(state.table.entries, id: request.id))
+            let answer = state.table.serverAddresses.map { TrackerMessages.push(.serverJoined($0)) }
+                + [TrackerMessages.pubAll(state.table.entries, id: request.id)]
+            Self.push(answer, to: session)
             return nil
         }
         if let refusal {
@@ -150,24 +157,38 @@ final class TrackerHub: Sendable {
 
     // MARK: - Helpers
 
+    /// Applies `body` to the table and relays its changes, which it returns; a refusal is answered 429.
+    @discardableResult
     private func apply(_ request: Message, session: Session,
-                       _ body: (inout TrackerTable) throws(TrackerTable.Refusal) -> [TrackerTable.Change]) {
-        let refusal: TrackerTable.Refusal? = state.withLockedValue { state in
+                       _ body: (inout TrackerTable) throws(TrackerTable.Refusal) -> [TrackerTable.Change]) -> [TrackerTable.Change] {
+        let outcome: Result<[TrackerTable.Change], TrackerTable.Refusal> = state.withLockedValue { state in
             do throws(TrackerTable.Refusal) {
-                relayLocked(try body(&state.table), state: state)
-                return nil
+                let changes = try body(&state.table)
+                relayLocked(changes, state: state)
+                return .success(changes)
             } catch {
-                return error
+                return .failure(error)
             }
         }
-        if let refusal { refuse(request, session, status: 429, refusal.description) }
+        switch outcome {
+        case .success(let changes):
+            return changes
+        case .failure(let refusal):
+            refuse(request, session, status: 429, refusal.description)
+            return []
+        }
     }
 
     private func relayLocked(_ changes: [TrackerTable.Change], state: State) {
         guard !changes.isEmpty, !state.subscribers.isEmpty else { return }
-        for change in changes {
-            let message = TrackerMessages.push(change)
-            for subscriber in state.subscribers.values { subscriber.send(message) }
+        let messages = changes.map(TrackerMessages.push)
+        for subscriber in state.subscribers.values { Self.push(messages, to: subscriber) }
+    }
+
+    /// Queues `messages` on the session's loop, behind whatever was queued before (see the type's comment).
+    private static func push(_ messages: [Message], to session: Session) {
+        session.eventLoop.execute {
+            for message in messages { session.send(message) }
         }
     }
 

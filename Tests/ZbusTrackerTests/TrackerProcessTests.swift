@@ -294,3 +294,30 @@ struct TrackerAndBrokerTests {
         #expect(try call(node.port, [("cmd", "produce"), ("mq", "Local"), ("ack", "1")], body: "m").status == 200)
     }
 }
+
+@Suite("Tracker reporting address", .blockingIO(.heavy))
+struct TrackerReportingAddressTests {
+    @Test("a broker reports its node.advertise address, in server_join and in every entry")
+    func advertise() throws {
+        let directories = (0..<2).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let tracker = try startTracker(directory: directories[0])
+        defer { tracker.cleanUp() }
+        let subscriber = try TrackerSubscriber(port: tracker.port)
+        defer { subscriber.close() }
+        let file = try writeNodeFile("""
+            node:
+              advertise: 10.9.8.7:15555
+            trackers: [127.0.0.1:\(tracker.port)]
+            modules:
+              - module: mq
+            """, in: directories[1], name: "broker.yaml")
+        let broker = try ZbusProcess(arguments: ["--config", file], directory: directories[1])
+        defer { broker.cleanUp() }
+        #expect(try subscriber.waitFor("server_join", within: 10)?.server == "10.9.8.7:15555")
+        #expect(try call(broker.port, [("cmd", "create_mq"), ("mq_name", "Adv"), ("mq_mode", "2")]).status == 200)
+        let update = try #require(try subscriber.waitFor("entry_update", within: 10))
+        let entry = try TrackerEntry(parsing: Substring(update.bodyString))
+        #expect(entry.id == "Adv" && entry.server == "10.9.8.7:15555" && entry.mode == 2)
+    }
+}

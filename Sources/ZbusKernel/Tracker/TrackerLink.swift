@@ -70,11 +70,15 @@ final class TrackerLink: @unchecked Sendable {
             self.refresh = nil
             guard let channel = self.channel else { return self.loop.makeSucceededVoidFuture() }
             self.channel = nil
-            if action == .leave {
-                self.logger.info("leaving the tracker")
-                channel.writeAndFlush(self.message(TrackerCommand.serverLeave, server: self.server), promise: nil)
+            guard action == .leave else {
+                channel.close(promise: nil)
+                return channel.closeFuture
             }
-            channel.close(promise: nil)
+            self.logger.info("leaving the tracker")
+            // Closed once the goodbye is written (a close right away could drop it with a partial write).
+            channel.writeAndFlush(self.message(TrackerCommand.serverLeave, server: self.server)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
             return channel.closeFuture
         }
     }
