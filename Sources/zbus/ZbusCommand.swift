@@ -14,9 +14,11 @@ struct ZbusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zbus",
         abstract: "zbus node: MQ + RPC + service bus, speaking the zbus 6 protocol over HTTP/1.1 framing.",
-        discussion: exitCodes,
+        discussion: exitCodes + "\n\n" + operatorExitCodes,
         version: ZbusVersion.current,
-        subcommands: [Run.self, CheckConfig.self, Modules.self],
+        subcommands: [
+            Run.self, CheckConfig.self, Modules.self, MQCommand.self, ProduceCommand.self, ConsumeCommand.self, ClusterCommand.self,
+        ],
         defaultSubcommand: Run.self
     )
 
@@ -27,6 +29,18 @@ struct ZbusCommand: AsyncParsableCommand {
           1   start-up failure: port taken, store in use or unreadable, a module failed
           2   configuration error, one line naming the file, line, key and the rule
           64  command-line usage error: an unknown option or a missing argument
+        """
+
+    /// The exit statuses of the operator commands (`mq`, `produce`, `consume`, `cluster`; docs/cli.md).
+    static let operatorExitCodes = """
+        Exit codes of mq, produce, consume and cluster (docs/cli.md):
+          0   done
+          1   the server refused (unknown MQ, wrong token, 4xx/5xx) or is not zbus
+          3   consume: fewer than --count messages came within --timeout
+          64  command-line usage error
+          66  produce --file: the file cannot be read
+          69  the server is unreachable (refused) or closed the connection
+          75  the server did not answer within --timeout
         """
 }
 
