@@ -6,9 +6,10 @@
 @_exported import ZbusRPCModule
 @_exported import ZbusProxy
 @_exported import ZbusProxyModule
+@_exported import ZbusMonitorModule
 
 extension PluginRegistry {
-    /// The modules that ship with zbus, ready to be named in YAML: `mq`, `rpc` and `proxy`.
+    /// The modules that ship with zbus, ready to be named in YAML: `mq`, `rpc`, `proxy` and `monitor`.
     ///
     /// The example module (`example-adapter`, target `ZbusExampleAdapter`) is not among them: it is a
     /// walk-through of a custom module, and a program that wants it registers it like any of its own
@@ -18,5 +19,6 @@ extension PluginRegistry {
             .registering(MQModule.self)
             .registering(RPCModule.self)
             .registering(ProxyModule.self)
+            .registering(MonitorModule.self)
     }
 }
