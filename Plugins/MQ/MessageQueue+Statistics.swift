@@ -17,6 +17,11 @@ struct QueueSampling {
     /// An hour of one-second samples.
     static let maxCheckpoints = 3600
 
+    /// Sampling from `start` on, with every count at 0: what an MQ produces before its first sample counts in it.
+    init(start: NIODeadline = .now()) {
+        last = (start, 0, 0)
+    }
+
     /// Takes a sample: rates since the last one, and a checkpoint if the last stored sequence moved. Checkpoints below
     /// `keepFrom` (acknowledged messages, which never come back) are dropped.
     mutating func sample(now: NIODeadline, wallClock: Int64, produced: UInt64, consumed: UInt64, lastSequence: UInt64,
