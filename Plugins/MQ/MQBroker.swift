@@ -1,4 +1,5 @@
 import Atomics
+import CoreMetrics
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -63,7 +64,14 @@ final class MQBroker: Sendable {
     /// that form a cycle or an over-long chain (written before links were checked) are broken, with an error logged.
     func start(_ context: NodeContext) throws {
         let directory = node.store.hasSuffix("/") ? node.store + "mq" : node.store + "/mq"
-        let store = try QueueStore(directory: directory, fsync: settings.fsync, segmentBytes: settings.segmentBytes, logger: logger)
+        // Each sync's duration goes to the fsync latency histogram of `/metrics` (a sync takes milliseconds; recording
+        // it costs next to nothing beside it).
+        let fsyncTimer = CoreMetrics.Timer(label: "zbus_store_fsync_duration_seconds", factory: context.metricsFactory)
+        let store = try QueueStore(directory: directory, fsync: settings.fsync, segmentBytes: settings.segmentBytes, logger: logger,
+                                   onSync: { duration in
+                                       let (seconds, attoseconds) = duration.components
+                                       fsyncTimer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                                   })
         var definitions: [String: MQDefinition] = [:]
         for name in store.queueNames() {
             do {

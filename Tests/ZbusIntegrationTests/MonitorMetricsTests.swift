@@ -78,6 +78,9 @@ struct MonitorMetricsTests {
         #expect(metrics.types["zbus_mq_produced_messages"] == "counter")
         #expect(metrics.types["zbus_mq_depth"] == "gauge")
         #expect(metrics.samples["zbus_node_store_bytes{}"] != nil)
+        #expect((metrics.samples["zbus_node_received_bytes_total{}"] ?? 0) > 0)
+        #expect((metrics.samples["zbus_node_sent_bytes_total{}"] ?? 0) > 0)
+        #expect(metrics.types["zbus_store_fsync_duration_seconds"] == "histogram")
 
         // The consumer's connection closes: what it held is redelivered, and the next scrape counts it.
         consumer.close()
@@ -97,6 +100,31 @@ struct MonitorMetricsTests {
             return condition(parsed)
         }
         return last.flatMap { condition($0) ? $0 : nil }
+    }
+
+    @Test("/metrics counts RPC calls by service and outcome, with their latency")
+    func rpcCallsAreCounted() async throws {
+        let node = try MonitoredNode(moreModules: """
+          - module: rpc
+            services:
+              - { service: calc, mq: Calc, workers: 1 }
+        """)
+        defer { node.cleanUp() }
+        let client = try node.process.connect()
+        defer { client.close() }
+        // The worker may not consume yet (404 Service Down, which never reaches the service): ask until it answers.
+        var answer: Message?
+        #expect(try await eventually(within: 30) {
+            answer = try node.get("/Calc/calc/plus?params=1,2", on: client)
+            return answer?.status == 200
+        }, "\(answer?.bodyString ?? "no answer")")
+        let failed = try node.get("/Calc/calc/divide?params=1,0", on: client)
+        #expect(failed.status == 500)
+        let metrics = try Self.parse(try node.get("/metrics", on: client).bodyString)
+        #expect(metrics.samples[#"zbus_rpc_calls_total{outcome="ok",service="calc"}"#] == 1)
+        #expect(metrics.samples[#"zbus_rpc_calls_total{outcome="error",service="calc"}"#] == 1)
+        #expect(metrics.samples[#"zbus_rpc_call_duration_seconds_count{service="calc"}"#] == 2)
+        #expect(metrics.types["zbus_rpc_call_duration_seconds"] == "histogram")
     }
 
     @Test("/health answers 200 while serving and 503 once a graceful stop began, until the node stops")

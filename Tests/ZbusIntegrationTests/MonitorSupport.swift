@@ -7,8 +7,9 @@ import ZbusTestSupport
 struct MonitoredNode {
     let process: ZbusProcess
 
-    /// Starts a node loading `mq` and `monitor` (with `monitorKeys` in its section).
-    init(monitorKeys: String = "") throws {
+    /// Starts a node loading `mq` and `monitor` (with `monitorKeys` in its section), then `moreModules` (YAML list
+    /// items, indented as under `modules:`).
+    init(monitorKeys: String = "", moreModules: String = "") throws {
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-monitor")
         let config = directory.appendingPathComponent("node.yaml")
         try """
@@ -18,6 +19,7 @@ struct MonitoredNode {
           - module: mq
           - module: monitor
         \(monitorKeys.isEmpty ? "" : "    " + monitorKeys)
+        \(moreModules)
         """.write(to: config, atomically: true, encoding: .utf8)
         process = try ZbusProcess(arguments: ["--config", config.path], directory: directory)
     }

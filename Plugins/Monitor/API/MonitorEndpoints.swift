@@ -41,11 +41,17 @@ enum MonitorEndpoints {
                 session.send(reply(request, body: detail.jsonText, type: "application/json"))
             }),
             (metrics, ClosureCommandHandler { request, session in
-                let node = state.node
-                let text = exporter.exposition(
-                    statistics: node?.queues?.queueStatistics() ?? [], connections: node?.sessions.count ?? 0,
-                    storeBytes: state.storeBytes, uptimeSeconds: state.uptimeSeconds)
-                session.send(reply(request, body: text, type: "text/plain; version=0.0.4; charset=utf-8"))
+                guard let node = state.node else {
+                    return session.send(reply(request, status: 503, body: "the node is starting", type: "text/plain"))
+                }
+                // Each open connection's byte counts are read on its own event loop; the answer goes once all are in.
+                node.sessions.traffic(on: session.eventLoop).whenComplete { result in
+                    let text = exporter.exposition(
+                        statistics: node.queues?.queueStatistics() ?? [], connections: node.sessions.count,
+                        traffic: (try? result.get()) ?? SessionTraffic(), storeBytes: state.storeBytes,
+                        uptimeSeconds: state.uptimeSeconds)
+                    session.send(reply(request, body: text, type: "text/plain; version=0.0.4; charset=utf-8"))
+                }
             }),
             (health, ClosureCommandHandler { request, session in
                 // Load balancers and supervisors read the status; people read the body.

@@ -36,7 +36,8 @@ final class MetricsExporter: Sendable {
     }
 
     /// Brings the MQ and node metrics up to date with `statistics` and the node's counts, then writes everything out.
-    func exposition(statistics: [QueueStatistics], connections: Int, storeBytes: Int64, uptimeSeconds: Double) -> String {
+    func exposition(statistics: [QueueStatistics], connections: Int, traffic: SessionTraffic, storeBytes: Int64,
+                    uptimeSeconds: Double) -> String {
         let factory = self.factory
         scrape.withLockedValue { state in
             var seen: Set<String> = []
@@ -59,6 +60,7 @@ final class MetricsExporter: Sendable {
             node.storeBytes.record(storeBytes)
             node.uptime.record(uptimeSeconds)
             node.queues.record(statistics.count)
+            node.update(traffic)
         }
         return registry.emitToString()
     }
@@ -76,6 +78,8 @@ enum MetricNames {
     static let storeBytes = "zbus_node_store_bytes"
     static let uptime = "zbus_node_uptime_seconds"
     static let queues = "zbus_node_mqs"
+    static let received = "zbus_node_received_bytes_total"
+    static let sent = "zbus_node_sent_bytes_total"
     static let fsyncDuration = "zbus_store_fsync_duration_seconds"
 }
 
@@ -126,14 +130,33 @@ final class QueueMetrics: @unchecked Sendable {
     }
 }
 
-/// The node-wide gauges set at each scrape.
-final class NodeMetrics: Sendable {
+/// The node-wide metrics set at each scrape.
+final class NodeMetrics: @unchecked Sendable {
     let connections: CoreMetrics.Gauge
     let storeBytes: CoreMetrics.Gauge
     let uptime: CoreMetrics.Gauge
     let queues: CoreMetrics.Gauge
+    private let received: CoreMetrics.Counter
+    private let sent: CoreMetrics.Counter
+    /// The traffic counted so far (guarded by the exporter's lock).
+    private var counted = SessionTraffic()
+
+    /// Moves the byte counters up to `traffic`; a reading below the last (a session counted twice as it closed, the
+    /// last time) moves nothing.
+    func update(_ traffic: SessionTraffic) {
+        if traffic.read > counted.read {
+            received.increment(by: traffic.read - counted.read)
+            counted.read = traffic.read
+        }
+        if traffic.written > counted.written {
+            sent.increment(by: traffic.written - counted.written)
+            counted.written = traffic.written
+        }
+    }
 
     init(factory: any MetricsFactory) {
+        received = CoreMetrics.Counter(label: MetricNames.received, factory: factory)
+        sent = CoreMetrics.Counter(label: MetricNames.sent, factory: factory)
         connections = CoreMetrics.Gauge(label: MetricNames.connections, factory: factory)
         storeBytes = CoreMetrics.Gauge(label: MetricNames.storeBytes, factory: factory)
         uptime = CoreMetrics.Gauge(label: MetricNames.uptime, factory: factory)
