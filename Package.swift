@@ -34,6 +34,10 @@ let package = Package(
             path: "Sources/CZbusCRC32C"
         ),
         .target(
+            name: "CZbusSystem",
+            path: "Sources/CZbusSystem"
+        ),
+        .target(
             name: "ZbusProtocol",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -44,7 +48,10 @@ let package = Package(
             name: "ZbusStore",
             dependencies: [
                 "CZbusCRC32C",
+                "CZbusSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // Only for the debug check that no blocking call runs on an event loop (BlockingIOCheck).
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -146,6 +153,28 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "ZbusTrackerModule",
+            dependencies: [
+                "ZbusKernel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Plugins/Tracker",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZbusTrackerTests",
+            dependencies: [
+                "zbus", "Zbus", "ZbusTrackerModule", "ZbusMQ", "ZbusKernel", "ZbusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "ZbusExampleAdapter",
             dependencies: [
                 "ZbusKernel", "ZbusProxy",
@@ -195,7 +224,7 @@ let package = Package(
         .target(
             name: "Zbus",
             dependencies: ["ZbusKernel", "ZbusClient", "ZbusInProcess", "ZbusMQ", "ZbusRPC", "ZbusRPCModule", "ZbusProxy", "ZbusProxyModule",
-                           "ZbusMonitorModule"],
+                           "ZbusMonitorModule", "ZbusTrackerModule"],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -28,7 +28,9 @@ final class MQBroker: Sendable {
     /// The bytes every MQ's dedupe keys may hold together (`max_key_bytes`).
     private let keyBudget: KeyMemoryBudget
     /// The MQs each session consumed from (see ``SessionQueueIndex``).
-    private let sessionIndex = SessionQueueIndex()
+    private let sessionIndex: SessionQueueIndex
+    /// Told when an MQ is created or removed or its consumers change (see ``MQTrackedEntries``).
+    let entryObservers = TrackedEntryObservers()
 
     private struct State {
         var store: QueueStore?
@@ -53,6 +55,7 @@ final class MQBroker: Sendable {
         self.node = node
         self.logger = logger
         self.keyBudget = KeyMemoryBudget(limit: settings.maxKeyBytes)
+        self.sessionIndex = SessionQueueIndex(observers: entryObservers)
     }
 
     // MARK: - Life cycle
@@ -170,41 +173,115 @@ final class MQBroker: Sendable {
         case refused(status: Int, reason: String)
     }
 
-    /// Opens the unopened MQ `name` (first use after a start that left it closed). Only a request whose MQ is not
-    /// in the lookup table comes here, so the produce and consume paths pay nothing for it.
-    private func wake(_ name: String) -> Wake {
-        state.withLockedValue { state -> Wake in
-            if let queue = state.queues[name] { return .opened(queue) }  // another thread opened it meanwhile
-            guard state.unopened[name] != nil else { return .missing }
-            if let refusal = DescriptorBudget.refusal(opening: unopenedGroup(of: name, in: state).count) {
-                return .refused(status: 503, reason: refusal)
+    /// MQs whose files were opened, not yet in the table.
+    private struct OpenedMQs: Sendable {
+        let store: QueueStore
+        let members: [(name: String, definition: MQDefinition, durable: DurableQueue)]
+    }
+
+    /// What opening an unopened MQ came to.
+    private enum Opening {
+        case done(Wake)
+        case opened(OpenedMQs)
+    }
+
+    /// Opens the files of the unopened MQ `name` and its unopened slaves (first use after a start that left it
+    /// closed). Runs on the store's I/O thread (opening files may wait for the disk); the state lock is not held
+    /// while the files open, so event loops that take it are never held up by the disk. ``install(_:for:)`` then
+    /// puts them in the table.
+    private func openUnopened(_ name: String) -> Opening {
+        enum Plan {
+            case done(Wake)
+            case open(QueueStore, [(name: String, definition: MQDefinition)])
+        }
+        let plan = state.withLockedValue { state -> Plan in
+            if let queue = state.queues[name] { return .done(.opened(queue)) }  // opened meanwhile
+            guard state.unopened[name] != nil else { return .done(.missing) }
+            let group = unopenedGroup(of: name, in: state)
+            if let refusal = DescriptorBudget.refusal(opening: group.count) { return .done(.refused(status: 503, reason: refusal)) }
+            guard let store = state.store else { return .done(.refused(status: 503, reason: "the MQ store is closed")) }
+            return .open(store, group.compactMap { member in state.unopened[member].map { (member, $0) } })
+        }
+        switch plan {
+        case .done(let wake):
+            return .done(wake)
+        case .open(let store, let members):
+            var opened: [(name: String, definition: MQDefinition, durable: DurableQueue)] = []
+            for member in members {
+                do throws(QueueStoreError) {
+                    opened.append((member.name, member.definition, try store.open(name: member.name, metadata: nil)))
+                } catch {
+                    logger.error("MQ could not be opened", metadata: ["mq": "\(MQNameRules.shown(member.name))", "error": "\(error)"])
+                    // A slave that cannot be opened misses copies until it opens, which its own first use retries.
+                    if member.name == name { return .done(.refused(status: Self.status(of: error), reason: "\(error)")) }
+                }
             }
-            do throws(QueueStoreError) {
-                let queue = try openLocked(name, state: &state)
+            return .opened(OpenedMQs(store: store, members: opened))
+        }
+    }
+
+    /// Puts MQs opened by ``openUnopened(_:)`` in the table (those still unopened: another request may have put
+    /// them there first) and links them to their open masters and slaves.
+    private func install(_ opened: OpenedMQs, for name: String) -> Wake {
+        state.withLockedValue { state -> Wake in
+            guard state.store === opened.store else { return .refused(status: 503, reason: "the MQ store is closed") }
+            var installed: Set<String> = []
+            for entry in opened.members where state.unopened[entry.name] != nil {
+                state.queues[entry.name] = makeQueue(entry.definition, durable: entry.durable)
+                state.unopened[entry.name] = nil
+                installed.insert(entry.name)
+            }
+            if !installed.isEmpty {
+                attachLinks(of: installed, state: state)
                 publish(state.queues)
-                return .opened(queue)
-            } catch {
-                logger.error("MQ could not be opened", metadata: ["mq": "\(MQNameRules.shown(name))", "error": "\(error)"])
-                return .refused(status: Self.status(of: error), reason: "\(error)")
+            }
+            return state.queues[name].map { .opened($0) } ?? .missing
+        }
+    }
+
+    /// Opens the unopened MQ `name` on the store's I/O thread, then, on `eventLoop`, puts it in the table and calls
+    /// `then` with the outcome. Installing on the requester's loop keeps one connection's requests in order: a later
+    /// request of the same connection either finds the MQ unopened too (and is queued behind this one) or comes
+    /// after `then` has run.
+    private func open(_ name: String, store: QueueStore, on eventLoop: any EventLoop,
+                      then: @escaping @Sendable (Wake) -> Void) {
+        store.execute { [self] in
+            switch openUnopened(name) {
+            case .done(let wake):
+                eventLoop.execute { then(wake) }
+            case .opened(let opened):
+                eventLoop.execute { then(self.install(opened, for: name)) }
             }
         }
     }
 
-    /// The MQ a request names when it is not in the lookup table: opened now if it is an unopened one; otherwise
-    /// the reply (404, 400 for a name no MQ can have, 503 when it cannot be opened now) is sent and `nil` returned.
+    /// The MQ a request names when it is not in the lookup table. An unopened MQ of the store is opened on the store's
+    /// I/O thread and the request is then run again by `retry` on its session's event loop (in the order the
+    /// requests came: opens are done one at a time, and each retry is queued on the loop once its MQ is open);
+    /// otherwise the reply (404, 400 for a name no MQ can have, 503 when it cannot be opened now) is sent. Returns
+    /// `nil` in both cases: the caller stops there.
     @inline(never)
-    private func lookUpSlowly(_ name: String?, _ request: Message, _ session: Session) -> MessageQueue? {
+    private func lookUpSlowly(_ name: String?, _ request: Message, _ session: Session,
+                              retry: @escaping @Sendable () -> Void) -> MessageQueue? {
         guard let name else {
             session.send(Self.notFound(request, name: nil))
             return nil
         }
-        switch wake(name) {
-        case .opened(let queue):
-            return queue
-        case .missing:
+        let (found, store) = state.withLockedValue { state in (state.queues[name], state.unopened[name] != nil ? state.store : nil) }
+        if let found { return found }
+        guard let store else {
             session.send(Self.notFound(request, name: name))
-        case .refused(let status, let reason):
-            session.send(request.reply(status: status, body: "MQ(\(MQNameRules.shown(name))) cannot be opened now: \(reason)", includeMq: false))
+            return nil
+        }
+        open(name, store: store, on: session.eventLoop) { wake in
+            switch wake {
+            case .opened:
+                retry()
+            case .missing:
+                session.send(Self.notFound(request, name: name))
+            case .refused(let status, let reason):
+                session.send(request.reply(status: status, body: "MQ(\(MQNameRules.shown(name))) cannot be opened now: \(reason)", includeMq: false))
+            }
         }
         return nil
     }
@@ -247,7 +324,10 @@ final class MQBroker: Sendable {
         guard !touched.isEmpty else { return }
         // Only MQs still in the table: a removed one must not hand its messages out again.
         let queues = state.withLockedValue { state in touched.filter { state.queues[$0.name] === $0 } }
-        for queue in queues { queue.sessionClosed(session).send() }
+        for queue in queues {
+            queue.sessionClosed(session).send()
+            entryObservers.notify(.changed(queue.name))
+        }
     }
 
     private func makeQueue(_ definition: MQDefinition, durable: DurableQueue) -> MessageQueue {
@@ -315,7 +395,8 @@ final class MQBroker: Sendable {
     func produce(_ request: Message, session: Session) {
         // Each header is looked up once (a lookup is a scan of the header block), and `key_group` only with a `key`.
         let mq = request.mq
-        guard let queue = queue(named: mq) ?? lookUpSlowly(mq, request, session) else { return }
+        guard let queue = queue(named: mq) ?? lookUpSlowly(mq, request, session, retry: { self.produce(request, session: session) })
+        else { return }
         guard (request.token ?? "") == queue.accessToken else {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
@@ -354,12 +435,16 @@ final class MQBroker: Sendable {
     func urlCall(_ request: Message, session: Session) {
         let found: MessageQueue?
         if let name = request.mq {
-            if let queue = queue(named: name) {
-                found = queue
-            } else if case .opened(let queue) = wake(name) {
-                found = queue
-            } else {
-                found = nil
+            found = queue(named: name)
+            if found == nil, let store = state.withLockedValue({ $0.unopened[name] != nil ? $0.store : nil }) {
+                // An unopened MQ of the store: opened on the store's thread, then the call is run again.
+                return open(name, store: store, on: session.eventLoop) { wake in
+                    if case .opened = wake {
+                        self.urlCall(request, session: session)
+                    } else {
+                        session.send(request.reply(status: 400, body: "Bad format: command(null) not support", includeMq: false))
+                    }
+                }
             }
         } else {
             found = nil
@@ -381,7 +466,9 @@ final class MQBroker: Sendable {
     // MARK: - consume
 
     func consume(_ request: Message, session: Session) {
-        guard let queue = queue(named: request.mq) ?? lookUpSlowly(request.mq, request, session) else { return }
+        guard let queue = queue(named: request.mq)
+            ?? lookUpSlowly(request.mq, request, session, retry: { self.consume(request, session: session) })
+        else { return }
         guard (request.token ?? "") == queue.accessToken else {
             return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
         }
@@ -428,6 +515,8 @@ final class MQBroker: Sendable {
     /// What a `create_mq` came to.
     private enum CreateOutcome {
         case created
+        /// The MQ was there already (answered as a creation, as zbus 6.3 does).
+        case existed
         case refused(status: Int, reason: String)
     }
 
@@ -453,23 +542,52 @@ final class MQBroker: Sendable {
             maxLength = value
         }
         let shown = MQNameRules.shown(name)
-        let outcome: CreateOutcome = state.withLockedValue { state in
-            guard state.queues[name] == nil, state.unopened[name] == nil else { return .created }
-            guard let store = state.store else { return .refused(status: 503, reason: "the MQ store is closed") }
-            guard state.mqCount < settings.maxMqs else {
-                return .refused(status: 503, reason: "MQ limit reached: \(state.mqCount) MQs (mq.max_mqs)")
+        guard let store = state.withLockedValue({ $0.store }) else {
+            return session.send(request.reply(status: 503, body: "MQ(\(shown)) could not be created: the MQ store is closed", includeMq: false))
+        }
+        // Creating files and syncing directories waits for the disk: done on the store's I/O thread, where creates
+        // and removes also run one at a time, in the order they came.
+        let creator = request.remoteAddr ?? session.remoteAddress
+        store.execute { [self, maxLength] in
+            let outcome = create(name, mode: mode == 0 ? MQMode.mq.rawValue : mode, maxLength: maxLength,
+                                 creator: creator, request: request, store: store)
+            switch outcome {
+            case .created, .existed:
+                if case .created = outcome { entryObservers.notify(.changed(name)) }
+                session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
+            case .refused(let status, let reason) where status == 400:
+                session.send(request.reply(status: status, body: reason, includeMq: false))
+            case .refused(let status, let reason):
+                session.send(request.reply(status: status, body: "MQ(\(shown)) could not be created: \(reason)", includeMq: false))
             }
-            var definition = MQDefinition(name: name, mode: mode == 0 ? MQMode.mq.rawValue : mode,
-                                          accessToken: request.headers[HeaderName.accessToken] ?? "",
-                                          creator: request.remoteAddr ?? session.remoteAddress,
-                                          masterMq: nil, maxLength: maxLength, createdAt: Clock.milliseconds())
+        }
+    }
+
+    /// The body of `create_mq`, on the store's I/O thread. The state lock is held only to check and to install, not
+    /// while files are created.
+    private func create(_ name: String, mode: Int, maxLength: Int64, creator: String, request: Message,
+                        store: QueueStore) -> CreateOutcome {
+        let shown = MQNameRules.shown(name)
+        enum Plan {
+            case done(CreateOutcome)
+            case create(MQDefinition, masterToOpen: String?)
+        }
+        let plan = state.withLockedValue { state -> Plan in
+            guard state.queues[name] == nil, state.unopened[name] == nil else { return .done(.existed) }
+            guard state.store === store else { return .done(.refused(status: 503, reason: "the MQ store is closed")) }
+            guard state.mqCount < settings.maxMqs else {
+                return .done(.refused(status: 503, reason: "MQ limit reached: \(state.mqCount) MQs (mq.max_mqs)"))
+            }
+            var definition = MQDefinition(name: name, mode: mode, accessToken: request.headers[HeaderName.accessToken] ?? "",
+                                          creator: creator, masterMq: nil, maxLength: maxLength,
+                                          createdAt: Clock.milliseconds())
             var masterToOpen: String?
             if let masterName = request.headers[HeaderName.masterMq],
                 let master = state.queues[masterName]?.currentDefinition ?? state.unopened[masterName]
             {
                 if master.accessToken == (request.headers[HeaderName.masterToken] ?? "") {
                     if let problem = state.links.problem(linking: name, to: masterName, maxDepth: settings.maxMasterDepth) {
-                        return .refused(status: 400, reason: "Bad format: \(problem)")
+                        return .done(.refused(status: 400, reason: "Bad format: \(problem)"))
                     }
                     definition.masterMq = masterName
                     if state.unopened[masterName] != nil { masterToOpen = masterName }
@@ -481,35 +599,41 @@ final class MQBroker: Sendable {
             // never fails half-way for want of one).
             let opening = 1 + (masterToOpen.map { unopenedGroup(of: $0, in: state).count } ?? 0)
             if let refusal = DescriptorBudget.refusal(opening: opening) {
-                return .refused(status: 503, reason: refusal)
+                return .done(.refused(status: 503, reason: refusal))
             }
-            do throws(QueueStoreError) {
-                if let masterToOpen { _ = try openLocked(masterToOpen, state: &state) }
-                let metadata: [UInt8]
-                do {
-                    metadata = Array(try JSONEncoder().encode(definition))
-                } catch {
-                    return .refused(status: 500, reason: "its definition could not be encoded: \(error)")
-                }
-                let durable = try store.open(name: name, metadata: metadata)
-                state.queues[name] = makeQueue(definition, durable: durable)
-                if let master = definition.masterMq { state.links.link(name, to: master) }
-                attachLinks(of: [name], state: state)
-                publish(state.queues)
-                return .created
-            } catch {
-                publish(state.queues)  // a master opened before the failure stays open
-                logger.error("create_mq failed", metadata: ["mq": "\(shown)", "error": "\(error)"])
-                return .refused(status: Self.status(of: error), reason: "\(error)")
+            return .create(definition, masterToOpen: masterToOpen)
+        }
+        guard case .create(let definition, let masterToOpen) = plan else {
+            if case .done(let outcome) = plan { return outcome }
+            return .created
+        }
+        if let masterToOpen {
+            switch openUnopened(masterToOpen) {
+            case .opened(let opened): _ = install(opened, for: masterToOpen)
+            case .done(.refused(let status, let reason)): return .refused(status: status, reason: reason)
+            case .done: break
             }
         }
-        switch outcome {
-        case .created:
-            session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
-        case .refused(let status, let reason) where status == 400:
-            session.send(request.reply(status: status, body: reason, includeMq: false))
-        case .refused(let status, let reason):
-            session.send(request.reply(status: status, body: "MQ(\(shown)) could not be created: \(reason)", includeMq: false))
+        let metadata: [UInt8]
+        do {
+            metadata = Array(try JSONEncoder().encode(definition))
+        } catch {
+            return .refused(status: 500, reason: "its definition could not be encoded: \(error)")
+        }
+        let durable: DurableQueue
+        do throws(QueueStoreError) {
+            durable = try store.open(name: name, metadata: metadata)
+        } catch {
+            logger.error("create_mq failed", metadata: ["mq": "\(shown)", "error": "\(error)"])
+            return .refused(status: Self.status(of: error), reason: "\(error)")
+        }
+        return state.withLockedValue { state -> CreateOutcome in
+            guard state.store === store else { return .refused(status: 503, reason: "the MQ store is closed") }
+            state.queues[name] = makeQueue(definition, durable: durable)
+            if let master = definition.masterMq { state.links.link(name, to: master) }
+            attachLinks(of: [name], state: state)
+            publish(state.queues)
+            return .created
         }
     }
 
@@ -523,6 +647,15 @@ final class MQBroker: Sendable {
         if let problem = MQNameRules.problem(name) {
             return session.send(Self.badFormat(request, "\(problem): '\(MQNameRules.shown(name))'"))
         }
+        guard let store = state.withLockedValue({ $0.store }) else {
+            return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
+        }
+        // Deleting files waits for the disk: done on the store's I/O thread, in order with creates.
+        store.execute { [self] in remove(name, request: request, session: session) }
+    }
+
+    /// The body of `remove_mq`, on the store's I/O thread.
+    private func remove(_ name: String, request: Message, session: Session) {
         let removed: (MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)? = state.withLockedValue { state in
             let queue = state.queues.removeValue(forKey: name)
             guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return nil }
@@ -543,14 +676,37 @@ final class MQBroker: Sendable {
         } catch {
             logger.error("remove_mq could not delete the files", metadata: ["mq": "\(name)", "error": "\(error)"])
         }
+        entryObservers.notify(.removed(name))
         session.send(request.reply(status: 200, body: Self.timeBody(), includeMq: false))
+    }
+
+    // MARK: - Tracked entries
+
+    /// Every MQ as a tracker sees it; an unopened MQ reports its definition with no consumers and no count (opening
+    /// every MQ of a large store for a report would cost descriptors).
+    func trackedEntries() -> [TrackedEntry] {
+        let (queues, unopened) = state.withLockedValue { (Array($0.queues.values), Array($0.unopened.values)) }
+        return queues.map { $0.trackedEntry() } + unopened.map {
+            TrackedEntry(name: $0.name, mode: $0.mode, lastUpdateTime: $0.createdAt, unconsumedCount: 0, consumerCount: 0)
+        }
+    }
+
+    /// The MQ `name` as a tracker sees it, or `nil` when there is none.
+    func trackedEntry(named name: String) -> TrackedEntry? {
+        let (queue, definition) = state.withLockedValue { ($0.queues[name], $0.unopened[name]) }
+        if let queue { return queue.trackedEntry() }
+        return definition.map {
+            TrackedEntry(name: $0.name, mode: $0.mode, lastUpdateTime: $0.createdAt, unconsumedCount: 0, consumerCount: 0)
+        }
     }
 
     // MARK: - query_mq / data
 
     func queryMQ(_ request: Message, session: Session) {
         guard let name = request.mq else { return data(request, session: session) }
-        guard let queue = queue(named: name) ?? lookUpSlowly(name, request, session) else { return }
+        guard let queue = queue(named: name)
+            ?? lookUpSlowly(name, request, session, retry: { self.queryMQ(request, session: session) })
+        else { return }
         session.send(json(request, queue.info(includeConsumers: true)))
     }
 
@@ -662,11 +818,14 @@ final class MQBroker: Sendable {
 
     /// Runs `body` on the MQ's key filter; a nil count means the key group limit refused the command (answered
     /// whether or not an acknowledgement was asked for, as every refusal is).
-    private func keyCommand(_ request: Message, session: Session, _ body: (inout KeyFilter, String?, String) -> Int?) {
+    private func keyCommand(_ request: Message, session: Session,
+                            _ body: @escaping @Sendable (inout KeyFilter, String?, String) -> Int?) {
         guard registerTokenValid(request) else {
             return session.send(request.reply(status: 403, body: "register_token mismatch"))
         }
-        guard let queue = queue(named: request.mq) ?? lookUpSlowly(request.mq, request, session) else { return }
+        guard let queue = queue(named: request.mq)
+            ?? lookUpSlowly(request.mq, request, session, retry: { self.keyCommand(request, session: session, body) })
+        else { return }
         let group = request.keyGroup ?? ""
         let (count, refusal) = queue.withKeyFilter { filter -> (Int?, String) in
             guard let count = body(&filter, request.key, group) else {

@@ -41,6 +41,7 @@ public final class MQModule: PluginModule {
         for (command, handler) in commands { contributions.add(handler, named: command, to: .commands) }
         contributions.add(handler { $0.urlCall($1, session: $2) }, to: .defaultRoute)
         contributions.add(MQStatisticsSource(broker: broker), to: .queueStatistics)
+        contributions.add(MQTrackedEntries(broker: broker), named: "mq", to: .trackedEntries)
     }
 
     public func start(_ context: NodeContext) async throws {

@@ -33,4 +33,13 @@ extension MessageQueue {
             return .object(object)
         }
     }
+
+    /// The MQ as trackers see it (`entry_update`): mode, waiting messages and consumers.
+    func trackedEntry() -> TrackedEntry {
+        lock.withLock {
+            TrackedEntry(name: definition.name, mode: definition.mode, lastUpdateTime: lastUpdate,
+                         unconsumedCount: isPubSub ? Int64(pubSub.bufferedCount) : waitingCountLocked,
+                         consumerCount: consumerCountLocked)
+        }
+    }
 }

@@ -99,6 +99,18 @@ final class MessageQueue: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "mq"] = "\(definition.name)"
         self.logger = logger
+        durableQueue?.setReadableHandler { [weak self] in self?.storeBecameReadable() }
+    }
+
+    /// Records the store could not read without waiting for the disk are in memory now (told from the store's I/O
+    /// thread): hand them to the consumers waiting.
+    private func storeBecameReadable() {
+        var deliveries = Deliveries()
+        lock.withLock {
+            guard !isPubSub else { return }
+            dispatchLocked(into: &deliveries)
+        }
+        deliveries.send()
     }
 
     /// What one MQ may hold (from the `mq` section of the node file).

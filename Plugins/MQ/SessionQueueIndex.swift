@@ -8,10 +8,18 @@ import ZbusKernel
 /// first consumes from an MQ (once per session and MQ, not per consume) and taken when the session closes.
 final class SessionQueueIndex: Sendable {
     private let entries = NIOLockedValueBox<[ObjectIdentifier: [MessageQueue]]>([:])
+    /// Told of each new consumer (tracker reporting): this is the one place a consumer arrives, once per session and
+    /// MQ, so the consume path itself pays nothing for it.
+    private let observers: TrackedEntryObservers?
+
+    init(observers: TrackedEntryObservers? = nil) {
+        self.observers = observers
+    }
 
     /// Notes that `session` now has a consumer in `queue`.
     func note(_ session: Session, consumesFrom queue: MessageQueue) {
         entries.withLockedValue { $0[ObjectIdentifier(session), default: []].append(queue) }
+        observers?.notify(.changed(queue.name))
     }
 
     /// The MQs `session` consumed from, forgotten here.

@@ -24,6 +24,11 @@ struct MonitoredNode {
         process = try ZbusProcess(arguments: ["--config", config.path], directory: directory)
     }
 
+    /// Wraps a node started otherwise.
+    init(process: ZbusProcess) {
+        self.process = process
+    }
+
     func cleanUp() { process.cleanUp() }
 
     /// Creates a plain MQ.

@@ -2,9 +2,10 @@ import Logging
 
 /// Routes each inbound message to the handler of its `cmd`, on the connection's event loop, in arrival order.
 ///
-/// Before dispatch it stamps `sender`, `server` and `remote-addr` (overwriting what the client sent) and, when the
-/// message has no `cmd` header, fills `cmd` and `mq` from the URL (`/?cmd=test`, `/Q?cmd=query_mq`). A message that
-/// still names no command goes to the default route (``ExtensionPoint/defaultRoute``), if a module claimed it.
+/// Before dispatch it stamps `sender`, `server` and `remote-addr` (overwriting what the client sent, except the `server`
+/// of a tracker report, which names the reporting node) and, when the message has no `cmd` header, fills `cmd` and
+/// `mq` from the URL (`/?cmd=test`, `/Q?cmd=query_mq`). A message that still names no command goes to the default
+/// route (``ExtensionPoint/defaultRoute``), if a module claimed it.
 public final class CommandDispatcher: Sendable {
     private let handlers: [String: any CommandHandler]
     private let defaultRoute: (any CommandHandler)?
@@ -40,7 +41,10 @@ public final class CommandDispatcher: Sendable {
     public func dispatch(_ message: Message, session: Session) {
         var message = message
         message.headers.set(lowercased: HeaderName.sender, session.id)
-        message.headers.set(lowercased: HeaderName.server, serverAddress)
+        // A tracker report names its reporter in `server` (as the decoder's stamp keeps it).
+        if message.server == nil || !(message.cmd.map(TrackerCommand.reports.contains) ?? false) {
+            message.headers.set(lowercased: HeaderName.server, serverAddress)
+        }
         message.headers.set(lowercased: HeaderName.remoteAddr, session.remoteAddress)
         dispatch(stamped: message, session: session)
     }

@@ -194,13 +194,21 @@ public final class Node: Service, Sendable {
                 throw NodeError.moduleStartFailed(module: type(of: module).name, reason: ErrorText.describe(error))
             }
         }
-        // Graceful shutdown reaches the services in reverse order: a module stops before the modules it needs.
-        let moduleServices = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: modules.map { module in
-                .init(service: ModuleService(module: module), successTerminationBehavior: .ignore,
-                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: type(of: module).name)
-            },
-            logger: logger))
+        // Graceful shutdown reaches the services in reverse order: a module stops before the modules it needs, and
+        // tracker reporting (last) says goodbye before any module stops.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = modules.map { module in
+            .init(service: ModuleService(module: module), successTerminationBehavior: .ignore,
+                  failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: type(of: module).name)
+        }
+        if !config.trackers.isEmpty {
+            let reporter = TrackerReporter(
+                trackers: config.trackers, server: advertised,
+                sources: contributions.values(of: .trackedEntries).sorted { $0.key < $1.key }.map(\.value),
+                group: group, limits: limits, logger: logger)
+            services.append(.init(service: reporter, successTerminationBehavior: .ignore,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "tracker reporting"))
+        }
+        let moduleServices = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
         try await serverChannel.setOption(.autoRead, value: true).get()
         let logger = self.logger
         state.withLockedValue {

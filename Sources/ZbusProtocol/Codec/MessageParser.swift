@@ -171,6 +171,7 @@ public struct MessageParser: Sendable {
         // Set only by a `transfer-encoding` header (rare), judged once the whole block is read: together with a
         // `content-length` it is refused whichever of the two came first.
         var transferEncoding: String? = nil
+        var peerServer: String? = nil
         var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
         // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`). While the
         // block is short (no `index`) every one is noted, so an empty slot also says the name has not come yet: the
@@ -228,7 +229,13 @@ public struct MessageParser: Sendable {
                 continue
             case .expect:
                 if ASCIIBytes.equalsIgnoringCase(rawValue, "100-continue") { expectContinue = true }
-            case .sender, .server, .remoteAddr:
+            case .server:
+                // Kept aside: a tracker report names its reporter here (see `stampedServer`).
+                if stamp != nil {
+                    peerServer = String(decoding: rawValue, as: UTF8.self)
+                    continue
+                }
+            case .sender, .remoteAddr:
                 if stamp != nil { continue }
             case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
                 break
@@ -270,7 +277,7 @@ public struct MessageParser: Sendable {
             noteSlot(.sender, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.sender, value: stamp.sender)
             noteSlot(.server, at: message.headers.count)
-            message.headers.appendUnchecked(name: HeaderName.server, value: stamp.server)
+            message.headers.appendUnchecked(name: HeaderName.server, value: Self.stampedServer(stamp, peerServer: peerServer, headers: message.headers))
             noteSlot(.remoteAddr, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.remoteAddr, value: stamp.remoteAddress)
         }
@@ -279,6 +286,15 @@ public struct MessageParser: Sendable {
         message.headers.isIndexed = indexable
         message.closeRequested = isHTTP10 ? !connectionKeepAlive : connectionClose
         return consume message
+    }
+
+    /// The `server` stamped on a message: the node's address, except on a tracker report (``TrackerCommand/reports``),
+    /// where the peer's own `server` names the reporting node and is kept (zbus 6.3 trackers read it there).
+    static func stampedServer(_ stamp: InboundStamp, peerServer: String?, headers: Headers) -> String {
+        guard let peerServer, let cmd = headers.value(lowercased: HeaderName.cmd), TrackerCommand.reports.contains(cmd) else {
+            return stamp.server
+        }
+        return peerServer
     }
 
     private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (StartLine, isHTTP10: Bool) {

@@ -80,8 +80,13 @@ final class ReadBuffer {
     private var source: StoreFile?
     private var start: Int64 = 0
     private var count = 0
+    /// Reads only from the page cache when on an event loop, throwing ``QueueStoreError/notCached(path:offset:)``
+    /// rather than waiting for the device (see ``BlockingIOCheck``).
+    private let cachedOnEventLoops: Bool
 
-    init() {}
+    init(cachedOnEventLoops: Bool = false) {
+        self.cachedOnEventLoops = cachedOnEventLoops
+    }
 
     deinit { storage?.deallocate() }
 
@@ -105,7 +110,13 @@ final class ReadBuffer {
         }
         let storage = storage!
         source = nil
-        let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: storage[0..<want]), at: offset)
+        let target = UnsafeMutableRawBufferPointer(rebasing: storage[0..<want])
+        let got: Int
+        if cachedOnEventLoops {
+            got = try file.readWithoutWaitingOnEventLoops(into: target, at: offset)
+        } else {
+            got = try file.read(into: target, at: offset)
+        }
         source = file
         start = offset
         count = got

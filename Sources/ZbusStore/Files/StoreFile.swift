@@ -1,3 +1,4 @@
+import CZbusSystem
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
@@ -46,6 +47,7 @@ final class StoreFile: Sendable {
     }
 
     private static func open(_ path: String, flags: CInt) throws(QueueStoreError) -> StoreFile {
+        BlockingIOCheck.check("open \(path)")
         while true {
             let descriptor = posixOpen(path, flags, 0o644)
             if descriptor >= 0 { return StoreFile(descriptor: descriptor, path: path) }
@@ -98,6 +100,7 @@ final class StoreFile: Sendable {
 
     /// Reads up to `buffer.count` bytes at `offset`; fewer only at the end of the file.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(QueueStoreError) -> Int {
+        BlockingIOCheck.check("pread \(path)")
         var done = 0
         while done < buffer.count {
             let got = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -110,6 +113,45 @@ final class StoreFile: Sendable {
             done += got
         }
         return done
+    }
+
+    /// What ``readCached(into:at:)`` found.
+    enum CachedRead {
+        /// `count` bytes were read: all asked for, or fewer at the end of the file.
+        case read(count: Int)
+        /// Some of the bytes are not in the page cache: reading them would wait for the device.
+        case notCached
+    }
+
+    /// Reads like ``read(into:at:)`` but only from the page cache, so it never waits for the device and may run on an
+    /// event loop (see ``BlockingIOCheck``). Where the system cannot read without waiting, a plain read is done.
+    func readCached(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(QueueStoreError) -> CachedRead {
+        var done = 0
+        var supported: CInt = 1
+        while done < buffer.count {
+            let got = czbus_pread_nowait(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done), &supported)
+            if got < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK { return .notCached }
+                throw .io(path: path, operation: "read", errno: code)
+            }
+            if got == 0 { break }
+            done += got
+        }
+        return .read(count: done)
+    }
+
+    /// Reads from the page cache; when some bytes are not cached, throws ``QueueStoreError/notCached(path:offset:)``
+    /// on an event loop, and reads them the usual way (waiting for the device) on any other thread.
+    func readWithoutWaitingOnEventLoops(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(QueueStoreError) -> Int {
+        switch try readCached(into: buffer, at: offset) {
+        case .read(let count):
+            return count
+        case .notCached:
+            if BlockingIOCheck.isOnEventLoop { throw .notCached(path: path, offset: offset) }
+            return try read(into: buffer, at: offset)
+        }
     }
 
     /// Takes an exclusive advisory lock on the file without waiting; `false` when someone else holds it. The lock
@@ -143,6 +185,7 @@ final class StoreFile: Sendable {
 
     /// Cuts (or extends with zeros) the file to `length` bytes.
     func truncate(to length: Int64) throws(QueueStoreError) {
+        BlockingIOCheck.check("ftruncate \(path)")
         while ftruncate(descriptor, off_t(length)) != 0 {
             let code = errno
             if code == EINTR { continue }
@@ -153,6 +196,7 @@ final class StoreFile: Sendable {
     /// Forces the file's data (and the metadata needed to read it back, such as its size) to the disk.
     /// - Throws: the error of this sync, or of any earlier failed one (see ``syncError``).
     func sync() throws(QueueStoreError) {
+        BlockingIOCheck.check("fdatasync \(path)")
         if let failure = syncError { throw failure }
         #if os(Linux)
         let result = fdatasync(descriptor)
@@ -176,6 +220,7 @@ final class StoreFile: Sendable {
 enum StoreFileSystem {
     /// Creates `path` and any missing parents (mode 0755); an existing directory is fine.
     static func makeDirectories(_ path: String) throws(QueueStoreError) {
+        BlockingIOCheck.check("mkdir \(path)")
         var prefix = path.hasPrefix("/") ? "/" : ""
         for component in path.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += component
@@ -190,18 +235,21 @@ enum StoreFileSystem {
 
     /// Whether `path` names a directory.
     static func isDirectory(_ path: String) -> Bool {
+        BlockingIOCheck.check("stat \(path)")
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
     /// Whether `path` exists.
     static func exists(_ path: String) -> Bool {
+        BlockingIOCheck.check("stat \(path)")
         var info = stat()
         return stat(path, &info) == 0
     }
 
     /// The names in directory `path`, without `.` and `..`.
     static func list(_ path: String) throws(QueueStoreError) -> [String] {
+        BlockingIOCheck.check("readdir \(path)")
         guard let directory = opendir(path) else { throw .io(path: path, operation: "opendir", errno: errno) }
         defer { closedir(directory) }
         var names: [String] = []
@@ -218,6 +266,7 @@ enum StoreFileSystem {
 
     /// Deletes the file `path`; a missing file is fine.
     static func unlink(_ path: String) throws(QueueStoreError) {
+        BlockingIOCheck.check("unlink \(path)")
         if posixUnlink(path) != 0 {
             let code = errno
             if code != ENOENT { throw .io(path: path, operation: "unlink", errno: code) }
@@ -226,12 +275,14 @@ enum StoreFileSystem {
 
     /// Renames `from` to `to`, replacing `to` atomically.
     static func rename(_ from: String, to: String) throws(QueueStoreError) {
+        BlockingIOCheck.check("rename \(from)")
         guard posixRename(from, to) == 0 else { throw .io(path: from, operation: "rename to \(to)", errno: errno) }
     }
 
     /// Deletes directory `path` and everything in it (the store's directories are one level deep; deeper ones are
     /// handled recursively all the same).
     static func removeTree(_ path: String) throws(QueueStoreError) {
+        BlockingIOCheck.check("remove \(path)")
         for name in try list(path) {
             let child = path + "/" + name
             if isDirectory(child) { try removeTree(child) } else { try unlink(child) }

@@ -9,7 +9,8 @@ import Darwin
 #endif
 
 /// The queue store's sync thread: group commit under ``FsyncPolicy/always``, periodic write-back under
-/// ``FsyncPolicy/interval(milliseconds:)``.
+/// ``FsyncPolicy/interval(milliseconds:)``, and under every policy the writing of read cursors that consumers moved
+/// (at most every ``cursorInterval`` nanoseconds, so a burst of acknowledgements costs one write, off the loops).
 ///
 /// Group commit loop: take every pending acknowledgement and the set of files they touch, `fdatasync` each file once
 /// (no queue lock is held meanwhile), then run the callbacks. Appends that arrive while a sync runs pile up and are all
@@ -28,7 +29,13 @@ final class StoreSyncer: @unchecked Sendable {
     private enum Mode {
         case groupCommit
         case interval(nanoseconds: Int64)
+        /// ``FsyncPolicy/none``: nothing is synced; the thread only writes cursors.
+        case cursorsOnly
     }
+
+    /// How long a moved cursor may wait to be written when nothing else wakes the thread: after a crash, records
+    /// acknowledged in the last this-many nanoseconds are delivered again (at-least-once).
+    static let cursorInterval: Int64 = 50_000_000
 
     private let mode: Mode
     private let logger: Logger
@@ -39,16 +46,18 @@ final class StoreSyncer: @unchecked Sendable {
 
     // Guarded by `mutex`.
     private var dirty: [ObjectIdentifier: StoreFile] = [:]
+    /// Queues whose read cursor moved since it was last written.
+    private var movedCursors: [ObjectIdentifier: DurableQueue] = [:]
     private var acknowledgements: [Acknowledgement] = []
     private var stopping = false
     private var stopped = false
     private var thread: pthread_t?
 
-    /// Starts the thread; `nil` for ``FsyncPolicy/none``, which needs none.
-    static func start(policy: FsyncPolicy, logger: Logger, onSync: (@Sendable (Duration) -> Void)? = nil) -> StoreSyncer? {
+    /// Starts the thread.
+    static func start(policy: FsyncPolicy, logger: Logger, onSync: (@Sendable (Duration) -> Void)? = nil) -> StoreSyncer {
         let syncer: StoreSyncer
         switch policy {
-        case .none: return nil
+        case .none: syncer = StoreSyncer(mode: .cursorsOnly, logger: logger, onSync: onSync)
         case .always: syncer = StoreSyncer(mode: .groupCommit, logger: logger, onSync: onSync)
         case .interval(let milliseconds):
             syncer = StoreSyncer(mode: .interval(nanoseconds: Int64(max(1, milliseconds)) * 1_000_000), logger: logger, onSync: onSync)
@@ -114,6 +123,14 @@ final class StoreSyncer: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
+    /// Notes that `queue`'s read cursor moved: the thread writes it (``DurableQueue/persistCursor()``) within
+    /// ``cursorInterval``, or with the next group commit or periodic sync if that comes first.
+    func cursorMoved(_ queue: DurableQueue) {
+        pthread_mutex_lock(mutex)
+        movedCursors[ObjectIdentifier(queue)] = queue
+        pthread_mutex_unlock(mutex)
+    }
+
     /// Queues `file` for the next group commit and calls `callback` once it is synced. `earlier` names files a batch
     /// wrote to before `file`; they must have been queued already (they are synced in this group commit or an
     /// earlier one), and a failed sync of any of them fails the callback too. After ``stop()`` the sync runs right
@@ -161,8 +178,17 @@ final class StoreSyncer: @unchecked Sendable {
             pthread_mutex_lock(mutex)
             switch mode {
             case .groupCommit:
+                // Cursors alone do not wake the thread (that would cost a wake-up per acknowledgement): they wait
+                // for the next group commit or for `cursorInterval`.
+                let cursorDeadline = Self.monotonicNanoseconds() + Self.cursorInterval
                 while acknowledgements.isEmpty && dirty.isEmpty && !stopping {
-                    pthread_cond_wait(condition, mutex)
+                    if movedCursors.isEmpty {
+                        pthread_cond_wait(condition, mutex)
+                    } else if Self.monotonicNanoseconds() >= cursorDeadline {
+                        break
+                    } else {
+                        wait(until: cursorDeadline)
+                    }
                 }
             case .interval(let nanoseconds):
                 deadline += nanoseconds
@@ -171,17 +197,29 @@ final class StoreSyncer: @unchecked Sendable {
                 while !stopping && Self.monotonicNanoseconds() < deadline {
                     wait(until: deadline)
                 }
+            case .cursorsOnly:
+                deadline = Self.monotonicNanoseconds() + Self.cursorInterval
+                while !stopping && Self.monotonicNanoseconds() < deadline {
+                    wait(until: deadline)
+                }
             }
-            let files = dirty
+            let cursors = movedCursors
+            movedCursors = [:]
+            pthread_mutex_unlock(mutex)
+            // Written before the files are taken, so that the sync below covers them.
+            for queue in cursors.values { queue.persistCursor() }
+            pthread_mutex_lock(mutex)
+            var files = dirty
             let waiting = acknowledgements
             dirty = [:]
             acknowledgements = []
-            if stopping && files.isEmpty && waiting.isEmpty {
+            if stopping && files.isEmpty && waiting.isEmpty && movedCursors.isEmpty {
                 stopped = true
                 pthread_mutex_unlock(mutex)
                 return
             }
             pthread_mutex_unlock(mutex)
+            if case .cursorsOnly = mode { files = [:] }
             syncAndAcknowledge(files: files, waiting: waiting)
         }
     }

@@ -13,18 +13,20 @@ import Darwin
 extension DurableQueue {
     // MARK: - Committing
 
-    /// Persists the read cursor: records up to and including `sequence` are consumed and are never handed out again,
-    /// in this process or after a restart. Segment files whose records are all consumed are deleted.
+    /// Moves the read cursor: records up to and including `sequence` are consumed and are never handed out again, in
+    /// this process or, once the cursor is written, after a restart.
     ///
     /// The caller passes a non-decreasing, contiguous bound (every record up to it is acknowledged); a smaller
-    /// bound than the current one is ignored, a larger one than the newest record is clamped. Under
-    /// ``FsyncPolicy/always`` the cursor is synced with the next group commit; otherwise it follows the policy.
-    /// Errors are logged: a lost cursor write means redelivery after a restart, never loss.
+    /// bound than the current one is ignored, a larger one than the newest record is clamped. Called on an event loop,
+    /// it touches no file: the sync thread writes the cursor (within ``StoreSyncer/cursorInterval``, or with the
+    /// next sync if that comes first) and then deletes the segment files whose records are all consumed; after a
+    /// crash, records acknowledged since the last written cursor are delivered again, never lost. Called on any other
+    /// thread, it writes the cursor and deletes those files before it returns.
     public func commit(through sequence: UInt64) {
-        lock.withLock {
-            guard !closed, nextSequence > 1 else { return }
+        let moved = lock.withLock { () -> Bool in
+            guard !closed, nextSequence > 1 else { return false }
             let bound = min(sequence, nextSequence - 1)
-            guard bound > committed else { return }
+            guard bound > committed else { return false }
             var hint = committedHint
             while let oldest = handedOut.first, oldest.sequence <= bound + 1 {
                 droppedPosition = handedOut.popFirst()
@@ -38,29 +40,55 @@ extension DurableQueue {
             if !acknowledgedAhead.isEmpty {
                 acknowledgedAhead = AcknowledgedRanges.clamped(acknowledgedAhead, above: bound, below: nextSequence)
             }
-            do {
-                try cursorFile.write(CursorFile.Cursor(committed: bound, hint: hint))
-                scheduleSync(file: cursorFile.file, callback: nil)
-            } catch {
-                logger.error("cannot persist the read cursor", metadata: ["error": "\(error)"])
-            }
             if reader.target <= bound { moveReader(to: bound + 1) }
-            deleteConsumedSegments()
+            let first = !cursorMoved
+            cursorMoved = true
+            return first
+        }
+        guard moved else { return }
+        if let syncer, BlockingIOCheck.isOnEventLoop {
+            syncer.cursorMoved(self)
+        } else {
+            persistCursor()  // a thread that may wait: written now
         }
     }
 
-    /// Deletes the segment files all of whose records are committed (never the writer's). Caller holds the lock.
-    func deleteConsumedSegments() {
-        while segments.count >= 2, segments[1] - 1 <= committed {
-            let path = directory + "/" + SegmentFormat.fileName(firstSequence: segments[0])
+    /// Writes the cursor if it moved, then deletes the segment files all of whose records it passed (never the
+    /// writer's). Runs on the sync thread (or where the queue is closed).
+    func persistCursor() {
+        let work = lock.withLock { () -> (cursor: CursorFile.Cursor, doomed: [String])? in
+            guard cursorMoved, !closed else { return nil }
+            cursorMoved = false
+            var doomed: [String] = []
+            while segments.count >= 2, segments[1] - 1 <= committed {
+                doomed.append(directory + "/" + SegmentFormat.fileName(firstSequence: segments[0]))
+                recentSegments[segments[0]] = nil
+                preparedSegments[segments[0]] = nil
+                segments.removeFirst()
+            }
+            return (CursorFile.Cursor(committed: committed, hint: committedHint), doomed)
+        }
+        guard let work else { return }
+        writeCursor(work.cursor)
+        // Deleted after the cursor is written: a crash in between finds the cursor before the oldest segment, which
+        // opening takes for "everything before it was consumed".
+        for path in work.doomed {
             do {
                 try StoreFileSystem.unlink(path)
+                logger.debug("deleted consumed segment", metadata: ["file": "\(path)"])
             } catch {
-                logger.error("cannot delete a consumed segment", metadata: ["error": "\(error)"])
-                return
+                logger.error("cannot delete a consumed segment", metadata: ["file": "\(path)", "error": "\(error)"])
             }
-            segments.removeFirst()
-            logger.debug("deleted consumed segment", metadata: ["file": "\(path)"])
+        }
+    }
+
+    /// Writes `cursor` to the cursor file and has it synced under the policy. Only the sync thread and closing write it.
+    func writeCursor(_ cursor: CursorFile.Cursor) {
+        do {
+            try cursorFile.write(cursor)
+            scheduleSync(file: cursorFile.file, callback: nil)
+        } catch {
+            logger.error("cannot persist the read cursor", metadata: ["error": "\(error)"])
         }
     }
 

@@ -18,12 +18,20 @@ extension DurableQueue {
     /// Each record is handed out once per process lifetime (see ``rewind()``); after a restart hand-out resumes after
     /// the committed sequence. A read error is logged and reported as `nil`; the position stays, so a later call
     /// tries again.
+    ///
+    /// On an event loop it never waits for the disk: records that are not in memory are read ahead on the store's
+    /// I/O thread, `nil` is returned meanwhile, and the readable handler (``setReadableHandler(_:)``) is told when
+    /// they are there.
     public func next() -> (sequence: UInt64, record: ByteBuffer)? {
         lock.withLock { () -> (sequence: UInt64, record: ByteBuffer)? in
-            guard !closed else { return nil }
-            do {
+            guard !closed, !readAheadPending else { return nil }
+            do throws(QueueStoreError) {
                 if let found = try readNext() { return found }
             } catch {
+                if case .notCached(_, let offset) = error {
+                    readAhead(at: offset)
+                    return nil
+                }
                 logger.error("cannot read the queue", metadata: ["error": "\(error)"])
                 reader.segment = nil
                 readBuffer.invalidate()
@@ -121,7 +129,18 @@ extension DurableQueue {
             file = writer.file
         } else {
             let path = directory + "/" + SegmentFormat.fileName(firstSequence: first)
-            guard let opened = try openOlderSegment(path: path, first: first) else {
+            let opened: (StoreFile, Int64)?
+            if let recent = recentSegments[first] {
+                opened = (recent.file, recent.size)
+            } else if let prepared = preparedSegments.removeValue(forKey: first) {
+                opened = prepared.map { ($0.file, $0.size) }
+            } else if io != nil, BlockingIOCheck.isOnEventLoop {
+                openAhead(first: first, path: path, waiting: true)
+                throw .notCached(path: path, offset: 0)
+            } else {
+                opened = try openOlderSegment(path: path, first: first)
+            }
+            guard let opened else {
                 let following = index + 1 < segments.count ? segments[index + 1] : nextSequence
                 logger.error("segment unreadable; skipping it",
                              metadata: ["file": "\(path)", "lost": "\(reader.target)..<\(following)"])
@@ -137,12 +156,76 @@ extension DurableQueue {
             }
         }
         reader.segment = OpenSegment(first: first, file: file, offset: start.offset, sequence: start.sequence, size: size)
+        // The segment after it is opened ahead on the I/O thread, so that the reader rarely waits for an open.
+        if index + 1 < segments.count {
+            let following = segments[index + 1]
+            if following != writer?.first, recentSegments[following] == nil, preparedSegments[following] == nil {
+                openAhead(first: following, path: directory + "/" + SegmentFormat.fileName(firstSequence: following), waiting: false)
+            }
+        }
         return true
     }
 
+    /// Reads the bytes at `offset` of the reader's segment on the I/O thread, which brings them into the page cache,
+    /// then tells the readable handler. Caller holds the lock.
+    func readAhead(at offset: Int64) {
+        guard let io, !readAheadPending else { return }
+        guard let file = reader.segment?.file else { return }
+        readAheadPending = true
+        logger.debug("records not in memory; reading ahead on the store's I/O thread",
+                     metadata: ["file": "\(file.path)", "offset": "\(offset)"])
+        io.submit { _ in
+            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ReadBuffer.maxChunk, alignment: 16)
+            defer { scratch.deallocate() }
+            do throws(QueueStoreError) {
+                _ = try file.read(into: scratch, at: offset)
+            } catch {
+                self.logger.error("cannot read the queue ahead", metadata: ["error": "\(error)"])
+            }
+            self.readAheadDone()
+        }
+    }
+
+    /// Opens an older segment for the reader on the I/O thread (opening a file may wait for the disk). With
+    /// `waiting`, the reader waits for it (``next()`` returns `nil` meanwhile) and the readable handler is told when
+    /// it is open; otherwise it is opened ahead of the reader's need. Caller holds the lock.
+    func openAhead(first: UInt64, path: String, waiting: Bool) {
+        guard let io else { return }
+        if waiting {
+            guard !readAheadPending else { return }
+            readAheadPending = true
+        }
+        logger.debug("opening an older segment on the store's I/O thread",
+                     metadata: ["file": "\(path)", "reader": "\(waiting ? "waits" : "ahead")"])
+        io.submit { _ in
+            let buffer = ReadBuffer()
+            var opened: (file: StoreFile, size: Int64)?
+            do throws(QueueStoreError) {
+                opened = try self.openOlderSegment(path: path, first: first, buffer: buffer).map { (file: $0.0, size: $0.1) }
+            } catch {
+                self.logger.error("cannot open a segment", metadata: ["file": "\(path)", "error": "\(error)"])
+                if waiting { self.readAheadDone() }
+                return
+            }
+            self.lock.withLock {
+                // Not if it was deleted meanwhile (consumed) or the queue closed.
+                if !self.closed, self.segments.contains(first) { self.preparedSegments[first] = .some(opened) }
+            }
+            if waiting { self.readAheadDone() }
+        }
+    }
+
+    private func readAheadDone() {
+        let handler = lock.withLock { () -> (@Sendable () -> Void)? in
+            readAheadPending = false
+            return closed ? nil : readableHandler
+        }
+        handler?()
+    }
+
     /// Opens a segment other than the writer's for reading and checks its header; `nil` (logged) when the file is
-    /// missing or its header is damaged. Caller holds the lock.
-    func openOlderSegment(path: String, first: UInt64) throws(QueueStoreError) -> (StoreFile, Int64)? {
+    /// missing or its header is damaged. Caller holds the lock, unless it passes a `buffer` of its own.
+    func openOlderSegment(path: String, first: UInt64, buffer: ReadBuffer? = nil) throws(QueueStoreError) -> (StoreFile, Int64)? {
         let file: StoreFile
         do throws(QueueStoreError) {
             file = try StoreFile.openReadOnly(path)
@@ -152,7 +235,7 @@ extension DurableQueue {
             return nil
         }
         let size = try file.size()
-        let header = try readBuffer.bytes(of: file, at: 0, count: SegmentFormat.headerSize, limit: size)
+        let header = try (buffer ?? readBuffer).bytes(of: file, at: 0, count: SegmentFormat.headerSize, limit: size)
         guard header.flatMap(SegmentFormat.parseHeader) == first else {
             logger.error("segment header damaged (bad magic or first sequence)", metadata: ["file": "\(path)"])
             return nil
@@ -201,7 +284,7 @@ extension DurableQueue {
         record.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { target in
             let view = UnsafeMutableRawBufferPointer(rebasing: target[0..<length])
             do throws(QueueStoreError) {
-                got = try file.read(into: view, at: offset)
+                got = try file.readWithoutWaitingOnEventLoops(into: view, at: offset)
             } catch {
                 failure = error
                 return 0

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -193,12 +194,22 @@ extension DurableQueue {
     }
 
     /// Starts a new segment whose first record gets `nextSequence`. Caller holds the lock.
+    ///
+    /// On an event loop no file is created here: the segment is the spare the I/O thread made ahead, and its renaming
+    /// and the trimming of the previous segment go back to that thread. Without a spare yet, the current segment
+    /// takes the records past its size until the spare is there (the size is a target, not a limit).
     func roll() throws(QueueStoreError) -> StoreFile {
         let first = nextSequence
         if let writer, writer.first == first {
             // The active segment is still empty (nothing was lost after all): keep it.
             rollBeforeNextAppend = false
             return writer.file
+        }
+        if let io, BlockingIOCheck.isOnEventLoop {
+            if let file = try rollIntoSpare(first: first, io: io) { return file }
+            requestSpare(io: io)
+            if let writer, !rollBeforeNextAppend { return writer.file }
+            logger.warning("no segment file made ahead; creating one on an event loop")
         }
         let path = directory + "/" + SegmentFormat.fileName(firstSequence: first)
         let file = try StoreFile.openReadWrite(path, create: true, truncate: true)
@@ -217,7 +228,19 @@ extension DurableQueue {
         if let previous = writer {
             // Older segments end at their last record: readers take a segment's size as its end.
             trimReservedTail(of: previous)
+        }
+        install(segment: file, first: first, path: path)
+        return file
+    }
+
+    /// Makes `file` the writer's segment, starting at `first`. Caller holds the lock.
+    private func install(segment file: StoreFile, first: UInt64, path: String) {
+        if let previous = writer {
             if reader.segment?.first == previous.first { reader.segment!.size = previous.offset }
+            recentSegments[previous.first] = (previous.file, previous.offset)
+            if recentSegments.count > Self.recentSegmentLimit, let oldest = recentSegments.keys.min() {
+                recentSegments[oldest] = nil
+            }
             // Under group commit the old segment's tail must be synced no later than records in the new one.
             if policy == .always { syncer?.enqueue(previous.file, callback: nil) }
         }
@@ -225,7 +248,65 @@ extension DurableQueue {
         writer = Writer(first: first, file: file, offset: Int64(SegmentFormat.headerSize))
         rollBeforeNextAppend = false
         logger.debug("started segment", metadata: ["file": "\(path)"])
+    }
+
+    /// Rolls into the spare segment, if one is ready: writes its header (a write into the page cache) and leaves the
+    /// rest to the I/O thread. Caller holds the lock.
+    private func rollIntoSpare(first: UInt64, io: NIOThreadPool) throws(QueueStoreError) -> StoreFile? {
+        guard let file = spare else { return nil }
+        spare = nil
+        try file.write(SegmentFormat.header(firstSequence: first), at: 0)
+        let previous = writer
+        let sparePath = directory + "/" + Self.spareFileName
+        let path = directory + "/" + SegmentFormat.fileName(firstSequence: first)
+        install(segment: file, first: first, path: path)
+        if policy == .always {
+            // Its directory entry was synced when it was made; the header goes with the records' group commit.
+            syncer?.enqueue(file, callback: nil)
+        }
+        // Renamed before the next spare is made (jobs run in order), and before any reader opens it by name: it is
+        // the writer's segment (read through `writer.file`) until the next roll, which needs that next spare.
+        io.submit { _ in
+            do throws(QueueStoreError) {
+                try StoreFileSystem.rename(sparePath, to: path)
+                switch self.policy {
+                case .always: try self.directoryFile.sync()
+                case .interval: self.syncer?.markDirty(self.directoryFile)
+                case .none: break
+                }
+            } catch {
+                // Opening the queue adopts a spare by its header, so records stay readable after a restart.
+                self.logger.error("cannot name a new segment file", metadata: ["file": "\(sparePath)", "error": "\(error)"])
+            }
+            if let previous { self.trimReservedTail(of: previous) }
+        }
+        requestSpare(io: io)
         return file
+    }
+
+    /// Has the I/O thread make the next spare segment, unless one is there or on its way. Caller holds the lock.
+    func requestSpare(io: NIOThreadPool) {
+        guard spare == nil, !spareRequested, !closed else { return }
+        spareRequested = true
+        io.submit { _ in self.makeSpare() }
+    }
+
+    /// Creates the spare segment file (on the I/O thread): its directory entry is durable before it is used.
+    private func makeSpare() {
+        let path = directory + "/" + Self.spareFileName
+        var made: StoreFile?
+        do throws(QueueStoreError) {
+            let file = try StoreFile.openReadWrite(path, create: true, truncate: true)
+            if policy != .none { try directoryFile.sync() }
+            made = file
+        } catch {
+            logger.error("cannot make a segment file ahead; segments grow past their size meanwhile",
+                         metadata: ["file": "\(path)", "error": "\(error)"])
+        }
+        lock.withLock {
+            spareRequested = false
+            if !closed { spare = made }
+        }
     }
 
     /// Under group commit, writes zeros ahead of the writer, a step at a time (at most to the segment size), so that
@@ -245,8 +326,9 @@ extension DurableQueue {
         if current.file.fillWithZeros(from: from, to: target) {
             writer!.reservedEnd = target
         } else {
-            // Whatever part of the zeros landed goes, so that `.max` means "nothing after the last record".
-            try? current.file.truncate(to: current.offset)
+            // Whatever part of the zeros landed goes, so that `.max` means "nothing after the last record" (on an
+            // event loop they stay: zeros after the last record read as its end).
+            if !BlockingIOCheck.isOnEventLoop { try? current.file.truncate(to: current.offset) }
             logger.debug("cannot write zeros ahead of the writer; the file grows with each append",
                          metadata: ["file": "\(current.file.path)"])
             writer!.reservedEnd = .max
@@ -267,6 +349,11 @@ extension DurableQueue {
     /// Removes the bytes of a failed write so that the file ends at the last whole record. Caller holds the lock.
     func undoPartialWrite(file: StoreFile, at offset: Int64) {
         if writer?.file === file { writer!.reservedEnd = offset }
+        if BlockingIOCheck.isOnEventLoop {
+            // Not cut here (that may wait for the disk): the next append overwrites the bytes, readers stop at the
+            // writer's offset, and opening the queue after a crash cuts a torn tail.
+            return
+        }
         do {
             try file.truncate(to: offset)
         } catch {

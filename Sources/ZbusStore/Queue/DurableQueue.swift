@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +37,9 @@ public final class DurableQueue: @unchecked Sendable {
     let policy: FsyncPolicy
     let segmentBytes: Int64
     let syncer: StoreSyncer?
+    /// The store's I/O thread (see ``QueueStore/execute(_:)``): prepares segment files and reads uncached records
+    /// ahead when the queue is used from an event loop. `nil` for a queue used only off the loops.
+    let io: NIOThreadPool?
     let logger: Logger
     let lock = NIOLock()
     /// Serialises metadata writes, which sync twice, without stalling appends behind them.
@@ -63,7 +67,23 @@ public final class DurableQueue: @unchecked Sendable {
     @exclusivity(unchecked) var committed: UInt64
     @exclusivity(unchecked) var committedHint: RecordPosition?
     @exclusivity(unchecked) var reader: Reader
-    let readBuffer = ReadBuffer()
+    let readBuffer = ReadBuffer(cachedOnEventLoops: true)
+    /// The read cursor moved since the sync thread last wrote it.
+    @exclusivity(unchecked) var cursorMoved = false
+    /// A segment file made ahead on the I/O thread (named ``spareFileName`` until it is in use), so that a segment
+    /// roll on an event loop creates no file.
+    @exclusivity(unchecked) var spare: StoreFile?
+    @exclusivity(unchecked) var spareRequested = false
+    /// A read ahead (or the opening of an older segment) runs on the I/O thread; ``next()`` waits for it.
+    @exclusivity(unchecked) var readAheadPending = false
+    /// Older segments opened on the I/O thread for the reader, by first sequence (`nil`: unreadable).
+    @exclusivity(unchecked) var preparedSegments: [UInt64: (file: StoreFile, size: Int64)?] = [:]
+    /// The last few segments that were the writer's in this process, still open: the reader goes on to them without
+    /// opening a file (a consumer a little behind the producers never waits for an open).
+    @exclusivity(unchecked) var recentSegments: [UInt64: (file: StoreFile, size: Int64)] = [:]
+    static let recentSegmentLimit = 4
+    /// Told when records that ``next()`` could not read without waiting are in memory (from the I/O thread).
+    @exclusivity(unchecked) var readableHandler: (@Sendable () -> Void)?
     /// Sequences above `committed` that were acknowledged (out of order, past a record still held) when the queue
     /// was last closed cleanly, or that the broker reported before this close: never handed out again. Sorted,
     /// disjoint; ranges at or below `committed` are dropped as commits pass them.
@@ -113,13 +133,14 @@ public final class DurableQueue: @unchecked Sendable {
     /// Opens the queue stored in `directory` (which must exist), recovering the newest segment's tail.
     init(
         name: String, directory: String, metadata: [UInt8]?, policy: FsyncPolicy, segmentBytes: Int,
-        syncer: StoreSyncer?, logger: Logger
+        syncer: StoreSyncer?, io: NIOThreadPool? = nil, logger: Logger
     ) throws(QueueStoreError) {
         self.name = name
         self.directory = directory
         self.policy = policy
         self.segmentBytes = Int64(segmentBytes)
         self.syncer = syncer
+        self.io = io
         var logger = logger
         logger[metadataKey: "mq"] = "\(name)"
         self.logger = logger
@@ -129,6 +150,8 @@ public final class DurableQueue: @unchecked Sendable {
         for entry in try StoreFileSystem.list(directory) {
             if let first = SegmentFormat.firstSequence(fileName: entry), first > 0 {
                 segments.append(first)
+            } else if entry == Self.spareFileName {
+                if let first = try Self.adoptSpare(directory: directory, logger: logger) { segments.append(first) }
             } else if entry == CheckedBlobFile.metadata.temporaryFileName || entry == CheckedBlobFile.acknowledged.temporaryFileName {
                 try StoreFileSystem.unlink(directory + "/" + entry)  // an interrupted write
             }
@@ -207,6 +230,40 @@ public final class DurableQueue: @unchecked Sendable {
         self.reader = Reader(target: committed + 1, segment: nil)
         self.acknowledgedAhead = try Self.loadAcknowledgedAhead(
             directory: directory, above: committed, below: nextSequence, logger: logger)
+        try lock.withLock { Result { () throws(QueueStoreError) in
+            // Opening runs off the event loops: the segment the next append needs is made now, not by that append,
+            // and the segment the reader starts in is opened now, not by the first consume.
+            if writer == nil || rollBeforeNextAppend { _ = try roll() }
+            if reader.target < nextSequence { _ = try? openReaderSegment() }
+        } }.get()
+    }
+
+    /// The name of a segment file made ahead (see `spare`).
+    static let spareFileName = "next.spare"
+
+    /// A spare segment found when opening: one that was in use (its header names its first sequence) gets its
+    /// segment name, which the crash kept it from getting; an unused one is deleted. Returns the adopted segment's
+    /// first sequence.
+    static func adoptSpare(directory: String, logger: Logger) throws(QueueStoreError) -> UInt64? {
+        let path = directory + "/" + spareFileName
+        let file = try StoreFile.openReadOnly(path)
+        var header = [UInt8](repeating: 0, count: SegmentFormat.headerSize)
+        let got = try file.read(into: &header, at: 0)
+        guard got == header.count, let first = header.withUnsafeBytes({ SegmentFormat.parseHeader($0) }), first > 0 else {
+            try StoreFileSystem.unlink(path)
+            return nil
+        }
+        let named = directory + "/" + SegmentFormat.fileName(firstSequence: first)
+        try StoreFileSystem.rename(path, to: named)
+        try StoreFileSystem.syncDirectory(directory)
+        logger.info("adopted a segment file made ahead", metadata: ["file": "\(named)"])
+        return first
+    }
+
+    /// Sets what is told when records ``next()`` could not read without waiting for the disk are in memory (it is
+    /// called on the store's I/O thread; the broker then hands out again).
+    public func setReadableHandler(_ handler: (@Sendable () -> Void)?) {
+        lock.withLock { readableHandler = handler }
     }
 
     // MARK: - Metadata
@@ -234,7 +291,16 @@ public final class DurableQueue: @unchecked Sendable {
     func close(sync: Bool) -> Bool {
         let files = lock.withLock { () -> [StoreFile]? in
             guard !closed else { return nil }
+            if sync && cursorMoved {
+                // A move the sync thread has not written yet (closing stops that thread first).
+                cursorMoved = false
+                writeCursor(CursorFile.Cursor(committed: committed, hint: committedHint))
+            }
             closed = true
+            spare = nil
+            recentSegments.removeAll()
+            preparedSegments.removeAll()
+            readableHandler = nil
             reader.segment = nil
             readBuffer.release()
             handedOut.removeAll()

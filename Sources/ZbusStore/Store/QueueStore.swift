@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import NIOPosix
 
 /// The kernel's durable queue store: a directory of named FIFO queues (one ``DurableQueue`` per sub-directory).
 ///
@@ -26,6 +27,9 @@ public final class QueueStore: Sendable {
 
     private let logger: Logger
     private let syncer: StoreSyncer?
+    /// The store's I/O thread: what may wait for the disk and is asked for from an event loop (creating and removing
+    /// queues, preparing segment files, reading uncached records ahead) runs here, one job at a time, in order.
+    private let io: NIOThreadPool
     private let state: NIOLockedValueBox<State>
 
     private struct State {
@@ -79,6 +83,8 @@ public final class QueueStore: Sendable {
         }
         state = NIOLockedValueBox(State(lockFile: lockFile, queues: queues))
         syncer = StoreSyncer.start(policy: fsync, logger: logger, onSync: onSync)
+        io = NIOThreadPool(numberOfThreads: 1)
+        io.start()
     }
 
     deinit {
@@ -118,7 +124,7 @@ public final class QueueStore: Sendable {
                 }
                 let queue = try DurableQueue(
                     name: name, directory: path, metadata: metadata, policy: fsync, segmentBytes: segmentBytes,
-                    syncer: syncer, logger: logger)
+                    syncer: syncer, io: io, logger: logger)
                 state.queues[name] = .some(queue)
                 return queue
             } catch {
@@ -172,6 +178,14 @@ public final class QueueStore: Sendable {
         } }.get()
     }
 
+    /// Runs `job` on the store's I/O thread, after every job submitted before it. For work that may wait for the disk
+    /// (``open(name:metadata:)``, ``remove(name:)``) when the caller is an event loop, which must never wait (see
+    /// ``BlockingIOCheck``). After ``close()`` the job still runs, on the caller's thread; the store's methods then
+    /// throw ``QueueStoreError/storeClosed(directory:)``.
+    public func execute(_ job: @escaping @Sendable () -> Void) {
+        io.submit { _ in job() }
+    }
+
     /// Syncs every open queue's files, runs the outstanding durability callbacks and stops the sync thread. Later
     /// calls on the store throw ``QueueStoreError/storeClosed(directory:)``; the open queues are closed. Idempotent.
     /// Must not be called from an `onDurable` callback under ``FsyncPolicy/always`` (it would wait for itself; the
@@ -183,6 +197,8 @@ public final class QueueStore: Sendable {
             return state.queues.values.compactMap { $0 }
         }
         guard let queues else { return }
+        // Jobs already submitted finish first (they find the store closed); later ones run on the caller's thread.
+        try? io.syncShutdownGracefully()
         syncer?.stop()
         for queue in queues { queue.close(sync: true) }
         state.withLockedValue { $0.lockFile = nil }  // releases the directory

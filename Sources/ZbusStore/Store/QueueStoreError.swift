@@ -27,6 +27,9 @@ public enum QueueStoreError: Error, Sendable, Equatable, CustomStringConvertible
     case emptyRecord(queue: String)
     /// A file the store reads as a whole (metadata) is damaged.
     case corruptFile(path: String, reason: String)
+    /// Reading on an event loop found bytes that are not in the page cache; they are being read ahead on the store's
+    /// I/O thread (internal: ``DurableQueue/next()`` reports it as "nothing yet" and tells the readable handler).
+    case notCached(path: String, offset: Int64)
 
     public var description: String {
         switch self {
@@ -46,6 +49,8 @@ public enum QueueStoreError: Error, Sendable, Equatable, CustomStringConvertible
             return "record of \(size) bytes for queue '\(queue)' exceeds the store's limit of \(limit) bytes"
         case .emptyRecord(let queue):
             return "empty record for queue '\(queue)': the store only keeps records of at least one byte"
+        case .notCached(let path, let offset):
+            return "\(path): bytes at offset \(offset) are not in memory yet (being read ahead)"
         case .corruptFile(let path, let reason):
             return "\(path) is damaged: \(reason); restore it from a backup or delete it to start over"
         }

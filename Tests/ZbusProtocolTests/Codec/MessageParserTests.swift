@@ -338,4 +338,20 @@ struct MessageParserStampTests {
         #expect(message.headers.count == 5)
         #expect(message.id == "7")
     }
+
+    @Test("a tracker report keeps the peer's server (it names the reporting node); anything else gets the node's")
+    func trackerReportKeepsServer() throws {
+        var parser = MessageParser(stamp: InboundStamp(sender: "s-1", server: "127.0.0.1:1", remoteAddress: "127.0.0.1:2"))
+        for cmd in ["server_join", "server_leave", "entry_update", "entry_remove"] {
+            var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nserver: 10.0.0.5:15555\r\ncmd: \(cmd)\r\nsender: forged\r\n\r\n")
+            let message = try #require(try parser.next(&buffer))
+            #expect(message.server == "10.0.0.5:15555", "\(cmd)")
+            #expect(message.sender == "s-1")
+        }
+        for head in ["cmd: produce\r\nserver: forged", "server: forged", "cmd: server_join"] {
+            var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\n\(head)\r\n\r\n")
+            let message = try #require(try parser.next(&buffer))
+            #expect(message.server == "127.0.0.1:1", "\(head)")
+        }
+    }
 }
