@@ -267,6 +267,7 @@ extension DurableQueue {
         // Renamed before the next spare is made (jobs run in order), and before any reader opens it by name: it is
         // the writer's segment (read through `writer.file`) until the next roll, which needs that next spare.
         io.submit { _ in
+            guard !self.lock.withLock({ self.closed }) else { return }  // removed meanwhile: nothing to name
             do throws(QueueStoreError) {
                 try StoreFileSystem.rename(sparePath, to: path)
                 switch self.policy {
@@ -294,6 +295,10 @@ extension DurableQueue {
     /// Creates the spare segment file (on the I/O thread): its directory entry is durable before it is used.
     private func makeSpare() {
         let path = directory + "/" + Self.spareFileName
+        guard !lock.withLock({ closed }) else {
+            lock.withLock { spareRequested = false }
+            return
+        }
         var made: StoreFile?
         do throws(QueueStoreError) {
             let file = try StoreFile.openReadWrite(path, create: true, truncate: true)
