@@ -1,4 +1,5 @@
 import Atomics
+import CoreMetrics
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -43,6 +44,8 @@ final class MQBroker: Sendable {
         /// Master links of open and unopened MQs alike, free of cycles and over-long chains.
         var links = MasterLinks()
         var eventLoopGroup: (any EventLoopGroup)?
+        /// Samples every MQ's counters once a second (rates, the oldest waiting message's age).
+        var sampler: RepeatedTask?
 
         var mqCount: Int { queues.count + unopened.count }
     }
@@ -64,7 +67,14 @@ final class MQBroker: Sendable {
     /// that form a cycle or an over-long chain (written before links were checked) are broken, with an error logged.
     func start(_ context: NodeContext) throws {
         let directory = node.store.hasSuffix("/") ? node.store + "mq" : node.store + "/mq"
-        let store = try QueueStore(directory: directory, fsync: settings.fsync, segmentBytes: settings.segmentBytes, logger: logger)
+        // Each sync's duration goes to the fsync latency histogram of `/metrics` (a sync takes milliseconds; recording
+        // it costs next to nothing beside it).
+        let fsyncTimer = CoreMetrics.Timer(label: "zbus_store_fsync_duration_seconds", factory: context.metricsFactory)
+        let store = try QueueStore(directory: directory, fsync: settings.fsync, segmentBytes: settings.segmentBytes, logger: logger,
+                                   onSync: { duration in
+                                       let (seconds, attoseconds) = duration.components
+                                       fsyncTimer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                                   })
         var definitions: [String: MQDefinition] = [:]
         for name in store.queueNames() {
             do {
@@ -109,6 +119,10 @@ final class MQBroker: Sendable {
                 }
             }
             publish(state.queues)
+            let loop = context.eventLoopGroup.next()
+            state.sampler = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { [weak self] _ in
+                self?.sampleQueues()
+            }
             return (state.queues.count, state.unopened.count)
         }
         logger.info("MQ store open", metadata: [
@@ -284,6 +298,8 @@ final class MQBroker: Sendable {
     /// Closes the store (flushing and syncing it).
     func shutdown() {
         let (store, queues, group) = state.withLockedValue { state -> (QueueStore?, [MessageQueue], (any EventLoopGroup)?) in
+            state.sampler?.cancel()
+            state.sampler = nil
             defer {
                 state.store = nil
                 state.queues = [:]
@@ -723,6 +739,51 @@ final class MQBroker: Sendable {
         var reply = request.reply(status: 200, body: value.jsonText, includeMq: false)
         reply.contentType = "application/json"
         return reply
+    }
+
+    // MARK: - Statistics
+
+    /// Samples every open MQ's counters: run once a second on an event loop (a lock taken per MQ, nothing per message).
+    private func sampleQueues() {
+        let queues = table.load(ordering: .acquiring).queues.values
+        let now = NIODeadline.now()
+        let wallClock = Clock.milliseconds()
+        for queue in queues { queue.sample(now: now, wallClock: wallClock) }
+    }
+
+    /// Every MQ's counts, sorted by name; an MQ of the store not opened yet shows its definition with zero counts.
+    func queueStatistics() -> [QueueStatistics] {
+        let (queues, unopened) = state.withLockedValue { (Array($0.queues.values), Array($0.unopened.values)) }
+        var all = queues.map { $0.statistics() }
+        for definition in unopened {
+            all.append(QueueStatistics(
+                name: definition.name, mode: definition.mode, modeDescription: MessageQueue.describe(definition.modeBits),
+                depth: 0, consumers: 0, inFlight: 0, produced: 0, consumed: 0, redelivered: 0, produceRate: 0,
+                consumeRate: 0, lastActivity: definition.createdAt, isOpen: false))
+        }
+        return all.sorted { $0.name < $1.name }
+    }
+
+    /// One MQ in detail (not opened if it is not open yet: a look must not change what the node holds open).
+    func queueDetail(named name: String) -> QueueDetail? {
+        if let queue = queue(named: name) { return queue.detail(wallClock: Clock.milliseconds()) }
+        return queueStatistics().first { $0.name == name && !$0.isOpen }.map { statistics in
+            let definition = state.withLockedValue { $0.unopened[name] }
+            return QueueDetail(statistics: statistics, consumers: [], oldestWaitingAge: nil, topics: [],
+                               creator: definition?.creator ?? "", masterMq: definition?.masterMq)
+        }
+    }
+
+    /// The bytes of the MQ store's files (reads the directory: called off the event loops).
+    func storeBytes() -> Int64 {
+        let directory = node.store.hasSuffix("/") ? node.store + "mq" : node.store + "/mq"
+        guard let files = FileManager.default.enumerator(at: URL(fileURLWithPath: directory),
+                                                         includingPropertiesForKeys: [.fileSizeKey]) else { return 0 }
+        var total: Int64 = 0
+        for case let url as URL in files {
+            total += Int64((try? url.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0)
+        }
+        return total
     }
 
     // MARK: - add_key / remove_key

@@ -40,6 +40,7 @@ public final class MQModule: PluginModule {
         ]
         for (command, handler) in commands { contributions.add(handler, named: command, to: .commands) }
         contributions.add(handler { $0.urlCall($1, session: $2) }, to: .defaultRoute)
+        contributions.add(MQStatisticsSource(broker: broker), to: .queueStatistics)
         contributions.add(MQTrackedEntries(broker: broker), named: "mq", to: .trackedEntries)
     }
 
@@ -54,4 +55,13 @@ public final class MQModule: PluginModule {
     public func sessionDidClose(_ session: Session) {
         broker.sessionClosed(session)
     }
+}
+
+/// The MQs as the monitor shows them (``ExtensionPoint/queueStatistics``).
+struct MQStatisticsSource: QueueStatisticsSource {
+    let broker: MQBroker
+
+    func queueStatistics() -> [QueueStatistics] { broker.queueStatistics() }
+    func queueDetail(named name: String) -> QueueDetail? { broker.queueDetail(named: name) }
+    func storeBytes() -> Int64 { broker.storeBytes() }
 }

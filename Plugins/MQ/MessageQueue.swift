@@ -74,6 +74,11 @@ final class MessageQueue: @unchecked Sendable {
     @exclusivity(unchecked) private var keyFilter: KeyFilter
     @exclusivity(unchecked) private(set) var slaves = SlaveQueues<MessageQueue>()
     @exclusivity(unchecked) var lastUpdate: Int64
+    /// Messages stored (or, for pub/sub, published) so far: a plain count under the lock, added once per batch and
+    /// read by the statistics sampler (see `MessageQueue+Statistics.swift`), so counting costs no atomic per message.
+    @exclusivity(unchecked) var producedCount: UInt64 = 0
+    /// The statistics sampler's state: the last rates and the checkpoints the oldest waiting message's age is read from.
+    @exclusivity(unchecked) var sampling = QueueSampling()
     /// The one timer, armed for the soonest wait limit while any pull has one (when: the state machines say).
     @exclusivity(unchecked) private var expiryTimer: Scheduled<Void>?
 
@@ -169,6 +174,7 @@ final class MessageQueue: @unchecked Sendable {
             }
             if isPubSub {
                 lastUpdate = Clock.milliseconds()
+                producedCount &+= 1
                 fanOutLocked(message, into: &deliveries)
                 fannedOut = true
             } else {
@@ -219,6 +225,7 @@ final class MessageQueue: @unchecked Sendable {
         lock.withLock {
             appends.stored(batch)
             lastUpdate = storedAt
+            if failure == nil { producedCount &+= UInt64(batch.count) }
             if failure != nil {
                 for entry in batch.entries { if let key = entry.key { _ = keyFilter.remove(key, group: entry.keyGroup) } }
             }

@@ -19,6 +19,8 @@ struct StoredMessage: Sendable {
 protocol QueueBackend: AnyObject, Sendable {
     /// Messages not yet handed out.
     var pendingCount: Int64 { get }
+    /// The sequence of the last message stored (0 before the first).
+    var lastSequence: UInt64 { get }
     /// Whether ``appendBatch(_:onDurable:)`` calls back later (group commit) rather than being durable on return.
     var acknowledgesLater: Bool { get }
     /// Whether ``appendBatch(_:onDurable:)`` may run without the owning queue's lock.
@@ -38,6 +40,7 @@ final class MemoryBackend: QueueBackend, @unchecked Sendable {
     private var nextSequence: UInt64 = 1
 
     var pendingCount: Int64 { Int64(messages.count) }
+    var lastSequence: UInt64 { nextSequence - 1 }
     var acknowledgesLater: Bool { false }
     var isThreadSafe: Bool { false }
 
@@ -65,6 +68,7 @@ final class DurableBackend: QueueBackend, @unchecked Sendable {
     }
 
     var pendingCount: Int64 { Int64(queue.pendingCount) }
+    var lastSequence: UInt64 { queue.lastSequence }
     var acknowledgesLater: Bool { fsyncAlways }
     var isThreadSafe: Bool { true }
 

@@ -126,7 +126,8 @@ public final class ProxyModule: PluginModule {
             client = context.ownNodeBroker(configuration: configuration, poolSize: 2, logger: logger)
         }
         let runners = adapters.map { settings, adapter in
-            ProxyAdapterRunner(settings: settings, adapter: adapter, broker: client, logger: logger)
+            ProxyAdapterRunner(settings: settings, adapter: adapter, broker: client, logger: logger,
+                               metricsFactory: context.metricsFactory)
         }
         running.withLockedValue { $0 = (runners, client) }
         logger.info("proxy started", metadata: ["broker": "\(client.address)", "adapters": "\(adapters.map(\.0.name).joined(separator: ","))"])

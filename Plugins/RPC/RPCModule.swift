@@ -79,7 +79,9 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
                 throw service.codecLocation.error("unknown codec '\(service.codec)'; available: \(available) (a module can contribute more)")
             }
             let others = codecs.values.filter { $0.name != codec.name }.sorted { $0.name < $1.name }
-            plans.append((service, RpcResponder(processor: service.processor, codecs: RpcCodecSet(default: codec, others: others))))
+            let metrics = RpcCallMetrics(service: service.name, factory: context.metricsFactory)
+            plans.append((service, RpcResponder(processor: service.processor, codecs: RpcCodecSet(default: codec, others: others),
+                                                observer: metrics)))
         }
         running.withLockedValue {
             $0.context = context

@@ -30,6 +30,9 @@ final class TrackerHub: Sendable {
     /// Monotonic milliseconds: entries age by this clock, immune to wall-clock jumps.
     static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
 
+    /// The table as it is now (for the monitor's cluster panel).
+    var table: TrackerTable { state.withLockedValue { $0.table } }
+
     // MARK: - Commands
 
     func serverJoin(_ request: Message, session: Session) {

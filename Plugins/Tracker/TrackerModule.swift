@@ -46,6 +46,8 @@ public final class TrackerModule: PluginModule {
             (Self.infoCommand, { hub.info($0, session: $1, serverAddress: address.withLockedValue { $0 }) }),
         ]
         for (command, body) in commands { contributions.add(ClosureCommandHandler(body), named: command, to: .commands) }
+        // On a node that also loads the monitor, its page shows the cluster as this tracker sees it.
+        contributions.add(TrackerClusterPanel(hub: hub), named: "cluster", to: .monitorPanels)
     }
 
     public func start(_ context: NodeContext) async throws {

@@ -7,5 +7,6 @@ enum DefaultNodeFile {
           store: ./data
         modules:
           - module: mq
+          - module: monitor
         """
 }

@@ -28,6 +28,11 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
     /// Messages held by consumers (what `inFlightMsgCount` reports and `max_length` counts), kept as a count so that a
     /// produce to a bounded MQ does not add up every consumer's holdings.
     private(set) var inFlightCount = 0
+    /// Messages handed to consumers so far, redeliveries included (plain counts under the MQ's lock, read by the
+    /// monitor's sampler: no atomics on the delivery path).
+    private(set) var deliveredCount: UInt64 = 0
+    /// Messages taken back from consumers whose connection closed so far.
+    private(set) var redeliveredCount: UInt64 = 0
 
     init(mq: String, maxParked: Int) {
         roster = ConsumerRoster(mq: mq, maxParked: maxParked)
@@ -38,6 +43,13 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
 
     /// Messages taken back from closed consumers, waiting to be delivered again.
     var redeliveryCount: Int { redeliveries.count }
+
+    /// The sequence of the oldest message waiting for a consumer: the first taken back from a closed consumer, or the
+    /// first the store has not handed out yet (when `pending` says the store holds any).
+    func oldestWaitingSequence(storeHasPending pending: Bool) -> UInt64? {
+        if let first = redeliveries.first { return first.sequence }
+        return pending ? ledger.highestHandedOut + 1 : nil
+    }
 
     /// The peers whose consumes are parked, in line order.
     var parkedPeers: [Peer] { line.filter { $0.consumer.pull?.ticket == $0.ticket }.map(\.consumer.peer) }
@@ -75,6 +87,7 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
             line.removeFirst()
             unpark(consumer)
             inFlightCount += 1
+            deliveredCount &+= 1
             actions.append(.deliver(stored.payload, to: consumer.peer, reply: pull.reply))
             consumer.held.append(stored)
         }
@@ -88,6 +101,7 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
         consumer.held.removeAll()
         if !held.isEmpty {
             inFlightCount -= held.count
+            redeliveredCount &+= UInt64(held.count)
             for message in held.reversed() { redeliveries.prepend(message) }
             dispatch(into: &actions, next: next)
         }

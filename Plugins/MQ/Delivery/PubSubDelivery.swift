@@ -35,6 +35,8 @@ struct PubSubDelivery<Peer: DeliveryPeer> {
     let bufferBytes: Int
     /// Messages dropped from full buffers so far.
     private(set) var dropped: UInt64 = 0
+    /// Copies handed to subscribers so far (a plain count under the MQ's lock, read by the monitor's sampler).
+    private(set) var deliveredCount: UInt64 = 0
 
     /// Drops worth a warning: the subscriber that dropped last and the MQ's total so far.
     struct DropReport {
@@ -76,6 +78,7 @@ struct PubSubDelivery<Peer: DeliveryPeer> {
         if let (message, bytes) = subscription.buffer.popFirst() {
             subscription.bufferedBytes -= bytes
             if let pull = roster.unpark(consumer) {
+                deliveredCount &+= 1
                 actions.append(.deliver(.message(message), to: peer, reply: pull.reply))
             }
         }
@@ -96,6 +99,7 @@ struct PubSubDelivery<Peer: DeliveryPeer> {
             let matches = subscription.topics.contains("*") || (topic.map { subscription.topics.contains($0) } ?? false)
             guard matches, subscription.peer.isActive else { continue }
             if let pull = roster.unpark(subscription.consumer) {
+                deliveredCount &+= 1
                 actions.append(.deliver(.message(message), to: subscription.peer, reply: pull.reply))
                 continue
             }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
@@ -21,10 +22,15 @@ public final class ProxyAdapterRunner: Service {
     private let limiter: InFlightLimiter
     private let logger: Logger
     private let finished = NIOLockedValueBox(false)
+    private let metrics: ProxyCallMetrics
 
     /// Creates a runner of `adapter` on `broker` (nothing starts before ``run()``).
-    public init(settings: ProxyAdapterSettings, adapter: any ProxyAdapter, broker: any Broker, logger: Logger) {
+    ///
+    /// - Parameter metricsFactory: where its calls are counted (the node's, ``NodeContext/metricsFactory``).
+    public init(settings: ProxyAdapterSettings, adapter: any ProxyAdapter, broker: any Broker, logger: Logger,
+                metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.settings = settings
+        self.metrics = ProxyCallMetrics(adapter: settings.name, factory: metricsFactory)
         self.adapter = adapter
         var logger = logger
         logger[metadataKey: "adapter"] = "\(settings.name)"
@@ -68,6 +74,13 @@ public final class ProxyAdapterRunner: Service {
     /// Calls the legacy service for `request` and returns what to route back: its answer, or a 502/504/400 whose
     /// body says what failed. Never throws.
     public func answer(_ request: Message) async -> Message {
+        let start = ContinuousClock.now
+        let reply = await answerUnmeasured(request)
+        metrics.callAnswered(status: reply.status ?? 200, after: ContinuousClock.now - start)
+        return reply
+    }
+
+    private func answerUnmeasured(_ request: Message) async -> Message {
         let adapter = self.adapter
         let timeout = settings.timeout
         let name = settings.name
@@ -147,4 +160,25 @@ protocol DescribedProxyAdapter: ProxyAdapter {
 /// runtime's race of the call against a sleeping task, which contributed kinds get).
 protocol TimedProxyAdapter: DescribedProxyAdapter {
     func call(_ request: Message, timeout: Duration) async throws -> Message
+}
+
+/// Counts one adapter's legacy calls and their latency (label `adapter`): `zbus_proxy_calls_total{adapter,
+/// outcome="ok"|"error"}` (a 502, 504 or 400 of the proxy, or any 4xx/5xx of the service, is an error) and the
+/// histogram `zbus_proxy_call_duration_seconds{adapter}`.
+struct ProxyCallMetrics: Sendable {
+    private let succeeded: CoreMetrics.Counter
+    private let failed: CoreMetrics.Counter
+    private let duration: CoreMetrics.Timer
+
+    init(adapter: String, factory: any MetricsFactory) {
+        succeeded = CoreMetrics.Counter(label: "zbus_proxy_calls_total", dimensions: [("adapter", adapter), ("outcome", "ok")], factory: factory)
+        failed = CoreMetrics.Counter(label: "zbus_proxy_calls_total", dimensions: [("adapter", adapter), ("outcome", "error")], factory: factory)
+        duration = CoreMetrics.Timer(label: "zbus_proxy_call_duration_seconds", dimensions: [("adapter", adapter)], factory: factory)
+    }
+
+    func callAnswered(status: Int, after elapsed: Duration) {
+        (status < 400 ? succeeded : failed).increment()
+        let (seconds, attoseconds) = elapsed.components
+        duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
 }

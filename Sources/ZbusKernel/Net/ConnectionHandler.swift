@@ -20,6 +20,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     /// Counters the guard's checks read; kept here so the read path pays plain increments (see ``GuardedConnection``).
     @exclusivity(unchecked) private var reads: UInt64 = 0
     @exclusivity(unchecked) private var messagesCut: UInt64 = 0
+    /// Bytes read from the peer (`zbus_node_received_bytes_total`): one add per read, not per message.
+    @exclusivity(unchecked) private var bytesRead: UInt64 = 0
     /// ``OutboundBatch/queuedBytes`` when the output budget was last looked at: below a step the guard is not called.
     @exclusivity(unchecked) private var outputChecked: UInt64 = 0
     // Unchecked exclusivity: touched only on the channel's event loop, and no access spans a call that could come
@@ -82,7 +84,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
         // A refused connection (framing error, budget) reads nothing more while its last reply goes out.
         guard let session, !session.isClosingAfterReply, session.isActive else { return }
         reads &+= 1
-        framer.append(unwrapInboundIn(data))
+        let bytes = unwrapInboundIn(data)
+        bytesRead &+= UInt64(bytes.readableBytes)
+        framer.append(bytes)
         session.beginReadBatch()
         do {
             while let message = try framer.next() {
@@ -150,6 +154,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, G
     var activityCount: UInt64 { reads &+ outbound.writtenBytes }
 
     var messageCount: UInt64 { messagesCut }
+
+    /// The bytes carried so far (on the event loop).
+    var traffic: SessionTraffic { SessionTraffic(read: bytesRead, written: outbound.writtenBytes) }
 
     /// Drops the connection at once, with what it had waiting: its peer does not read it anyway.
     func closeNow() {
@@ -232,6 +239,8 @@ private struct HandlerTransport: SessionTransport, @unchecked Sendable {
     func flush() { handler.flush() }
 
     func close() { handler.close() }
+
+    var traffic: SessionTraffic { handler.traffic }
 }
 
 /// What a connection tells the node about its session's life.

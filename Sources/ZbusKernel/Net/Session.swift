@@ -15,9 +15,32 @@ public protocol SessionTransport: Sendable {
     func flush()
     /// Closes the connection after what was written; called on ``eventLoop``.
     func close()
+    /// The bytes read from and written to the connection so far; called on ``eventLoop``.
+    var traffic: SessionTraffic { get }
+}
+
+/// Bytes a connection carried, in each direction.
+public struct SessionTraffic: Sendable, Equatable {
+    /// Bytes read from the peer.
+    public var read: UInt64
+    /// Bytes written to the peer.
+    public var written: UInt64
+
+    /// Creates a count.
+    public init(read: UInt64 = 0, written: UInt64 = 0) {
+        self.read = read
+        self.written = written
+    }
+
+    static func + (left: SessionTraffic, right: SessionTraffic) -> SessionTraffic {
+        SessionTraffic(read: left.read &+ right.read, written: left.written &+ right.written)
+    }
 }
 
 extension SessionTransport {
+    /// No bytes: a transport that frames nothing (in-process) carries none.
+    public var traffic: SessionTraffic { SessionTraffic() }
+
     /// Writes `outgoing` as a ``Message``.
     public func write(_ outgoing: Outgoing) {
         write(outgoing.message)
@@ -53,6 +76,15 @@ public final class Session: @unchecked Sendable {
         self.transport = transport
         self.eventLoop = transport.eventLoop
     }
+
+    /// The bytes the connection carried so far, read on its event loop.
+    public func traffic() -> EventLoopFuture<SessionTraffic> {
+        let transport = self.transport
+        return eventLoop.submit { transport.traffic }
+    }
+
+    /// ``traffic()`` when already on ``eventLoop``.
+    var trafficOnLoop: SessionTraffic { transport.traffic }
 
     /// Whether the connection is still open.
     public var isActive: Bool { active.load(ordering: .relaxed) }
@@ -152,6 +184,8 @@ public final class Session: @unchecked Sendable {
 /// The node's open sessions by id, for `route` and for modules that address a session by id.
 public final class SessionRegistry: Sendable {
     private let sessions = NIOLockedValueBox<[String: Session]>([:])
+    /// What the closed sessions carried (added as each closes, under the lock its removal takes anyway).
+    private let closedTraffic = NIOLockedValueBox(SessionTraffic())
 
     /// Creates an empty registry.
     public init() {}
@@ -167,5 +201,21 @@ public final class SessionRegistry: Sendable {
 
     func add(_ session: Session) { sessions.withLockedValue { $0[session.id] = session } }
 
-    func remove(_ session: Session) { sessions.withLockedValue { _ = $0.removeValue(forKey: session.id) } }
+    /// Removes a closing session; called on its event loop, where its byte counts are final.
+    func remove(_ session: Session) {
+        let carried = session.eventLoop.inEventLoop ? session.trafficOnLoop : SessionTraffic()
+        sessions.withLockedValue { sessions in
+            guard sessions.removeValue(forKey: session.id) != nil else { return }
+            closedTraffic.withLockedValue { $0 = $0 + carried }
+        }
+    }
+
+    /// The bytes every session carried since the node started, the open ones read on their event loops; completes on
+    /// `eventLoop`. A session closing while it is read may count twice in this one answer (counters that read it keep
+    /// to the highest value seen).
+    public func traffic(on eventLoop: any EventLoop) -> EventLoopFuture<SessionTraffic> {
+        let open = all
+        let closed = closedTraffic.withLockedValue { $0 }
+        return EventLoopFuture.reduce(closed, open.map { $0.traffic() }, on: eventLoop, +)
+    }
 }

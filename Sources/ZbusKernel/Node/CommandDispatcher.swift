@@ -9,6 +9,8 @@ import Logging
 public final class CommandDispatcher: Sendable {
     private let handlers: [String: any CommandHandler]
     private let defaultRoute: (any CommandHandler)?
+    /// Handlers of exact URL paths (``ExtensionPoint/httpPaths``), tried for requests that name no command.
+    private let pathHandlers: [String: any CommandHandler]
     private let serverAddress: String
     private let logger: Logger
 
@@ -17,11 +19,15 @@ public final class CommandDispatcher: Sendable {
     /// - Parameters:
     ///   - handlers: the handler of each `cmd` value.
     ///   - defaultRoute: the handler of messages that name no command; without one they are answered 400.
+    ///   - pathHandlers: the handlers of exact URL paths (`/metrics`), for messages that name no command; they go
+    ///     before the default route.
     ///   - serverAddress: stamped as `server`.
     ///   - logger: where unknown commands are logged (at debug level).
-    public init(handlers: [String: any CommandHandler], defaultRoute: (any CommandHandler)? = nil, serverAddress: String, logger: Logger) {
+    public init(handlers: [String: any CommandHandler], defaultRoute: (any CommandHandler)? = nil,
+                pathHandlers: [String: any CommandHandler] = [:], serverAddress: String, logger: Logger) {
         self.handlers = handlers
         self.defaultRoute = defaultRoute
+        self.pathHandlers = pathHandlers
         self.serverAddress = serverAddress
         self.logger = logger
     }
@@ -63,6 +69,9 @@ public final class CommandDispatcher: Sendable {
 
         // An empty `cmd` header names no command either (zbus 6 treated both alike).
         guard let cmd = command, !cmd.isEmpty else {
+            if !pathHandlers.isEmpty, let uri = message.uri, let handler = pathHandlers[String(Self.path(of: uri))] {
+                return handler.handle(message, session: session)
+            }
             if let defaultRoute { return defaultRoute.handle(message, session: session) }
             logger.debug("request without a command", metadata: ["session": "\(session.id)"])
             let name = command ?? "null"
@@ -81,5 +90,11 @@ public final class CommandDispatcher: Sendable {
                 session.send(message.reply(status: 400, body: "Bad format: command(\(cmd)) not support", includeMq: false))
             }
         }
+    }
+
+    /// The path of a request string, without its query (`/metrics?x=1` is `/metrics`).
+    private static func path(of uri: String) -> Substring {
+        guard let query = uri.firstIndex(of: "?") else { return uri[...] }
+        return uri[..<query]
     }
 }

@@ -174,6 +174,7 @@ public final class Node: Service, Sendable {
         // The dispatcher answers built-in commands itself; their entries only keep modules from claiming them.
         let handlers = contributions.values(of: .commands).filter { !($0.value is BuiltInCommandHandler) }
         let dispatcher = CommandDispatcher(handlers: handlers, defaultRoute: contributions.value(of: .defaultRoute),
+                                           pathHandlers: contributions.values(of: .httpPaths),
                                            serverAddress: advertised, logger: logger)
         dispatcherBox.withLockedValue { $0 = dispatcher }
         let context = NodeContext(

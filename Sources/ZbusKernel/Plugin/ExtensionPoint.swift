@@ -78,4 +78,15 @@ extension ExtensionPoint where Value == any CommandHandler {
     public static var defaultRoute: ExtensionPoint {
         .exclusive("kernel.default-route", noun: "the default route (requests without a command)")
     }
+
+    /// Web pages and endpoints, by exact URL path (`/`, `/metrics`, `/health`): a request naming no command (neither
+    /// a `cmd` header nor `?cmd=` in the URL) whose path is one of these goes to its handler, ahead of the default
+    /// route. The `monitor` module serves its page and endpoints this way.
+    ///
+    /// ```swift
+    /// contributions.add(HealthHandler(), named: "/health", to: .httpPaths)
+    /// ```
+    public static var httpPaths: ExtensionPoint {
+        .named("kernel.http-paths", noun: "URL path", verb: "serves")
+    }
 }

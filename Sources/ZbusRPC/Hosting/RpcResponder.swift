@@ -16,10 +16,19 @@ public struct RpcResponder: Sendable {
     /// The codecs: the default one, and others selected by `content-type`.
     public let codecs: RpcCodecSet
 
+    /// Told of every call answered (for metrics), if set.
+    public let observer: (any RpcCallObserver)?
+
     /// Creates a responder.
-    public init(processor: RpcProcessor, codecs: RpcCodecSet = .standard) {
+    ///
+    /// - Parameters:
+    ///   - processor: the methods.
+    ///   - codecs: the codecs.
+    ///   - observer: told of every call once it is answered, with how long it took (the `rpc` module records metrics).
+    public init(processor: RpcProcessor, codecs: RpcCodecSet = .standard, observer: (any RpcCallObserver)? = nil) {
         self.processor = processor
         self.codecs = codecs
+        self.observer = observer
     }
 
     /// The response message to `message` (its codec chosen by `content-type`); failures are 500 responses.
@@ -36,8 +45,24 @@ public struct RpcResponder: Sendable {
         case later(@Sendable () async -> Message)
     }
 
-    /// Answers `message`, running a synchronous method on the calling thread.
+    /// Answers `message`, running a synchronous method on the calling thread, and tells the observer.
     func answer(_ message: Message) -> Answer {
+        guard let observer else { return answerUnobserved(message) }
+        let start = ContinuousClock.now
+        switch answerUnobserved(message) {
+        case .ready(let reply):
+            observer.callAnswered(status: reply.status ?? 200, after: ContinuousClock.now - start)
+            return .ready(reply)
+        case .later(let reply):
+            return .later {
+                let answered = await reply()
+                observer.callAnswered(status: answered.status ?? 200, after: ContinuousClock.now - start)
+                return answered
+            }
+        }
+    }
+
+    private func answerUnobserved(_ message: Message) -> Answer {
         let codec = codecs.codec(for: message)
         let request: RpcRequest
         do {
@@ -57,4 +82,11 @@ public struct RpcResponder: Sendable {
             }
         }
     }
+}
+
+/// Hears of every RPC call a ``RpcResponder`` answers: for metrics (the `rpc` module counts calls, errors and their
+/// latency).
+public protocol RpcCallObserver: Sendable {
+    /// A call was answered with `status` (200, or 500 for any failure) after `duration`.
+    func callAnswered(status: Int, after duration: Duration)
 }

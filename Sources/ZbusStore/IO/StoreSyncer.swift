@@ -39,6 +39,8 @@ final class StoreSyncer: @unchecked Sendable {
 
     private let mode: Mode
     private let logger: Logger
+    /// Told how long each file's sync took (the node's fsync latency metric).
+    private let onSync: (@Sendable (Duration) -> Void)?
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
@@ -52,21 +54,22 @@ final class StoreSyncer: @unchecked Sendable {
     private var thread: pthread_t?
 
     /// Starts the thread.
-    static func start(policy: FsyncPolicy, logger: Logger) -> StoreSyncer {
+    static func start(policy: FsyncPolicy, logger: Logger, onSync: (@Sendable (Duration) -> Void)? = nil) -> StoreSyncer {
         let syncer: StoreSyncer
         switch policy {
-        case .none: syncer = StoreSyncer(mode: .cursorsOnly, logger: logger)
-        case .always: syncer = StoreSyncer(mode: .groupCommit, logger: logger)
+        case .none: syncer = StoreSyncer(mode: .cursorsOnly, logger: logger, onSync: onSync)
+        case .always: syncer = StoreSyncer(mode: .groupCommit, logger: logger, onSync: onSync)
         case .interval(let milliseconds):
-            syncer = StoreSyncer(mode: .interval(nanoseconds: Int64(max(1, milliseconds)) * 1_000_000), logger: logger)
+            syncer = StoreSyncer(mode: .interval(nanoseconds: Int64(max(1, milliseconds)) * 1_000_000), logger: logger, onSync: onSync)
         }
         syncer.launch()
         return syncer
     }
 
-    private init(mode: Mode, logger: Logger) {
+    private init(mode: Mode, logger: Logger, onSync: (@Sendable (Duration) -> Void)?) {
         self.mode = mode
         self.logger = logger
+        self.onSync = onSync
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -224,7 +227,9 @@ final class StoreSyncer: @unchecked Sendable {
     private func syncAndAcknowledge(files: [ObjectIdentifier: StoreFile], waiting: [Acknowledgement]) {
         for file in files.values {
             do throws(QueueStoreError) {
+                let start = ContinuousClock.now
                 try file.sync()
+                onSync?(ContinuousClock.now - start)
             } catch {
                 logger.error("queue store sync failed", metadata: ["file": "\(file.path)", "error": "\(error)"])
             }

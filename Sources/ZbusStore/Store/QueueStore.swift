@@ -53,8 +53,10 @@ public final class QueueStore: Sendable {
     ///   - fsync: when appended records are synced (see ``FsyncPolicy``).
     ///   - segmentBytes: the size at which a queue starts a new segment file (a larger record gets one of its own).
     ///   - logger: receives recovery reports (cut tails, damaged files) with the queue name as `mq` metadata.
+    ///   - onSync: told how long each sync of the fsync policy took (on the store's sync thread: keep it short).
     /// - Throws: ``QueueStoreError`` when the directory cannot be created or listed.
-    public init(directory: String, fsync: FsyncPolicy, segmentBytes: Int = 64 << 20, logger: Logger)
+    public init(directory: String, fsync: FsyncPolicy, segmentBytes: Int = 64 << 20, logger: Logger,
+                onSync: (@Sendable (Duration) -> Void)? = nil)
         throws(QueueStoreError)
     {
         self.directory = directory
@@ -80,7 +82,7 @@ public final class QueueStore: Sendable {
             queues[name] = .some(nil)
         }
         state = NIOLockedValueBox(State(lockFile: lockFile, queues: queues))
-        syncer = StoreSyncer.start(policy: fsync, logger: logger)
+        syncer = StoreSyncer.start(policy: fsync, logger: logger, onSync: onSync)
         io = NIOThreadPool(numberOfThreads: 1)
         io.start()
     }

@@ -1,0 +1,72 @@
+import NIOCore
+import ZbusKernel
+
+/// The monitor's URL paths and what answers each. All are read-only: actions that change the node (creating or
+/// removing an MQ) wait for access control.
+enum MonitorEndpoints {
+    static let page = "/"
+    static let script = "/monitor/app.js"
+    static let styles = "/monitor/app.css"
+    static let overview = "/monitor/api/overview"
+    static let queue = "/monitor/api/mq"
+    static let metrics = "/metrics"
+    static let health = "/health"
+
+    /// Samples of each MQ's rates the overview carries for the table's sparklines.
+    static let sparklineSamples = 60
+    /// MQs whose sparklines the overview carries (by name order); the others show numbers only.
+    static let sparklineQueues = 200
+
+    static func handlers(state: MonitorState, exporter: MetricsExporter) -> [(String, any CommandHandler)] {
+        [
+            (page, ClosureCommandHandler { request, session in
+                session.send(reply(request, body: MonitorPage.html, type: "text/html; charset=utf-8"))
+            }),
+            (script, ClosureCommandHandler { request, session in
+                session.send(reply(request, body: MonitorPage.script, type: "application/javascript; charset=utf-8"))
+            }),
+            (styles, ClosureCommandHandler { request, session in
+                session.send(reply(request, body: MonitorPage.styles, type: "text/css; charset=utf-8"))
+            }),
+            (overview, ClosureCommandHandler { request, session in
+                session.send(reply(request, body: MonitorJSON.overview(state).jsonText, type: "application/json"))
+            }),
+            (queue, ClosureCommandHandler { request, session in
+                guard let name = request.urlRequest.query["name"], !name.isEmpty else {
+                    return session.send(reply(request, status: 400, body: "Bad format: name the MQ: \(queue)?name=MQ", type: "text/plain"))
+                }
+                guard let detail = MonitorJSON.queue(named: name, state: state) else {
+                    return session.send(reply(request, status: 404, body: "MQ(\(name)) Not Found", type: "text/plain"))
+                }
+                session.send(reply(request, body: detail.jsonText, type: "application/json"))
+            }),
+            (metrics, ClosureCommandHandler { request, session in
+                guard let node = state.node else {
+                    return session.send(reply(request, status: 503, body: "the node is starting", type: "text/plain"))
+                }
+                // Each open connection's byte counts are read on its own event loop; the answer goes once all are in.
+                node.sessions.traffic(on: session.eventLoop).whenComplete { result in
+                    let text = exporter.exposition(
+                        statistics: node.queues?.queueStatistics() ?? [], connections: node.sessions.count,
+                        traffic: (try? result.get()) ?? SessionTraffic(), storeBytes: state.storeBytes,
+                        uptimeSeconds: state.uptimeSeconds)
+                    session.send(reply(request, body: text, type: "text/plain; version=0.0.4; charset=utf-8"))
+                }
+            }),
+            (health, ClosureCommandHandler { request, session in
+                // Load balancers and supervisors read the status; people read the body.
+                let stopping = state.isStopping
+                session.send(reply(request, status: stopping ? 503 : 200, body: stopping ? "stopping\n" : "serving\n",
+                                   type: "text/plain"))
+            }),
+        ]
+    }
+
+    private static func reply(_ request: Message, status: Int = 200, body: String, type: String) -> Message {
+        var reply = request.reply(status: status, body: body, includeMq: false)
+        reply.contentType = type
+        // The page polls; a cached answer would freeze it.
+        reply.headers.set(lowercased: "cache-control", "no-store")
+        return reply
+    }
+}
