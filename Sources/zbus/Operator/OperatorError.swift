@@ -94,6 +94,8 @@ enum OperatorError: Error, CustomStringConvertible {
             return .refused(server: server, request: request, status: status, body: body)
         case .unexpectedReply(_, let reason):
             return .unexpectedAnswer(server: server, request: request, reason: reason)
+        case .noBroker(_, _, let reason):
+            return .unreachable(server: server, reason: reason)
         case .duplicateRequestId, .missingSender, .unsupported:
             return .unexpectedAnswer(server: server, request: request, reason: error.description)
         }
