@@ -37,6 +37,9 @@ struct StoreEventLoopRuleTests {
             }
             // At least one roll into a segment made ahead (until one is ready, the current segment grows past its size,
             // so how many there are depends on how fast the store's thread was).
+            // A segment made ahead takes its name on the store's thread after the roll: a bounded wait for that.
+            let renamed = monotonicSeconds() + 10
+            while segmentFiles(queueDirectory).count < 2 && monotonicSeconds() < renamed { usleep(1_000) }
             #expect(segmentFiles(queueDirectory).count > 1, "segments rolled: \(listDirectory(queueDirectory))")
             // Older segments are opened off the loop: `next()` says "nothing yet" until the store's thread has done
             // it (the broker waits for the readable handler; here, a bounded retry).
