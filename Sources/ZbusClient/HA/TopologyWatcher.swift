@@ -56,6 +56,8 @@ final class TopologyWatcher: Sendable {
         var configuration = configuration
         // A subscription must come back after every drop, whatever the broker's connections do.
         configuration.reconnectEagerly = true
+        // A subscriber that sends nothing is closed by the tracker node as idle after `idle_timeout`.
+        configuration.heartbeatInterval = configuration.heartbeatInterval ?? .seconds(60)
         configuration.connectTimeout = min(configuration.connectTimeout, ha.serverConnectTimeout * 2)
         self.configuration = configuration
         self.ha = ha

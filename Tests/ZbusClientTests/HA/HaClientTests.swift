@@ -243,4 +243,48 @@ struct HaClientTests {
         await serviceBroker.close()
         await tracker.stop()
     }
+
+    @Test("an HA consumer's route(_:to:) reaches a caller on whichever broker delivered the request")
+    func routeThroughCluster() async throws {
+        let b1 = try startProcessNode()
+        let b2 = try startProcessNode()
+        defer {
+            b1.cleanUp()
+            b2.cleanUp()
+        }
+        let s1 = "127.0.0.1:\(b1.port)"
+        let s2 = "127.0.0.1:\(b2.port)"
+        let tracker = try await FakeTracker()
+        tracker.setTable(servers: [s1, s2], entries: [Self.entry("Ask", s1, consumers: 1), Self.entry("Ask", s2, consumers: 1)])
+        let serviceBroker = Self.haBroker([tracker])
+        try await MqAdmin(broker: serviceBroker).create("Ask")
+        let consumer = Consumer(broker: serviceBroker, mq: "Ask")
+        let answering = Task {
+            try await consumer.start { request, consumer in
+                try await consumer.route(Message(status: 200, text: "answer to \(request.bodyString) from \(request.server ?? "?")"), to: request)
+            }
+        }
+        // Both brokers count the consumer before the calls.
+        for server in [s1, s2] {
+            let admin = MqAdmin(broker: try SingleBroker(address: server, configuration: quickConfiguration()))
+            #expect(await eventually(within: 10) { ((try? await admin.query("Ask"))?.consumerCount ?? 0) >= 1 })
+        }
+        let callerBroker = Self.haBroker([tracker])
+        let caller = Producer(broker: callerBroker, mq: "Ask")
+        var answeredBy: Set<String> = []
+        for index in 0..<8 {
+            let reply = try await caller.request(Message(text: "q\(index)"), timeout: .seconds(5))
+            #expect(reply.status == 200)
+            #expect(reply.bodyString.hasPrefix("answer to q\(index) from "))
+            answeredBy.insert(String(reply.bodyString.split(separator: " ").last ?? ""))
+        }
+        // The calls were spread over both brokers, and each answer found its way back.
+        #expect(answeredBy == [s1, s2], "answered via \(answeredBy)")
+        answering.cancel()
+        _ = await answering.result
+        await consumer.close()
+        await callerBroker.close()
+        await serviceBroker.close()
+        await tracker.stop()
+    }
 }
