@@ -32,7 +32,7 @@ struct StoreEventLoopRuleTests {
             // 400 records of about 100 bytes in batches of 10: about ten segments of 4 KiB, all rolled on the loop.
             for batch in 0..<40 {
                 let records = (0..<10).map { record("\(batch * 10 + $0) \(padding)") }
-                try loop.submit { try queue.appendBatch(records) }.wait()
+                _ = try loop.submit { try queue.appendBatch(records) }.wait()
             }
             #expect(segmentFiles(queueDirectory).count > 3, "segments rolled: \(listDirectory(queueDirectory))")
             // Older segments are opened off the loop: `next()` says "nothing yet" until the store's thread has done
