@@ -275,7 +275,7 @@ struct ProxyTests {
         let path = try nodeFile(directory, "modules:\n  - module: mq\n  - module: example-adapter\n")
         let result = try runCommand(ZbusProcess.binaryPath, ["check-config", path])
         #expect(result.status == 2, "\(result.stderr)")
-        #expect(result.stderr.contains("unknown module 'example-adapter'; registered: mq, proxy, rpc"), "\(result.stderr)")
+        #expect(result.stderr.contains("unknown module 'example-adapter'; registered: monitor, mq, proxy, rpc, tracker"), "\(result.stderr)")
     }
 
     @Test("a proxy node of its own serves an MQ of a remote broker")
