@@ -34,7 +34,12 @@ final class MonitorState: Sendable {
         var storeBytes: Int64 = 0
         var panels: [PanelSnapshot] = []
         var stopping = false
+        var samples = 0
     }
+
+    /// The store's size is read every this many samples: listing a large store's files each second would cost more
+    /// than the figure is worth.
+    static let storeSizeEvery = 5
 
     let historySeconds: Int
     /// When the module was built (the node's start, to the second).
@@ -77,7 +82,11 @@ final class MonitorState: Sendable {
     func sample() async {
         guard let node else { return }
         let statistics = node.queues?.queueStatistics() ?? []
-        let storeBytes = node.queues?.storeBytes() ?? 0
+        let readStore = sampled.withLockedValue { state in
+            defer { state.samples += 1 }
+            return state.samples % Self.storeSizeEvery == 0
+        }
+        let storeBytes = readStore ? node.queues?.storeBytes() : nil
         var panels: [PanelSnapshot] = []
         for (name, panel) in node.panels.sorted(by: { $0.key < $1.key }) {
             panels.append(PanelSnapshot(name: name, title: panel.title, table: await panel.table()))
@@ -93,7 +102,7 @@ final class MonitorState: Sendable {
             }
             // Removed MQs leave the history with the table.
             state.history = history
-            state.storeBytes = storeBytes
+            if let storeBytes { state.storeBytes = storeBytes }
             state.panels = panels
         }
     }

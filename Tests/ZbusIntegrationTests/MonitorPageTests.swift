@@ -49,8 +49,8 @@ struct MonitorPageTests {
         let rows: [Row]
     }
 
-    static func rendered(_ browser: HeadlessBrowser, since: Int) throws -> Rendered {
-        let text = try #require(try browser.evaluate(tableAfterRefreshes(since: since), timeout: 30) as? String)
+    static func rendered(_ browser: HeadlessBrowser, since: Int, after: Int = 2) throws -> Rendered {
+        let text = try #require(try browser.evaluate(tableAfterRefreshes(since: since, after: after), timeout: 30) as? String)
         return try JSONDecoder().decode(Rendered.self, from: Data(text.utf8))
     }
 
@@ -98,6 +98,13 @@ struct MonitorPageTests {
 
         // The detail view of one MQ, for the screenshot: its consumer's address and the rate chart.
         _ = try browser.evaluate(#"document.querySelector('tr[data-mq="Invoices"]').click()"#)
+        // A few seconds of traffic, one step per refresh, so that the charts have something to draw.
+        for step in 1...4 {
+            try node.produce(3 * step, into: "Invoices", on: producer)
+            try node.produce(step, into: "Orders", on: producer)
+            for _ in 0..<step { try node.consume(from: "Invoices", on: consumer) }
+            _ = try Self.rendered(browser, since: try Self.refreshCount(browser), after: 1)
+        }
         _ = try Self.rendered(browser, since: try Self.refreshCount(browser))
         let consumerShown = try browser.evaluate("document.getElementById('detail-consumers').textContent") as? String
         #expect(consumerShown?.contains("127.0.0.1:") == true, "detail view: \(consumerShown ?? "nothing")")

@@ -44,7 +44,9 @@ enum MonitorEndpoints {
                 guard let node = state.node else {
                     return session.send(reply(request, status: 503, body: "the node is starting", type: "text/plain"))
                 }
-                // Each open connection's byte counts are read on its own event loop; the answer goes once all are in.
+                // Each open connection's byte counts are read on its own event loop; the answer goes once all are in
+                // (a client that pipelines another request behind this one may get that answer first, as with a
+                // parked consume: scrapers send one request at a time).
                 node.sessions.traffic(on: session.eventLoop).whenComplete { result in
                     let text = exporter.exposition(
                         statistics: node.queues?.queueStatistics() ?? [], connections: node.sessions.count,

@@ -22,8 +22,9 @@ enum MonitorPageScript {
   function duration(seconds) {
     seconds = Math.floor(seconds);
     const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600), m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
-    if (d > 0) return d + "d " + h + "h"; if (h > 0) return h + "h " + m + "m"; if (m > 0) return m + "m " + s + "s"; return s + "s";
+    if (d > 0) return d + "d " + h + "h"; if (h > 0) return h + "h " + m + "m"; if (m > 0) return m + "m" + (s ? " " + s + "s" : ""); return s + "s";
   }
+  function axis(value) { return value === 0 ? "0" : value >= 10 ? Math.round(value).toString() : value >= 1 ? value.toFixed(1) : value.toFixed(2); }
   function ago(ms, now) { return ms > 0 ? duration(Math.max(0, now - ms) / 1000) + " ago" : "–"; }
 
   function sparkline(history) {
@@ -54,7 +55,7 @@ enum MonitorPageScript {
     for (let i = 0; i <= 4; i++) {
       const y = bottom - (bottom - top) * i / 4;
       g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
-      g.fillText(rate(max * i / 4), 4, y + 4);
+      g.fillText(axis(max * i / 4), 4, y + 4);
     }
     g.fillText("-" + duration(seconds), left, h - 4); g.fillText("now", right - 22, h - 4);
     [["produce", "#2f7ed8"], ["consume", "#2ca25f"]].forEach(([key, color]) => {
