@@ -133,11 +133,16 @@ struct ClusterCommand: OperatorCommand {
             throw .from(error, server: connection.server, request: "`sub_all`")
         }
         await client.close()
-        guard reply.cmd == TrackerCommand.pubAll, reply.status == nil || reply.status == 200 else {
-            let answer = reply.status.map { "\($0) \(reply.bodyString)" } ?? "`\(reply.cmd ?? "a message without cmd")`"
+        // Read into locals once: Swift 6.3.1's optimizer crashed (an ownership check) on the reply's properties read
+        // inside the guard and its closure in a release build.
+        let status = reply.status
+        let command = reply.cmd
+        let body = reply.bodyString
+        guard command == TrackerCommand.pubAll, status == nil || status == 200 else {
+            let answer = status.map { "\($0) \(body)" } ?? "`\(command ?? "a message without cmd")`"
             throw .notATracker(server: connection.server, answer: answer)
         }
-        let view = ClusterView(tracker: connection.server, joined: joined.withLockedValue { $0 }, table: reply.bodyString)
+        let view = ClusterView(tracker: connection.server, joined: joined.withLockedValue { $0 }, table: body)
         if serverOptions.json {
             Output.json(view)
         } else {
