@@ -120,8 +120,10 @@ final class MQBroker: Sendable {
             }
             publish(state.queues)
             let loop = context.eventLoopGroup.next()
-            state.sampler = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { [weak self] _ in
-                self?.sampleQueues()
+            // A strong reference, released when `shutdown()` cancels the task: a weak one would give the broker a
+            // side table, and every retain and release of it (several per request) would take the slow path.
+            state.sampler = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { [self] _ in
+                sampleQueues()
             }
             return (state.queues.count, state.unopened.count)
         }

@@ -99,7 +99,9 @@ final class MessageQueue: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "mq"] = "\(definition.name)"
         self.logger = logger
-        durableQueue?.setReadableHandler { [weak self] in self?.storeBecameReadable() }
+        // A strong reference: the store drops the handler when the queue closes (removal, shutdown). A weak one
+        // would give this MQ a side table, and every retain and release of it would take the slow path.
+        durableQueue?.setReadableHandler { [self] in storeBecameReadable() }
     }
 
     /// Records the store could not read without waiting for the disk are in memory now (told from the store's I/O
@@ -389,6 +391,7 @@ final class MessageQueue: @unchecked Sendable {
 
     /// Detaches every parked consumer (they get 404) and returns the messages to send; the MQ is unusable afterwards.
     func close() -> Deliveries {
+        durableQueue?.setReadableHandler(nil)  // breaks the reference cycle with the store's queue
         var deliveries = Deliveries()
         lock.withLock {
             // Point-to-point pulls in the order they came, then pub/sub ones.
