@@ -56,6 +56,12 @@ final class TrackerHub: Sendable {
         guard entry.server.utf8.count <= settings.maxLineBytes else {
             return refuse(request, session, status: 400, "Bad format: the server address is over \(settings.maxLineBytes) bytes (tracker.max_line_bytes)")
         }
+        if let problem = Self.addressProblem(entry.server) {
+            return refuse(request, session, status: 400, "Bad format: entry_update: the server address (field 2) \(problem)")
+        }
+        if let problem = Self.entryIdProblem(entry.id) {
+            return refuse(request, session, status: 400, "Bad format: entry_update: the entry id (field 1) \(problem)")
+        }
         let now = Self.now()
         apply(request, session: session) { table throws(TrackerTable.Refusal) in try table.update(entry, session: session.id, now: now) }
     }
@@ -205,7 +211,31 @@ final class TrackerHub: Sendable {
             refuse(request, session, status: 400, "Bad format: the server address is over \(settings.maxLineBytes) bytes (tracker.max_line_bytes)")
             return nil
         }
+        if let problem = Self.addressProblem(server) {
+            refuse(request, session, status: 400, "Bad format: \(request.cmd ?? ""): the server address \(problem)")
+            return nil
+        }
         return server
+    }
+
+    /// Why `server` cannot be a broker's address, or `nil` when it can. Subscribers connect to what they are told and
+    /// relay it in a header: a control character there (a lone CR) would corrupt their message framing, and a space,
+    /// `,` or `;` would read as a tracker list.
+    static func addressProblem(_ server: String) -> String? {
+        if let bad = server.unicodeScalars.first(where: { $0.value <= 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "," || $0 == ";" }) {
+            return "holds U+\(String(bad.value, radix: 16, uppercase: true)), not HOST:PORT (for example 10.0.0.5:15555)"
+        }
+        guard let address = try? HostAndPort(parsing: server), (1...65535).contains(address.port) else {
+            return "'\(server.prefix(64))' is not HOST:PORT with a port of 1...65535 (for example 10.0.0.5:15555)"
+        }
+        return nil
+    }
+
+    /// Why `id` cannot be an entry id (an MQ name), or `nil` when it can: control characters are refused as in MQ
+    /// names, since the id is relayed to every subscriber.
+    static func entryIdProblem(_ id: String) -> String? {
+        guard let bad = id.unicodeScalars.first(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return nil }
+        return "holds the control character U+\(String(bad.value, radix: 16, uppercase: true))"
     }
 
     /// The body of an `entry_update` or `entry_remove`: one line within `max_line_bytes`; `nil` after a refusal.

@@ -23,9 +23,31 @@ struct TrackerLinkStateTests {
         #expect(link.connectFailed() == .retry(after: .seconds(1), attempt: 13))
         #expect(link.retryDue() == .connect)
         #expect(link.connected() == .announce)
+        link.lasted()
         #expect(link.failures == 0)
         #expect(link.disconnected() == .retry(after: .milliseconds(100), attempt: 0))
         #expect(link.disconnected() == .none)
+    }
+
+    @Test("a tracker that accepts and drops at once is redialled with a growing pause, not every 100 ms")
+    func flappingTracker() {
+        var link = TrackerLinkState(backoff: backoff)
+        _ = link.start()
+        var pauses: [Duration] = []
+        for _ in 0..<5 {
+            #expect(link.connected() == .announce)
+            guard case .retry(let after, _) = link.disconnected() else {
+                Issue.record("a drop must schedule a retry")
+                return
+            }
+            pauses.append(after)
+            #expect(link.retryDue() == .connect)
+        }
+        #expect(pauses == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1)])
+        // A connection that lasted a refresh interval starts the schedule afresh.
+        _ = link.connected()
+        link.lasted()
+        #expect(link.disconnected() == .retry(after: .milliseconds(100), attempt: 0))
     }
 
     @Test("a stop says goodbye only when connected, and nothing reconnects after it")

@@ -321,3 +321,37 @@ struct TrackerReportingAddressTests {
         #expect(entry.id == "Adv" && entry.server == "10.9.8.7:15555" && entry.mode == 2)
     }
 }
+
+@Suite("Tracker hostile reports", .blockingIO(.heavy))
+struct TrackerHostileReportTests {
+    @Test("a server address that is not HOST:PORT or an entry id with control characters gets 400; nothing reaches the subscribers")
+    func badAddressesAndIds() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-tracker")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tracker = try startTracker(directory: directory)
+        defer { tracker.cleanUp() }
+        let subscriber = try TrackerSubscriber(port: tracker.port)
+        defer { subscriber.close() }
+        let reporter = try WireClient(port: tracker.port)
+        defer { reporter.close() }
+
+        // A lone CR in the server field was relayed into every subscriber's `server` header.
+        let refused: [(String, [(String, String)], String?)] = [
+            ("CR in the server", [("cmd", "entry_update")], "Q\t10.1.2.3:1\rcmd: x\t1\t0\t0\t0"),
+            ("no port", [("cmd", "entry_update")], "Q\tgarbage\t1\t0\t0\t0"),
+            ("port 0", [("cmd", "server_join"), ("server", "10.1.2.3:0")], nil),
+            ("a list", [("cmd", "server_join"), ("server", "10.1.2.3:1;10.1.2.4:1")], nil),
+            ("ESC in the id", [("cmd", "entry_update")], "Q\u{1B}[31m\t10.1.2.3:1\t1\t0\t0\t0"),
+        ]
+        for (index, (what, headers, body)) in refused.enumerated() {
+            reporter.request(headers + [("id", "r\(index)")], body: body)
+            let reply = try reporter.receive(timeout: 10)
+            #expect(reply.status == 400 && reply.id == "r\(index)", "\(what): \(reply.status ?? 0) \(reply.bodyString)")
+            #expect(reply.bodyString.contains("server address") || reply.bodyString.contains("entry id"), "\(what): \(reply.bodyString)")
+        }
+        // The first push the subscriber gets is the good report's, and the tracker serves on.
+        reporter.request([("cmd", "server_join"), ("server", "10.1.2.3:15555")])
+        #expect(try subscriber.next(timeout: 10)?.server == "10.1.2.3:15555")
+        #expect(subscriber.view.servers == ["10.1.2.3:15555"])
+    }
+}

@@ -2,11 +2,12 @@ extension TrackerEntry {
     /// The entry's mode bits as a ``QueueMode``.
     public var queueMode: QueueMode { QueueMode(rawValue: mode) }
 
-    /// Every entry of a body of lines; lines that are not entries are skipped (a subscriber takes what it can read
-    /// rather than dropping a whole table for one bad line).
+    /// Every entry of a body of lines; lines that are not entries, or whose server is not one `HOST:PORT`, are
+    /// skipped (a subscriber takes what it can read rather than dropping a whole table for one bad line).
     static func parseLenient(_ text: String) -> [TrackerEntry] {
         text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).compactMap { line in
-            try? TrackerEntry(parsing: line)
+            guard let entry = try? TrackerEntry(parsing: line), TrackerEvent.isBrokerAddress(entry.server) else { return nil }
+            return entry
         }
     }
 }
@@ -30,7 +31,7 @@ enum TrackerEvent: Sendable, Equatable {
     init?(_ message: Message) {
         switch message.cmd {
         case "server_join":
-            guard let server = message.server?.trimmingWhitespace(), !server.isEmpty else { return nil }
+            guard let server = message.server?.trimmingWhitespace(), Self.isBrokerAddress(server) else { return nil }
             self = .serverJoin(server)
         case "server_leave":
             guard let server = message.server?.trimmingWhitespace(), !server.isEmpty else { return nil }
@@ -50,5 +51,13 @@ enum TrackerEvent: Sendable, Equatable {
             return nil
         }
     }
-}
 
+    /// Whether `server` is an address the client can connect to: a broker the tracker names otherwise (a tracker
+    /// that checks nothing, a misconfigured reporter) would fail every request and consumer that picked it.
+    static func isBrokerAddress(_ server: String) -> Bool {
+        guard !server.isEmpty, !server.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }),
+            let address = try? BrokerAddress.parseSingle(server)
+        else { return false }
+        return (1...65535).contains(address.port)
+    }
+}

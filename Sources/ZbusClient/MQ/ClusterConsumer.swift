@@ -23,7 +23,15 @@ final class ClusterConsumer: Sendable {
         var failedUntil: [String: ContinuousClock.Instant] = [:]
         /// The connections of running `start` loops, closed with the consumer.
         var loops: [ConsumerConnection] = []
+        /// The event streams of running `start` calls, finished with the consumer so that they return.
+        var starts: [AsyncStream<StartEvent>.Continuation] = []
         var closed = false
+    }
+
+    /// What drives a `start` call: a new topology, or a loop that failed for good.
+    private enum StartEvent: Sendable {
+        case topology(ClusterTopology)
+        case failed(any Error)
     }
 
     init(broker: HaBroker, mq: String, options: Consumer.Options, logger: Logger) {
@@ -99,11 +107,12 @@ final class ClusterConsumer: Sendable {
     /// Runs `concurrency` consume loops on every broker hosting the MQ, adding loops for brokers as they appear,
     /// until the task is cancelled, the consumer is closed, or a broker refuses this consumer (400, 403).
     func start(concurrency: Int, consumer: Consumer, handler: @escaping @Sendable (Message, Consumer) async throws -> Void) async throws {
-        enum Event: Sendable {
-            case topology(ClusterTopology)
-            case failed(any Error)
+        let (events, continuation) = AsyncStream.makeStream(of: StartEvent.self)
+        let closedAlready = state.withLockedValue { state -> Bool in
+            if !state.closed { state.starts.append(continuation) }
+            return state.closed
         }
-        let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        if closedAlready { return }
         let watcher = broker.watcher
         let token = watcher.addObserver({ continuation.yield(.topology($0)) }, onClose: { continuation.finish() })
         defer {
@@ -127,7 +136,14 @@ final class ClusterConsumer: Sendable {
                     logger.debug("consuming from a broker of the cluster", metadata: ["server": "\(server)"])
                     for _ in 0..<max(1, concurrency) {
                         let connection = ConsumerConnection(client: try broker.makeClient(server: server), mq: mq, options: options)
-                        state.withLockedValue { $0.loops.append(connection) }
+                        let added = state.withLockedValue { state -> Bool in
+                            if !state.closed { state.loops.append(connection) }
+                            return !state.closed
+                        }
+                        guard added else {
+                            await connection.close()
+                            break
+                        }
                         group.addTask {
                             do {
                                 try await consumer.consumeLoop(connection) { message, consumer in
@@ -147,13 +163,19 @@ final class ClusterConsumer: Sendable {
         }
     }
 
-    /// Acknowledges what each connection holds and closes them all.
+    /// Acknowledges what each connection holds and closes them all, those of `start` loops included (which makes
+    /// `start` return).
     func close() async {
-        let connections = state.withLockedValue { state -> [ConsumerConnection] in
+        let (connections, starts) = state.withLockedValue { state -> ([ConsumerConnection], [AsyncStream<StartEvent>.Continuation]) in
             state.closed = true
-            defer { state.takers.removeAll() }
-            return Array(state.takers.values)
+            defer {
+                state.takers.removeAll()
+                state.loops.removeAll()
+                state.starts.removeAll()
+            }
+            return (Array(state.takers.values) + state.loops, state.starts)
         }
+        for start in starts { start.finish() }
         for connection in connections { await connection.close() }
     }
 

@@ -165,6 +165,7 @@ final class TrackerLink: @unchecked Sendable {
     /// heartbeat keeps the connection from being closed as idle.
     private func refreshAll() {
         guard let channel else { return }
+        state.lasted()
         guard channel.isWritable else {
             logger.debug("the tracker is not reading; refresh skipped")
             return

@@ -1,7 +1,9 @@
 /// The life of one reporting connection to a tracker, as a value type: each event returns what to do next.
 ///
 /// A connection that drops is retried after the first pause of the schedule; each failed attempt lengthens the pause
-/// (``Backoff``) up to its maximum, and a success resets it. Once stopped, nothing reconnects.
+/// (``Backoff``) up to its maximum. Only a connection that lasted (``lasted()``, one refresh interval) resets it: a
+/// tracker that accepts and closes at once (full, or shutting down) is otherwise redialled ten times a second by
+/// every broker. Once stopped, nothing reconnects.
 struct TrackerLinkState: Sendable, Equatable {
     enum Phase: Sendable, Equatable {
         case idle
@@ -42,8 +44,12 @@ struct TrackerLinkState: Sendable, Equatable {
     mutating func connected() -> Action {
         guard phase == .connecting else { return phase == .stopped ? .close : .none }
         phase = .connected
-        failures = 0
         return .announce
+    }
+
+    /// The connection has been up for a refresh interval: the next drop is retried after the first pause again.
+    mutating func lasted() {
+        if phase == .connected { failures = 0 }
     }
 
     mutating func connectFailed() -> Action {
@@ -57,7 +63,9 @@ struct TrackerLinkState: Sendable, Equatable {
     mutating func disconnected() -> Action {
         guard phase == .connected else { return .none }
         phase = .waiting
-        return .retry(after: backoff.delay(attempt: 0), attempt: 0)
+        let attempt = failures
+        failures += 1
+        return .retry(after: backoff.delay(attempt: attempt), attempt: attempt)
     }
 
     mutating func retryDue() -> Action {

@@ -287,4 +287,40 @@ struct HaClientTests {
         await serviceBroker.close()
         await tracker.stop()
     }
+
+    @Test("close() of an HA consumer ends its start() loops and releases their connections on every broker")
+    func closeEndsStart() async throws {
+        let b1 = try startProcessNode()
+        let b2 = try startProcessNode()
+        defer {
+            b1.cleanUp()
+            b2.cleanUp()
+        }
+        let s1 = "127.0.0.1:\(b1.port)"
+        let s2 = "127.0.0.1:\(b2.port)"
+        let tracker = try await FakeTracker()
+        tracker.setTable(servers: [s1, s2], entries: [Self.entry("C", s1), Self.entry("C", s2)])
+        let broker = Self.haBroker([tracker])
+        let consumer = Consumer(broker: broker, mq: "C")
+        let returned = LockedValue(false)
+        let consuming = Task {
+            defer { returned.withLock { $0 = true } }
+            try await consumer.start(concurrency: 2) { _, _ in }
+        }
+        let admins = try [s1, s2].map { MqAdmin(broker: try SingleBroker(address: $0, configuration: quickConfiguration())) }
+        for admin in admins {
+            #expect(await eventually(within: 10) { ((try? await admin.query("C"))?.consumerCount ?? 0) >= 2 })
+        }
+        // Closed, not cancelled: the loops stop and their connections close (they kept consuming before).
+        await consumer.close()
+        #expect(await eventually(within: 10) { returned.withLock { $0 } }, "start() still running after close()")
+        for admin in admins {
+            #expect(await eventually(within: 10) { (try? await admin.query("C"))?.consumerCount == 0 })
+        }
+        consuming.cancel()
+        _ = try? await consuming.value
+        for admin in admins { await admin.broker.close() }
+        await broker.close()
+        await tracker.stop()
+    }
 }

@@ -49,6 +49,16 @@ struct HaTopologyTests {
         #expect(TrackerEvent(Message(status: 200)) == nil)
     }
 
+    @Test("a broker address that is not one HOST:PORT is ignored, so that no request or consumer picks it")
+    func badAddressesIgnored() {
+        #expect(TrackerEvent(Self.message("server_join", server: "garbage")) == nil)
+        #expect(TrackerEvent(Self.message("server_join", server: "h:1;h:2")) == nil)
+        #expect(TrackerEvent(Self.message("server_join", server: "h:0")) == nil)
+        #expect(TrackerEvent(Self.message("entry_update", body: "Q\tgarbage\t1\t0\t0\t0")) == nil)
+        #expect(TrackerEvent(Self.message("pub_all", body: "A\th:1\t1\t5\t2\t0\nB\ta b,c:1\t1\t5\t0\t0\nC\th:1\rx\t1\t5\t0\t0"))
+            == .snapshot([Self.entry("A", "h:1", unconsumed: 2).with(time: 5)]))
+    }
+
     @Test("joins, updates, removes and leaves build the view; a leave told by one tracker holds for all")
     func followsChanges() {
         var merge = TopologyMerge(trackers: ["t1", "t2"], settle: .seconds(3))
