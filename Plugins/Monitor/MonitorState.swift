@@ -73,7 +73,7 @@ final class MonitorState: Sendable {
     func history(of mq: String, limit: Int) -> (produce: [Double], consume: [Double]) {
         sampled.withLockedValue { state in
             guard let history = state.history[mq] else { return ([], []) }
-            return (history.produce.suffix(limit), history.consume.suffix(limit))
+            return (history.produce(last: limit), history.consume(last: limit))
         }
     }
 
@@ -96,7 +96,9 @@ final class MonitorState: Sendable {
             var history: [String: RateHistory] = [:]
             history.reserveCapacity(statistics.count)
             for queue in statistics {
-                var rates = state.history[queue.name] ?? RateHistory(capacity: capacity)
+                // Taken out of the old table, so that its buffers are not shared and the append writes in place
+                // (a copy of every MQ's history each second would hold the lock the event loops read under).
+                var rates = state.history.removeValue(forKey: queue.name) ?? RateHistory(capacity: capacity)
                 rates.append(produce: queue.produceRate, consume: queue.consumeRate)
                 history[queue.name] = rates
             }
@@ -108,23 +110,38 @@ final class MonitorState: Sendable {
     }
 }
 
-/// The last `capacity` rate samples of one MQ, one a second.
+/// The last `capacity` rate samples of one MQ, one a second, in two rings (a sample costs no shift of the others).
 struct RateHistory: Sendable {
     let capacity: Int
-    private(set) var produce: [Double] = []
-    private(set) var consume: [Double] = []
+    private var produceRing: [Double] = []
+    private var consumeRing: [Double] = []
+    /// Where the oldest sample is once the rings are full (and the next one goes).
+    private var start = 0
 
     init(capacity: Int) {
-        self.capacity = capacity
+        self.capacity = max(1, capacity)
     }
 
+    /// The last `limit` produce rates, oldest first.
+    func produce(last limit: Int) -> [Double] { Self.last(limit, of: produceRing, start: start) }
+    /// The last `limit` consume rates, oldest first.
+    func consume(last limit: Int) -> [Double] { Self.last(limit, of: consumeRing, start: start) }
+
     mutating func append(produce rate: Double, consume consumeRate: Double) {
-        produce.append(rate)
-        consume.append(consumeRate)
-        if produce.count > capacity {
-            produce.removeFirst(produce.count - capacity)
-            consume.removeFirst(consume.count - capacity)
+        if produceRing.count < capacity {
+            produceRing.append(rate)
+            consumeRing.append(consumeRate)
+        } else {
+            produceRing[start] = rate
+            consumeRing[start] = consumeRate
+            start = (start + 1) % capacity
         }
+    }
+
+    private static func last(_ limit: Int, of ring: [Double], start: Int) -> [Double] {
+        let count = min(max(0, limit), ring.count)
+        // The newest sample sits just before `start` (at the end while the ring fills).
+        return (0..<count).map { ring[(start + ring.count - count + $0) % ring.count] }
     }
 }
 

@@ -127,6 +127,70 @@ struct MonitorMetricsTests {
         #expect(metrics.types["zbus_rpc_call_duration_seconds"] == "histogram")
     }
 
+    @Test("after a restart short of descriptors, an MQ not opened yet has no depth series (its backlog is unknown), then its real depth")
+    func unopenedMQHasNoDepth() throws {
+        // Under 256 descriptors a restart opens only half of what fits; the others open on first use.
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-monitor")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("node.yaml")
+        try "modules:\n  - module: mq\n  - module: monitor\n".write(to: config, atomically: true, encoding: .utf8)
+        let first = MonitoredNode(process: try ZbusProcess(arguments: ["--config", config.path], directory: directory,
+                                                            timeout: 60, openFileLimit: 256))
+        do {
+            let client = try first.process.connect()
+            defer { client.close() }
+            for index in 0..<300 {
+                let name = String(format: "q%04d", index)
+                client.request([("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "1")])
+                guard try client.receive().status == 200 else { break }
+                try first.produce(1, into: name, on: client)
+            }
+        }
+        #expect(first.process.stop() == 0, "\(first.process.stderr)")
+
+        let restarted = MonitoredNode(process: try ZbusProcess(arguments: ["--config", config.path], directory: directory,
+                                                                timeout: 60, openFileLimit: 256))
+        defer { restarted.process.stop() }
+        let client = try restarted.process.connect()
+        defer { client.close() }
+        let overview = try JSONSerialization.jsonObject(with: Data(try restarted.get("/monitor/api/overview", on: client).bodyString.utf8)) as? [String: Any]
+        let unopened = ((overview?["mqs"] as? [[String: Any]]) ?? []).filter { $0["opened"] as? Bool == false }
+        let name = try #require(unopened.first?["name"] as? String, "some MQ is left unopened by the restart")
+        let before = try Self.parse(try restarted.get("/metrics", on: client).bodyString)
+        #expect(before.samples["zbus_mq_produced_messages_total{mq=\"\(name)\"}"] == 0, "the MQ is listed")
+        #expect(before.samples["zbus_mq_depth{mq=\"\(name)\"}"] == nil, "no depth of 0 for a waiting message")
+
+        client.request([("cmd", "query_mq"), ("mq", name)])  // opens it
+        #expect(try client.receive(timeout: 10).status == 200)
+        let after = try Self.parse(try restarted.get("/metrics", on: client).bodyString)
+        #expect(after.samples["zbus_mq_depth{mq=\"\(name)\"}"] == 1)
+    }
+
+    @Test("scrapes on several connections through a graceful stop: each is answered or its connection closes, and the node exits 0")
+    func scrapesThroughAStop() throws {
+        let node = try MonitoredNode()
+        defer { node.cleanUp() }
+        let clients = try (0..<4).map { _ in try node.process.connect() }
+        defer { clients.forEach { $0.close() } }
+        try node.create("Scraped", on: clients[0])
+        // Each scraper is answered once before the stop, so that all are connected (on the node's several loops).
+        for client in clients { #expect(try node.get("/metrics", on: client).status == 200) }
+        let scrapers = DispatchGroup()
+        for client in clients {
+            DispatchQueue.global().async(group: scrapers) {
+                // Until the node closes the connection (the receive then throws).
+                while true {
+                    client.request([], uri: "/metrics")
+                    guard (try? client.receive(timeout: 10)) != nil else { return }
+                }
+            }
+        }
+        kill(node.process.process.processIdentifier, SIGTERM)
+        #expect(node.process.stop(timeout: 30) == 0, "\(node.process.stderr)")
+        #expect(scrapers.wait(timeout: .now() + 30) == .success, "every scraper saw its connection close")
+        #expect(!node.process.stderr.contains("leaking promise"), "\(node.process.stderr)")
+    }
+
     @Test("/health answers 200 while serving and 503 once a graceful stop began, until the node stops")
     func healthFlipsDuringAGracefulStop() throws {
         // The drain keeps the stopping node up long enough to be asked; the stop is bounded by it.

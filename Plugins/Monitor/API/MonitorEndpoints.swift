@@ -46,8 +46,13 @@ enum MonitorEndpoints {
                 }
                 // Each open connection's byte counts are read on its own event loop; the answer goes once all are in
                 // (a client that pipelines another request behind this one may get that answer first, as with a
-                // parked consume: scrapers send one request at a time).
-                node.sessions.traffic(on: session.eventLoop).whenComplete { result in
+                // parked consume: scrapers send one request at a time). Not once the node is stopping: its event
+                // loops then shut down, and a reading hopping from one to another would be dropped half-way (a
+                // promise never completed); the byte counters keep their last values instead.
+                let traffic = state.isStopping
+                    ? session.eventLoop.makeSucceededFuture(SessionTraffic())
+                    : node.sessions.traffic(on: session.eventLoop)
+                traffic.whenComplete { result in
                     let text = exporter.exposition(
                         statistics: node.queues?.queueStatistics() ?? [], connections: node.sessions.count,
                         traffic: (try? result.get()) ?? SessionTraffic(), storeBytes: state.storeBytes,

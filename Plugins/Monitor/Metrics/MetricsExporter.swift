@@ -89,17 +89,22 @@ final class QueueMetrics: @unchecked Sendable {
     private let produced: CoreMetrics.Counter
     private let consumed: CoreMetrics.Counter
     private let redelivered: CoreMetrics.Counter
-    private let depth: CoreMetrics.Gauge
+    /// Made when the MQ is first seen open: the depth of an MQ of the store not opened since the start is not known
+    /// (its backlog is on disk), and a 0 would tell an alert that nothing waits.
+    private var depth: CoreMetrics.Gauge?
     private let consumers: CoreMetrics.Gauge
     private let inFlight: CoreMetrics.Gauge
     private var last: (produced: UInt64, consumed: UInt64, redelivered: UInt64) = (0, 0, 0)
+    private let labels: [(String, String)]
+    private let factory: any MetricsFactory
 
     init(mq: String, factory: any MetricsFactory) {
         let labels = [("mq", mq)]
+        self.labels = labels
+        self.factory = factory
         produced = CoreMetrics.Counter(label: MetricNames.produced, dimensions: labels, factory: factory)
         consumed = CoreMetrics.Counter(label: MetricNames.consumed, dimensions: labels, factory: factory)
         redelivered = CoreMetrics.Counter(label: MetricNames.redelivered, dimensions: labels, factory: factory)
-        depth = CoreMetrics.Gauge(label: MetricNames.depth, dimensions: labels, factory: factory)
         consumers = CoreMetrics.Gauge(label: MetricNames.consumers, dimensions: labels, factory: factory)
         inFlight = CoreMetrics.Gauge(label: MetricNames.inFlight, dimensions: labels, factory: factory)
     }
@@ -114,7 +119,10 @@ final class QueueMetrics: @unchecked Sendable {
         if queue.consumed > last.consumed { consumed.increment(by: queue.consumed - last.consumed) }
         if queue.redelivered > last.redelivered { redelivered.increment(by: queue.redelivered - last.redelivered) }
         last = (queue.produced, queue.consumed, queue.redelivered)
-        depth.record(queue.depth)
+        if queue.isOpen {
+            if depth == nil { depth = CoreMetrics.Gauge(label: MetricNames.depth, dimensions: labels, factory: factory) }
+            depth?.record(queue.depth)
+        }
         consumers.record(queue.consumers)
         inFlight.record(queue.inFlight)
         return true
@@ -124,7 +132,7 @@ final class QueueMetrics: @unchecked Sendable {
         produced.destroy()
         consumed.destroy()
         redelivered.destroy()
-        depth.destroy()
+        depth?.destroy()
         consumers.destroy()
         inFlight.destroy()
     }
@@ -141,8 +149,8 @@ final class NodeMetrics: @unchecked Sendable {
     /// The traffic counted so far (guarded by the exporter's lock).
     private var counted = SessionTraffic()
 
-    /// Moves the byte counters up to `traffic`; a reading below the last (a session counted twice as it closed, the
-    /// last time) moves nothing.
+    /// Moves the byte counters up to `traffic`; a reading below the last (an open connection's counts that could not
+    /// be read) moves nothing.
     func update(_ traffic: SessionTraffic) {
         if traffic.read > counted.read {
             received.increment(by: traffic.read - counted.read)

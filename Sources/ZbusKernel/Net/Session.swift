@@ -211,11 +211,12 @@ public final class SessionRegistry: Sendable {
     }
 
     /// The bytes every session carried since the node started, the open ones read on their event loops; completes on
-    /// `eventLoop`. A session closing while it is read may count twice in this one answer (counters that read it keep
-    /// to the highest value seen).
+    /// `eventLoop`. A session that closes while it is read may be missing from this one answer (its bytes come with
+    /// the next), never counted twice: the closed sessions are read before the open ones, and a session leaves the open
+    /// ones and joins the closed ones at once.
     public func traffic(on eventLoop: any EventLoop) -> EventLoopFuture<SessionTraffic> {
-        let open = all
         let closed = closedTraffic.withLockedValue { $0 }
+        let open = all
         return EventLoopFuture.reduce(closed, open.map { $0.traffic() }, on: eventLoop, +)
     }
 }

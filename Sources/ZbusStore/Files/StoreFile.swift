@@ -273,6 +273,17 @@ enum StoreFileSystem {
         }
     }
 
+    /// Deletes the file `name` of the open directory `directory`, wherever that directory is by then: if it was renamed
+    /// away (a queue being removed) and another made at its old path (the queue created again), the new one's files
+    /// stay. A missing file is fine.
+    static func unlink(_ name: String, in directory: StoreFile) throws(QueueStoreError) {
+        BlockingIOCheck.check("unlink \(directory.path)/\(name)")
+        if unlinkat(directory.descriptor, name, 0) != 0 {
+            let code = errno
+            if code != ENOENT { throw .io(path: directory.path + "/" + name, operation: "unlink", errno: code) }
+        }
+    }
+
     /// Renames `from` to `to`, replacing `to` atomically.
     static func rename(_ from: String, to: String) throws(QueueStoreError) {
         BlockingIOCheck.check("rename \(from)")

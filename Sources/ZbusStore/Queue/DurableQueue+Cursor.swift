@@ -61,7 +61,7 @@ extension DurableQueue {
             cursorMoved = false
             var doomed: [String] = []
             while segments.count >= 2, segments[1] - 1 <= committed {
-                doomed.append(directory + "/" + SegmentFormat.fileName(firstSequence: segments[0]))
+                doomed.append(SegmentFormat.fileName(firstSequence: segments[0]))
                 recentSegments[segments[0]] = nil
                 preparedSegments[segments[0]] = nil
                 segments.removeFirst()
@@ -72,12 +72,14 @@ extension DurableQueue {
         writeCursor(work.cursor)
         // Deleted after the cursor is written: a crash in between finds the cursor before the oldest segment, which
         // opening takes for "everything before it was consumed".
-        for path in work.doomed {
+        // Through the queue's own directory, not its path: a `remove` and a `create` of the same name may run on the
+        // I/O thread between the check above and these deletions, and the new queue's first segments share these names.
+        for name in work.doomed {
             do {
-                try StoreFileSystem.unlink(path)
-                logger.debug("deleted consumed segment", metadata: ["file": "\(path)"])
+                try StoreFileSystem.unlink(name, in: directoryFile)
+                logger.debug("deleted consumed segment", metadata: ["file": "\(directory)/\(name)"])
             } catch {
-                logger.error("cannot delete a consumed segment", metadata: ["file": "\(path)", "error": "\(error)"])
+                logger.error("cannot delete a consumed segment", metadata: ["file": "\(directory)/\(name)", "error": "\(error)"])
             }
         }
     }

@@ -276,8 +276,11 @@ extension DurableQueue {
                 case .none: break
                 }
             } catch {
-                // Opening the queue adopts a spare by its header, so records stay readable after a restart.
-                self.logger.error("cannot name a new segment file", metadata: ["file": "\(sparePath)", "error": "\(error)"])
+                // Opening the queue adopts a spare by its header, so records stay readable after a restart. The file
+                // keeps the spare's name, so no other spare may be made (the job already queued behind this one too).
+                self.lock.withLock { self.spareNameStuck = true }
+                self.logger.error("cannot name a new segment file; segments grow past their size until a restart",
+                                  metadata: ["file": "\(sparePath)", "error": "\(error)"])
             }
             if let previous { self.trimReservedTail(of: previous) }
         }
@@ -287,7 +290,7 @@ extension DurableQueue {
 
     /// Has the I/O thread make the next spare segment, unless one is there or on its way. Caller holds the lock.
     func requestSpare(io: NIOThreadPool) {
-        guard spare == nil, !spareRequested, !closed else { return }
+        guard spare == nil, !spareRequested, !closed, !spareNameStuck else { return }
         spareRequested = true
         io.submit { _ in self.makeSpare() }
     }
@@ -295,7 +298,7 @@ extension DurableQueue {
     /// Creates the spare segment file (on the I/O thread): its directory entry is durable before it is used.
     private func makeSpare() {
         let path = directory + "/" + Self.spareFileName
-        guard !lock.withLock({ closed }) else {
+        guard !lock.withLock({ closed || spareNameStuck }) else {
             lock.withLock { spareRequested = false }
             return
         }

@@ -74,6 +74,9 @@ public final class DurableQueue: @unchecked Sendable {
     /// roll on an event loop creates no file.
     @exclusivity(unchecked) var spare: StoreFile?
     @exclusivity(unchecked) var spareRequested = false
+    /// Set when a spare in use could not take its segment name: it is still ``spareFileName``, so no new spare may be
+    /// made under that name (that would truncate the writer's segment); segments grow past their size instead.
+    @exclusivity(unchecked) var spareNameStuck = false
     /// A read ahead (or the opening of an older segment) runs on the I/O thread; ``next()`` waits for it.
     @exclusivity(unchecked) var readAheadPending = false
     /// Older segments opened on the I/O thread for the reader, by first sequence (`nil`: unreadable).
