@@ -5,8 +5,8 @@ import Foundation
 /// Starting a child duplicates every descriptor of the test process until the child calls `exec` (close-on-exec
 /// descriptors included). A store that a test closes and opens again in that moment finds its `.lock` still locked by
 /// the child's copy, and refuses to open ("in use by another process"). Spawns (``ZbusProcess``, ``CommandProcess``)
-/// pass through the gate; tests under `.blockingIO(reopensLockedFiles: true)` hold it shut while they run. Either
-/// side may run beside itself.
+/// pass through the gate, one at a time; tests under `.blockingIO(reopensLockedFiles: true)` hold it shut while they
+/// run, and may run beside each other.
 public final class SpawnGate: @unchecked Sendable {
     /// The gate of the test process.
     public static let shared = SpawnGate()
@@ -21,7 +21,9 @@ public final class SpawnGate: @unchecked Sendable {
         preconditionMayBlock("starting a child process")
         condition.lock()
         spawnsWaiting += 1
-        while lockingTests > 0 { condition.wait() }
+        // One spawn at a time as well: Foundation's `Process.run()` crashed (SIGSEGV in a memcpy) when tests started
+        // children from several threads at once.
+        while lockingTests > 0 || spawning > 0 { condition.wait() }
         spawnsWaiting -= 1
         spawning += 1
         condition.unlock()
