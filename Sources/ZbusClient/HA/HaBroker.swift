@@ -361,7 +361,19 @@ public final class HaBroker: Broker {
         let results = await withTaskGroup(of: Result<Message, any Error>.self) { group in
             for server in servers {
                 group.addTask {
-                    do { return .success(try await self.broker(for: server).send(request, timeout: timeout)) } catch { return .failure(error) }
+                    // A broker that cannot be reached at once (its connect timeout is short, for failover) is tried
+                    // twice more: an administrative command that misses one broker leaves the cluster uneven.
+                    var failure: (any Error)?
+                    for attempt in 0..<3 {
+                        if attempt > 0 { try? await Task.sleep(for: .milliseconds(100 * attempt)) }
+                        do {
+                            return .success(try await self.broker(for: server).send(request, timeout: timeout))
+                        } catch {
+                            failure = error
+                            guard Self.mayRetry(error) else { break }
+                        }
+                    }
+                    return .failure(failure ?? ZbusClientError.clientClosed(address: server))
                 }
             }
             var results: [Result<Message, any Error>] = []
@@ -381,6 +393,16 @@ public final class HaBroker: Broker {
         }
         if let firstAnswer { return firstAnswer }
         throw firstError ?? noBroker(mq: request.mq, reason: "no broker answered")
+    }
+
+    /// Whether a command sent to every broker is tried again on a broker after `error`: only when it may not have
+    /// reached the broker at all (it could not connect, or the connection dropped).
+    private static func mayRetry(_ error: any Error) -> Bool {
+        guard let error = error as? ZbusClientError else { return false }
+        switch error {
+        case .connectFailed, .connectionClosed: return true
+        default: return false
+        }
     }
 
     private func noBroker(mq: String?, reason: String) -> ZbusClientError {
