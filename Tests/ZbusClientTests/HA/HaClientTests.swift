@@ -105,14 +105,9 @@ struct HaClientTests {
 
     @Test("every tracker down: producers and consumers keep working from the last topology; a tracker back is subscribed again")
     func trackersDown() async throws {
-        let b1 = try startProcessNode()
-        let b2 = try startProcessNode()
-        defer {
-            b1.cleanUp()
-            b2.cleanUp()
-        }
-        let s1 = "127.0.0.1:\(b1.port)"
-        let s2 = "127.0.0.1:\(b2.port)"
+        let brokers = try TwoBrokers()
+        defer { brokers.cleanUp() }
+        let (s1, s2) = (brokers.s1, brokers.s2)
         let t1 = try await FakeTracker()
         let t2 = try await FakeTracker()
         // Each tracker knows one broker: the client's view is their union.
@@ -152,14 +147,9 @@ struct HaClientTests {
 
     @Test("a broker that starts hosting the MQ later is consumed from; pub/sub reaches every broker")
     func joinsAndPubSub() async throws {
-        let b1 = try startProcessNode()
-        let b2 = try startProcessNode()
-        defer {
-            b1.cleanUp()
-            b2.cleanUp()
-        }
-        let s1 = "127.0.0.1:\(b1.port)"
-        let s2 = "127.0.0.1:\(b2.port)"
+        let brokers = try TwoBrokers()
+        defer { brokers.cleanUp() }
+        let (s1, s2) = (brokers.s1, brokers.s2)
         let tracker = try await FakeTracker()
         tracker.setTable(servers: [s1], entries: [Self.entry("J", s1)])
         let broker = Self.haBroker([tracker])
@@ -212,14 +202,9 @@ struct HaClientTests {
 
     @Test("MQ-RPC through an HA broker: the service runs on every broker hosting its MQ, callers reach it")
     func mqRpc() async throws {
-        let b1 = try startProcessNode()
-        let b2 = try startProcessNode()
-        defer {
-            b1.cleanUp()
-            b2.cleanUp()
-        }
-        let s1 = "127.0.0.1:\(b1.port)"
-        let s2 = "127.0.0.1:\(b2.port)"
+        let brokers = try TwoBrokers()
+        defer { brokers.cleanUp() }
+        let (s1, s2) = (brokers.s1, brokers.s2)
         let tracker = try await FakeTracker()
         // The tracker knows the MQ on both brokers, as it will once the service created it there.
         tracker.setTable(servers: [s1, s2], entries: [s1, s2].map { Self.entry("HaCalc", $0, mode: 9) })
@@ -246,14 +231,9 @@ struct HaClientTests {
 
     @Test("an HA consumer's route(_:to:) reaches a caller on whichever broker delivered the request")
     func routeThroughCluster() async throws {
-        let b1 = try startProcessNode()
-        let b2 = try startProcessNode()
-        defer {
-            b1.cleanUp()
-            b2.cleanUp()
-        }
-        let s1 = "127.0.0.1:\(b1.port)"
-        let s2 = "127.0.0.1:\(b2.port)"
+        let brokers = try TwoBrokers()
+        defer { brokers.cleanUp() }
+        let (s1, s2) = (brokers.s1, brokers.s2)
         let tracker = try await FakeTracker()
         tracker.setTable(servers: [s1, s2], entries: [Self.entry("Ask", s1, consumers: 1), Self.entry("Ask", s2, consumers: 1)])
         let serviceBroker = Self.haBroker([tracker])
@@ -290,14 +270,9 @@ struct HaClientTests {
 
     @Test("close() of an HA consumer ends its start() loops and releases their connections on every broker")
     func closeEndsStart() async throws {
-        let b1 = try startProcessNode()
-        let b2 = try startProcessNode()
-        defer {
-            b1.cleanUp()
-            b2.cleanUp()
-        }
-        let s1 = "127.0.0.1:\(b1.port)"
-        let s2 = "127.0.0.1:\(b2.port)"
+        let brokers = try TwoBrokers()
+        defer { brokers.cleanUp() }
+        let (s1, s2) = (brokers.s1, brokers.s2)
         let tracker = try await FakeTracker()
         tracker.setTable(servers: [s1, s2], entries: [Self.entry("C", s1), Self.entry("C", s2)])
         let broker = Self.haBroker([tracker])
@@ -322,5 +297,26 @@ struct HaClientTests {
         for admin in admins { await admin.broker.close() }
         await broker.close()
         await tracker.stop()
+    }
+}
+
+/// Two broker processes on OS-chosen ports, and their addresses.
+private struct TwoBrokers {
+    let nodes: [ZbusProcess]
+    var s1: String { "127.0.0.1:\(nodes[0].port)" }
+    var s2: String { "127.0.0.1:\(nodes[1].port)" }
+
+    init() throws {
+        let first = try startProcessNode()
+        do {
+            nodes = [first, try startProcessNode()]
+        } catch {
+            first.cleanUp()
+            throw error
+        }
+    }
+
+    func cleanUp() {
+        for node in nodes { node.cleanUp() }
     }
 }
