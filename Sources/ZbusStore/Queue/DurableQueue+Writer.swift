@@ -270,11 +270,8 @@ extension DurableQueue {
             guard !self.lock.withLock({ self.closed }) else { return }  // removed meanwhile: nothing to name
             do throws(QueueStoreError) {
                 try StoreFileSystem.rename(sparePath, to: path)
-                switch self.policy {
-                case .always: try self.directoryFile.sync()
-                case .interval: self.syncer?.markDirty(self.directoryFile)
-                case .none: break
-                }
+                // Not needed before any acknowledgement (opening adopts a spare by its header): the policy's next sync.
+                self.scheduleSync(file: self.directoryFile, callback: nil)
             } catch {
                 // Opening the queue adopts a spare by its header, so records stay readable after a restart. The file
                 // keeps the spare's name, so no other spare may be made (the job already queued behind this one too).
