@@ -35,13 +35,21 @@ struct AbuseSoakTests {
             max_parked_consumes: 64
         """
 
-    @Test("attackers of every kind at once: the good pair sees every message, test answers within 100 ms, memory stays under the ceiling, and what the attackers held is released when they leave")
+    @Test("attackers of every kind at once: the good pair sees every message, test answers within 100 ms (more only as an unattacked control node slows too), memory stays under the ceiling, and what the attackers held is released when they leave")
     func everythingAtOnce() throws {
         let directory = ZbusProcess.makeTemporaryDirectory()
         let path = directory.appendingPathComponent("node.yaml")
         try Self.nodeFile.write(to: path, atomically: false, encoding: .utf8)
         let node = try ZbusProcess(arguments: ["--config", path.path], directory: directory)
         defer { node.cleanUp() }
+        // The control: the same node, unattacked, probed the same way at the same time. Whatever the rest of the
+        // machine does to the attacked node's answers (other tests, builds) it does to the control's too, so the
+        // attacked probe's bound is set by what the control measures, not by a guess from the load average.
+        let controlDirectory = ZbusProcess.makeTemporaryDirectory()
+        let controlPath = controlDirectory.appendingPathComponent("node.yaml")
+        try Self.nodeFile.write(to: controlPath, atomically: false, encoding: .utf8)
+        let control = try ZbusProcess(arguments: ["--config", controlPath.path], directory: controlDirectory)
+        defer { control.cleanUp() }
 
         let admin = try node.connect()
         for (name, mode) in [("Good", 1), ("RouteQ", 1), ("Flood", 1), ("Topic", 2), ("Keys", 1), ("Empty", 1)] {
@@ -60,8 +68,10 @@ struct AbuseSoakTests {
         let errors = LockedValue<[String]>([])
         let port = node.port
 
-        // The probe: `test` every 50 ms on one connection, opened as the attack starts.
+        // The probes: `test` every 50 ms on one connection, opened as the attack starts, on the attacked node and on
+        // the control.
         let latencies = LockedValue<[Double]>([])
+        let controlLatencies = LockedValue<[Double]>([])
         let peakResident = LockedValue(0)
         var threads: [Thread] = []
         let finished = DispatchGroup()
@@ -82,17 +92,20 @@ struct AbuseSoakTests {
             threads.append(thread)
         }
 
-        spawn("probe", attacker: false) {
-            let probe = try WireClient(port: port)
-            while !stopped() {
-                let started = Date()
-                probe.request([("cmd", "test")])
-                let reply = try probe.receive(timeout: 5)
-                let elapsed = Date().timeIntervalSince(started)
-                if reply.bodyString != "OK" { errors.withLock { $0.append("probe: \(reply.status ?? -1)") } }
-                latencies.withLock { $0.append(elapsed) }
-                peakResident.withLock { $0 = max($0, node.residentBytes) }
-                Thread.sleep(forTimeInterval: 0.05)
+        let controlPort = control.port
+        for (name, probedPort, record) in [("probe", port, latencies), ("control probe", controlPort, controlLatencies)] {
+            spawn(name, attacker: false) {
+                let probe = try WireClient(port: probedPort)
+                while !stopped() {
+                    let started = Date()
+                    probe.request([("cmd", "test")])
+                    let reply = try probe.receive(timeout: 5)
+                    let elapsed = Date().timeIntervalSince(started)
+                    if reply.bodyString != "OK" { errors.withLock { $0.append("\(name): \(reply.status ?? -1)") } }
+                    record.withLock { $0.append(elapsed) }
+                    if probedPort == port { peakResident.withLock { $0 = max($0, node.residentBytes) } }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
             }
         }
 
@@ -254,7 +267,7 @@ struct AbuseSoakTests {
 
         // What the rest of the machine asks of its cores as the attack starts (other tests, other builds): with more
         // runnable threads than cores, every thread, the node's included, waits its turn, and answers stretch by
-        // that factor whatever the node does. The probe's bound is 100 ms on an idle machine, and grows with it.
+        // that factor whatever the node does.
         let loadBefore = machineLoad()
         for thread in threads { thread.start() }
         Thread.sleep(forTimeInterval: Self.attackSeconds)  // The attack's length, not a wait for something.
@@ -268,17 +281,15 @@ struct AbuseSoakTests {
         let slowdown = max(1, max(loadBefore, machineLoad()) / Double(ProcessInfo.processInfo.activeProcessorCount))
         let slowest = latencies.withLock { $0.max() ?? 0 }
         let count = latencies.withLock { $0.count }
+        let controlP95 = Self.percentile95(controlLatencies.withLock { $0 })
         #expect(count > Int(Self.attackSeconds * 5), "the probe ran \(count) times")
-        if slowdown == 1 {
-            #expect(slowest < 0.1, "the slowest `test` took \(Int(slowest * 1000)) ms")
-        } else {
-            // On an overloaded machine single answers also wait for the scheduler's spikes: 95% of them keep the
-            // scaled bound, and none may take a second (an event loop held by an attacker).
-            let sorted = latencies.withLock { $0.sorted() }
-            let p95 = sorted.isEmpty ? 0 : sorted[(sorted.count * 95) / 100]
-            #expect(p95 < 0.1 * slowdown && slowest < 1,
-                    "95% of `test`s within \(Int(p95 * 1000)) ms, the slowest \(Int(slowest * 1000)) ms; bound \(Int(100 * slowdown)) ms (machine load \(slowdown)× its cores)")
-        }
+        // No attacker may hold an event loop: no answer takes a second. Most answers keep 100 ms on an idle machine;
+        // on a busy one, the bound grows with what the control node's probe saw meanwhile (the scheduler's delays,
+        // not the attack's), or with the load average when that says more.
+        let bound = max(0.1 + 3 * controlP95, 0.1 * slowdown)
+        let p95 = Self.percentile95(latencies.withLock { $0 })
+        #expect(p95 < bound && slowest < 1,
+                "95% of `test`s within \(Int(p95 * 1000)) ms, the slowest \(Int(slowest * 1000)) ms; bound \(Int(bound * 1000)) ms (the unattacked control's 95th percentile \(Int(controlP95 * 1000)) ms, machine load \(slowdown)× its cores)")
         let peak = peakResident.withLock { $0 }
         #expect(peak < Self.residentCeiling, "the node reached \(peak >> 20) MiB")
 
@@ -305,8 +316,14 @@ struct AbuseSoakTests {
         #expect(log.contains("node.limits.max_output_bytes"))
         #expect(log.contains("refusing a partial message") || log.contains("node.limits.max_buffered_bytes"))
         try expectServes(node)
-        let summary = "soak: probe \(count) tests, slowest \(Int(slowest * 1000)) ms (bound \(Int(100 * slowdown)) ms); peak RSS \(peak >> 20) MiB; after: \(node.residentBytes >> 20) MiB"
+        let summary = "soak: probe \(count) tests, 95% within \(Int(p95 * 1000)) ms, slowest \(Int(slowest * 1000)) ms (bound \(Int(bound * 1000)) ms, control \(Int(controlP95 * 1000)) ms); peak RSS \(peak >> 20) MiB; after: \(node.residentBytes >> 20) MiB"
         print(summary)
+    }
+
+    /// The value 95% of `values` stay under (0 for none).
+    private static func percentile95(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[(sorted.count * 95) / 100]
     }
 
     /// The machine's load average over the last minute (runnable and waiting threads), from /proc/loadavg.
