@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -180,7 +181,8 @@ extension DurableQueue {
             do throws(QueueStoreError) {
                 _ = try file.read(into: scratch, at: offset)
             } catch {
-                self.logger.error("cannot read the queue ahead", metadata: ["error": "\(error)"])
+                self.readAheadFailed("cannot read the queue ahead", error: error, file: file.path)
+                return
             }
             self.readAheadDone()
         }
@@ -203,8 +205,11 @@ extension DurableQueue {
             do throws(QueueStoreError) {
                 opened = try self.openOlderSegment(path: path, first: first, buffer: buffer).map { (file: $0.0, size: $0.1) }
             } catch {
-                self.logger.error("cannot open a segment", metadata: ["file": "\(path)", "error": "\(error)"])
-                if waiting { self.readAheadDone() }
+                if waiting {
+                    self.readAheadFailed("cannot open a segment", error: error, file: path)
+                } else {
+                    self.logger.error("cannot open a segment ahead of the reader", metadata: ["file": "\(path)", "error": "\(error)"])
+                }
                 return
             }
             self.lock.withLock {
@@ -218,9 +223,33 @@ extension DurableQueue {
     private func readAheadDone() {
         let handler = lock.withLock { () -> (@Sendable () -> Void)? in
             readAheadPending = false
+            readAheadFailures = 0
             return closed ? nil : readableHandler
         }
         handler?()
+    }
+
+    /// A read ahead or a waited-for open failed: the reader keeps waiting (``next()`` returns `nil`) for a pause that
+    /// doubles with each failure in a row, from 50 ms up to 5 s, then the readable handler is told so that the MQ
+    /// tries again. The pause is a timer off the I/O thread, which other queues' work keeps using meanwhile.
+    static let readAheadRetryPause = (first: Int64(50), longest: Int64(5_000))
+
+    func readAheadFailed(_ what: String, error: QueueStoreError, file: String) {
+        let failures = lock.withLock { () -> Int in
+            readAheadFailures += 1
+            return readAheadFailures
+        }
+        let pause = min(Self.readAheadRetryPause.longest, Self.readAheadRetryPause.first << Int64(min(failures - 1, 16)))
+        logger.error("\(what); trying again after a pause", metadata: [
+            "file": "\(file)", "error": "\(error)", "failures in a row": "\(failures)", "pause": "\(pause) ms",
+        ])
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(pause))) {
+            let handler = self.lock.withLock { () -> (@Sendable () -> Void)? in
+                self.readAheadPending = false
+                return self.closed ? nil : self.readableHandler
+            }
+            handler?()
+        }
     }
 
     /// Opens a segment other than the writer's for reading and checks its header; `nil` (logged) when the file is

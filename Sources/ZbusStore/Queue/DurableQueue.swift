@@ -79,6 +79,9 @@ public final class DurableQueue: @unchecked Sendable {
     @exclusivity(unchecked) var spareNameStuck = false
     /// A read ahead (or the opening of an older segment) runs on the I/O thread; ``next()`` waits for it.
     @exclusivity(unchecked) var readAheadPending = false
+    /// Read-ahead or open-ahead failures in a row (EMFILE, EIO...): the next attempt waits longer after each, so a
+    /// failing disk or a full descriptor table does not turn into a loop of attempts and error lines.
+    @exclusivity(unchecked) var readAheadFailures = 0
     /// Older segments opened on the I/O thread for the reader, by first sequence (`nil`: unreadable).
     @exclusivity(unchecked) var preparedSegments: [UInt64: (file: StoreFile, size: Int64)?] = [:]
     /// The last few segments that were the writer's in this process, still open: the reader goes on to them without
