@@ -37,8 +37,9 @@ final class TrackerHub: Sendable {
 
     func serverJoin(_ request: Message, session: Session) {
         guard let server = server(of: request, session: session) else { return }
+        let now = Self.now()
         let changes = apply(request, session: session) { table throws(TrackerTable.Refusal) in
-            try table.join(server: server, session: session.id)
+            try table.join(server: server, session: session.id, now: now)
         }
         if !changes.isEmpty {
             logger.info("server joined", metadata: ["server": "\(server)", "remote": "\(session.remoteAddress)"])

@@ -324,7 +324,7 @@ struct TrackerReportingAddressTests {
 
 @Suite("Tracker hostile reports", .blockingIO(.heavy))
 struct TrackerHostileReportTests {
-    @Test("a server address that is not HOST:PORT or an entry id with control characters gets 400; nothing reaches the subscribers")
+    @Test("a server address that is not HOST:PORT, a join without one or an entry id with control characters gets 400; nothing reaches the subscribers")
     func badAddressesAndIds() throws {
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-tracker")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -349,6 +349,10 @@ struct TrackerHostileReportTests {
             #expect(reply.status == 400 && reply.id == "r\(index)", "\(what): \(reply.status ?? 0) \(reply.bodyString)")
             #expect(reply.bodyString.contains("server address") || reply.bodyString.contains("entry id"), "\(what): \(reply.bodyString)")
         }
+        // A join that names no server: the node's own address used to be stamped there, listing the tracker itself.
+        reporter.request([("cmd", "server_join"), ("id", "noserver")])
+        let unnamed = try reporter.receive(timeout: 10)
+        #expect(unnamed.status == 400 && unnamed.bodyString.contains("needs a `server: HOST:PORT` header"), "\(unnamed.status ?? 0) \(unnamed.bodyString)")
         // The first push the subscriber gets is the good report's, and the tracker serves on.
         reporter.request([("cmd", "server_join"), ("server", "10.1.2.3:15555")])
         #expect(try subscriber.next(timeout: 10)?.server == "10.1.2.3:15555")

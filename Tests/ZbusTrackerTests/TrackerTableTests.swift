@@ -58,8 +58,41 @@ struct TrackerTableTests {
         #expect(table.expire(now: 5_999) == [])
         #expect(table.expire(now: 6_000) == [.entryRemoved(id: "A", server: "10.0.0.1:15555")])
         #expect(table.entries.map(\.id) == ["B"])
-        #expect(table.expire(now: 10_000) == [.entryRemoved(id: "B", server: "10.0.0.1:15555")])
-        #expect(table.entryCount == 0)
+        // The server refreshed and has gone silent with nothing left: hung, it goes too.
+        #expect(table.expire(now: 10_000) == [.entryRemoved(id: "B", server: "10.0.0.1:15555"), .serverLeft("10.0.0.1:15555")])
+        #expect(table.entryCount == 0 && table.serverAddresses.isEmpty)
+    }
+
+    @Test("a server that refreshes and falls silent expires (hung, its connection open); one that never refreshed (a 6.3 broker with no MQ) stays")
+    func hungServerExpiry() throws {
+        var table = TrackerTable(limits: .init(expireAfterMilliseconds: 6_000))
+        _ = try table.join(server: "old", session: "a", now: 0)  // joins once and is silent from then on, as 6.3 does
+        _ = try table.join(server: "new", session: "b", now: 0)
+        _ = try table.join(server: "new", session: "b", now: 2_000)  // zbus joins again each interval while it has no entry
+        #expect(table.expire(now: 7_999) == [])
+        #expect(table.expire(now: 8_000) == [.serverLeft("new")])
+        #expect(table.expire(now: 100_000) == [])
+        #expect(table.serverAddresses == ["old"])
+        // A refreshing server's entries keep it: it expires only once they have.
+        _ = try table.update(entry("Q", "s"), session: "c", now: 0)
+        _ = try table.update(entry("Q", "s"), session: "c", now: 5_000)
+        #expect(table.expire(now: 10_000) == [])
+        #expect(table.expire(now: 11_000) == [.entryRemoved(id: "Q", server: "s"), .serverLeft("s")])
+    }
+
+    @Test("one connection reports for at most max_servers_per_connection servers")
+    func serversPerConnection() throws {
+        var table = TrackerTable(limits: .init(maxServersPerConnection: 2))
+        _ = try table.join(server: "s1", session: "a")
+        _ = try table.join(server: "s2", session: "a")
+        #expect(throws: TrackerTable.Refusal.tooManyServersOnConnection(limit: 2)) { try table.join(server: "s3", session: "a") }
+        #expect(throws: TrackerTable.Refusal.tooManyServersOnConnection(limit: 2)) { try table.update(entry("Q", "s3"), session: "a", now: 0) }
+        _ = try table.join(server: "s3", session: "b")
+        // Taking over a server another connection reported for counts too.
+        #expect(throws: TrackerTable.Refusal.tooManyServersOnConnection(limit: 2)) { try table.join(server: "s3", session: "a") }
+        _ = try table.join(server: "s1", session: "a")  // its own again: not a new one
+        #expect(table.serverAddresses == ["s1", "s2", "s3"])
+        #expect("\(TrackerTable.Refusal.tooManyServersOnConnection(limit: 2))".contains("tracker.max_servers_per_connection"))
     }
 
     @Test("limits on servers, entries and subscribers refuse without changing the table")

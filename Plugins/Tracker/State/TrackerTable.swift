@@ -18,8 +18,13 @@ struct TrackerTable: Sendable {
         var maxEntries = 100_000
         /// Subscribed connections (`max_subscribers`).
         var maxSubscribers = 10_000
-        /// An entry not refreshed for this long is removed (`expire_after`): three report intervals of 2 s.
+        /// An entry not refreshed for this long is removed (`expire_after`): three report intervals of 2 s. So is a
+        /// server that has shown it refreshes (it reported again after joining) and then fell silent with no entry
+        /// left: a hung broker whose connection stays open.
         var expireAfterMilliseconds: Int64 = 6_000
+        /// Servers one connection may report for (`max_servers_per_connection`): a broker reports for one, so a
+        /// connection claiming many is filling the table.
+        var maxServersPerConnection = 16
     }
 
     /// One change to relay to every subscriber, in the order the table made them.
@@ -33,6 +38,7 @@ struct TrackerTable: Sendable {
     /// Why an input was refused (the table is unchanged).
     enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case tooManyServers(limit: Int)
+        case tooManyServersOnConnection(limit: Int)
         case tooManyEntries(limit: Int)
         case tooManySubscribers(limit: Int)
 
@@ -40,6 +46,8 @@ struct TrackerTable: Sendable {
             switch self {
             case .tooManyServers(let limit):
                 return "server limit reached: the tracker knows \(limit) servers (tracker.max_servers)"
+            case .tooManyServersOnConnection(let limit):
+                return "server limit reached: this connection reports for \(limit) servers (tracker.max_servers_per_connection)"
             case .tooManyEntries(let limit):
                 return "entry limit reached: the tracker holds \(limit) entries (tracker.max_entries)"
             case .tooManySubscribers(let limit):
@@ -54,10 +62,16 @@ struct TrackerTable: Sendable {
         var refreshedAt: Int64
     }
 
-    /// A server that joined: the connection that reports for it (its death is the server's), and its entries by id.
+    /// A server that joined: the connection that reports for it (its death is the server's), its entries by id, and
+    /// when it last reported.
     struct Server: Sendable, Equatable {
         var owner: String?
         var entries: [String: Slot] = [:]
+        /// The time of its last `server_join` or `entry_update`.
+        var reportedAt: Int64 = 0
+        /// It joined again or reported an entry again, so it is a reporter that refreshes, and its silence means it
+        /// hung. (A zbus 6.3 broker with no MQ joins once and never reports again; it must not expire for that.)
+        var refreshes = false
     }
 
     let limits: Limits
@@ -76,14 +90,28 @@ struct TrackerTable: Sendable {
     /// `server_join`: `server` is up and reports over the connection `session`, which now owns it (a server that
     /// reconnects before its old connection is noticed dead moves to the new one, and the old one's close is then
     /// no longer its death). A server already known is not announced again.
-    mutating func join(server: String, session: String?) throws(Refusal) -> [Change] {
+    mutating func join(server: String, session: String?, now: Int64 = 0) throws(Refusal) -> [Change] {
         if servers[server] != nil {
-            if let session { servers[server]!.owner = session }
+            if let session, servers[server]!.owner != session {
+                try checkConnectionLimit(session)
+                servers[server]!.owner = session
+            }
+            servers[server]!.reportedAt = now
+            servers[server]!.refreshes = true
             return []
         }
         guard servers.count < limits.maxServers else { throw .tooManyServers(limit: limits.maxServers) }
-        servers[server] = Server(owner: session)
+        if let session { try checkConnectionLimit(session) }
+        servers[server] = Server(owner: session, reportedAt: now)
         return [.serverJoined(server)]
+    }
+
+    private func checkConnectionLimit(_ session: String) throws(Refusal) {
+        var owned = 0
+        for server in servers.values where server.owner == session {
+            owned += 1
+            if owned >= limits.maxServersPerConnection { throw .tooManyServersOnConnection(limit: limits.maxServersPerConnection) }
+        }
     }
 
     /// `entry_update`: the entry is (still) hosted by its server as of `now`. A server not joined yet joins first,
@@ -91,7 +119,13 @@ struct TrackerTable: Sendable {
     mutating func update(_ entry: TrackerEntry, session: String?, now: Int64) throws(Refusal) -> [Change] {
         let isNew = servers[entry.server]?.entries[entry.id] == nil
         if isNew, entryCount >= limits.maxEntries { throw .tooManyEntries(limit: limits.maxEntries) }
-        var changes = try join(server: entry.server, session: servers[entry.server] == nil ? session : nil)
+        var changes: [Change] = []
+        if servers[entry.server] == nil {
+            changes = try join(server: entry.server, session: session, now: now)
+        } else {
+            servers[entry.server]!.reportedAt = now
+            if !isNew { servers[entry.server]!.refreshes = true }
+        }
         servers[entry.server]!.entries[entry.id] = Slot(entry: entry, refreshedAt: now)
         if isNew { entryCount += 1 }
         changes.append(.entryUpdated(entry))
@@ -120,12 +154,17 @@ struct TrackerTable: Sendable {
         return owned.flatMap { leave(server: $0) }
     }
 
-    /// Removes the entries not refreshed within ``Limits/expireAfterMilliseconds`` of `now`.
+    /// Removes the entries not refreshed within ``Limits/expireAfterMilliseconds`` of `now`, then the servers that
+    /// refresh but have reported nothing for as long and have no entry left (hung, their connection still open).
     mutating func expire(now: Int64) -> [Change] {
         var changes: [Change] = []
         for server in servers.keys.sorted() {
             let stale = servers[server]!.entries.filter { now - $0.value.refreshedAt >= limits.expireAfterMilliseconds }
             for id in stale.keys.sorted() { changes += remove(entry: id, server: server) }
+            let current = servers[server]!
+            if current.refreshes, current.entries.isEmpty, now - current.reportedAt >= limits.expireAfterMilliseconds {
+                changes += leave(server: server)
+            }
         }
         return changes
     }

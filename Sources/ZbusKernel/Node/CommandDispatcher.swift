@@ -41,8 +41,9 @@ public final class CommandDispatcher: Sendable {
     public func dispatch(_ message: Message, session: Session) {
         var message = message
         message.headers.set(lowercased: HeaderName.sender, session.id)
-        // A tracker report names its reporter in `server` (as the decoder's stamp keeps it).
-        if message.server == nil || !(message.cmd.map(TrackerCommand.reports.contains) ?? false) {
+        // A tracker report names its reporter in `server` (as the decoder's stamp keeps it); one without it is left
+        // without, so that the tracker refuses it rather than list this node as the reporter.
+        if !(message.cmd.map(TrackerCommand.reports.contains) ?? false) {
             message.headers.set(lowercased: HeaderName.server, serverAddress)
         }
         message.headers.set(lowercased: HeaderName.remoteAddr, session.remoteAddress)

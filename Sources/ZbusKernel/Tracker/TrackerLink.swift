@@ -161,8 +161,9 @@ final class TrackerLink: @unchecked Sendable {
         }
     }
 
-    /// Every entry again: keeps the tracker's copy from expiring, and carries load figures. With no entry, a
-    /// heartbeat keeps the connection from being closed as idle.
+    /// Every entry again: keeps the tracker's copy from expiring, and carries load figures. With no entry,
+    /// `server_join` again: the tracker then knows this node is alive (one that stops reporting expires, as a hung
+    /// node should), and the connection is not closed as idle.
     private func refreshAll() {
         guard let channel else { return }
         state.lasted()
@@ -170,7 +171,7 @@ final class TrackerLink: @unchecked Sendable {
             logger.debug("the tracker is not reading; refresh skipped")
             return
         }
-        if writeAllEntries(to: channel) == 0 { channel.write(message(BuiltInCommands.heartbeat), promise: nil) }
+        if writeAllEntries(to: channel) == 0 { channel.write(message(TrackerCommand.serverJoin, server: server), promise: nil) }
         channel.flush()
     }
 

@@ -172,6 +172,8 @@ public struct MessageParser: Sendable {
         // `content-length` it is refused whichever of the two came first.
         var transferEncoding: String? = nil
         var peerServer: String? = nil
+        // Whether `cmd` names a tracker report (judged from the raw bytes, by length first, only when stamping).
+        var isReport = false
         var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
         // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`). While the
         // block is short (no `index`) every one is noted, so an empty slot also says the name has not come yet: the
@@ -237,7 +239,13 @@ public struct MessageParser: Sendable {
                 }
             case .sender, .remoteAddr:
                 if stamp != nil { continue }
-            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
+            case .cmd:
+                // Every report command is 11 or 12 bytes long; other commands pay one length comparison.
+                if stamp != nil {
+                    isReport = (rawValue.count == 11 || rawValue.count == 12)
+                        && TrackerCommand.reports.contains(String(decoding: rawValue, as: UTF8.self))
+                }
+            case .mq, .id, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
                 break
             }
             let name = indexed?.name ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
@@ -277,7 +285,7 @@ public struct MessageParser: Sendable {
             noteSlot(.sender, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.sender, value: stamp.sender)
             noteSlot(.server, at: message.headers.count)
-            message.headers.appendUnchecked(name: HeaderName.server, value: Self.stampedServer(stamp, peerServer: peerServer, headers: message.headers))
+            message.headers.appendUnchecked(name: HeaderName.server, value: Self.stampedServer(stamp, peerServer: peerServer, isReport: isReport))
             noteSlot(.remoteAddr, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.remoteAddr, value: stamp.remoteAddress)
         }
@@ -289,12 +297,11 @@ public struct MessageParser: Sendable {
     }
 
     /// The `server` stamped on a message: the node's address, except on a tracker report (``TrackerCommand/reports``),
-    /// where the peer's own `server` names the reporting node and is kept (zbus 6.3 trackers read it there).
-    static func stampedServer(_ stamp: InboundStamp, peerServer: String?, headers: Headers) -> String {
-        guard let peerServer, let cmd = headers.value(lowercased: HeaderName.cmd), TrackerCommand.reports.contains(cmd) else {
-            return stamp.server
-        }
-        return peerServer
+    /// where the peer's own `server` names the reporting node and is kept (zbus 6.3 trackers read it there). A report
+    /// without one gets an empty `server`, which the tracker refuses: stamping the node's own address would list the
+    /// tracker itself as the reporter.
+    static func stampedServer(_ stamp: InboundStamp, peerServer: String?, isReport: Bool) -> String {
+        isReport ? peerServer ?? "" : stamp.server
     }
 
     private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (StartLine, isHTTP10: Bool) {

@@ -339,7 +339,7 @@ struct MessageParserStampTests {
         #expect(message.id == "7")
     }
 
-    @Test("a tracker report keeps the peer's server (it names the reporting node); anything else gets the node's")
+    @Test("a tracker report keeps the peer's server (it names the reporting node), or gets none; anything else gets the node's")
     func trackerReportKeepsServer() throws {
         var parser = MessageParser(stamp: InboundStamp(sender: "s-1", server: "127.0.0.1:1", remoteAddress: "127.0.0.1:2"))
         for cmd in ["server_join", "server_leave", "entry_update", "entry_remove"] {
@@ -348,10 +348,14 @@ struct MessageParserStampTests {
             #expect(message.server == "10.0.0.5:15555", "\(cmd)")
             #expect(message.sender == "s-1")
         }
-        for head in ["cmd: produce\r\nserver: forged", "server: forged", "cmd: server_join"] {
+        for head in ["cmd: produce\r\nserver: forged", "server: forged", "cmd: server_join\r\ncmd: produce"] {
             var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\n\(head)\r\n\r\n")
             let message = try #require(try parser.next(&buffer))
             #expect(message.server == "127.0.0.1:1", "\(head)")
         }
+        // A report without a `server` names no reporter: empty, for the tracker to refuse (the node's own address
+        // there listed the tracker itself as a server).
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\ncmd: server_join\r\n\r\n")
+        #expect(try #require(try parser.next(&buffer)).server == "")
     }
 }
