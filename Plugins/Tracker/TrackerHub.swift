@@ -121,7 +121,10 @@ final class TrackerHub: Sendable {
                     "refreshedMsAgo": .int(now - slot.refreshedAt),
                 ])
             }
-            servers[address] = .object(["entries": .array(entries), "connected": .bool(server.owner != nil)])
+            servers[address] = .object([
+                "entries": .array(entries), "connected": .bool(server.owner != nil),
+                "reportedMsAgo": .int(now - server.reportedAt), "refreshes": .bool(server.refreshes),
+            ])
         }
         let value: JSONValue = .object([
             "tracker": .string(serverAddress),

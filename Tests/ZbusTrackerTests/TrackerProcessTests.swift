@@ -115,6 +115,37 @@ struct TrackerProcessTests {
         }
     }
 
+    @Test("a hung broker (SIGSTOP), its connection open, leaves the view after expire_after; resumed, it is back")
+    func hungBroker() throws {
+        let directories = (0..<2).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let tracker = try startTracker(directory: directories[0], extra: "expire_after: 1s")
+        defer { tracker.cleanUp() }
+        let broker = try startBroker(directory: directories[1], trackers: [tracker.port])  // no MQ: it only joins
+        defer {
+            kill(broker.process.processIdentifier, SIGCONT)
+            broker.cleanUp()
+        }
+        let server = "127.0.0.1:\(broker.port)"
+        let subscriber = try TrackerSubscriber(port: tracker.port)
+        defer { subscriber.close() }
+        #expect(try subscriber.waitForView(within: 10) { $0.servers == [server] })
+        // Only a server seen to refresh expires: wait until the broker has joined again (every 2 s).
+        let refreshing = monotonicSeconds() + 10
+        while monotonicSeconds() < refreshing {
+            let info = try JSONParser.parse(try call(tracker.port, [("cmd", "tracker_info")]).bodyString)
+            if info["servers"]?[server]?["refreshes"] == .bool(true) { break }
+            usleep(100_000)
+        }
+        kill(broker.process.processIdentifier, SIGSTOP)
+        let leave = try #require(try subscriber.waitFor("server_leave", within: 10))
+        #expect(leave.server == server)
+        #expect(subscriber.view.servers.isEmpty)
+
+        kill(broker.process.processIdentifier, SIGCONT)
+        #expect(try subscriber.waitForView(within: 10) { $0.servers == [server] })
+    }
+
     @Test("a tracker killed and restarted knows every broker and entry again within 3 s")
     func trackerRestart() throws {
         let directories = (0..<3).map { _ in ZbusProcess.makeTemporaryDirectory("zbus-tracker") }
