@@ -168,6 +168,7 @@ private enum MqRpcHosting {
     private static func broker(for service: RPCSettings.Service, context: NodeContext, logger: Logger) -> any Broker {
         var configuration = ClientConfiguration()
         configuration.heartbeatInterval = nil  // the workers' polls keep the connections busy
+        configuration.tls = service.brokerTLS
         guard let address = service.broker else {
             return context.ownNodeBroker(configuration: configuration, poolSize: 2, logger: logger)
         }

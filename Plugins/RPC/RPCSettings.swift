@@ -1,3 +1,4 @@
+import ZbusClient
 import ZbusKernel
 import ZbusRPC
 
@@ -10,6 +11,8 @@ import ZbusRPC
 ///     - service: calc            # a service of the module's catalogue
 ///       mq: Calc                 # MQ-RPC: consume this MQ (created with mode MQ|RPC = 9 if missing)
 ///       broker: 127.0.0.1:15555  # the node holding the MQ (default: this node, which then needs the mq module)
+///       broker_tls:              # connect to `broker` in TLS (its `node.tls.listen` port): true (system CAs) or
+///         ca_file: ca.pem        #   ca_file, cert_file, key_file, server_name, verify_hostname (docs/tls.md)
 ///       workers: 8               # consumer connections (default 4)
 ///       token: secret            # the MQ's access token (optional)
 ///       register_token: admin    # the broker's register_token, to create the MQ (optional)
@@ -19,7 +22,7 @@ import ZbusRPC
 /// ```
 struct RPCSettings: Sendable {
     static let keys = ["codec", "services"]
-    static let serviceKeys = ["service", "mq", "broker", "workers", "token", "register_token", "poll_timeout", "direct", "codec"]
+    static let serviceKeys = ["service", "mq", "broker", "broker_tls", "workers", "token", "register_token", "poll_timeout", "direct", "codec"]
 
     /// One hosted service.
     struct Service: Sendable {
@@ -27,6 +30,8 @@ struct RPCSettings: Sendable {
         let processor: RpcProcessor
         let mq: String?
         let broker: HostAndPort?
+        /// TLS for the connections to `broker`; `nil` for plain TCP.
+        let brokerTLS: ClientTLS?
         let workers: Int
         let token: String?
         let registerToken: String?
@@ -71,11 +76,15 @@ struct RPCSettings: Sendable {
                 throw item.error("service '\(name)' is hosted nowhere: give `mq` (MQ-RPC), `direct` (a direct RPC address) or both")
             }
             if let mq, mq.isEmpty { throw (entry["mq"] ?? item).error("the MQ name is empty") }
+            let brokerTLS = try entry.clientTLS("broker_tls")
+            if brokerTLS != nil && broker == nil {
+                throw (entry["broker_tls"] ?? item).error("`broker_tls` is how to reach `broker`; add `broker: HOST:PORT` or remove it")
+            }
             if broker != nil && mq == nil {
                 throw (entry["broker"] ?? item).error("`broker` is where the MQ of an MQ-RPC service lives; add `mq: NAME` or remove it")
             }
             services.append(Service(
-                name: name, processor: processor, mq: mq, broker: broker,
+                name: name, processor: processor, mq: mq, broker: broker, brokerTLS: brokerTLS,
                 workers: try entry.int("workers", in: 1...1024) ?? 4,
                 token: try entry.string("token"),
                 registerToken: try entry.string("register_token"),
