@@ -98,3 +98,53 @@ struct ClientTLSTests {
         #expect(throws: TLSFileError.self) { try ClientTLS(caFile: ca.caFile, certificateFile: issued.certificateFile) }
     }
 }
+
+/// The tracker links and the HA client in TLS: a TLS-only tracker, a TLS-only broker that reports to it through
+/// `node.tls.client`, and an `HaBroker` whose tracker and broker connections are all TLS.
+@Suite("HA: TLS", .blockingIO(.heavy))
+struct HaTLSTests {
+    static func startNode(_ name: String, ca: TestCA, server: TestCA.Issued, extra: String) throws -> ZbusProcess {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-ha-tls-\(name)")
+        let file = directory.appendingPathComponent("node.yaml")
+        try """
+            node:
+              name: \(name)
+              log_level: info
+              tls:
+                listen: 127.0.0.1:0
+                cert_file: \(server.certificateFile)
+                key_file: \(server.keyFile)
+                ca_file: \(ca.caFile)
+                client: { ca_file: "\(ca.caFile)", cert_file: "\(server.certificateFile)", key_file: "\(server.keyFile)" }
+            \(extra)
+            """.write(to: file, atomically: true, encoding: .utf8)
+        return try ZbusProcess(arguments: ["--config", file.path], directory: directory, listen: "none")
+    }
+
+    @Test("a broker reports to its tracker in TLS, and the HA client finds it and produces and consumes, all in TLS")
+    func haOverTLS() async throws {
+        let ca = try TestCA()
+        defer { ca.cleanUp() }
+        // Each node's certificate serves both ends of its links: its TLS port, and its tracker link (client use).
+        let tracker = try Self.startNode("tracker", ca: ca, server: try ca.issueServer(file: "tracker"),
+                                         extra: "modules:\n  - module: tracker")
+        defer { tracker.cleanUp() }
+        let broker = try Self.startNode("broker", ca: ca, server: try ca.issueServer(file: "broker"),
+                                        extra: "trackers: [127.0.0.1:\(tracker.tlsPort)]\nmodules:\n  - module: mq")
+        defer { broker.cleanUp() }
+        let client = try ca.issueClient()
+        var configuration = quickConfiguration()
+        configuration.tls = try ClientTLS(caFile: ca.caFile, certificateFile: client.certificateFile, keyFile: client.keyFile)
+        let ha = HaBroker(trackers: [HostAndPort(host: "127.0.0.1", port: tracker.tlsPort)], configuration: configuration)
+        let address = "127.0.0.1:\(broker.tlsPort)"
+        let known = await ha.waitForTopology(timeout: .seconds(15)) { $0.serverAddresses.contains(address) }
+        #expect(known != nil, "the tracker learnt the broker over TLS and told the client over TLS: \(broker.stderr)")
+        let producer = Producer(broker: ha, mq: "HaSecure")
+        try await producer.createMQ()
+        #expect(try await producer.send(textMessage("across")).status == 200)
+        let consumer = Consumer(broker: ha, mq: "HaSecure")
+        #expect(try await consumer.take(timeout: .seconds(5))?.bodyString == "across")
+        await consumer.close()
+        await ha.close()
+    }
+}

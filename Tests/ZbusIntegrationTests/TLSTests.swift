@@ -119,7 +119,7 @@ struct TLSTests {
         #expect(known.stdout == "OK", "\(known.stderr)")
     }
 
-    @Test("TLS only (`--listen none`): the ready file names the TLS port and the node serves there")
+    @Test("TLS only (`--listen none`): the ready file names the TLS port, the node serves there, the operator CLI connects with --tls-ca")
     func tlsOnly() throws {
         let ca = try TestCA()
         defer { ca.cleanUp() }
@@ -130,6 +130,19 @@ struct TLSTests {
         #expect(node.port == node.tlsPort)
         let test = try Self.curlTLS(["--cacert", ca.caFile, "-H", "cmd: test", "https://127.0.0.1:\(node.tlsPort)/"])
         #expect(test.stdout == "OK", "\(test.stderr)")
+
+        // The operator CLI in TLS, and refused in plain TCP.
+        let server = "127.0.0.1:\(node.tlsPort)"
+        let created = try runCommand(ZbusProcess.binaryPath, ["mq", "create", "Ops", "--server", server, "--tls-ca", ca.caFile])
+        #expect(created.status == 0, "\(created.stderr)")
+        let listed = try runCommand(ZbusProcess.binaryPath, ["mq", "list", "--server", server, "--tls-ca", ca.caFile, "--json"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(listed.stdout.contains("\"Ops\""))
+        let plain = try runCommand(ZbusProcess.binaryPath, ["mq", "list", "--server", server, "--timeout", "2"])
+        #expect(plain.status != 0, "plain TCP to the TLS port fails")
+        let badCA = try runCommand(ZbusProcess.binaryPath, ["mq", "list", "--server", server, "--tls-ca", "/nonexistent/ca.pem"])
+        #expect(badCA.status == 64, "a bad CA file is a usage error: \(badCA.stderr)")
+        #expect(badCA.stderr.contains("/nonexistent/ca.pem"))
     }
 
     @Test("an MQ-RPC call crosses TLS: curl over TLS to the broker, whose only link to the service node is its TLS port")

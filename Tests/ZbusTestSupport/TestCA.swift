@@ -28,7 +28,8 @@ public final class TestCA: @unchecked Sendable {
                           "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
     }
 
-    /// Issues a server certificate for `127.0.0.1` and `localhost` (subject alternative names).
+    /// Issues a server certificate for `127.0.0.1` and `localhost` (subject alternative names), good for client use too
+    /// (a node presents it on its own links).
     ///
     /// - Parameters:
     ///   - commonName: the subject's common name (shows which certificate a server presents).
@@ -36,7 +37,7 @@ public final class TestCA: @unchecked Sendable {
     ///   - file: the base name of the `.pem` and `.key` files (replaced if they exist).
     public func issueServer(commonName: String = "zbus-test-server", serial: Int = 1, file: String = "server") throws -> Issued {
         try issue(commonName: commonName, serial: serial, file: file,
-                  extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+                  extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
     }
 
     /// Issues a client certificate (extended key usage `clientAuth`).
