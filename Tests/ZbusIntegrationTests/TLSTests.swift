@@ -179,6 +179,32 @@ struct TLSTests {
         #expect(call.stdout == #"{"result":42,"error":null,"stackTrace":null,"encoding":"UTF-8"}"#, "\(call.stderr)")
     }
 
+    @Test("direct RPC in TLS: `direct_tls: true` serves the direct port with the node's certificate; plain HTTP there is refused")
+    func directRpcOverTLS() throws {
+        let ca = try TestCA()
+        defer { ca.cleanUp() }
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-tls")
+        let extra = "  - module: rpc\n    services:\n      - { service: calc, direct: \"127.0.0.1:0\", direct_tls: true }\n"
+        let node = try ZbusProcess(arguments: ["--config", try Self.nodeFile(directory, server: try ca.issueServer(), extra: extra)],
+                                   directory: directory)
+        defer { node.cleanUp() }
+        let line = try #require(node.stderr.split(separator: "\n").first { $0.contains("direct RPC server listening") })
+        #expect(line.contains("tls=true"))
+        let address = try #require(line.split(separator: " ").first { $0.hasPrefix("direct=") }?.dropFirst("direct=".count))
+        let secure = try Self.curlTLS(["--cacert", ca.caFile, "https://\(address)/calc/plus?params=1,2"])
+        #expect(secure.stdout.hasPrefix(#"{"result":3,"#), "\(secure.stderr)")
+        let plain = try Self.curlTLS(["http://\(address)/calc/plus?params=1,2"])
+        #expect(!plain.stdout.contains("result"))
+
+        // Without node.tls, `direct_tls: true` is a configuration error at its key.
+        let bad = directory.appendingPathComponent("bad.yaml").path
+        try "modules:\n\(extra)".write(toFile: bad, atomically: true, encoding: .utf8)
+        let check = try runCommand(ZbusProcess.binaryPath, ["check-config", bad])
+        #expect(check.status == 2)
+        #expect(check.stderr.contains("direct_tls"), "\(check.stderr)")
+        #expect(check.stderr.contains("no `node.tls`"))
+    }
+
     @Test("SIGHUP reloads the certificate: a new connection sees the new one; a broken file keeps the one in use")
     func reloadOnSighup() throws {
         let ca = try TestCA()

@@ -37,19 +37,7 @@ public struct NodeTLSConfig: Sendable {
         guard let listen = try section.address("listen") else {
             throw section.value.error("missing `listen: HOST:PORT` (the TLS port)")
         }
-        guard let certificate = try section.string("cert_file") else {
-            throw section.value.error("missing `cert_file:` (the server certificate, PEM)")
-        }
-        guard let key = try section.string("key_file") else {
-            throw section.value.error("missing `key_file:` (the server certificate's private key, PEM)")
-        }
-        let files = ServerTLSFiles(certificateFile: certificate, keyFile: key, clientCAFile: try section.string("ca_file"))
-        do throws(TLSFileError) {
-            _ = try files.makeContext()
-        } catch {
-            throw section.fileError(error, keys: [.certificate: "cert_file", .privateKey: "key_file", .certificateAuthority: "ca_file"])
-        }
-        return NodeTLSConfig(listen: listen, files: files, client: try section.clientTLS("client"))
+        return NodeTLSConfig(listen: listen, files: try section.serverTLSFiles(), client: try section.clientTLS("client"))
     }
 }
 
@@ -92,6 +80,24 @@ extension ConfigSection {
         } catch {
             throw section.fileError(error, keys: [.certificate: "cert_file", .privateKey: "key_file", .certificateAuthority: "ca_file"])
         }
+    }
+
+    /// The `cert_file`, `key_file` and optional `ca_file` of a TLS port's section, read once to check them, so that
+    /// `zbus check-config` and the start report a bad certificate or key at its key.
+    public func serverTLSFiles() throws(ConfigError) -> ServerTLSFiles {
+        guard let certificate = try string("cert_file") else {
+            throw value.error("missing `cert_file:` (the server certificate, PEM)")
+        }
+        guard let key = try string("key_file") else {
+            throw value.error("missing `key_file:` (the server certificate's private key, PEM)")
+        }
+        let files = ServerTLSFiles(certificateFile: certificate, keyFile: key, clientCAFile: try string("ca_file"))
+        do throws(TLSFileError) {
+            _ = try files.makeContext()
+        } catch {
+            throw fileError(error, keys: [.certificate: "cert_file", .privateKey: "key_file", .certificateAuthority: "ca_file"])
+        }
+        return files
     }
 
     /// A ``TLSFileError`` located at the key that named the file (or at the section when no key did).
