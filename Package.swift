@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "ZbusProtocol", targets: ["ZbusProtocol"]),
         .library(name: "ZbusKernel", targets: ["ZbusKernel"]),
         .library(name: "ZbusClient", targets: ["ZbusClient"]),
+        .library(name: "ZbusTLS", targets: ["ZbusTLS"]),
         .library(name: "ZbusInProcess", targets: ["ZbusInProcess"]),
         .library(name: "ZbusStore", targets: ["ZbusStore"]),
         .library(name: "ZbusRPC", targets: ["ZbusRPC"]),
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(
@@ -41,6 +43,15 @@ let package = Package(
             name: "ZbusProtocol",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            // TLS files and contexts, shared by the node (its TLS port, tracker links) and the client library.
+            name: "ZbusTLS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),
@@ -69,13 +80,14 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                "ZbusTLS",
             ],
             swiftSettings: strict
         ),
         .target(
             name: "ZbusClient",
             dependencies: [
-                "ZbusProtocol",
+                "ZbusProtocol", "ZbusTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -231,6 +243,7 @@ let package = Package(
             name: "zbus",
             dependencies: [
                 "Zbus",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

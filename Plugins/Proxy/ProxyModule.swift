@@ -12,6 +12,7 @@ import ZbusProxy
 ///   - module: mq
 ///   - module: proxy
 ///     broker: 127.0.0.1:15555      # optional; absent = this node (which then needs the mq module)
+///     broker_tls: { ca_file: ca.pem }  # optional: reach `broker` in TLS (its node.tls port; docs/tls.md)
 ///     adapters:
 ///       - { name: quotes, kind: http, mq: Quotes, target: "http://127.0.0.1:8080", workers: 4, timeout: 5s }
 ///       - { name: ledger, kind: tcp, mq: Ledger, target: 127.0.0.1:9000, framing: length4, timeout: 3s }
@@ -27,8 +28,8 @@ public final class ProxyModule: PluginModule {
     public static let name = "proxy"
     /// One line for `zbus modules`.
     public static let summary = "Service bus: adapters (http, tcp, or contributed kinds) that serve an MQ from a legacy service."
-    /// `broker`, `adapters`.
-    public static let configKeys = ["broker", "adapters"]
+    /// `broker`, `broker_tls`, `adapters`.
+    public static let configKeys = ["broker", "broker_tls", "adapters"]
 
     /// The built-in adapter kinds.
     public static let builtInKinds: [String: any ProxyAdapterFactory] = ["http": HttpAdapterFactory(), "tcp": TcpAdapterFactory()]
@@ -40,6 +41,8 @@ public final class ProxyModule: PluginModule {
     }
 
     private let broker: HostAndPort?
+    /// TLS for the connections to `broker`; `nil` for plain TCP.
+    private let brokerTLS: ClientTLS?
     private let entries: [Entry]
     /// The `adapters` list, where a missing `mq` module is reported.
     private let adaptersValue: ConfigValue?
@@ -53,6 +56,10 @@ public final class ProxyModule: PluginModule {
         let config = setup.config
         logger = setup.logger
         broker = try config.address("broker")
+        brokerTLS = try config.clientTLS("broker_tls")
+        if brokerTLS != nil, broker == nil, let value = config["broker_tls"] {
+            throw value.error("`broker_tls` is how to reach `broker`; add `broker: HOST:PORT` or remove it")
+        }
         var entries: [Entry] = []
         if let list = config["adapters"] {
             guard case .sequence(let items) = list.kind else {
@@ -118,6 +125,7 @@ public final class ProxyModule: PluginModule {
         guard !adapters.isEmpty else { return }
         var configuration = ClientConfiguration()
         configuration.heartbeatInterval = nil  // the consumers' polls keep the connections busy
+        configuration.tls = brokerTLS
         let client: any Broker
         if let broker {
             client = SingleBroker(address: broker, configuration: configuration, poolSize: 2,

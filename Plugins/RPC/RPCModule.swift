@@ -50,6 +50,12 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
     public init(setup: ModuleSetup) throws(ConfigError) {
         settings = try RPCSettings(setup.config, catalog: Catalog.services)
         logger = setup.logger
+        // `direct_tls: true` borrows the node's certificate: checked here so that check-config catches its absence.
+        if setup.node.tls == nil, let service = settings.services.first(where: { if case .node = $0.directTLS { true } else { false } }),
+            let location = service.directTLSLocation
+        {
+            throw location.error("`direct_tls: true` uses the node's certificate, but the node has no `node.tls`; add `node.tls` or give cert_file and key_file here")
+        }
     }
 
     /// `mq`, for each service on this node's MQ (the first one locates the error when the node lacks it).
@@ -92,16 +98,39 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
                 guard let direct = service.direct else { continue }
                 var serverLogger = logger
                 serverLogger[metadataKey: "service"] = "\(service.name)"
+                let tls = try Self.directTLSContext(service, context: context)
                 let server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
                                              limits: context.config.limits, connectionLimits: context.config.connectionLimits,
-                                             logger: serverLogger)
+                                             tls: tls, logger: serverLogger)
                 running.withLockedValue { $0.servers.append(server) }
                 let address = try await server.start()
-                logger.info("direct RPC server listening", metadata: ["service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)"])
+                logger.info("direct RPC server listening", metadata: [
+                    "service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)", "tls": "\(tls != nil)",
+                ])
             }
         } catch {
             await shutdown()
             throw error
+        }
+    }
+
+    /// The TLS context of `service`'s direct port: its own files, the node's (`direct_tls: true`), or none.
+    private static func directTLSContext(_ service: RPCSettings.Service, context: NodeContext) throws -> ServerTLSContext? {
+        let files: ServerTLSFiles
+        switch service.directTLS {
+        case nil:
+            return nil
+        case .files(let own):
+            files = own
+        case .node:
+            // Checked at init: the node has `node.tls`.
+            guard let nodeFiles = context.config.tls?.files else { return nil }
+            files = nodeFiles
+        }
+        do throws(TLSFileError) {
+            return try files.makeContext()
+        } catch {
+            throw (service.directTLSLocation?.error("\(error)")) ?? ConfigError(file: context.config.source, keyPath: "direct_tls", message: "\(error)")
         }
     }
 
@@ -168,6 +197,7 @@ private enum MqRpcHosting {
     private static func broker(for service: RPCSettings.Service, context: NodeContext, logger: Logger) -> any Broker {
         var configuration = ClientConfiguration()
         configuration.heartbeatInterval = nil  // the workers' polls keep the connections busy
+        configuration.tls = service.brokerTLS
         guard let address = service.broker else {
             return context.ownNodeBroker(configuration: configuration, poolSize: 2, logger: logger)
         }

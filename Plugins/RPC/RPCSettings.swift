@@ -1,3 +1,4 @@
+import ZbusClient
 import ZbusKernel
 import ZbusRPC
 
@@ -10,16 +11,20 @@ import ZbusRPC
 ///     - service: calc            # a service of the module's catalogue
 ///       mq: Calc                 # MQ-RPC: consume this MQ (created with mode MQ|RPC = 9 if missing)
 ///       broker: 127.0.0.1:15555  # the node holding the MQ (default: this node, which then needs the mq module)
+///       broker_tls:              # connect to `broker` in TLS (its `node.tls.listen` port): true (system CAs) or
+///         ca_file: ca.pem        #   ca_file, cert_file, key_file, server_name, verify_hostname (docs/tls.md)
 ///       workers: 8               # consumer connections (default 4)
 ///       token: secret            # the MQ's access token (optional)
 ///       register_token: admin    # the broker's register_token, to create the MQ (optional)
 ///       poll_timeout: 10s        # how long each consume waits on the node (default 10s)
 ///       direct: 127.0.0.1:15557  # direct RPC: listen here (port 0: any free port, logged at start)
+///       direct_tls: true         # direct RPC in TLS: `true` uses node.tls's certificate, key and ca_file, or
+///                                #   { cert_file, key_file, ca_file } of its own (docs/tls.md)
 ///       codec: raw               # this service's codec (default: the module's)
 /// ```
 struct RPCSettings: Sendable {
     static let keys = ["codec", "services"]
-    static let serviceKeys = ["service", "mq", "broker", "workers", "token", "register_token", "poll_timeout", "direct", "codec"]
+    static let serviceKeys = ["service", "mq", "broker", "broker_tls", "workers", "token", "register_token", "poll_timeout", "direct", "direct_tls", "codec"]
 
     /// One hosted service.
     struct Service: Sendable {
@@ -27,16 +32,30 @@ struct RPCSettings: Sendable {
         let processor: RpcProcessor
         let mq: String?
         let broker: HostAndPort?
+        /// TLS for the connections to `broker`; `nil` for plain TCP.
+        let brokerTLS: ClientTLS?
         let workers: Int
         let token: String?
         let registerToken: String?
         let pollTimeoutMilliseconds: Int
         let direct: HostAndPort?
+        /// TLS for the direct port: `nil` plain, ``DirectTLS/node`` the node's files, or files of its own.
+        let directTLS: DirectTLS?
+        /// Where `direct_tls` was given, to locate a node without `node.tls`.
+        let directTLSLocation: ConfigValue?
         let codec: String
         /// Where the codec was named, to locate an unknown codec found at start.
         let codecLocation: ConfigValue
         /// Where the MQ was named, to locate a missing `mq` module.
         let mqLocation: ConfigValue
+    }
+
+    /// Where a direct RPC port gets its certificate.
+    enum DirectTLS: Sendable {
+        /// `direct_tls: true`: the node's `node.tls` files.
+        case node
+        /// `direct_tls: { cert_file, key_file, ca_file }`.
+        case files(ServerTLSFiles)
     }
 
     let services: [Service]
@@ -71,16 +90,31 @@ struct RPCSettings: Sendable {
                 throw item.error("service '\(name)' is hosted nowhere: give `mq` (MQ-RPC), `direct` (a direct RPC address) or both")
             }
             if let mq, mq.isEmpty { throw (entry["mq"] ?? item).error("the MQ name is empty") }
+            let brokerTLS = try entry.clientTLS("broker_tls")
+            if brokerTLS != nil && broker == nil {
+                throw (entry["broker_tls"] ?? item).error("`broker_tls` is how to reach `broker`; add `broker: HOST:PORT` or remove it")
+            }
+            var directTLS: DirectTLS?
+            if let value = entry["direct_tls"] {
+                if case .scalar = value.kind {
+                    directTLS = try entry.bool("direct_tls") == true ? .node : nil
+                } else {
+                    directTLS = .files(try ConfigSection(value, allowedKeys: ["cert_file", "key_file", "ca_file"]).serverTLSFiles())
+                }
+                if directTLS != nil && direct == nil {
+                    throw value.error("`direct_tls` is how `direct` listens; add `direct: HOST:PORT` or remove it")
+                }
+            }
             if broker != nil && mq == nil {
                 throw (entry["broker"] ?? item).error("`broker` is where the MQ of an MQ-RPC service lives; add `mq: NAME` or remove it")
             }
             services.append(Service(
-                name: name, processor: processor, mq: mq, broker: broker,
+                name: name, processor: processor, mq: mq, broker: broker, brokerTLS: brokerTLS,
                 workers: try entry.int("workers", in: 1...1024) ?? 4,
                 token: try entry.string("token"),
                 registerToken: try entry.string("register_token"),
                 pollTimeoutMilliseconds: try entry.milliseconds("poll_timeout", in: 100...600_000) ?? 10_000,
-                direct: direct,
+                direct: direct, directTLS: directTLS, directTLSLocation: entry["direct_tls"],
                 codec: try entry.string("codec") ?? defaultCodec,
                 codecLocation: entry["codec"] ?? defaultLocation,
                 mqLocation: entry["mq"] ?? item))

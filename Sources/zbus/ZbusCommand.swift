@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import ServiceLifecycle
+import UnixSignals
 import Zbus
 
 #if canImport(Glibc)
@@ -49,7 +50,7 @@ struct NodeOptions: ParsableArguments {
     @Option(name: .long, help: "The node file (YAML). Without it the node runs on the built-in defaults (127.0.0.1:15555, ./data).")
     var config: String?
 
-    @Option(name: .long, help: "Listen address HOST:PORT; wins over node.listen.")
+    @Option(name: .long, help: "Listen address HOST:PORT, or none (TLS port only); wins over node.listen.")
     var listen: String?
 
     @Option(name: .long, help: "Store directory; wins over node.store.")
@@ -67,7 +68,12 @@ struct NodeOptions: ParsableArguments {
             } else {
                 config = try NodeConfig.parse(yaml: DefaultNodeFile.yaml, file: "<built-in defaults>")
             }
-            if let listen {
+            if listen?.lowercased() == "none" {
+                guard config.tls != nil else {
+                    throw ConfigError(file: "--listen", keyPath: "", message: "`none` needs `node.tls` (a TLS port) in the node file")
+                }
+                config.listensPlain = false
+            } else if let listen {
                 do throws(HostAndPort.ParseError) {
                     config.listen = try HostAndPort(parsing: listen)
                 } catch {
@@ -112,7 +118,10 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var options: NodeOptions
 
-    @Option(name: .long, help: "Write the bound HOST:PORT to this file once the node accepts connections.")
+    @Option(name: .long, help: """
+        Write the bound HOST:PORT to this file once the node accepts connections (the TLS port's to FILE.tls, \
+        written first, with node.tls).
+        """)
     var readyFile: String?
 
     func run() async throws {
@@ -139,10 +148,17 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node)]
+        if config.tls != nil {
+            // Trapped before the ready file appears, so that a SIGHUP sent once it is there reloads (by default it
+            // would end the process).
+            let hangups = await UnixSignalsSequence(trapping: .sighup)
+            services.append(.init(service: TLSReloader(node: node, hangups: hangups, logger: logger), successTerminationBehavior: .ignore))
+        }
         if let readyFile {
             // As a service of the group, it runs after the group has trapped SIGINT/SIGTERM: whoever waits for the
             // file may signal the node at once and get a graceful stop.
-            services.append(.init(service: ReadyFileAnnouncer(path: readyFile, address: address), successTerminationBehavior: .ignore))
+            services.append(.init(service: ReadyFileAnnouncer(path: readyFile, address: address, tlsAddress: node.tlsAddress),
+                                  successTerminationBehavior: .ignore))
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -150,12 +166,31 @@ struct Run: AsyncParsableCommand {
     }
 }
 
+/// Reloads the TLS files on each SIGHUP (`Node.reloadTLS()` logs the outcome; a bad file keeps the old certificate).
+struct TLSReloader: Service {
+    let node: Node
+    let hangups: UnixSignalsSequence
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            logger.info("SIGHUP: reloading the TLS certificate and key")
+            _ = try? node.reloadTLS()
+        }
+    }
+}
+
 /// Writes the bound address to a file once the node is up and signals are trapped.
+///
+/// With a TLS port, its address goes to `FILE.tls` first, so that whoever sees `FILE` finds both; `FILE` keeps its
+/// one line, which scripts read with `cut -d: -f2`.
 struct ReadyFileAnnouncer: Service {
     let path: String
     let address: HostAndPort
+    let tlsAddress: HostAndPort?
 
     func run() async throws {
+        if let tlsAddress { writeReadyFile(path + ".tls", address: tlsAddress) }
         writeReadyFile(path, address: address)
     }
 
@@ -181,7 +216,9 @@ struct CheckConfig: AsyncParsableCommand {
         do throws(ConfigError) {
             let config = try NodeConfig.load(file: file)
             _ = try PluginRegistry.standard.makeModules(for: config, logger: Logger(label: "zbus.check"))
-            print("\(file): OK (node '\(config.name)' on \(config.listen), modules: \(config.modules.map(\.name).joined(separator: ", ")))")
+            var ports = config.listensPlain ? "\(config.listen)" : ""
+            if let tls = config.tls { ports += (ports.isEmpty ? "" : " and ") + "TLS \(tls.listen)" }
+            print("\(file): OK (node '\(config.name)' on \(ports), modules: \(config.modules.map(\.name).joined(separator: ", ")))")
         } catch {
             ExitReporter.fail(error)
         }

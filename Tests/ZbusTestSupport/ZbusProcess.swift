@@ -10,6 +10,8 @@ public final class ZbusProcess: @unchecked Sendable {
     public let process: Process
     /// The bound port, read from the ready file.
     public private(set) var port: Int = 0
+    /// The TLS port's bound port (`node.tls`), read from the ready file's `.tls` companion; 0 without a TLS port.
+    public private(set) var tlsPort: Int = 0
     /// Scratch directory (store, ready file, logs), removed by ``cleanUp()``.
     public let directory: URL
     private let stderrFile: URL
@@ -88,6 +90,13 @@ public final class ZbusProcess: @unchecked Sendable {
                 let port = Int(portText)
             {
                 self.port = port
+                // Written before the ready file, so it is there if the node has a TLS port.
+                if let tlsText = try? String(contentsOfFile: readyFile.path + ".tls", encoding: .utf8),
+                    let tlsPortText = tlsText.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last,
+                    let tlsPort = Int(tlsPortText)
+                {
+                    self.tlsPort = tlsPort
+                }
                 return
             }
             if watch.wait(until: deadline, orReadable: exit.readEnd) != .changed { break }

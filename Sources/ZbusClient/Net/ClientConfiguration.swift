@@ -28,6 +28,10 @@ public struct ClientConfiguration: Sendable {
     public var reconnectEagerly = true
     /// Limits on the messages the client accepts from the node.
     public var limits = MessageLimits(maxHeaderBytes: 1 << 20, maxBodyBytes: 1 << 30)
+    /// Connects over TLS with these trust roots, client certificate and name checks (to a node's `node.tls.listen`
+    /// port); `nil` (the default) connects in plain TCP. It applies to every connection the client opens, the HA
+    /// client's tracker and broker connections included.
+    public var tls: ClientTLS?
 
     /// The defaults: connect within 5 s, replies within 10 s, a heartbeat every idle minute, reconnect from 50 ms to 2 s.
     public init() {}

@@ -27,7 +27,7 @@ public protocol ClientConnector: Sendable {
     ) -> EventLoopFuture<any ClientLink>
 }
 
-/// Connects over TCP, framing with the kernel's ``InboundFramer`` and ``OutboundBatch`` in one handler.
+/// Connects over TCP (in TLS when the configuration has ``ClientConfiguration/tls``), framing with the kernel's ``InboundFramer`` and ``OutboundBatch`` in one handler.
 struct SocketConnector: ClientConnector {
     let host: String
     let port: Int
@@ -41,11 +41,15 @@ struct SocketConnector: ClientConnector {
         onClose: @escaping @Sendable (String?) -> Void
     ) -> EventLoopFuture<any ClientLink> {
         let limits = configuration.limits
+        let tls = configuration.tls
+        let host = self.host
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The TLS handler comes first: the framing handler then reads and writes plaintext either way.
+                    try tls?.addHandler(to: channel, host: host)
                     let handler = ClientStreamHandler(limits: limits, allocator: channel.allocator, onMessage: onMessage, onClose: onClose)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }

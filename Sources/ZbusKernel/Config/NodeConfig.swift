@@ -25,6 +25,11 @@ public struct NodeConfig: Sendable {
     public var name: String = "zbus"
     /// The address to listen on; port 0 asks the OS for a free port.
     public var listen = HostAndPort(host: "127.0.0.1", port: 15555)
+    /// Whether the node listens on ``listen`` in plain TCP; `false` (`node.listen: none`) for a node that listens in
+    /// TLS only (then ``tls`` is required).
+    public var listensPlain = true
+    /// The TLS port (`node.tls`), beside the plain one or alone; `nil` for none.
+    public var tls: NodeTLSConfig?
     /// The address stamped into `server` headers and reported to trackers; defaults to the bound address.
     public var advertise: String?
     /// The store directory.
@@ -47,7 +52,7 @@ public struct NodeConfig: Sendable {
     /// The keys allowed at the top level of a node file.
     public static let topLevelKeys = ["node", "trackers", "modules"]
     /// The keys allowed under `node:`.
-    public static let nodeKeys = ["name", "listen", "advertise", "store", "log_level", "limits", "threads"]
+    public static let nodeKeys = ["name", "listen", "advertise", "store", "log_level", "limits", "threads", "tls"]
     /// The keys allowed under `node.limits:`.
     public static let limitKeys = [
         "max_header_bytes", "max_body_bytes", "max_connections", "max_connections_per_address", "idle_timeout",
@@ -86,7 +91,17 @@ public struct NodeConfig: Sendable {
 
         if let node = try top.section("node", allowedKeys: nodeKeys) {
             config.name = try node.string("name", default: config.name)
-            config.listen = try node.address("listen") ?? config.listen
+            if try node.string("listen")?.lowercased() == "none" {
+                config.listensPlain = false
+            } else {
+                config.listen = try node.address("listen") ?? config.listen
+            }
+            if let tls = try node.section("tls", allowedKeys: NodeTLSConfig.keys) {
+                config.tls = try NodeTLSConfig.parse(tls)
+            }
+            if !config.listensPlain, config.tls == nil, let listen = node["listen"] {
+                throw listen.error("`none` leaves the node without a port; add `node.tls` (a TLS port) or give HOST:PORT")
+            }
             config.advertise = try node.string("advertise")
             config.store = try node.string("store", default: config.store)
             config.logLevel = try node.logLevel("log_level") ?? config.logLevel

@@ -3,11 +3,16 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import ZbusTLS
 
 /// Why a node could not start.
 public enum NodeError: Error, Sendable, CustomStringConvertible {
     /// The listen address could not be bound.
     case bindFailed(address: HostAndPort, reason: String)
+    /// The TLS port (`node.tls.listen`) could not be bound.
+    case tlsBindFailed(address: HostAndPort, reason: String)
+    /// A file of `node.tls` is missing or bad.
+    case tlsFiles(TLSFileError)
     /// A module failed to start.
     case moduleStartFailed(module: String, reason: String)
     /// A module's service (its ``PluginModule/run()``) failed while the node ran; the node stops.
@@ -19,6 +24,10 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .bindFailed(let address, let reason):
             return "cannot listen on \(address): \(reason) (choose another `node.listen` or pass --listen HOST:PORT)"
+        case .tlsBindFailed(let address, let reason):
+            return "cannot listen in TLS on \(address): \(reason) (choose another `node.tls.listen`)"
+        case .tlsFiles(let error):
+            return "node.tls: \(error)"
         case .moduleStartFailed(let module, let reason):
             return "module '\(module)' failed to start: \(reason)"
         case .moduleFailed(let module, let reason):
@@ -29,7 +38,7 @@ public enum NodeError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// A zbus node: one listening port, the kernel's built-in commands, and the modules its configuration names.
+/// A zbus node: a listening port (plain, TLS or both), the kernel's built-in commands, and the modules its configuration names.
 ///
 /// The modules start in dependency order before the node accepts connections; then their services
 /// (``PluginModule/run()``) run in a `ServiceGroup` that the node owns until ``shutdown()``, which shuts them down
@@ -63,8 +72,11 @@ public final class Node: Service, Sendable {
 
     private struct Running {
         let group: MultiThreadedEventLoopGroup
-        let serverChannel: any Channel
+        /// The plain port's channel and the TLS port's, whichever are configured.
+        let serverChannels: [any Channel]
         let address: HostAndPort
+        let tlsAddress: HostAndPort?
+        let certificates: TLSCertificateStore?
         let dispatcher: CommandDispatcher
         let hooks: ConnectionHooks
         /// Runs the modules' services.
@@ -92,12 +104,37 @@ public final class Node: Service, Sendable {
     /// The names of the loaded modules, in start order (each after the modules it depends on).
     public var moduleNames: [String] { modules.map { type(of: $0).name } }
 
-    /// The bound address once started (useful with port 0).
+    /// The bound address once started (useful with port 0): the plain port's, or the TLS port's when the node
+    /// listens in TLS only.
     public var localAddress: HostAndPort? {
         state.withLockedValue { state in
             if case .running(let running) = state { return running.address }
             return nil
         }
+    }
+
+    /// The TLS port's bound address once started, when `node.tls` is configured.
+    public var tlsAddress: HostAndPort? {
+        state.withLockedValue { state in
+            if case .running(let running) = state { return running.tlsAddress }
+            return nil
+        }
+    }
+
+    /// Reads the TLS certificate, key and CA files again (as on SIGHUP): connections accepted from now on use them,
+    /// open connections keep theirs. A bad file is logged and the certificate in use stays.
+    ///
+    /// - Returns: `false` when the node has no TLS port or is not running.
+    /// - Throws: ``TLSFileError`` naming the bad file.
+    @discardableResult
+    public func reloadTLS() throws(TLSFileError) -> Bool {
+        let store = state.withLockedValue { state -> TLSCertificateStore? in
+            if case .running(let running) = state { return running.certificates }
+            return nil
+        }
+        guard let store else { return false }
+        try store.reload()
+        return true
     }
 
     /// What an in-process connection needs from the running node (see `Node+InProcess.swift`), or `nil` when the
@@ -136,40 +173,98 @@ public final class Node: Service, Sendable {
                 for module in modules { module.sessionDidClose(session) }
             }
         )
-        let serverChannel: any Channel
-        do {
-            serverChannel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 1024)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                // Connections wait in the backlog until the modules have started.
-                .serverChannelOption(.autoRead, value: false)
-                // Out of descriptors (EMFILE/ENFILE), `accept` fails at once while the connection stays queued, so
-                // without a pause the loop would retry at full speed.
-                .serverChannelInitializer { [logger] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
-                    }
-                }
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.maxMessagesPerRead, value: 16)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
-                            throw ChannelError.ioOnClosedChannel
-                        }
-                        try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
-                    }
-                }
-                .bind(host: config.listen.host, port: config.listen.port)
-                .get()
+        let certificates: TLSCertificateStore?
+        do throws(TLSFileError) {
+            certificates = try config.tls.map { tls throws(TLSFileError) in try TLSCertificateStore(files: tls.files, logger: self.logger) }
         } catch {
             try? await group.shutdownGracefully()
             state.withLockedValue { $0 = .idle }
-            throw NodeError.bindFailed(address: config.listen, reason: ErrorText.describe(error))
+            throw NodeError.tlsFiles(error)
+        }
+        var serverChannels: [any Channel] = []
+        var plainChannel: (any Channel)?
+        if config.listensPlain {
+            do {
+                let channel = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    // Connections wait in the backlog until the modules have started.
+                    .serverChannelOption(.autoRead, value: false)
+                    // Out of descriptors (EMFILE/ENFILE), `accept` fails at once while the connection stays queued, so
+                    // without a pause the loop would retry at full speed.
+                    .serverChannelInitializer { [logger] channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
+                        }
+                    }
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.maxMessagesPerRead, value: 16)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
+                                throw ChannelError.ioOnClosedChannel
+                            }
+                            try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
+                        }
+                    }
+                    .bind(host: config.listen.host, port: config.listen.port)
+                    .get()
+                serverChannels.append(channel)
+                plainChannel = channel
+            } catch {
+                try? await group.shutdownGracefully()
+                state.withLockedValue { $0 = .idle }
+                throw NodeError.bindFailed(address: config.listen, reason: ErrorText.describe(error))
+            }
+        }
+        // The TLS port shares the whole connection pipeline (limits, connection guard, sessions, HTTP paths); only
+        // the TLS handler comes first. Its own bootstrap leaves the plain port's initializer as it was.
+        var tlsAddress: HostAndPort?
+        if let tls = config.tls, let certificates {
+            do {
+                let channel = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(.autoRead, value: false)
+                    .serverChannelInitializer { [logger] channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
+                        }
+                    }
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.maxMessagesPerRead, value: 16)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
+                                throw ChannelError.ioOnClosedChannel
+                            }
+                            try certificates.addHandler(to: channel)
+                            try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
+                        }
+                    }
+                    .bind(host: tls.listen.host, port: tls.listen.port)
+                    .get()
+                serverChannels.append(channel)
+                tlsAddress = HostAndPort(host: tls.listen.host, port: channel.localAddress?.port ?? tls.listen.port)
+            } catch {
+                for channel in serverChannels { try? await channel.close() }
+                try? await group.shutdownGracefully()
+                state.withLockedValue { $0 = .idle }
+                throw NodeError.tlsBindFailed(address: tls.listen, reason: ErrorText.describe(error))
+            }
+        }
+        guard !serverChannels.isEmpty else {
+            try? await group.shutdownGracefully()
+            state.withLockedValue { $0 = .idle }
+            throw NodeError.notStartable("configured with `node.listen: none` and no `node.tls`, so without a port")
         }
 
-        let boundPort = serverChannel.localAddress?.port ?? config.listen.port
-        let address = HostAndPort(host: config.listen.host, port: boundPort)
+        let address: HostAndPort
+        if let plainChannel {
+            address = HostAndPort(host: config.listen.host, port: plainChannel.localAddress?.port ?? config.listen.port)
+        } else {
+            address = tlsAddress ?? config.listen
+        }
         let advertised = config.advertise ?? Self.advertisedAddress(for: address)
         // The dispatcher answers built-in commands itself; their entries only keep modules from claiming them.
         let handlers = contributions.values(of: .commands).filter { !($0.value is BuiltInCommandHandler) }
@@ -188,7 +283,7 @@ public final class Node: Service, Sendable {
                 started.append(module)
             } catch {
                 for module in started.reversed() { await module.shutdown() }
-                try? await serverChannel.close()
+                for channel in serverChannels { try? await channel.close() }
                 try? await group.shutdownGracefully()
                 state.withLockedValue { $0 = .idle }
                 throw NodeError.moduleStartFailed(module: type(of: module).name, reason: ErrorText.describe(error))
@@ -204,13 +299,14 @@ public final class Node: Service, Sendable {
             let reporter = TrackerReporter(
                 trackers: config.trackers, server: advertised,
                 sources: contributions.values(of: .trackedEntries).sorted { $0.key < $1.key }.map(\.value),
-                group: group, limits: limits, logger: logger)
+                group: group, limits: limits, tls: config.tls?.client, logger: logger)
             services.append(.init(service: reporter, successTerminationBehavior: .ignore,
                                   failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "tracker reporting"))
         }
         let moduleServices = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
-        try await serverChannel.setOption(.autoRead, value: true).get()
+        for channel in serverChannels { try await channel.setOption(.autoRead, value: true).get() }
         let logger = self.logger
+        let boundChannels = serverChannels
         state.withLockedValue {
             // The services outlive `start()`, so they need a task of their own; the node keeps it and `shutdown()`
             // awaits it. It is created under the lock so that its modules find the node running (in-process
@@ -223,16 +319,22 @@ public final class Node: Service, Sendable {
                     let failure = error as? NodeError ?? .moduleFailed(module: "?", reason: "\(error)")
                     logger.error("\(failure)")
                     // No longer accepting ends `run()`, which then shuts the node down and throws the failure.
-                    serverChannel.close(promise: nil)
+                    for channel in boundChannels { channel.close(promise: nil) }
                     return failure
                 }
             }
-            $0 = .running(Running(group: group, serverChannel: serverChannel, address: address, dispatcher: dispatcher, hooks: hooks,
+            $0 = .running(Running(group: group, serverChannels: boundChannels, address: address, tlsAddress: tlsAddress,
+                                  certificates: certificates, dispatcher: dispatcher, hooks: hooks,
                                   moduleServices: moduleServices, moduleRunner: moduleRunner))
         }
-        logger.info("node listening", metadata: [
-            "address": "\(address)", "modules": "\(moduleNames.joined(separator: ","))",
-        ])
+        var metadata: Logger.Metadata = ["modules": "\(moduleNames.joined(separator: ","))"]
+        if plainChannel != nil { metadata["address"] = "\(address)" }
+        if let tlsAddress, let certificates {
+            metadata["tls_address"] = "\(tlsAddress)"
+            metadata["certificate"] = "\(certificates.summary)"
+            metadata["client_certificates"] = "\(certificates.files.clientCAFile == nil ? "not required" : "required")"
+        }
+        logger.info("node listening", metadata: metadata)
         return address
     }
 
@@ -245,9 +347,10 @@ public final class Node: Service, Sendable {
         if case .idle = state.withLockedValue({ $0 }) { try await start() }
         guard case .running(let running) = state.withLockedValue({ $0 }) else { return }
         await withGracefulShutdownHandler {
-            try? await running.serverChannel.closeFuture.get()
+            // The first port closing ends the run (a failed module closes every port).
+            try? await running.serverChannels[0].closeFuture.get()
         } onGracefulShutdown: {
-            running.serverChannel.close(promise: nil)
+            for channel in running.serverChannels { channel.close(promise: nil) }
         }
         await shutdown()
         if let failure = await running.moduleRunner.value { throw failure }
@@ -285,7 +388,7 @@ public final class Node: Service, Sendable {
             return
         }
         logger.info("node stopping")
-        try? await running.serverChannel.close()
+        for channel in running.serverChannels { try? await channel.close() }
         await running.moduleServices.triggerGracefulShutdown()
         _ = await running.moduleRunner.value
         for module in modules.reversed() { await module.shutdown() }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import ZbusTLS
 
 /// One reporting connection from this node to one tracker, confined to one event loop.
 ///
@@ -16,6 +17,8 @@ final class TrackerLink: @unchecked Sendable {
     private let sources: [any TrackedEntrySource]
     private let refreshInterval: TimeAmount
     private let limits: MessageLimits
+    /// Wraps the connection in TLS (`node.tls.client`), or `nil` for plain TCP.
+    private let tls: ClientTLS?
     private let logger: Logger
 
     // Confined to `loop`:
@@ -29,7 +32,7 @@ final class TrackerLink: @unchecked Sendable {
     private var reportedFailure = false
 
     init(tracker: HostAndPort, server: String, sources: [any TrackedEntrySource], loop: any EventLoop, backoff: Backoff,
-         refreshInterval: TimeAmount, limits: MessageLimits, logger: Logger) {
+         refreshInterval: TimeAmount, limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger) {
         self.tracker = tracker
         self.server = server
         self.sources = sources
@@ -37,6 +40,7 @@ final class TrackerLink: @unchecked Sendable {
         self.state = TrackerLinkState(backoff: backoff)
         self.refreshInterval = refreshInterval
         self.limits = limits
+        self.tls = tls
         var logger = logger
         logger[metadataKey: "tracker"] = "\(tracker)"
         self.logger = logger
@@ -106,11 +110,14 @@ final class TrackerLink: @unchecked Sendable {
     private func connect() {
         let limits = self.limits
         let logger = self.logger
+        let tls = self.tls
+        let host = tracker.host
         ClientBootstrap(group: loop)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try tls?.addHandler(to: channel, host: host)
                     try channel.pipeline.syncOperations.addHandler(MessageEncoder())
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder(limits: limits)))
                     try channel.pipeline.syncOperations.addHandler(TrackerReplyLogger(logger: logger))

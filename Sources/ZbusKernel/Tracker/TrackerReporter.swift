@@ -1,12 +1,13 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
+import ZbusTLS
 
 /// Reports this node's entries (its MQs) to every tracker of `trackers:` in the node file, as a zbus 6.3 broker
 /// started with `-track` does: the node runs it as a service beside its modules' while `trackers:` lists any.
 ///
 /// Each tracker gets its own connection (``TrackerLink``) on one of the node's event loops, announcing the node's
-/// advertised address (`node.advertise`, else the bound one) as its `server`. At graceful shutdown, which reaches this
+/// advertised address (`node.advertise`, else the bound one) as its `server`, in TLS when `node.tls.client` is set. At graceful shutdown, which reaches this
 /// service before the modules', every tracker hears `server_leave`.
 final class TrackerReporter: Service, Sendable {
     /// How often every entry is reported again (zbus 6.3.0 used 5 s though its README said 2 s). Trackers expire an
@@ -20,11 +21,11 @@ final class TrackerReporter: Service, Sendable {
     private let sources: [any TrackedEntrySource]
 
     init(trackers: [HostAndPort], server: String, sources: [any TrackedEntrySource], group: any EventLoopGroup,
-         limits: MessageLimits, logger: Logger) {
+         limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger) {
         self.sources = sources
         self.links = trackers.map { tracker in
             TrackerLink(tracker: tracker, server: server, sources: sources, loop: group.next(), backoff: Self.backoff,
-                        refreshInterval: Self.refreshInterval, limits: limits, logger: logger)
+                        refreshInterval: Self.refreshInterval, limits: limits, tls: tls, logger: logger)
         }
     }
 

@@ -52,6 +52,8 @@ public final class DirectRpcServer: Sendable {
     private let limits: MessageLimits
     /// Connection caps, timeouts and byte budgets, as on the node's own port (`nil`: none).
     private let governor: ConnectionGovernor?
+    /// Wraps each connection in TLS; `nil` for plain TCP.
+    private let tls: ServerTLSContext?
     private let logger: Logger
     private let state = NIOLockedValueBox(State.idle)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -72,15 +74,19 @@ public final class DirectRpcServer: Sendable {
     ///   - limits: the framing limits (header and body sizes).
     ///   - connectionLimits: connection caps, idle and header timeouts and byte budgets, counted for this port
     ///     alone (a node passes its own `node.limits`); `nil` for none.
+    ///   - tls: a TLS server context (``ServerTLSFiles/makeContext()``) to wrap every connection in; `nil` (the
+    ///     default) for plain TCP.
     ///   - logger: where connection problems are logged.
     public init(responder: RpcResponder, listen: HostAndPort = HostAndPort(host: "127.0.0.1", port: 0),
                 eventLoopGroup: (any EventLoopGroup)? = nil, limits: MessageLimits = .default,
-                connectionLimits: ConnectionLimits? = nil, logger: Logger = Logger(label: "zbus.rpc.direct")) {
+                connectionLimits: ConnectionLimits? = nil, tls: ServerTLSContext? = nil,
+                logger: Logger = Logger(label: "zbus.rpc.direct")) {
         self.responder = responder
         self.listen = listen
         self.eventLoopGroup = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         self.limits = limits
         self.governor = connectionLimits.map(ConnectionGovernor.init(limits:))
+        self.tls = tls
         self.logger = logger
     }
 
@@ -115,6 +121,7 @@ public final class DirectRpcServer: Sendable {
         let logger = self.logger
         let governor = self.governor
         let connections = self.connections
+        let tls = self.tls
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: eventLoopGroup)
@@ -134,6 +141,7 @@ public final class DirectRpcServer: Sendable {
                     channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                     return channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
+                        if let tls { try pipeline.addHandler(tls.makeHandler()) }
                         // A client that pipelines calls without reading the answers cannot make the server buffer
                         // answers without bound: NIO's handler holds reads back while the channel is not writable.
                         try pipeline.addHandler(BackPressureHandler())

@@ -10,6 +10,30 @@ struct ServerOptions: ParsableArguments {
     @Flag(name: .long, help: "Print JSON for scripts instead of tables (the fields are listed in docs/cli.md).")
     var json = false
 
+    @Flag(name: .long, help: "Connect in TLS (to the node's node.tls port), trusting the system's CAs unless --tls-ca is given.")
+    var tls = false
+
+    @Option(name: .long, help: "Connect in TLS, trusting the CA certificates of this PEM file.")
+    var tlsCa: String?
+
+    @Option(name: .long, help: "Present this PEM client certificate (for a node with node.tls.ca_file); needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "The client certificate's PEM private key.")
+    var tlsKey: String?
+
+    /// The TLS settings the options ask for, or `nil` for plain TCP.
+    var clientTLS: ClientTLS? {
+        get throws(ValidationError) {
+            guard tls || tlsCa != nil || tlsCert != nil || tlsKey != nil else { return nil }
+            do throws(TLSFileError) {
+                return try ClientTLS(caFile: tlsCa, certificateFile: tlsCert, keyFile: tlsKey)
+            } catch {
+                throw ValidationError("--tls: \(error)")
+            }
+        }
+    }
+
     /// The parsed `--server`.
     var address: HostAndPort {
         get throws(ValidationError) {
@@ -28,6 +52,7 @@ struct ServerOptions: ParsableArguments {
 
     mutating func validate() throws {
         _ = try address
+        _ = try clientTLS
     }
 }
 
@@ -55,8 +80,9 @@ struct OperatorConnection: Sendable {
     ///
     /// A refused or unreachable server is retried for at most two seconds (less with a shorter `timeout`): long enough
     /// to ride over a node's restart, short enough for an operator at a prompt.
-    init(address: HostAndPort, timeout: Duration) {
+    init(address: HostAndPort, timeout: Duration, tls: ClientTLS? = nil) {
         var configuration = ClientConfiguration()
+        configuration.tls = tls
         configuration.connectTimeout = min(timeout, .seconds(2))
         configuration.requestTimeout = timeout
         configuration.heartbeatInterval = nil
@@ -124,7 +150,8 @@ protocol OperatorCommand: AsyncParsableCommand {
 extension OperatorCommand {
     func run() async throws {
         OperatorLog.bootstrap()
-        let connection = OperatorConnection(address: try serverOptions.address, timeout: try answerTimeout)
+        let connection = OperatorConnection(address: try serverOptions.address, timeout: try answerTimeout,
+                                            tls: try serverOptions.clientTLS)
         do {
             try await execute(on: connection)
         } catch {

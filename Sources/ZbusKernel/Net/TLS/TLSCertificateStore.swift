@@ -1,0 +1,49 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ZbusTLS
+
+/// The node's current TLS server context, swapped whole by a reload (SIGHUP): each new connection takes the context
+/// current when it is accepted, and connections already open keep the one they were made with.
+final class TLSCertificateStore: Sendable {
+    let files: ServerTLSFiles
+    private let current: NIOLockedValueBox<ServerTLSContext>
+    private let logger: Logger
+
+    /// Reads the files.
+    ///
+    /// - Throws: ``TLSFileError`` naming the file that is wrong.
+    init(files: ServerTLSFiles, logger: Logger) throws(TLSFileError) {
+        self.files = files
+        self.logger = logger
+        let context = try files.makeContext()
+        self.current = NIOLockedValueBox(context)
+    }
+
+    /// What may be logged about the certificate in use: serial and names, never key material.
+    var summary: String { current.withLockedValue { $0.summary } }
+
+    /// Adds the TLS handler, with the current context, to an accepted connection.
+    func addHandler(to channel: any Channel) throws {
+        let context = current.withLockedValue { $0 }
+        try channel.pipeline.syncOperations.addHandler(context.makeHandler())
+    }
+
+    /// Reads the files again and, if they are good, uses them for the connections accepted from now on; if not, logs
+    /// why and keeps the certificate in use.
+    ///
+    /// - Throws: ``TLSFileError`` when a file is bad (the old certificate stays).
+    func reload() throws(TLSFileError) {
+        let context: ServerTLSContext
+        do throws(TLSFileError) {
+            context = try files.makeContext()
+        } catch {
+            logger.error("TLS reload failed; keeping the certificate in use", metadata: [
+                "error": "\(error)", "certificate": "\(summary)",
+            ])
+            throw error
+        }
+        current.withLockedValue { $0 = context }
+        logger.notice("TLS certificate reloaded", metadata: ["certificate": "\(context.summary)"])
+    }
+}
