@@ -8,8 +8,9 @@ import ZbusKernel
 ///
 /// A loop consumer is an in-process session of the node (``Node/connectInProcess(remoteAddress:onMessage:onClose:)``):
 /// its consumes are dispatched straight into the node on the session's loop, and the node hands it each delivered
-/// message there. The handler answers every message with ``finish(_:routing:)``, on ``eventLoop``, which routes the
-/// answer to the producer's session and consumes again in the same turn of the loop; that consume acknowledges the
+/// message there. The handler answers every message with ``finish(_:routing:)``, on ``eventLoop``, which hands the
+/// answer to the producer's session (found in the node's ``Node/sessions``, as a `route` command would: the answer is
+/// not turned into a command and back) and consumes again in the same turn of the loop; that consume acknowledges the
 /// message, so a consumer that dies mid-call leaves the message to be redelivered (at-least-once, as ``Consumer``).
 ///
 /// ```swift
@@ -57,6 +58,10 @@ public final class LoopConsumer: @unchecked Sendable {
     public let mq: String
     private let options: Options
     private let logger: Logger
+    /// The node's sessions, where the producer of a message is found to answer it.
+    private let sessions: SessionRegistry
+    /// The consume sent after each answer, built once.
+    private let nextConsume: Message
     private var connection: InProcessConnection?
     private var handler: ((Message) -> Void)?
     /// What the one command in flight on the session is: its answer is read accordingly.
@@ -65,8 +70,6 @@ public final class LoopConsumer: @unchecked Sendable {
     private var handling = false
     private var stopping = false
     private let stopped: EventLoopPromise<Void>
-    /// The `id` of every consume: answers are told apart by what is awaited, not by id, so one id made once will do.
-    private let consumeId = RequestId.next()
 
     private enum Awaiting {
         case nothing
@@ -80,6 +83,10 @@ public final class LoopConsumer: @unchecked Sendable {
     public init(node: Node, mq: String, options: Options = Options(), logger: Logger) throws(InProcessConnectionError) {
         self.mq = mq
         self.options = options
+        sessions = node.sessions
+        let wait = options.pollTimeout.components
+        nextConsume = Self.consumeRequest(mq: mq, token: options.token,
+                                          waitMilliseconds: max(0, wait.seconds * 1000 + wait.attoseconds / 1_000_000_000_000_000))
         var logger = logger
         logger[metadataKey: "mq"] = "\(mq)"
         self.logger = logger
@@ -113,24 +120,21 @@ public final class LoopConsumer: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         handling = false
         guard let connection else { return }
-        if let recver = request.sender {
+        if let recver = request.sender, let producer = sessions.session(id: recver) {
             var message = consume reply
-            // Room for the route's headers and the node's stamps, so the headers grow only once.
-            message.headers.reserveCapacity(message.headers.count + 8)
             if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
-            message.cmd = "route"
-            message.recver = recver
             message.id = request.id
             message.mq = request.mq ?? mq
-            message.ack = false
-            connection.dispatchOnLoop(message)
+            producer.send(message)
         } else {
-            logger.warning("message without sender: its answer cannot be routed", metadata: ["id": "\(request.id ?? "-")"])
+            logger.notice("the producer of a message is gone (or unknown): its answer is dropped", metadata: [
+                "id": "\(request.id ?? "-")", "sender": "\(request.sender ?? "-")",
+            ])
         }
         if stopping {
             // Acknowledge what was answered, then close: whatever this last consume is handed goes back to the MQ.
             awaiting = .nothing
-            connection.dispatchOnLoop(consumeRequest(waitMilliseconds: 0))
+            connection.dispatchOnLoop(Self.consumeRequest(mq: mq, token: options.token, waitMilliseconds: 0))
             close()
         } else {
             consume()
@@ -151,18 +155,19 @@ public final class LoopConsumer: @unchecked Sendable {
     private func consume() {
         guard let connection, !stopping else { return }
         awaiting = .consume
-        let millis = max(0, options.pollTimeout.components.seconds * 1000 + options.pollTimeout.components.attoseconds / 1_000_000_000_000_000)
-        connection.dispatchOnLoop(consumeRequest(waitMilliseconds: millis))
+        connection.dispatchOnLoop(nextConsume)
     }
 
-    private func consumeRequest(waitMilliseconds: Int64) -> Message {
+    /// A consume of `mq` asking the node to wait `waitMilliseconds`. Its `id` is fixed: answers are told apart by
+    /// what is awaited, not by id.
+    private static func consumeRequest(mq: String, token: String?, waitMilliseconds: Int64) -> Message {
         var request = Message()
         // Room for the node's stamps too (`sender`, `server`, `remote-addr`), so the headers grow only once.
         request.headers.reserveCapacity(8)
         request.cmd = "consume"
         request.mq = mq
-        request.id = consumeId
-        if let token = options.token { request.token = token }
+        request.id = "loop-consume"
+        if let token { request.token = token }
         request.headers.set(lowercased: HeaderName.timeout, String(waitMilliseconds))
         return request
     }
