@@ -127,15 +127,17 @@ public final class ProxyModule: PluginModule {
         configuration.heartbeatInterval = nil  // the consumers' polls keep the connections busy
         configuration.tls = brokerTLS
         let client: any Broker
+        var localNode: Node?
         if let broker {
             client = SingleBroker(address: broker, configuration: configuration, poolSize: 2,
                                   eventLoopGroup: context.eventLoopGroup, logger: logger)
         } else {
             client = context.ownNodeBroker(configuration: configuration, poolSize: 2, logger: logger)
+            localNode = context.node
         }
         let runners = adapters.map { settings, adapter in
             ProxyAdapterRunner(settings: settings, adapter: adapter, broker: client, logger: logger,
-                               metricsFactory: context.metricsFactory)
+                               metricsFactory: context.metricsFactory, localNode: localNode)
         }
         running.withLockedValue { $0 = (runners, client) }
         logger.info("proxy started", metadata: ["broker": "\(client.address)", "adapters": "\(adapters.map(\.0.name).joined(separator: ","))"])

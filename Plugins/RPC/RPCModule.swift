@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 import ZbusClient
+import ZbusInProcess
 import ZbusKernel
 import ZbusRPC
 
@@ -167,6 +168,9 @@ private enum MqRpcHosting {
         serviceLogger[metadataKey: "service"] = "\(service.name)"
         let logger = serviceLogger
         let broker = Self.broker(for: service, context: context, logger: logger)
+        if service.broker == nil {
+            return await serveOnLoops(service, mq: mq, responder: responder, broker: broker, context: context, logger: logger)
+        }
         let rpcService = MqRpcService(
             broker: broker, mq: mq, responder: responder,
             configuration: .init(workers: service.workers, token: service.token, registerToken: service.registerToken,
@@ -190,6 +194,45 @@ private enum MqRpcHosting {
             }
         }
         await rpcService.stop()
+        await broker.close()
+    }
+
+    /// ``serve(_:responder:context:logger:)`` for a service on this node's own MQ: creates the MQ as
+    /// ``MqRpcService`` does (retrying while the node cannot), then runs the workers on the node's event loops
+    /// (``LoopRpcWorker``) until graceful shutdown.
+    private static func serveOnLoops(_ service: RPCSettings.Service, mq: String, responder: RpcResponder, broker: any Broker,
+                                     context: NodeContext, logger: Logger) async {
+        let admin = MqAdmin(broker: broker, registerToken: service.registerToken)
+        var delay = Duration.milliseconds(200)
+        var workers: [LoopRpcWorker] = []
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await admin.create(mq, mode: MqRpcService.queueMode, accessToken: service.token)
+                }
+                let options = LoopConsumer.Options(
+                    token: service.token, autoCreate: MqRpcService.queueMode, createWithToken: true,
+                    registerToken: service.registerToken, pollTimeout: .milliseconds(service.pollTimeoutMilliseconds))
+                workers = try (0..<service.workers).map { _ in
+                    try LoopRpcWorker(node: context.node, mq: mq, responder: responder, options: options, logger: logger)
+                }
+                for worker in workers { worker.start() }
+                logger.info("MQ-RPC service consuming", metadata: [
+                    "mq": "\(mq)", "broker": "in-process", "workers": "\(service.workers)", "codec": "\(service.codec)",
+                ])
+                try? await gracefulShutdown()
+                break
+            } catch {
+                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
+                let wait = delay
+                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
+                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { break }
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+        await withDiscardingTaskGroup { group in
+            for worker in workers { group.addTask { await worker.stop() } }
+        }
         await broker.close()
     }
 

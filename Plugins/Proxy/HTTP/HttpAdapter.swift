@@ -61,7 +61,7 @@ struct HTTPResponseMessage: Sendable {
 }
 
 /// Calls a legacy HTTP/1.1 service over pooled keep-alive connections.
-final class HttpAdapter: TimedProxyAdapter {
+final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     var address: String { "http://\(target)\(basePath)" }
     /// zbus control headers and hop-by-hop headers, which are never forwarded either way.
     static let reserved: Set<String> = [
@@ -70,20 +70,25 @@ final class HttpAdapter: TimedProxyAdapter {
         "content-length", "connection", "keep-alive", "transfer-encoding", "host", "expect", "upgrade", "te", "trailer",
     ]
 
+    private let name: String
     private let target: HostAndPort
     private let basePath: String
+    private let connectTimeout: Duration
     private let pool: LegacyClientPool<HTTPRequestMessage, HTTPResponseMessage>
 
     init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int) {
+        self.name = name
         self.target = target
         self.basePath = basePath
+        self.connectTimeout = connectTimeout
         pool = LegacyClientPool(
             service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle,
-            configure: { channel in
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                try channel.pipeline.syncOperations.addHandler(HTTPClientExchangeCodec())
-            },
-            reusable: { response in response.head.isKeepAlive })
+            configure: Self.configure, reusable: { response in response.head.isKeepAlive })
+    }
+
+    private static let configure: LegacyClientPool<HTTPRequestMessage, HTTPResponseMessage>.Configure = { channel in
+        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+        try channel.pipeline.syncOperations.addHandler(HTTPClientExchangeCodec())
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -91,31 +96,40 @@ final class HttpAdapter: TimedProxyAdapter {
     }
 
     func call(_ request: Message, timeout: Duration) async throws -> Message {
-        let response = try await pool.exchange(makeRequest(request), timeout: timeout)
-        var reply = Message(status: Int(response.head.status.code))
-        for (name, value) in response.head.headers {
-            let lower = name.lowercased()
-            if !Self.reserved.contains(lower) { reply.headers[lower] = value }
-        }
-        reply.body = response.body.readableBytes > 0 ? response.body : nil
-        return reply
+        Self.reply(try await pool.exchange(makeRequest(request), timeout: timeout))
+    }
+
+    func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
+        let encoding = HTTPRequestEncoding(host: target.description, basePath: basePath)
+        return LoopLegacyClient(
+            on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
+            configure: { channel in
+                // Toward the socket: the request's bytes; the decoder sees the request head (it needs the method to
+                // read the response to a HEAD), and the codec turns messages into bytes and responses into messages.
+                try channel.pipeline.syncOperations.addHandler(HTTPRequestBytesWriter())
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                try channel.pipeline.syncOperations.addHandler(HTTPMessageExchangeCodec(encoding: encoding))
+            })
     }
 
     func shutdown() async {
         await pool.shutdown()
     }
 
-    private func makeRequest(_ message: Message) -> HTTPRequestMessage {
-        let hasBody = (message.body?.readableBytes ?? 0) > 0
-        var method = "GET"
-        var uri = "/"
-        if case .request(let requestMethod, let requestURI) = message.startLine {
-            method = requestMethod
-            uri = requestURI
+    /// The message routed back for the service's response.
+    private static func reply(_ response: HTTPResponseMessage) -> Message {
+        var reply = Message(status: Int(response.head.status.code))
+        for (name, value) in response.head.headers {
+            let lower = name.lowercased()
+            if !reserved.contains(lower) { reply.headers[lower] = value }
         }
-        if let header = message.headers[HeaderName.httpMethod] { method = header.uppercased() }
-        if let path = message.headers[HeaderName.httpPath] { uri = path.hasPrefix("/") ? path : "/" + path }
-        if method == "GET" && hasBody && message.headers[HeaderName.httpMethod] == nil { method = "POST" }
+        reply.body = response.body.readableBytes > 0 ? response.body : nil
+        return reply
+    }
+
+    private func makeRequest(_ message: Message) -> HTTPRequestMessage {
+        let (method, uri) = HTTPRequestEncoding.methodAndURI(of: message)
+        let hasBody = (message.body?.readableBytes ?? 0) > 0
         var headers = HTTPHeaders()
         headers.add(name: "host", value: target.description)
         for (name, value) in message.headers where !Self.reserved.contains(name) {
@@ -124,6 +138,131 @@ final class HttpAdapter: TimedProxyAdapter {
         headers.add(name: "content-length", value: String(message.body?.readableBytes ?? 0))
         let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: basePath + uri, headers: headers)
         return HTTPRequestMessage(head: head, body: hasBody ? message.body : nil)
+    }
+}
+
+/// How an `http` adapter writes a message as an HTTP/1.1 request (see ``HttpAdapter`` for the mapping).
+struct HTTPRequestEncoding: Sendable {
+    /// The `host` header: the target's `HOST:PORT`.
+    let host: String
+    /// The target URL's path, put before the request's.
+    let basePath: String
+
+    /// The method and the path of the request for `message`.
+    static func methodAndURI(of message: Message) -> (method: String, uri: String) {
+        let hasBody = (message.body?.readableBytes ?? 0) > 0
+        var method = "GET"
+        var uri = "/"
+        if case .request(let requestMethod, let requestURI) = message.startLine {
+            method = requestMethod
+            uri = requestURI
+        }
+        let methodHeader = message.headers[HeaderName.httpMethod]
+        if let methodHeader { method = methodHeader.uppercased() }
+        if let path = message.headers[HeaderName.httpPath] { uri = path.hasPrefix("/") ? path : "/" + path }
+        if method == "GET" && hasBody && methodHeader == nil { method = "POST" }
+        return (method, uri)
+    }
+
+    /// Writes the request for `message` into `buffer`, straight from its headers (no `HTTPHeaders` built, nothing
+    /// validated twice); returns its method. A header whose name or value holds a CR, LF or NUL (which no zbus parser
+    /// lets in, but code may set) is left out rather than allowed to split the request.
+    func write(_ message: Message, into buffer: inout ByteBuffer) -> HTTPMethod {
+        let (method, uri) = Self.methodAndURI(of: message)
+        let bodyLength = message.body?.readableBytes ?? 0
+        buffer.writeString(method)
+        buffer.writeStaticString(" ")
+        buffer.writeString(basePath)
+        buffer.writeString(uri)
+        buffer.writeStaticString(" HTTP/1.1\r\nhost: ")
+        buffer.writeString(host)
+        buffer.writeStaticString("\r\n")
+        for (name, value) in message.headers where !HttpAdapter.reserved.contains(name) {
+            guard Self.isSafe(name), Self.isSafe(value) else { continue }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("content-length: ")
+        buffer.writeString(String(bodyLength))
+        buffer.writeStaticString("\r\n\r\n")
+        if bodyLength > 0, var body = message.body { buffer.writeBuffer(&body) }
+        return HTTPMethod(rawValue: method)
+    }
+
+    private static func isSafe(_ text: String) -> Bool {
+        !text.utf8.contains { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 }
+    }
+}
+
+/// The codec of an `http` adapter's loop connection: writes a ``Message`` as one HTTP/1.1 request and turns the
+/// response into the ``Message`` routed back (its status, its headers but the reserved ones, its body); closes the
+/// connection after a response that does not keep it alive.
+final class HTTPMessageExchangeCodec: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundOut = Message
+    typealias OutboundIn = Message
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let encoding: HTTPRequestEncoding
+    private var head: HTTPResponseHead?
+    private var body: ByteBuffer?
+
+    init(encoding: HTTPRequestEncoding) {
+        self.encoding = encoding
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let message = unwrapOutboundIn(data)
+        var bytes = context.channel.allocator.buffer(capacity: 256 + (message.body?.readableBytes ?? 0))
+        let method = encoding.write(message, into: &bytes)
+        // The head only tells the response decoder the method; the bytes carry the request.
+        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: method, uri: ""))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let responseHead):
+            if responseHead.status == .continue { return }  // 100 Continue is not the answer
+            head = responseHead
+            body = nil
+        case .body(var part):
+            if body == nil { body = part } else { body!.writeBuffer(&part) }
+        case .end:
+            guard let responseHead = head else { return }
+            head = nil
+            var reply = Message(status: Int(responseHead.status.code))
+            // Room for the route's headers and the node's stamps too, so the headers grow only once.
+            reply.headers.reserveCapacity(responseHead.headers.count + 9)
+            for (name, value) in responseHead.headers {
+                let lower = name.lowercased()
+                if !HttpAdapter.reserved.contains(lower) { reply.headers[lower] = value }
+            }
+            if let body, body.readableBytes > 0 { reply.body = body }
+            body = nil
+            context.fireChannelRead(wrapInboundOut(reply))
+            if !responseHead.isKeepAlive { context.close(promise: nil) }
+        }
+    }
+}
+
+/// Next to the socket on an `http` adapter's loop connection: passes the request's bytes on and drops the head that
+/// only informed the response decoder.
+final class HTTPRequestBytesWriter: ChannelOutboundHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .body(.byteBuffer(let bytes)):
+            context.write(wrapOutboundOut(bytes), promise: promise)
+        case .body(.fileRegion(let region)):
+            context.write(NIOAny(IOData.fileRegion(region)), promise: promise)
+        case .head, .end:
+            promise?.succeed(())
+        }
     }
 }
 

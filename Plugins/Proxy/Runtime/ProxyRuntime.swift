@@ -23,12 +23,21 @@ public final class ProxyAdapterRunner: Service {
     private let logger: Logger
     private let finished = NIOLockedValueBox(false)
     private let metrics: ProxyCallMetrics
+    /// The node whose MQ the adapter serves, when it is this process's node and the adapter can run on its loops.
+    private let loopNode: Node?
+    /// The loop workers running (see ``LoopAdapterWorker``).
+    private let loopWorkers = NIOLockedValueBox<[LoopAdapterWorker]>([])
 
     /// Creates a runner of `adapter` on `broker` (nothing starts before ``run()``).
     ///
-    /// - Parameter metricsFactory: where its calls are counted (the node's, ``NodeContext/metricsFactory``).
+    /// - Parameters:
+    ///   - metricsFactory: where its calls are counted (the node's, ``NodeContext/metricsFactory``).
+    ///   - localNode: the node `broker` reaches in-process, if it does: a built-in adapter kind then runs its workers
+    ///     on that node's event loops (``LoopAdapterWorker``), as long as `max_in_flight` does not hold the workers
+    ///     back (`max_in_flight` ≥ `workers`, so each worker's one call in flight is always allowed).
     public init(settings: ProxyAdapterSettings, adapter: any ProxyAdapter, broker: any Broker, logger: Logger,
-                metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance) {
+                metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, localNode: Node? = nil) {
+        self.loopNode = adapter is any LoopProxyAdapter && settings.maxInFlight >= settings.workers ? localNode : nil
         self.settings = settings
         self.metrics = ProxyCallMetrics(adapter: settings.name, factory: metricsFactory)
         self.adapter = adapter
@@ -49,6 +58,9 @@ public final class ProxyAdapterRunner: Service {
         let consumer = self.consumer
         let workers = settings.workers
         logger.info("proxy adapter consuming", metadata: ["kind": "\(settings.kind)", "workers": "\(workers)"])
+        if let loopNode, let adapter = adapter as? any LoopProxyAdapter {
+            return await runOnLoops(of: loopNode, adapter: adapter)
+        }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown {
@@ -68,6 +80,27 @@ public final class ProxyAdapterRunner: Service {
                 do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) } } catch { break }
             }
         }
+        await stop()
+    }
+
+    /// ``run()`` with loop workers: they consume and call on the node's loops until graceful shutdown (or
+    /// cancellation), then each finishes its call in progress (routed and acknowledged) and closes.
+    private func runOnLoops(of node: Node, adapter: any LoopProxyAdapter) async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let workers = try (0..<settings.workers).map { _ in
+                    try LoopAdapterWorker(node: node, adapter: adapter, settings: settings, metrics: metrics, logger: logger)
+                }
+                loopWorkers.withLockedValue { $0 = workers }
+                for worker in workers { worker.start() }
+                break
+            } catch {
+                // The node is not serving yet (or any more): try again shortly, unless it is stopping.
+                logger.error("proxy adapter cannot consume; retrying in 1 s", metadata: ["error": "\(error)"])
+                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) } } catch { break }
+            }
+        }
+        try? await gracefulShutdown()
         await stop()
     }
 
@@ -146,6 +179,11 @@ public final class ProxyAdapterRunner: Service {
             return !finished
         }
         guard first else { return }
+        let workers = loopWorkers.withLockedValue { workers in
+            defer { workers = [] }
+            return workers
+        }
+        for worker in workers { try? await worker.stop().get() }
         await consumer.close()
         await adapter.shutdown()
     }

@@ -47,22 +47,26 @@ public struct TcpAdapterFactory: ProxyAdapterFactory {
 }
 
 /// Calls a legacy framed TCP service over pooled connections.
-final class TcpAdapter: TimedProxyAdapter {
+final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     let address: String
     private let name: String
+    private let target: HostAndPort
     private let framing: TcpFraming
+    private let connectTimeout: Duration
+    private let configure: LegacyClientPool<ByteBuffer, ByteBuffer>.Configure
     private let pool: LegacyClientPool<ByteBuffer, ByteBuffer>
 
     init(name: String, target: HostAndPort, framing: TcpFraming, maxRecord: Int, connectTimeout: Duration, maxIdle: Int) {
         self.name = name
+        self.target = target
         self.framing = framing
+        self.connectTimeout = connectTimeout
         self.address = target.description
-        pool = LegacyClientPool(
-            service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle,
-            configure: { channel in
-                try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(TcpRecordEncoder(framing: framing)))
-                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TcpRecordDecoder(framing: framing, maxRecord: maxRecord)))
-            })
+        configure = { channel in
+            try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(TcpRecordEncoder(framing: framing)))
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TcpRecordDecoder(framing: framing, maxRecord: maxRecord)))
+        }
+        pool = LegacyClientPool(service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle, configure: configure)
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -70,19 +74,57 @@ final class TcpAdapter: TimedProxyAdapter {
     }
 
     func call(_ request: Message, timeout: Duration) async throws -> Message {
+        Self.reply(try await pool.exchange(try record(of: request), timeout: timeout))
+    }
+
+    func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
+        let configure = self.configure
+        return LoopLegacyClient(
+            on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
+            configure: { channel in
+                try configure(channel)
+                try channel.pipeline.syncOperations.addHandler(TcpMessageCodec())
+            },
+            check: { [self] message in _ = try record(of: message) })
+    }
+
+    /// The record sent for `request`: its body, refused (400) before connecting when it cannot be framed.
+    private func record(of request: Message) throws -> ByteBuffer {
         let body = request.body ?? ByteBuffer()
         do {
-            _ = try framing.frame(body, allocator: ByteBufferAllocator())  // refuse what cannot be framed before connecting
+            _ = try framing.frame(body, allocator: ByteBufferAllocator())
         } catch {
             throw ProxyError.badRequest(service: name, reason: error.description)
         }
-        let reply = try await pool.exchange(body, timeout: timeout)
+        return body
+    }
+
+    private static func reply(_ record: ByteBuffer) -> Message {
         var message = Message(status: 200)
-        message.body = reply
+        message.body = record
         return message
     }
 
     func shutdown() async {
         await pool.shutdown()
+    }
+}
+
+/// The codec of a `tcp` adapter's loop connection: a message's body is the record written, a record read is the body
+/// of the `200` routed back.
+final class TcpMessageCodec: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = Message
+    typealias OutboundIn = Message
+    typealias OutboundOut = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(wrapOutboundOut(unwrapOutboundIn(data).body ?? ByteBuffer()), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var reply = Message(status: 200)
+        reply.body = unwrapInboundIn(data)
+        context.fireChannelRead(wrapInboundOut(reply))
     }
 }

@@ -17,6 +17,9 @@ public protocol SessionTransport: Sendable {
     func close()
     /// The bytes read from and written to the connection so far; called on ``eventLoop``.
     var traffic: SessionTraffic { get }
+    /// Whether ``flush()`` does anything: a transport that hands each message over as it is written (in-process)
+    /// says `false`, and the session then schedules no flush for it.
+    var needsFlush: Bool { get }
 }
 
 /// Bytes a connection carried, in each direction.
@@ -41,6 +44,9 @@ extension SessionTransport {
     /// No bytes: a transport that frames nothing (in-process) carries none.
     public var traffic: SessionTraffic { SessionTraffic() }
 
+    /// `true`: writes wait for a flush.
+    public var needsFlush: Bool { true }
+
     /// Writes `outgoing` as a ``Message``.
     public func write(_ outgoing: Outgoing) {
         write(outgoing.message)
@@ -62,6 +68,8 @@ public final class Session: @unchecked Sendable {
     public let eventLoop: any EventLoop
 
     private let transport: any SessionTransport
+    /// The transport's ``SessionTransport/needsFlush``, read once.
+    private let transportNeedsFlush: Bool
     private let active = ManagedAtomic(true)
     // Confined to `eventLoop`:
     /// Flushes wait for the end of the current read batch or send batch (see ``beginSendBatch()``).
@@ -74,6 +82,7 @@ public final class Session: @unchecked Sendable {
         self.id = id
         self.remoteAddress = remoteAddress
         self.transport = transport
+        self.transportNeedsFlush = transport.needsFlush
         self.eventLoop = transport.eventLoop
     }
 
@@ -123,7 +132,7 @@ public final class Session: @unchecked Sendable {
             return
         }
         transport.write(outgoing)
-        scheduleFlush()
+        if transportNeedsFlush { scheduleFlush() }
     }
 
     private func scheduleFlush() {

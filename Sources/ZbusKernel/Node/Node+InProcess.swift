@@ -90,6 +90,15 @@ public final class InProcessConnection: Sendable {
         }
     }
 
+    /// Hands `message` to the node now, on the session's event loop (where the caller must be): for code that lives
+    /// on that loop (``send(_:)`` would queue a task and take the message a turn later). The node may call the
+    /// session's `onMessage` before this returns. A message sent after the session closed is dropped.
+    public func dispatchOnLoop(_ message: Message) {
+        session.eventLoop.assertInEventLoop()
+        guard session.isActive else { return }
+        dispatcher.dispatch(message, session: session)
+    }
+
     /// Closes the session: the node releases what it held and `onClose` is called.
     public func close() {
         guard session.isActive else { return }
@@ -123,6 +132,9 @@ final class InProcessTransport: SessionTransport, @unchecked Sendable {
     }
 
     func flush() {}
+
+    /// Each message is handed over as it is written: nothing to flush.
+    var needsFlush: Bool { false }
 
     func close() {
         eventLoop.assertInEventLoop()

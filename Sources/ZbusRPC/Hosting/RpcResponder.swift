@@ -40,13 +40,13 @@ public struct RpcResponder: Sendable {
     }
 
     /// An answer known now, or one that needs an `async` method to run first.
-    enum Answer {
+    package enum Answer {
         case ready(Message)
         case later(@Sendable () async -> Message)
     }
 
     /// Answers `message`, running a synchronous method on the calling thread, and tells the observer.
-    func answer(_ message: Message) -> Answer {
+    package func answer(_ message: Message) -> Answer {
         guard let observer else { return answerUnobserved(message) }
         let start = ContinuousClock.now
         switch answerUnobserved(message) {

@@ -1,0 +1,250 @@
+import NIOCore
+import NIOPosix
+import ZbusKernel
+
+/// Calls a legacy service from one event loop: the caller side of an adapter worker that runs on a node loop (see
+/// ``LoopAdapterWorker``), one call at a time, over one keep-alive connection opened on that same loop, so the
+/// request, the service's reply and the routed answer never leave the loop and no task or lock is involved.
+///
+/// The connection's pipeline (`configure`, from the adapter kind) takes the caller's ``Message`` and gives back the
+/// reply as a ``Message``: the conversion happens in the codec handlers, so nothing here is generic and no generic
+/// metadata is looked up per call. The codec closes a connection the service will not keep (HTTP without
+/// keep-alive).
+///
+/// The connection rules are ``LegacyClientPool``'s: it is kept only after a complete, well-formed reply; one that
+/// failed, timed out or said too much is closed, and the next call connects afresh. A kept connection the service
+/// closed while idle is retried once on a fresh one. Confined to ``eventLoop``, hence `@unchecked Sendable`.
+final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
+    /// Adds the kind's codec handlers (``Message`` out, ``Message`` in) to a new channel.
+    typealias Configure = @Sendable (any Channel) throws -> Void
+    typealias Reply = Message
+
+    let eventLoop: any EventLoop
+    private let service: String
+    private let address: HostAndPort
+    private let connectTimeout: Duration
+    private let timeout: Duration
+    private let configure: Configure
+    /// What a call that passes its deadline fails with (built once: naming the address costs more than a call).
+    private let timedOut: ProxyError
+    private let errors: ExchangeErrors
+    /// Refuses (with a ``ProxyError``) a message the service cannot be sent, before anything is written.
+    private let check: ((Message) throws -> Void)?
+    private var connection: (channel: any Channel, handler: LoopExchangeHandler)?
+    private var shutDown = false
+    /// The call waiting for its reply: its deadline, and what the timer does when it passes.
+    private var inFlight: (deadline: NIODeadline, expire: () -> Void)?
+    /// One timer for the worker's calls, not one per call: armed for the deadline of the call in flight, it finds
+    /// that call answered (or a later one, with a later deadline, in flight) nearly always, and re-arms only then.
+    private var timer: Scheduled<Void>?
+
+    init(on eventLoop: any EventLoop, service: String, address: HostAndPort, connectTimeout: Duration, timeout: Duration,
+         configure: @escaping Configure, check: ((Message) throws -> Void)? = nil) {
+        self.eventLoop = eventLoop
+        self.service = service
+        self.address = address
+        self.connectTimeout = connectTimeout
+        self.timeout = timeout
+        self.configure = configure
+        self.check = check
+        timedOut = ProxyError.timedOut(service: service, address: address.description, after: timeout)
+        errors = ExchangeErrors(service: service, address: address.description)
+    }
+
+    func call(_ request: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        eventLoop.assertInEventLoop()
+        if let check {
+            do { try check(request) } catch { return completion(.failure(error)) }
+        }
+        let deadline = NIODeadline.now() + timeout.nioTimeAmount
+        if let connection, connection.channel.isActive {
+            exchange(request, on: connection, reused: true, deadline: deadline, timedOut: timedOut, completion: completion)
+        } else {
+            connection = nil
+            connectThenExchange(request, deadline: deadline, timedOut: timedOut, completion: completion)
+        }
+    }
+
+    func shutdown() {
+        eventLoop.assertInEventLoop()
+        shutDown = true
+        timer?.cancel()
+        timer = nil
+        connection?.channel.close(promise: nil)
+        connection = nil
+    }
+
+    private func armTimer(for deadline: NIODeadline) {
+        guard timer == nil else { return }
+        timer = eventLoop.scheduleTask(deadline: deadline) { self.timerFired() }
+    }
+
+    private func timerFired() {
+        timer = nil
+        guard let call = inFlight else { return }
+        if call.deadline <= .now() {
+            inFlight = nil
+            call.expire()
+        } else {
+            armTimer(for: call.deadline)
+        }
+    }
+
+    private func exchange(_ request: Message, on connection: (channel: any Channel, handler: LoopExchangeHandler), reused: Bool,
+                          deadline: NIODeadline, timedOut: ProxyError, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        let (channel, handler) = connection
+        let begun = handler.begin { result in
+            self.inFlight = nil
+            switch result {
+            case .success(let reply):
+                if self.shutDown { self.drop(channel) }
+                completion(.success(reply))
+            case .failure(let error as ExchangeErrors.Closed) where reused && !self.shutDown:
+                // A kept connection the service closed while idle (restart, idle timeout): one more try, fresh.
+                _ = error
+                self.drop(channel)
+                self.connectThenExchange(request, deadline: deadline, timedOut: timedOut, completion: completion)
+            case .failure(let error):
+                self.drop(channel)
+                completion(.failure((error as? ExchangeErrors.Closed)?.proxyError ?? error))
+            }
+        }
+        guard begun else { return }
+        // The timeout: the worker's timer on this loop, no task, thread or promise per call.
+        inFlight = (deadline, {
+            handler.fail(timedOut)
+            channel.close(promise: nil)
+        })
+        armTimer(for: deadline)
+        // A failed write closes the channel, which fails the call (as a closed connection: retried once if reused).
+        channel.writeAndFlush(request, promise: nil)
+    }
+
+    private func drop(_ channel: any Channel) {
+        channel.close(promise: nil)
+        if connection?.channel === channel { connection = nil }
+    }
+
+    private func connectThenExchange(_ request: Message, deadline: NIODeadline, timedOut: ProxyError,
+                                     completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        let remaining = deadline - .now()
+        guard remaining > .zero else { return completion(.failure(timedOut)) }
+        guard !shutDown else {
+            return completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: "the adapter is stopping")))
+        }
+        let configure = self.configure
+        let errors = self.errors
+        let service = self.service
+        let address = self.address
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(min(connectTimeout.nioTimeAmount, remaining))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try configure(channel)
+                    try channel.pipeline.syncOperations.addHandler(LoopExchangeHandler(errors: errors))
+                }
+            }
+            .connect(host: address.host, port: address.port)
+            .flatMapThrowing { channel in
+                (channel, try channel.pipeline.syncOperations.handler(type: LoopExchangeHandler.self))
+            }
+            .whenComplete { result in
+                switch result {
+                case .success(let connection):
+                    if self.shutDown {
+                        connection.0.close(promise: nil)
+                        return completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: "the adapter is stopping")))
+                    }
+                    self.connection = connection
+                    self.exchange(request, on: connection, reused: false, deadline: deadline, timedOut: timedOut, completion: completion)
+                case .failure(ChannelError.connectTimeout(_)) where deadline <= .now():
+                    completion(.failure(timedOut))
+                case .failure(let error):
+                    completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: LegacyConnectFailure.describe(error))))
+                }
+            }
+    }
+}
+
+/// Calls a legacy service from one event loop, one call at a time (what an adapter kind gives a loop worker).
+protocol LoopLegacyCaller: AnyObject, Sendable {
+    /// The loop every method is called on and `completion` is called on.
+    var eventLoop: any EventLoop { get }
+    /// Sends `message` to the service; `completion` gets its reply as a message, or the error (a ``ProxyError`` for
+    /// a timeout, a refused connection or an unreadable reply), exactly once.
+    func call(_ message: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void)
+    /// Closes the connection; calls made afterwards fail.
+    func shutdown()
+}
+
+/// A built-in adapter kind whose calls can run on a node's event loop (see ``LoopAdapterWorker``).
+protocol LoopProxyAdapter: DescribedProxyAdapter {
+    /// A caller for one worker on `eventLoop`, each call limited to `timeout` (connect included).
+    func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller
+}
+
+/// Says why a connection to a legacy service could not be made.
+enum LegacyConnectFailure {
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first { return "connect failed: \(ErrorText.describe(first.error))" }
+            if let dns = error.dnsAAAAError ?? error.dnsAError { return "cannot resolve host: \(dns)" }
+        }
+        return "connect failed: \(ErrorText.describe(error))"
+    }
+}
+
+/// Pairs the one request in flight on a loop connection with its reply, by callback; loop-confined (the client reaches
+/// it only on the channel's event loop), hence `@unchecked Sendable`.
+final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Message
+
+    private let errors: ExchangeErrors
+    private var pending: ((Result<Message, any Error>) -> Void)?
+    private var active = true
+
+    init(errors: ExchangeErrors) {
+        self.errors = errors
+    }
+
+    /// Starts waiting for the reply to the request about to be written; on a closed connection, fails the call at
+    /// once (as closed) and returns `false`.
+    func begin(_ callback: @escaping (Result<Message, any Error>) -> Void) -> Bool {
+        guard active else {
+            callback(.failure(errors.closed()))
+            return false
+        }
+        pending = callback
+        return true
+    }
+
+    /// Fails the request in flight, if any.
+    func fail(_ error: any Error) {
+        guard let callback = pending else { return }
+        pending = nil
+        callback(.failure(error))
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let reply = unwrapInboundIn(data)
+        guard let callback = pending else {
+            // Bytes that answer nothing: the connection can no longer be trusted to pair replies with requests.
+            context.close(promise: nil)
+            return
+        }
+        pending = nil
+        callback(.success(reply))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(errors.garbage(error))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        active = false
+        fail(errors.closed())
+        context.fireChannelInactive()
+    }
+}

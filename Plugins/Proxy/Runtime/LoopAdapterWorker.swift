@@ -1,0 +1,79 @@
+import Logging
+import NIOCore
+import ZbusInProcess
+import ZbusKernel
+
+/// One worker of an adapter that serves an MQ of its own node (no `broker`), run entirely on one of the node's event
+/// loops: its consume is an in-process session of that loop (``LoopConsumer``), its connection to the legacy service
+/// is opened on the same loop (``LoopLegacyCaller``), and the answer is routed from the service's reply callback.
+///
+/// So a bus call costs no task, no thread hop and no lock on the adapter's side: the delivered message goes from the
+/// MQ to the HTTP (or TCP) encoder, the service's reply to the producer's session, in callbacks of one loop. The
+/// general runner (``ProxyAdapterRunner``'s consumer tasks) remains for contributed adapter kinds, for adapters
+/// reaching a remote broker, and for `max_in_flight` below `workers`.
+///
+/// Semantics are the runner's: each message is acknowledged by the consume that follows its routed answer; the call
+/// is limited to `timeout` (then 504), a failure becomes the same 502/400 as there; the call metrics are the same.
+final class LoopAdapterWorker: @unchecked Sendable {
+    private let consumer: LoopConsumer
+    private let caller: any LoopLegacyCaller
+    private let settings: ProxyAdapterSettings
+    private let address: String
+    private let metrics: ProxyCallMetrics
+    private let logger: Logger
+
+    /// Opens the worker's session on `node` (on the loop the node picks) and its caller on that loop.
+    init(node: Node, adapter: any LoopProxyAdapter, settings: ProxyAdapterSettings, metrics: ProxyCallMetrics,
+         logger: Logger) throws(InProcessConnectionError) {
+        consumer = try LoopConsumer(
+            node: node, mq: settings.mq,
+            options: LoopConsumer.Options(token: settings.token, autoCreate: [.mq, .rpc], pollTimeout: .seconds(10)),
+            logger: logger)
+        caller = adapter.makeLoopCaller(on: consumer.eventLoop, timeout: settings.timeout)
+        self.settings = settings
+        self.address = adapter.address
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Starts consuming.
+    func start() {
+        consumer.start { [self] request in handle(request) }
+    }
+
+    /// Stops after the call in progress is answered and acknowledged, then closes the legacy connection.
+    func stop() -> EventLoopFuture<Void> {
+        let caller = self.caller
+        return consumer.stop().map { caller.shutdown() }
+    }
+
+    private func handle(_ request: Message) {
+        let start = NIODeadline.now()
+        caller.call(request) { [self] result in
+            let reply: Message
+            switch result {
+            case .success(let answer):
+                reply = answer
+            case .failure(let error):
+                reply = failureReply(error, request: request)
+            }
+            metrics.callAnswered(status: reply.status ?? 200, after: .nanoseconds((NIODeadline.now() - start).nanoseconds))
+            consumer.finish(reply, routing: request)
+        }
+    }
+
+    private func failureReply(_ error: any Error, request: Message) -> Message {
+        if let proxyError = error as? ProxyError {
+            if case .timedOut = proxyError {
+                logger.warning("legacy call timed out", metadata: ["id": "\(request.id ?? "-")", "error": "\(proxyError)"])
+            } else {
+                logger.warning("legacy call failed", metadata: ["id": "\(request.id ?? "-")", "error": "\(proxyError)"])
+            }
+            return proxyError.reply
+        }
+        logger.warning("legacy call failed", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
+        var reply = Message(status: 502)
+        reply.setBody("legacy service '\(settings.name)' failed: \(error)")
+        return reply
+    }
+}
