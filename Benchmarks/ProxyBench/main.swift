@@ -2,11 +2,14 @@
 // (`http` proxy adapter), same process, same run. Started by Benchmarks/proxy.sh.
 //
 //   zbus-proxy-bench BACKEND_PORT BUS_HOST:PORT MQ [CALLERS] [SECONDS]
+//   zbus-proxy-bench - BUS_HOST:PORT MQ CALLERS SECONDS EXPECTED_BODY
 //
 // Binds the backend (a keep-alive HTTP/1.1 server answering `quote <path>`) on BACKEND_PORT, then runs CALLERS
 // concurrent callers (one call in flight each) for SECONDS: first directly over keep-alive connections, then through
 // the bus (MqInvoker: produce with ack 0 to MQ, the adapter consumes, calls the backend and routes the answer).
-// Prints `mode=direct ...` and `mode=proxy ...` lines and the direct/proxy ratio.
+// Prints `mode=direct ...` and `mode=proxy ...` lines and the direct/proxy ratio. With `-` for the port, the backend is
+// someone else's (Benchmarks/proxy-vs-nginx.sh puts nginx there): only the bus is measured, each answer checked
+// against EXPECTED_BODY.
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -15,14 +18,16 @@ import ZbusClient
 import ZbusRPC
 
 let arguments = CommandLine.arguments
-guard arguments.count >= 4, let backendPort = Int(arguments[1]) else {
-    FileHandle.standardError.write(Data("usage: zbus-proxy-bench BACKEND_PORT BUS_HOST:PORT MQ [CALLERS] [SECONDS]\n".utf8))
+let externalBackend = arguments.count >= 7 && arguments[1] == "-"
+guard arguments.count >= 4, let backendPort = externalBackend ? 0 : Int(arguments[1]) else {
+    FileHandle.standardError.write(Data("usage: zbus-proxy-bench BACKEND_PORT BUS_HOST:PORT MQ [CALLERS] [SECONDS]\n       zbus-proxy-bench - BUS_HOST:PORT MQ CALLERS SECONDS EXPECTED_BODY\n".utf8))
     exit(2)
 }
 let busAddress = arguments[2]
 let mq = arguments[3]
 let callers = arguments.count > 4 ? Int(arguments[4]) ?? 16 : 16
 let seconds = arguments.count > 5 ? Double(arguments[5]) ?? 5 : 5
+let expected = externalBackend ? arguments[6] : "quote /q"
 let group = MultiThreadedEventLoopGroup.singleton
 
 /// The legacy backend.
@@ -86,7 +91,7 @@ func measure(_ name: String, _ call: @escaping @Sendable (Int) async throws -> S
                     let measuring = clock.now >= start
                     do {
                         let answer = try await call(caller)
-                        if answer != "quote /q" { errors += 1 } else if measuring { calls += 1 }
+                        if answer != expected { errors += 1 } else if measuring { calls += 1 }
                     } catch {
                         errors += 1
                     }
@@ -101,6 +106,26 @@ func measure(_ name: String, _ call: @escaping @Sendable (Int) async throws -> S
     let rate = Double(counts.0) / seconds
     print("mode=\(name) callers=\(callers) calls=\(counts.0) seconds=\(seconds) rate=\(Int(rate)) errors=\(counts.1)")
     return rate
+}
+
+/// Through the bus: MqInvoker, produce with ack 0 to `mq`, the adapter's routed answer awaited.
+func measureBus() async throws -> Double {
+    var configuration = ClientConfiguration()
+    configuration.heartbeatInterval = nil
+    let broker = try SingleBroker(address: busAddress, configuration: configuration, poolSize: 4)
+    let invoker = MqInvoker(broker: broker, mq: mq)
+    let rate = await measure("proxy") { _ in
+        var request = Message(method: "POST", uri: "/", headers: Headers([("path", "/q")]))
+        request.setBody("")
+        return try await invoker.invoke(request, timeout: .seconds(10)).bodyString
+    }
+    await broker.close()
+    return rate
+}
+
+if externalBackend {
+    _ = try await measureBus()
+    exit(0)
 }
 
 let backend = try await ServerBootstrap(group: group)
@@ -134,17 +159,7 @@ let direct = await measure("direct") { caller in
     return try await promise.futureResult.get()
 }
 
-// Through the bus.
-var configuration = ClientConfiguration()
-configuration.heartbeatInterval = nil
-let broker = try SingleBroker(address: busAddress, configuration: configuration, poolSize: 4)
-let invoker = MqInvoker(broker: broker, mq: mq)
-let proxied = await measure("proxy") { _ in
-    var request = Message(method: "POST", uri: "/", headers: Headers([("path", "/q")]))
-    request.setBody("")
-    return try await invoker.invoke(request, timeout: .seconds(10)).bodyString
-}
+let proxied = try await measureBus()
 print(String(format: "direct/proxy = %.2f (the bus costs %.0f%% of direct throughput)", direct / max(proxied, 1), 100 * (1 - proxied / max(direct, 1))))
-await broker.close()
 for channel in channels { channel.close(promise: nil) }
 try await backend.close().get()
