@@ -17,8 +17,10 @@
 #   tcp-direct    Benchmarks/tools/line-load.c (one thread, epoll, N connections, one line in flight each) to the
 #                 TCP service
 #   tcp-bus       wrk with zbus headers to MQ BenchTcp, served by the node's `tcp` adapter (newline framing)
-# and prints each rate; the summary gives medians over the rounds and the ratios against nginx's reverse proxy and
-# against direct. Ports are free ones chosen at run time; every process started here is stopped at exit.
+# and prints each rate with the server side's CPU time per request (read from /proc: the service's process, plus
+# nginx's proxy worker or the zbus node; not the callers), a figure that the load of other work on a shared machine
+# moves far less than the rates. The summary gives medians over the rounds and the ratios against nginx's reverse
+# proxy and against direct. Ports are free ones chosen at run time; every process started here is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . Benchmarks/common.sh
@@ -137,58 +139,96 @@ check nginx-proxy "$(curl -s -m 5 "http://127.0.0.1:$PROXY_PORT/q")"
 check bus-http "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: Bench' -H 'ack: 0' -H 'path: /q' "http://127.0.0.1:$ZBUS_PORT/")"
 check bus-tcp "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: BenchTcp' -H 'ack: 0' "http://127.0.0.1:$ZBUS_PORT/")"
 
-# wrk_rate URL [SCRIPT]: requests/s, after a 1 s warm-up; fails on socket errors or non-2xx answers.
-wrk_rate() {
+# The server side of each path, whose CPU time per request the summary reports: a figure the other engineers' load on
+# a shared machine moves far less than the rates. nginx's work is done by its worker (one per master).
+SERVICE_WORKER=$(pgrep -P "$(cat "$WORK/nginx-service.pid")" | head -1)
+PROXY_WORKER=$(pgrep -P "$(cat "$WORK/nginx-proxy.pid")" | head -1)
+cpu_sum() { local total=0; for pid in "$@"; do total=$((total + $(process_cpu "$pid"))); done; echo "$total"; }
+
+# measure NAME "PIDS" COMMAND...: runs COMMAND, which prints "RATE REQUESTS", and prints "RATE CPU_US_PER_REQUEST" where
+# the CPU is what PIDS used meanwhile.
+measure() {
+    local pids=$2; shift 2
+    local before after result
+    before=$(cpu_sum $pids)
+    result=$("$@")
+    after=$(cpu_sum $pids)
+    echo "${result% *} $(cpu_per_request "$before" "$after" "${result#* }")"
+}
+
+# wrk_run URL [SCRIPT]: "RATE REQUESTS" of one run; reports socket errors and non-2xx answers.
+wrk_run() {
     local url=$1 script=${2:-}
     local args=(-t1 -c"$CONNECTIONS")
     [ -n "$script" ] && args+=(-s "$WORK/$script.lua")
-    wrk "${args[@]}" -d1s "$url" >/dev/null 2>&1
     local out
     out=$(wrk "${args[@]}" -d"${SECONDS_PER_RUN}s" "$url" 2>&1)
     if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
         echo "wrk $url ${script:+($script)}: $(grep "Non-2xx\|Socket errors" <<<"$out" | tr '\n' ' ')" >&2
     fi
-    awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out"
+    echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
+}
+# wrk_path URL [SCRIPT] PIDS: a 1 s warm-up, then the measured run.
+wrk_path() {
+    local url=$1 script=$2 pids=$3
+    local args=(-t1 -c"$CONNECTIONS")
+    [ -n "$script" ] && args+=(-s "$WORK/$script.lua")
+    wrk "${args[@]}" -d1s "$url" >/dev/null 2>&1
+    measure wrk "$pids" wrk_run "$url" "$script"
+}
+# The Swift MqInvoker and line-load warm up for 1 s themselves and print only the measured rate: the CPU is divided
+# by rate x (SECONDS + 1), the calls of both parts.
+invoker_run() {
+    local line
+    line=$("$PROXY_BENCH" - "127.0.0.1:$ZBUS_PORT" Bench "$CONNECTIONS" "$SECONDS_PER_RUN" hello)
+    local rate errors
+    rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$line")
+    errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+    [ "$errors" = 0 ] || echo "MqInvoker: $errors errors" >&2
+    echo "$rate $(python3 -c "print(int($rate * ($SECONDS_PER_RUN + 1)))")"
+}
+line_run() {
+    local line rate errors
+    line=$("$WORK/line-load" 127.0.0.1 "$LINE_PORT" "$CONNECTIONS" "$SECONDS_PER_RUN" hello)
+    rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$line")
+    errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+    [ "$errors" = 0 ] || echo "line-load: $errors wrong replies" >&2
+    echo "$rate $(python3 -c "print(int($rate * ($SECONDS_PER_RUN + 1)))")"
 }
 
 echo "== GET /q (5 bytes), wrk -t1 -c$CONNECTIONS, ${SECONDS_PER_RUN}s each after 1s warm-up, $ROUNDS rounds, $WORKERS adapter workers, $(nproc) cores, CPU probe $(cpu_probe) ms"
 echo "   service 127.0.0.1:$SERVICE_PORT (nginx), reverse proxy :$PROXY_PORT (nginx), TCP twin :$LINE_PORT, zbus :$ZBUS_PORT"
+echo "   each figure: req/s (server-side CPU µs per request: the service, plus the reverse proxy or the zbus node)"
 LINES=()
 for round in $(seq "$ROUNDS"); do
-    DIRECT=$(wrk_rate "http://127.0.0.1:$SERVICE_PORT/q")
-    NGINX=$(wrk_rate "http://127.0.0.1:$PROXY_PORT/q")
-    BUS=$(wrk_rate "http://127.0.0.1:$ZBUS_PORT/" bus)
-    INVOKER=$("$PROXY_BENCH" - "127.0.0.1:$ZBUS_PORT" Bench "$CONNECTIONS" "$SECONDS_PER_RUN" hello | sed -n 's/.*rate=\([0-9]*\).*errors=\([0-9]*\).*/\1 \2/p')
-    INVOKER_ERRORS=${INVOKER#* }
-    INVOKER=${INVOKER% *}
-    [ "$INVOKER_ERRORS" = 0 ] || echo "MqInvoker: $INVOKER_ERRORS errors" >&2
-    TCP_DIRECT=$("$WORK/line-load" 127.0.0.1 "$LINE_PORT" "$CONNECTIONS" "$SECONDS_PER_RUN" hello | sed -n 's/.*rate=\([0-9]*\) errors=\([0-9]*\).*/\1/p')
-    TCP_BUS=$(wrk_rate "http://127.0.0.1:$ZBUS_PORT/" tcp)
-    echo "round $round: direct $DIRECT, nginx-proxy $NGINX, bus-wrk $BUS, bus-invoker $INVOKER, tcp-direct $TCP_DIRECT, tcp-bus $TCP_BUS req/s"
+    DIRECT=$(wrk_path "http://127.0.0.1:$SERVICE_PORT/q" "" "$SERVICE_WORKER")
+    NGINX=$(wrk_path "http://127.0.0.1:$PROXY_PORT/q" "" "$SERVICE_WORKER $PROXY_WORKER")
+    BUS=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" bus "$SERVICE_WORKER $ZBUS_PID")
+    INVOKER=$(measure invoker "$SERVICE_WORKER $ZBUS_PID" invoker_run)
+    TCP_DIRECT=$(measure line "$LINE_PID" line_run)
+    TCP_BUS=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" tcp "$LINE_PID $ZBUS_PID")
+    show() { echo "${1% *} (${1#* })"; }
+    echo "round $round: direct $(show "$DIRECT"), nginx-proxy $(show "$NGINX"), bus-wrk $(show "$BUS"), bus-invoker $(show "$INVOKER"), tcp-direct $(show "$TCP_DIRECT"), tcp-bus $(show "$TCP_BUS")"
     LINES+=("$DIRECT,$NGINX,$BUS,$INVOKER,$TCP_DIRECT,$TCP_BUS")
 done
 echo "   CPU probe after: $(cpu_probe) ms"
 python3 - "${LINES[@]}" <<'PY'
 import statistics, sys
 names = ["direct", "nginx-proxy", "bus-wrk", "bus-invoker", "tcp-direct", "tcp-bus"]
-rounds = [list(map(float, line.split(","))) for line in sys.argv[1:]]
-median = {name: statistics.median(r[i] for r in rounds) for i, name in enumerate(names)}
-def ratios(name, base):
-    per_round = [r[names.index(name)] / r[names.index(base)] for r in rounds]
-    return statistics.median(per_round), min(per_round), max(per_round)
-print("medians (req/s) and ratios (median of the rounds' ratios, range):")
+rounds = [[tuple(map(float, cell.split())) for cell in line.split(",")] for line in sys.argv[1:]]
+def column(name, part):
+    return [r[names.index(name)][part] for r in rounds]
+def ratio(name, base, part=0):
+    per_round = [a / b for a, b in zip(column(name, part), column(base, part))]
+    return f"{statistics.median(per_round):.2f}x {base} ({min(per_round):.2f}-{max(per_round):.2f})"
+print("medians: req/s, server-side CPU us/request; rate ratios: median of the rounds' ratios (range)")
 for name in names:
-    line = f"  {name:12} {median[name]:>9,.0f}"
+    line = f"  {name:12} {statistics.median(column(name, 0)):>9,.0f} req/s {statistics.median(column(name, 1)):>6.1f} us"
     if name in ("nginx-proxy", "bus-wrk", "bus-invoker"):
-        m, lo, hi = ratios(name, "direct")
-        line += f"   {m:.2f}x direct ({lo:.2f}-{hi:.2f})"
+        line += "   " + ratio(name, "direct")
     if name in ("bus-wrk", "bus-invoker"):
-        m, lo, hi = ratios(name, "nginx-proxy")
-        line += f"   {m:.2f}x nginx-proxy ({lo:.2f}-{hi:.2f})"
+        line += "   " + ratio(name, "nginx-proxy") + "   CPU " + ratio(name, "nginx-proxy", 1)
     if name == "tcp-bus":
-        m, lo, hi = ratios(name, "tcp-direct")
-        line += f"   {m:.2f}x tcp-direct ({lo:.2f}-{hi:.2f})"
-        m, lo, hi = ratios(name, "nginx-proxy")
-        line += f"   {m:.2f}x nginx-proxy ({lo:.2f}-{hi:.2f})"
+        line += "   " + ratio(name, "tcp-direct") + "   " + ratio(name, "nginx-proxy") + "   CPU " + ratio(name, "nginx-proxy", 1)
     print(line)
 PY
