@@ -4,6 +4,7 @@ import Testing
 import Zbus
 import ZbusClient
 import ZbusTestSupport
+@testable import ZbusProxyModule
 
 /// An adapter that records how many calls run at once.
 final class CountingAdapter: ProxyAdapter {
@@ -77,5 +78,39 @@ struct ProxyRuntimeTests {
         #expect(failed.bodyString == "legacy service 'fire' failed: the mainframe is on fire")
         await broker.close()
         await broker2.close()
+    }
+
+    @Test("max_in_flight with a deadline: a caller that finds every slot busy until its deadline is refused without running; one with time to spare gets the slot when it frees")
+    func limiterDeadline() async throws {
+        let limiter = InFlightLimiter(limit: 1)
+        let (held, release) = AsyncStream<Void>.makeStream()
+        let (entered, enteredSignal) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await limiter.withSlot(deadline: .now + .seconds(600)) {
+                enteredSignal.yield()
+                for await _ in held {}
+                return 1
+            }
+        }
+        for await _ in entered { break }  // the holder has the only slot
+
+        let ran = NIOLockedValueBox(false)
+        await #expect(throws: InFlightLimiter.Saturated.self) {
+            try await limiter.withSlot(deadline: .now + .milliseconds(50)) { ran.withLockedValue { $0 = true } }
+        }
+        #expect(!ran.withLockedValue { $0 })
+
+        let waiter = Task { try await limiter.withSlot(deadline: .now + .seconds(600)) { 2 } }
+        release.finish()
+        #expect(try await holder.value == 1)
+        #expect(try await waiter.value == 2)
+        #expect(try await limiter.withSlot(deadline: .now + .milliseconds(1)) { 3 } == 3)  // free again: no wait at all
+    }
+
+    @Test("the saturation reply: 503 naming the adapter, its address and the max_in_flight limit")
+    func saturatedReply() {
+        let reply = ProxyError.saturated(service: "narrow", address: "http://127.0.0.1:9", limit: 2, after: .seconds(1)).reply
+        #expect(reply.status == 503)
+        #expect(reply.bodyString.hasPrefix("legacy service 'narrow' at http://127.0.0.1:9 is saturated: its max_in_flight (2) calls stayed busy for 1 s, so this request was not sent"))
     }
 }

@@ -10,7 +10,8 @@ import ZbusKernel
 ///   mq: Quotes            # the MQ it serves (created with mode MQ|RPC = 9 if missing)
 ///   workers: 4            # consumer connections, each handling one message at a time (default 4)
 ///   timeout: 5s           # per legacy call, connect included (default 10s); then the caller gets 504
-///   max_in_flight: 64     # legacy calls at once across the workers, and idle connections kept (default: workers)
+///   max_in_flight: 64     # legacy calls at once across the workers, and idle connections kept (default: workers);
+///                         # the other workers' requests wait at most `timeout` for a slot, then 503
 ///   token: secret         # the MQ's access token (optional)
 /// ```
 ///

@@ -12,15 +12,19 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
     case timedOut(service: String, address: String, after: Duration)
     /// The service answered something the adapter cannot read (wrong protocol, wrong framing, oversized record).
     case badReply(service: String, address: String, reason: String)
+    /// Every one of the adapter's `max_in_flight` calls to the service stayed busy for the whole `timeout`, so this
+    /// request was never sent: the service is slower than the load it gets.
+    case saturated(service: String, address: String, limit: Int, after: Duration)
     /// The caller's message cannot be turned into a legacy request (for example a newline inside a newline-framed
     /// record).
     case badRequest(service: String, reason: String)
 
-    /// The reply status: 502 down or garbage, 504 timeout, 400 bad request.
+    /// The reply status: 502 down or garbage, 504 timeout, 503 saturated, 400 bad request.
     public var status: Int {
         switch self {
         case .serviceDown, .badReply: return 502
         case .timedOut: return 504
+        case .saturated: return 503
         case .badRequest: return 400
         }
     }
@@ -32,6 +36,8 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
             return "legacy service '\(service)' at \(address) is down: \(reason); check that it runs and listens there"
         case .timedOut(let service, let address, let after):
             return "legacy service '\(service)' at \(address) did not answer within \(after.proxyDescription); it is slow or stuck (raise `timeout` if that is normal)"
+        case .saturated(let service, let address, let limit, let after):
+            return "legacy service '\(service)' at \(address) is saturated: its max_in_flight (\(limit)) calls stayed busy for \(after.proxyDescription), so this request was not sent; the service is slower than its load (raise max_in_flight if it can take more calls at once)"
         case .badReply(let service, let address, let reason):
             return "legacy service '\(service)' at \(address) answered garbage: \(reason); check the adapter's kind and framing"
         case .badRequest(let service, let reason):

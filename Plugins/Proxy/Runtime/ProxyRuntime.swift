@@ -104,16 +104,20 @@ public final class ProxyAdapterRunner: Service {
         await stop()
     }
 
-    /// Calls the legacy service for `request` and returns what to route back: its answer, or a 502/504/400 whose
+    /// Calls the legacy service for `request` and returns what to route back: its answer, or a 502/503/504/400 whose
     /// body says what failed. Never throws.
+    ///
+    /// The adapter's `timeout` bounds both waits: for one of the `max_in_flight` slots (503 when none comes free in
+    /// time, the request never sent), then for the call (504). A request the service cannot take is refused within
+    /// `timeout` rather than queued behind calls that are stuck, and a request that is sent gets the whole `timeout`.
     public func answer(_ request: Message) async -> Message {
         let start = ContinuousClock.now
-        let reply = await answerUnmeasured(request)
+        let reply = await answerUnmeasured(request, slotDeadline: start + settings.timeout)
         metrics.callAnswered(status: reply.status ?? 200, after: ContinuousClock.now - start)
         return reply
     }
 
-    private func answerUnmeasured(_ request: Message) async -> Message {
+    private func answerUnmeasured(_ request: Message, slotDeadline: ContinuousClock.Instant) async -> Message {
         let adapter = self.adapter
         let timeout = settings.timeout
         let name = settings.name
@@ -121,10 +125,11 @@ public final class ProxyAdapterRunner: Service {
             case reply(Message)
             case failed(any Error)
             case timedOut
+            case saturated
         }
         let outcome: Outcome
         do {
-            outcome = try await limiter.withSlot {
+            outcome = try await limiter.withSlot(deadline: slotDeadline) {
                 if let timed = adapter as? any TimedProxyAdapter {
                     do { return .reply(try await timed.call(request, timeout: timeout)) } catch { return .failed(error) }
                 }
@@ -147,6 +152,8 @@ public final class ProxyAdapterRunner: Service {
                     return result
                 }
             }
+        } catch is InFlightLimiter.Saturated {
+            outcome = .saturated
         } catch {
             outcome = .failed(error)  // cancelled while waiting for a slot: the node is stopping
         }
@@ -156,6 +163,10 @@ public final class ProxyAdapterRunner: Service {
         case .timedOut:
             let error = ProxyError.timedOut(service: name, address: adapterAddress, after: timeout)
             logger.warning("legacy call timed out", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
+            return error.reply
+        case .saturated:
+            let error = ProxyError.saturated(service: name, address: adapterAddress, limit: limiter.limit, after: timeout)
+            logger.warning("legacy service saturated; request refused", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
             return error.reply
         case .failed(let error):
             let proxyError = error as? ProxyError
