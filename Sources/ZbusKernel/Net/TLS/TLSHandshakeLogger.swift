@@ -28,7 +28,8 @@ final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
             logged = true
             // The error names the TLS alert or BoringSSL reason; it never carries key material.
             logger.info("TLS handshake failed", metadata: [
-                "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "unknown")", "error": "\(error)",
+                "remote": "\(context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown")",
+                "error": "\(error)",
             ])
         }
         context.fireErrorCaught(error)
