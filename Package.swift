@@ -80,6 +80,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                // TLSUserEvent, to see a handshake complete (TLSHandshakeLogger).
+                .product(name: "NIOTLS", package: "swift-nio"),
                 "ZbusTLS",
             ],
             swiftSettings: strict

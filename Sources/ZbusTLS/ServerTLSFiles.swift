@@ -63,8 +63,14 @@ public struct ServerTLSContext: Sendable {
         }.joined()
     }
 
-    /// The leaf certificate's serial, common name and alternative names, for logs (public data).
-    public var summary: String { leaf.description }
+    /// The leaf certificate's serial, common name and alternative names, for logs (public data): `serial=1001
+    /// common_name=zbus-1 alternative_names=127.0.0.1`.
+    public var summary: String {
+        // NIOSSL's description holds the names; its serial drops each byte's leading zero, so ours replaces it.
+        let fields = leaf.description.dropFirst().dropLast().split(separator: ";").dropFirst()
+            .filter { !$0.hasPrefix("serial_number=") }
+        return (["serial=\(serialNumber)"] + fields.map(String.init)).joined(separator: " ")
+    }
 
     /// A handler that wraps one accepted connection.
     public func makeHandler() -> any ChannelHandler { NIOSSLServerHandler(context: context) }

@@ -112,6 +112,7 @@ struct TLSTests {
         let anonymous = try Self.curlTLS(["--cacert", ca.caFile, url])
         #expect(anonymous.status != 0, "no client certificate: refused")
         #expect(anonymous.stdout.isEmpty)
+        #expect(node.waitForLog("TLS handshake failed"), "the node logs why it refused: \(node.stderr)")
         let foreign = try Self.curlTLS(["--cacert", ca.caFile, "--cert", stranger.certificateFile, "--key", stranger.keyFile, url])
         #expect(foreign.status != 0, "a certificate of another CA: refused")
         #expect(foreign.stdout.isEmpty)

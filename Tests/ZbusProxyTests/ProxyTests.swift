@@ -341,7 +341,7 @@ struct ProxyConfigTests {
             modules:
               - module: proxy
                 brokr: 127.0.0.1:1
-            """, containing: ["node.yaml:3", "brokr", "unknown key", "allowed: module, broker, adapters"])
+            """, containing: ["node.yaml:3", "brokr", "unknown key", "allowed: module, broker, broker_tls, adapters"])
         expectConfigError("""
             modules:
               - module: mq

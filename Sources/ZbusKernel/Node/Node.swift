@@ -181,34 +181,18 @@ public final class Node: Service, Sendable {
             state.withLockedValue { $0 = .idle }
             throw NodeError.tlsFiles(error)
         }
+        // Both ports share the whole connection pipeline (limits, connection guard, sessions, HTTP paths); the TLS
+        // port puts the TLS handler first.
+        let configureConnection: @Sendable (any Channel) throws -> Void = { channel in
+            guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else { throw ChannelError.ioOnClosedChannel }
+            try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
+        }
         var serverChannels: [any Channel] = []
         var plainChannel: (any Channel)?
         if config.listensPlain {
             do {
-                let channel = try await ServerBootstrap(group: group)
-                    .serverChannelOption(.backlog, value: 1024)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    // Connections wait in the backlog until the modules have started.
-                    .serverChannelOption(.autoRead, value: false)
-                    // Out of descriptors (EMFILE/ENFILE), `accept` fails at once while the connection stays queued, so
-                    // without a pause the loop would retry at full speed.
-                    .serverChannelInitializer { [logger] channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
-                        }
-                    }
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelOption(.maxMessagesPerRead, value: 16)
-                    .childChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
-                                throw ChannelError.ioOnClosedChannel
-                            }
-                            try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
-                        }
-                    }
-                    .bind(host: config.listen.host, port: config.listen.port)
-                    .get()
+                let channel = try await Self.bindPort(config.listen, group: group, certificates: nil, logger: logger,
+                                                      configure: configureConnection)
                 serverChannels.append(channel)
                 plainChannel = channel
             } catch {
@@ -217,33 +201,11 @@ public final class Node: Service, Sendable {
                 throw NodeError.bindFailed(address: config.listen, reason: ErrorText.describe(error))
             }
         }
-        // The TLS port shares the whole connection pipeline (limits, connection guard, sessions, HTTP paths); only
-        // the TLS handler comes first. Its own bootstrap leaves the plain port's initializer as it was.
         var tlsAddress: HostAndPort?
         if let tls = config.tls, let certificates {
             do {
-                let channel = try await ServerBootstrap(group: group)
-                    .serverChannelOption(.backlog, value: 1024)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .serverChannelOption(.autoRead, value: false)
-                    .serverChannelInitializer { [logger] channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
-                        }
-                    }
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelOption(.maxMessagesPerRead, value: 16)
-                    .childChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            guard let dispatcher = dispatcherBox.withLockedValue({ $0 }) else {
-                                throw ChannelError.ioOnClosedChannel
-                            }
-                            try certificates.addHandler(to: channel)
-                            try ConnectionHandler.configure(channel, limits: limits, dispatcher: dispatcher, hooks: hooks)
-                        }
-                    }
-                    .bind(host: tls.listen.host, port: tls.listen.port)
-                    .get()
+                let channel = try await Self.bindPort(tls.listen, group: group, certificates: certificates, logger: logger,
+                                                      configure: configureConnection)
                 serverChannels.append(channel)
                 tlsAddress = HostAndPort(host: tls.listen.host, port: channel.localAddress?.port ?? tls.listen.port)
             } catch {
@@ -401,6 +363,34 @@ public final class Node: Service, Sendable {
         }
         for waiter in waiters { waiter.resume() }
         logger.info("node stopped")
+    }
+
+    /// Binds one port, not yet accepting (`autoRead` off until the modules have started). Every accepted connection
+    /// gets the TLS handler first when `certificates` is given, then `configure` adds the connection pipeline.
+    private static func bindPort(_ address: HostAndPort, group: MultiThreadedEventLoopGroup, certificates: TLSCertificateStore?,
+                                 logger: Logger, configure: @escaping @Sendable (any Channel) throws -> Void) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Connections wait in the backlog until the modules have started.
+            .serverChannelOption(.autoRead, value: false)
+            // Out of descriptors (EMFILE/ENFILE), `accept` fails at once while the connection stays queued, so
+            // without a pause the loop would retry at full speed.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(100), logger: logger))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try certificates?.addHandler(to: channel)
+                    try configure(channel)
+                }
+            }
+            .bind(host: address.host, port: address.port)
+            .get()
     }
 
     /// The address to stamp as `server`: the bound one, or the first local IPv4 address when bound to the wildcard.

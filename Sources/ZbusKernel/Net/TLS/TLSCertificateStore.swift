@@ -27,6 +27,7 @@ final class TLSCertificateStore: Sendable {
     func addHandler(to channel: any Channel) throws {
         let context = current.withLockedValue { $0 }
         try channel.pipeline.syncOperations.addHandler(context.makeHandler())
+        try channel.pipeline.syncOperations.addHandler(TLSHandshakeLogger(logger: logger))
     }
 
     /// Reads the files again and, if they are good, uses them for the connections accepted from now on; if not, logs
