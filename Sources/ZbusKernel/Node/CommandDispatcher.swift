@@ -13,6 +13,8 @@ public final class CommandDispatcher: Sendable {
     private let pathHandlers: [String: any CommandHandler]
     private let serverAddress: String
     private let logger: Logger
+    /// The `auth` section, if access control is on.
+    private let accessPolicy: AccessPolicy?
 
     /// Creates a dispatcher over `handlers`, stamping `serverAddress` as `server`.
     ///
@@ -23,8 +25,11 @@ public final class CommandDispatcher: Sendable {
     ///     before the default route.
     ///   - serverAddress: stamped as `server`.
     ///   - logger: where unknown commands are logged (at debug level).
+    ///   - accessPolicy: access control (see ``CommandAccess``); `nil` leaves every command to its handler.
     public init(handlers: [String: any CommandHandler], defaultRoute: (any CommandHandler)? = nil,
-                pathHandlers: [String: any CommandHandler] = [:], serverAddress: String, logger: Logger) {
+                pathHandlers: [String: any CommandHandler] = [:], serverAddress: String, logger: Logger,
+                accessPolicy: AccessPolicy? = nil) {
+        self.accessPolicy = accessPolicy
         self.handlers = handlers
         self.defaultRoute = defaultRoute
         self.pathHandlers = pathHandlers
@@ -84,6 +89,12 @@ public final class CommandDispatcher: Sendable {
             break
         default:
             if let handler = handlers[cmd] {
+                if let accessPolicy, !CommandAccess.checkedByHandler.contains(cmd),
+                    let refusal = CommandAccess.refusal(of: message, cmd: cmd, policy: accessPolicy, session: session)
+                {
+                    logger.info("command refused", metadata: ["cmd": "\(cmd)", "session": "\(session.id)", "reason": "\(refusal)"])
+                    return session.send(message.reply(status: 403, body: refusal, includeMq: false))
+                }
                 handler.handle(message, session: session)
             } else {
                 logger.debug("unknown command", metadata: ["cmd": "\(cmd)", "session": "\(session.id)"])

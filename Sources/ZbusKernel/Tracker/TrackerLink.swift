@@ -13,6 +13,8 @@ final class TrackerLink: @unchecked Sendable {
     let tracker: HostAndPort
     let loop: any EventLoop
     private let server: String
+    /// The token presented with each report (`auth.report_token`), for a tracker with access control.
+    private let token: String?
     private let sources: [any TrackedEntrySource]
     private let refreshInterval: TimeAmount
     private let limits: MessageLimits
@@ -29,7 +31,8 @@ final class TrackerLink: @unchecked Sendable {
     private var reportedFailure = false
 
     init(tracker: HostAndPort, server: String, sources: [any TrackedEntrySource], loop: any EventLoop, backoff: Backoff,
-         refreshInterval: TimeAmount, limits: MessageLimits, logger: Logger) {
+         refreshInterval: TimeAmount, limits: MessageLimits, logger: Logger, token: String? = nil) {
+        self.token = token
         self.tracker = tracker
         self.server = server
         self.sources = sources
@@ -214,6 +217,7 @@ final class TrackerLink: @unchecked Sendable {
         var message = Message(method: "GET", uri: "/")
         message.cmd = cmd
         message.server = server
+        if let token { message.token = token }
         return message
     }
 }
