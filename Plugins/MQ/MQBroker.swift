@@ -492,11 +492,30 @@ final class MQBroker: Sendable {
             if let refusal = refusal(.produce, request, queue: queue, policy: policy, session: session) {
                 return session.send(request.reply(status: 403, body: refusal))
             }
+            // A token of the auth section is one client's secret: consumers must not read it in the stored message.
+            if request.token != nil || request.headers["authorization"] != nil {
+                return store(Self.withoutCredentials(request), mq: mq, queue: queue, session: session)
+            }
         } else {
             guard (request.token ?? "") == queue.accessToken else {
                 return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
             }
         }
+        store(request, mq: mq, queue: queue, session: session)
+    }
+
+    /// `request` without the headers that carry credentials (`token`, `authorization`).
+    @inline(never)
+    private static func withoutCredentials(_ request: Message) -> Message {
+        var message = request
+        message.headers.removeValue(lowercased: HeaderName.token)
+        message.headers.removeValue(lowercased: "authorization")
+        return message
+    }
+
+    /// The part of `produce` after the access check: stores `request` in `queue` and answers.
+    @inline(__always)
+    private func store(_ request: Message, mq: String?, queue: MessageQueue, session: Session) {
         routeIndex.note(session, producedTo: queue)
         let wantsAck = request.ack
         // The receipt needs only the request's id and mq: taking those rather than the request keeps the message's
@@ -612,6 +631,11 @@ final class MQBroker: Sendable {
                 """, includeMq: false))
         }
         var message = request
+        if policy != nil {
+            // The router's token is its own secret, not the receiver's business.
+            message.headers.removeValue(lowercased: HeaderName.token)
+            message.headers.removeValue(lowercased: "authorization")
+        }
         message.headers.removeValue(lowercased: HeaderName.cmd)
         message.headers.removeValue(lowercased: HeaderName.ack)
         message.headers.removeValue(lowercased: HeaderName.recver)

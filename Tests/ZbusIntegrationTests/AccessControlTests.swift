@@ -262,10 +262,11 @@ struct AccessControlTests {
         #expect(service.send("GET / HTTP/1.1\r\ncmd: consume\r\nmq: Svc\r\ntoken: \(Self.readerSecret)\r\n\r\n"))
         let request = try service.receive()
         #expect(request.status == 200)
+        #expect(request.token == nil, "the producer's token is not handed to consumers")
         #expect(request.bodyString == "{\"method\":1}\n")
         let sender = try #require(request.sender)
         #expect(service.send("POST / HTTP/1.1\r\ncmd: route\r\nrecver: \(sender)\r\nid: rpc-1\r\nreply_code: 200\r\nack: 0\r\ntoken: \(Self.readerSecret)\r\ncontent-length: 4\r\n\r\nok\r\n"))
-        expectReply(try caller.receive(), status: 200, body: "ok\r\n", headers: ["id": "rpc-1"])
+        expectReply(try caller.receive(), status: 200, body: "ok\r\n", headers: ["id": "rpc-1", "token": nil])
 
         // An MQ's own access_token keeps its 6.3 meaning: it produces and consumes that MQ without an auth token.
         let legacy = try node.connect()
