@@ -278,6 +278,21 @@ struct AccessControlTests {
         #expect(try legacy.receive().status == 403, "the access token opens its own MQ only")
     }
 
+    @Test("the operator commands send ZBUS_TOKEN from the environment")
+    func operatorToken() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let server = "127.0.0.1:\(node.port)"
+        let refused = try CommandProcess(ZbusProcess.binaryPath, ["mq", "create", "Ops1", "--server", server]).finish(timeout: 30)
+        #expect(refused.status == 1 && refused.stderr.contains("403"), "\(refused.stderr)")
+        let created = try CommandProcess(ZbusProcess.binaryPath, ["mq", "create", "Ops1", "--server", server],
+                                         environment: ["ZBUS_TOKEN": Self.opsSecret]).finish(timeout: 30)
+        #expect(created.status == 0, "\(created.stderr)")
+        let produced = try CommandProcess(ZbusProcess.binaryPath, ["produce", "Ops1", "hello", "--server", server],
+                                          environment: ["ZBUS_TOKEN": Self.opsSecret]).finish(timeout: 30)
+        #expect(produced.status == 0, "\(produced.stderr)")
+    }
+
     @Test("anonymous permissions and metrics_open apply to requests without a token")
     func anonymousAndOpenMetrics() throws {
         let node = try Self.startAuthNode(extraAuth: "  metrics_open: true\n  anonymous: { consume: [\"Pub*\"] }")
