@@ -469,6 +469,16 @@ final class MQBroker: Sendable {
         return "MQ(\(name)) forbidden: query_mq needs a permission on '\(name)' (\(caller.label) has none)"
     }
 
+    /// Whether a `create_mq` may make its MQ a slave of `master` (which receives a copy of every message): the
+    /// master's access token in `master_token` (an empty one matches an MQ without one, as in 6.3); under `auth`, a
+    /// non-empty access token or the consume permission on the master, since a slave reads all the master's messages.
+    private func mayCopy(from master: MQDefinition, request: Message) -> Bool {
+        let masterToken = request.headers[HeaderName.masterToken] ?? ""
+        guard let policy else { return master.accessToken == masterToken }
+        if !master.accessToken.isEmpty, masterToken == master.accessToken { return true }
+        return policy.caller(token: request.presentedToken).grants.permissions(on: master.name).contains(.consume)
+    }
+
     /// Whether `session` may route to `target`: it consumed from an MQ that `target` produced to (and, under `auth`,
     /// may still consume from it), or `auth` grants it admin on every MQ.
     private func routeAllowed(_ request: Message, from session: Session, to target: Session) -> Bool {
@@ -728,7 +738,7 @@ final class MQBroker: Sendable {
             if let masterName = request.headers[HeaderName.masterMq],
                 let master = state.queues[masterName]?.currentDefinition ?? state.unopened[masterName]
             {
-                if master.accessToken == (request.headers[HeaderName.masterToken] ?? "") {
+                if mayCopy(from: master, request: request) {
                     if let problem = state.links.problem(linking: name, to: masterName, maxDepth: settings.maxMasterDepth) {
                         return .done(.refused(status: 400, reason: "Bad format: \(problem)"))
                     }

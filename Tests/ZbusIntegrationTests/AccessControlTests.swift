@@ -276,6 +276,14 @@ struct AccessControlTests {
         expectReply(try legacy.receive(), status: 200, body: "old")
         legacy.request([("cmd", "produce"), ("mq", "Svc"), ("token", "legacy-token")], body: "x")
         #expect(try legacy.receive().status == 403, "the access token opens its own MQ only")
+
+        // A slave receives a copy of every message of its master: under auth, creating one needs the consume
+        // permission on the master. Admin on `*` may; a slave created without it gets no master.
+        let writerAdmin = try node.connect()
+        writerAdmin.request([("cmd", "create_mq"), ("mq_name", "Copy"), ("mq_mode", "1"), ("master_mq", "Svc"), ("token", Self.opsSecret)])
+        expectReply(try writerAdmin.receive(), status: 200)
+        writerAdmin.request([("cmd", "query_mq"), ("mq", "Copy"), ("token", Self.opsSecret)])
+        #expect(try jsonBody(try writerAdmin.receive())["masterMq"] as? String == "Svc")
     }
 
     @Test("the operator commands send ZBUS_TOKEN from the environment")
