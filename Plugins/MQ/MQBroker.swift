@@ -503,7 +503,7 @@ final class MQBroker: Sendable {
                 return session.send(request.reply(status: 403, body: refusal))
             }
             // A token of the auth section is one client's secret: consumers must not read it in the stored message.
-            if request.token != nil || request.headers["authorization"] != nil {
+            if request.token != nil || request.headers.value(lowercased: "authorization") != nil {
                 return store(Self.withoutCredentials(request), mq: mq, queue: queue, session: session)
             }
         } else {

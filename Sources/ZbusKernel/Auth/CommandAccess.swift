@@ -1,3 +1,5 @@
+import Logging
+
 /// Which permission each command needs when the `auth` section is on.
 ///
 /// | commands | needs |
@@ -28,5 +30,21 @@ public enum CommandAccess {
             return caller.grants.tracker ? nil : "forbidden: \(cmd) needs the tracker permission (\(caller.label) lacks it)"
         }
         return caller.grants.isAdminEverywhere ? nil : "forbidden: \(cmd) needs the admin permission on * (\(caller.label) lacks it)"
+    }
+}
+
+/// A command handler behind the dispatcher's access check (``CommandAccess``).
+struct AccessCheckedHandler: CommandHandler {
+    let cmd: String
+    let handler: any CommandHandler
+    let policy: AccessPolicy
+    let logger: Logger
+
+    func handle(_ request: Message, session: Session) {
+        if let refusal = CommandAccess.refusal(of: request, cmd: cmd, policy: policy, session: session) {
+            logger.info("command refused", metadata: ["cmd": "\(cmd)", "session": "\(session.id)", "reason": "\(refusal)"])
+            return session.send(request.reply(status: 403, body: refusal, includeMq: false))
+        }
+        handler.handle(request, session: session)
     }
 }

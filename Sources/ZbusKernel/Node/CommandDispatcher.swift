@@ -30,6 +30,14 @@ public final class CommandDispatcher: Sendable {
                 pathHandlers: [String: any CommandHandler] = [:], serverAddress: String, logger: Logger,
                 accessPolicy: AccessPolicy? = nil) {
         self.accessPolicy = accessPolicy
+        // Commands that the dispatcher checks are wrapped once here, so that the others (the MQ commands, which check
+        // themselves) pay nothing per request.
+        var handlers = handlers
+        if let accessPolicy {
+            for (cmd, handler) in handlers where !CommandAccess.checkedByHandler.contains(cmd) {
+                handlers[cmd] = AccessCheckedHandler(cmd: cmd, handler: handler, policy: accessPolicy, logger: logger)
+            }
+        }
         self.handlers = handlers
         self.defaultRoute = defaultRoute
         self.pathHandlers = pathHandlers
@@ -89,12 +97,6 @@ public final class CommandDispatcher: Sendable {
             break
         default:
             if let handler = handlers[cmd] {
-                if let accessPolicy, !CommandAccess.checkedByHandler.contains(cmd),
-                    let refusal = CommandAccess.refusal(of: message, cmd: cmd, policy: accessPolicy, session: session)
-                {
-                    logger.info("command refused", metadata: ["cmd": "\(cmd)", "session": "\(session.id)", "reason": "\(refusal)"])
-                    return session.send(message.reply(status: 403, body: refusal, includeMq: false))
-                }
                 handler.handle(message, session: session)
             } else {
                 logger.debug("unknown command", metadata: ["cmd": "\(cmd)", "session": "\(session.id)"])
