@@ -403,9 +403,8 @@ final class MQBroker: Sendable {
     /// Why the request may not `produce` or `consume` on `queue` under `auth`, or `nil` when it may: the MQ's own
     /// `access_token` (as in zbus 6.3), or the permission granted to the presented token on the MQ's name.
     @inline(__always)
-    private func refusal(_ need: Permissions, _ request: Message, queue: MessageQueue, policy: AccessPolicy,
+    private func refusal(_ need: Permissions, token: String?, queue: MessageQueue, policy: AccessPolicy,
                          session: Session) -> String? {
-        let token = request.presentedToken
         if !queue.accessToken.isEmpty, token == queue.accessToken { return nil }
         if policy.permissions(token: token, on: queue.name, session: session).isSuperset(of: need) { return nil }
         return refusalSlowly(need, queue: queue, token: token, policy: policy, session: session)
@@ -499,11 +498,13 @@ final class MQBroker: Sendable {
         guard let queue = queue(named: mq) ?? lookUpSlowly(mq, request, session, retry: { self.produce(request, session: session) })
         else { return }
         if let policy {
-            if let refusal = refusal(.produce, request, queue: queue, policy: policy, session: session) {
+            // Looked up once: without a `token` header it also reads `Authorization` and the request string.
+            let token = request.presentedToken
+            if let refusal = refusal(.produce, token: token, queue: queue, policy: policy, session: session) {
                 return session.send(request.reply(status: 403, body: refusal))
             }
             // A token of the auth section is one client's secret: consumers must not read it in the stored message.
-            if request.token != nil || request.headers.value(lowercased: "authorization") != nil {
+            if token != nil {
                 return store(Self.withoutCredentials(request), mq: mq, queue: queue, session: session)
             }
         } else {
@@ -597,7 +598,7 @@ final class MQBroker: Sendable {
             ?? lookUpSlowly(request.mq, request, session, retry: { self.consume(request, session: session) })
         else { return }
         if let policy {
-            if let refusal = refusal(.consume, request, queue: queue, policy: policy, session: session) {
+            if let refusal = refusal(.consume, token: request.presentedToken, queue: queue, policy: policy, session: session) {
                 return session.send(request.reply(status: 403, body: refusal))
             }
         } else {
