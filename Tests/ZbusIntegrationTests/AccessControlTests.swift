@@ -303,7 +303,7 @@ struct AccessControlTests {
 
     @Test("anonymous permissions and metrics_open apply to requests without a token")
     func anonymousAndOpenMetrics() throws {
-        let node = try Self.startAuthNode(extraAuth: "  metrics_open: true\n  anonymous: { consume: [\"Pub*\"] }")
+        let node = try Self.startAuthNode(extraAuth: "  metrics_open: true\n  anonymous: { consume: [\"Pub*\"], admin: [\"Mine*\"] }")
         defer { node.cleanUp() }
         let client = try node.connect()
         client.request([], uri: "/metrics")
@@ -313,7 +313,22 @@ struct AccessControlTests {
         let anonymous = try node.connect()
         anonymous.request([("cmd", "query_mq"), ("mq", "Public")])
         #expect(try anonymous.receive().status == 200)
+        anonymous.request([("cmd", "produce"), ("mq", "Pub2")], body: "x")
+        #expect(try anonymous.receive().status == 404)
         anonymous.request([("cmd", "produce"), ("mq", "Public")], body: "x")
+        #expect(try anonymous.receive().status == 403)
+
+        // Admin on Mine* creates Mine MQs, but a slave of an MQ it may not consume gets no master (it would read
+        // every message of it); of one it may consume, it does.
+        client.request([("cmd", "create_mq"), ("mq_name", "Private"), ("mq_mode", "1"), ("token", Self.opsSecret)])
+        expectReply(try client.receive(), status: 200)
+        for (slave, master, linked) in [("MineCopy", "Private", false), ("MinePub", "Public", true)] {
+            anonymous.request([("cmd", "create_mq"), ("mq_name", slave), ("mq_mode", "1"), ("master_mq", master)])
+            expectReply(try anonymous.receive(), status: 200)
+            anonymous.request([("cmd", "query_mq"), ("mq", slave)])
+            #expect((try jsonBody(try anonymous.receive())["masterMq"] as? String == master) == linked, "\(slave)")
+        }
+        anonymous.request([("cmd", "create_mq"), ("mq_name", "Elsewhere"), ("mq_mode", "1")])
         #expect(try anonymous.receive().status == 403)
     }
 
