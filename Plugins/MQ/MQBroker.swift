@@ -277,7 +277,7 @@ final class MQBroker: Sendable {
         let (found, store) = state.withLockedValue { state in (state.queues[name], state.unopened[name] != nil ? state.store : nil) }
         if let found { return found }
         guard let store else {
-            session.send(Self.notFound(request, name: name))
+            session.send(notFound(request, name: name, session: session))
             return nil
         }
         open(name, store: store, on: session.eventLoop) { wake in
@@ -285,7 +285,7 @@ final class MQBroker: Sendable {
             case .opened:
                 retry()
             case .missing:
-                session.send(Self.notFound(request, name: name))
+                session.send(self.notFound(request, name: name, session: session))
             case .refused(let status, let reason):
                 session.send(request.reply(status: status, body: "MQ(\(MQNameRules.shown(name))) cannot be opened now: \(reason)", includeMq: false))
             }
@@ -388,6 +388,18 @@ final class MQBroker: Sendable {
             return badFormat(request, "\(problem): '\(MQNameRules.shown(name))'")
         }
         return request.reply(status: 404, body: "MQ(\(name ?? "null")) Not Found")
+    }
+
+    /// 404 for a missing MQ, except under `auth` to a caller with no permission on the name, who gets the 403 it
+    /// would get if the MQ existed (so that names cannot be probed).
+    private func notFound(_ request: Message, name: String, session: Session) -> Message {
+        if let policy, MQNameRules.problem(name) == nil {
+            let caller = policy.caller(token: request.presentedToken, session: session)
+            if caller.grants.permissions(on: name).isEmpty {
+                return request.reply(status: 403, body: "MQ(\(name)) forbidden: \(request.cmd ?? "this command") needs a permission on '\(name)' (\(caller.label) has none)")
+            }
+        }
+        return Self.notFound(request, name: name)
     }
 
     private static func badFormat(_ request: Message, _ detail: String) -> Message {

@@ -314,7 +314,9 @@ struct AccessControlTests {
         anonymous.request([("cmd", "query_mq"), ("mq", "Public")])
         #expect(try anonymous.receive().status == 200)
         anonymous.request([("cmd", "produce"), ("mq", "Pub2")], body: "x")
-        #expect(try anonymous.receive().status == 404)
+        #expect(try anonymous.receive().status == 404, "a missing MQ the caller has a permission on")
+        anonymous.request([("cmd", "produce"), ("mq", "Nowhere")], body: "x")
+        #expect(try anonymous.receive().status == 403, "a missing MQ the caller has no permission on: names cannot be probed")
         anonymous.request([("cmd", "produce"), ("mq", "Public")], body: "x")
         #expect(try anonymous.receive().status == 403)
 
