@@ -9,6 +9,7 @@
 # drop out).
 #
 #   bash Benchmarks/instructions.sh [ZBUS_BINARY...]     # default: this checkout's release build
+#   NODE_YAML_EXTRA='auth:\n  anonymous: { admin: ["*"] }\n' bash Benchmarks/instructions.sh NEW   # access control on
 #
 # Needs valgrind and gcc. A binary is measured from a copy without debug information (valgrind 3.19 cannot read the
 # DWARF 5 that Swift toolchains write), so it must have the Swift runtime linked in (`--static-swift-stdlib`, how
@@ -35,6 +36,8 @@ measure() {
     local op=$1 run="$WORK/run"
     rm -rf "$run"; mkdir -p "$run"
     printf 'node:\n  log_level: warning\nmodules:\n  - module: mq\n    fsync: interval\n' > "$run/node.yaml"
+    # NODE_YAML_EXTRA is added to the node file, e.g. an auth section: 'auth:\n  anonymous: { admin: ["*"] }\n'.
+    printf '%b' "${NODE_YAML_EXTRA:-}" >> "$run/node.yaml"
     start_callgrind_node "$run"
     local port=$NODE_PORT
     "$ZLOAD" 127.0.0.1 "$port" create Q 1 1 >/dev/null

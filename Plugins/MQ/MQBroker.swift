@@ -29,6 +29,10 @@ final class MQBroker: Sendable {
     private let keyBudget: KeyMemoryBudget
     /// The MQs each session consumed from (see ``SessionQueueIndex``).
     private let sessionIndex: SessionQueueIndex
+    /// The MQs each session produced to (for `route`).
+    private let routeIndex = RouteIndex()
+    /// The node's `auth` section; `nil` keeps zbus 6.3's tokens alone.
+    private let policy: AccessPolicy?
     /// Told when an MQ is created or removed or its consumers change (see ``MQTrackedEntries``).
     let entryObservers = TrackedEntryObservers()
 
@@ -56,6 +60,7 @@ final class MQBroker: Sendable {
         self.logger = logger
         self.keyBudget = KeyMemoryBudget(limit: settings.maxKeyBytes)
         self.sessionIndex = SessionQueueIndex(observers: entryObservers)
+        self.policy = node.auth
     }
 
     // MARK: - Life cycle
@@ -272,7 +277,7 @@ final class MQBroker: Sendable {
         let (found, store) = state.withLockedValue { state in (state.queues[name], state.unopened[name] != nil ? state.store : nil) }
         if let found { return found }
         guard let store else {
-            session.send(Self.notFound(request, name: name))
+            session.send(notFound(request, name: name, session: session))
             return nil
         }
         open(name, store: store, on: session.eventLoop) { wake in
@@ -280,7 +285,7 @@ final class MQBroker: Sendable {
             case .opened:
                 retry()
             case .missing:
-                session.send(Self.notFound(request, name: name))
+                session.send(self.notFound(request, name: name, session: session))
             case .refused(let status, let reason):
                 session.send(request.reply(status: status, body: "MQ(\(MQNameRules.shown(name))) cannot be opened now: \(reason)", includeMq: false))
             }
@@ -322,6 +327,7 @@ final class MQBroker: Sendable {
 
     /// A connection closed: its pulls go, and messages it held go back to their queues.
     func sessionClosed(_ session: Session) {
+        routeIndex.forget(session)
         let touched = sessionIndex.take(session)
         guard !touched.isEmpty else { return }
         // Only MQs still in the table: a removed one must not hand its messages out again.
@@ -384,12 +390,116 @@ final class MQBroker: Sendable {
         return request.reply(status: 404, body: "MQ(\(name ?? "null")) Not Found")
     }
 
+    /// 404 for a missing MQ, except under `auth` to a caller with no permission on the name, who gets the 403 it
+    /// would get if the MQ existed (so that names cannot be probed).
+    private func notFound(_ request: Message, name: String, session: Session) -> Message {
+        if let policy, MQNameRules.problem(name) == nil {
+            let caller = policy.caller(token: request.presentedToken, session: session)
+            if caller.grants.permissions(on: name).isEmpty {
+                return request.reply(status: 403, body: "MQ(\(name)) forbidden: \(request.cmd ?? "this command") needs a permission on '\(name)' (\(caller.label) has none)")
+            }
+        }
+        return Self.notFound(request, name: name)
+    }
+
     private static func badFormat(_ request: Message, _ detail: String) -> Message {
         request.reply(status: 400, body: "Bad format: \(detail)", includeMq: false)
     }
 
     private func registerTokenValid(_ request: Message) -> Bool {
         (request.headers[HeaderName.registerToken] ?? "") == settings.registerToken
+    }
+
+    // MARK: - Access control
+
+    /// Why the request may not `produce` or `consume` on `queue` under `auth`, or `nil` when it may: the MQ's own
+    /// `access_token` (as in zbus 6.3), or the permission granted to the presented token on the MQ's name.
+    @inline(__always)
+    private func refusal(_ need: Permissions, token: String?, queue: MessageQueue, policy: AccessPolicy,
+                         session: Session) -> String? {
+        if !queue.accessToken.isEmpty, token == queue.accessToken { return nil }
+        if policy.permissions(token: token, on: queue.name, session: session).isSuperset(of: need) { return nil }
+        return refusalSlowly(need, queue: queue, token: token, policy: policy, session: session)
+    }
+
+    @inline(never)
+    private func refusalSlowly(_ need: Permissions, queue: MessageQueue, token: String?, policy: AccessPolicy,
+                               session: Session) -> String {
+        let caller = policy.caller(token: token, session: session)
+        logger.info("request refused", metadata: ["mq": "\(queue.name)", "need": "\(need)", "caller": "\(caller.label)", "session": "\(session.id)"])
+        return "MQ(\(queue.name)) forbidden: \(need.name) needs the \(need.name) permission on '\(queue.name)' (\(caller.label) lacks it)"
+    }
+
+    /// The token a request presents for an MQ's own `access_token` on an admin command: `token`, or else
+    /// `access_token` (the header `create_mq` sets it with).
+    private static func accessTokenPresented(_ request: Message) -> String? {
+        request.presentedToken ?? request.headers[HeaderName.accessToken]
+    }
+
+    /// Why the request may not run the admin command `cmd` on the MQ `name`, or `nil` when it may.
+    ///
+    /// Without `auth`: the `register_token` (checked by the caller first, as zbus 6.3 did), and the MQ's
+    /// `access_token` where it has one (zbus 6.3 let anyone with the register token remove a protected MQ, and the
+    /// default register token is empty). With `auth`: the admin permission on the name, or a configured (non-empty)
+    /// `register_token` together with the MQ's `access_token`.
+    private func adminRefusal(_ cmd: String, _ request: Message, name: String, accessToken: String?,
+                              session: Session) -> String? {
+        let presented = Self.accessTokenPresented(request)
+        let holdsAccessToken = (accessToken ?? "").isEmpty || presented == accessToken
+        guard let policy else {
+            if holdsAccessToken { return nil }
+            logger.info("request refused: the MQ's access token is missing", metadata: ["cmd": "\(cmd)", "mq": "\(name)", "session": "\(session.id)"])
+            return "MQ(\(name)) forbidden: \(cmd) needs the MQ's access token (in the token header)"
+        }
+        if policy.permissions(token: request.presentedToken, on: name, session: session).contains(.admin) { return nil }
+        if !settings.registerToken.isEmpty, registerTokenValid(request), holdsAccessToken { return nil }
+        let caller = policy.caller(token: request.presentedToken, session: session)
+        logger.info("request refused", metadata: ["cmd": "\(cmd)", "mq": "\(name)", "need": "admin", "caller": "\(caller.label)", "session": "\(session.id)"])
+        return "MQ(\(name)) forbidden: \(cmd) needs the admin permission on '\(name)' (\(caller.label) lacks it)"
+    }
+
+    /// Whether the caller may see the MQ `name`'s counts and creator (`query_mq`, `data`, the monitor): the MQ has
+    /// no access token and `auth` is off, or the caller presents the MQ's access token, or `auth` grants it any
+    /// permission on the MQ. `session` caches the decision when given (on its event loop).
+    func mayRead(name: String, accessToken: String, token: String?, session: Session?) -> Bool {
+        if !accessToken.isEmpty, token == accessToken { return true }
+        guard let policy else { return accessToken.isEmpty }
+        if let session { return !policy.permissions(token: token, on: name, session: session).isEmpty }
+        return !policy.caller(token: token).grants.permissions(on: name).isEmpty
+    }
+
+    /// Whether a caller presenting `token` (off any session: the monitor) may see the MQ `name`.
+    func mayRead(named name: String, token: String?) -> Bool {
+        let accessToken = state.withLockedValue { $0.queues[name]?.accessToken ?? $0.unopened[name]?.accessToken } ?? ""
+        return mayRead(name: name, accessToken: accessToken, token: token, session: nil)
+    }
+
+    private func readRefusal(_ name: String, _ request: Message, session: Session) -> String {
+        guard let policy else { return "MQ(\(name)) forbidden: query_mq needs the MQ's access token (in the token header)" }
+        let caller = policy.caller(token: request.presentedToken, session: session)
+        return "MQ(\(name)) forbidden: query_mq needs a permission on '\(name)' (\(caller.label) has none)"
+    }
+
+    /// Whether a `create_mq` may make its MQ a slave of `master` (which receives a copy of every message): the
+    /// master's access token in `master_token` (an empty one matches an MQ without one, as in 6.3); under `auth`, a
+    /// non-empty access token or the consume permission on the master, since a slave reads all the master's messages.
+    private func mayCopy(from master: MQDefinition, request: Message) -> Bool {
+        let masterToken = request.headers[HeaderName.masterToken] ?? ""
+        guard let policy else { return master.accessToken == masterToken }
+        if !master.accessToken.isEmpty, masterToken == master.accessToken { return true }
+        return policy.caller(token: request.presentedToken).grants.permissions(on: master.name).contains(.consume)
+    }
+
+    /// Whether `session` may route to `target`: it consumed from an MQ that `target` produced to (and, under `auth`,
+    /// may still consume from it), or `auth` grants it admin on every MQ.
+    private func routeAllowed(_ request: Message, from session: Session, to target: Session) -> Bool {
+        let token = request.presentedToken
+        for queue in sessionIndex.queues(of: session) where routeIndex.produced(target, to: queue) {
+            guard let policy else { return true }
+            if !queue.accessToken.isEmpty, token == queue.accessToken { return true }
+            if policy.permissions(token: token, on: queue.name, session: session).contains(.consume) { return true }
+        }
+        return policy?.caller(token: token, session: session).grants.isAdminEverywhere ?? false
     }
 
     // MARK: - produce
@@ -399,9 +509,37 @@ final class MQBroker: Sendable {
         let mq = request.mq
         guard let queue = queue(named: mq) ?? lookUpSlowly(mq, request, session, retry: { self.produce(request, session: session) })
         else { return }
-        guard (request.token ?? "") == queue.accessToken else {
-            return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
+        if let policy {
+            // Looked up once: without a `token` header it also reads `Authorization` and the request string.
+            let token = request.presentedToken
+            if let refusal = refusal(.produce, token: token, queue: queue, policy: policy, session: session) {
+                return session.send(request.reply(status: 403, body: refusal))
+            }
+            // A token of the auth section is one client's secret: consumers must not read it in the stored message.
+            if token != nil {
+                return store(Self.withoutCredentials(request), mq: mq, queue: queue, session: session)
+            }
+        } else {
+            guard (request.token ?? "") == queue.accessToken else {
+                return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
+            }
         }
+        store(request, mq: mq, queue: queue, session: session)
+    }
+
+    /// `request` without the headers that carry credentials (`token`, `authorization`).
+    @inline(never)
+    private static func withoutCredentials(_ request: Message) -> Message {
+        var message = request
+        message.headers.removeValue(lowercased: HeaderName.token)
+        message.headers.removeValue(lowercased: "authorization")
+        return message
+    }
+
+    /// The part of `produce` after the access check: stores `request` in `queue` and answers.
+    @inline(__always)
+    private func store(_ request: Message, mq: String?, queue: MessageQueue, session: Session) {
+        routeIndex.note(session, producedTo: queue)
         let wantsAck = request.ack
         // The receipt needs only the request's id and mq: taking those rather than the request keeps the message's
         // storage uniquely owned on its way to the store.
@@ -471,8 +609,14 @@ final class MQBroker: Sendable {
         guard let queue = queue(named: request.mq)
             ?? lookUpSlowly(request.mq, request, session, retry: { self.consume(request, session: session) })
         else { return }
-        guard (request.token ?? "") == queue.accessToken else {
-            return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
+        if let policy {
+            if let refusal = refusal(.consume, token: request.presentedToken, queue: queue, policy: policy, session: session) {
+                return session.send(request.reply(status: 403, body: refusal))
+            }
+        } else {
+            guard (request.token ?? "") == queue.accessToken else {
+                return session.send(request.reply(status: 403, body: "MQ(\(queue.name)) forbidden"))
+            }
         }
         var timeout: Int64?
         if let text = request.timeout {
@@ -497,7 +641,24 @@ final class MQBroker: Sendable {
             ])
             return
         }
+        guard (!settings.routeCheck && policy == nil) || routeAllowed(request, from: session, to: target) else {
+            let dropped = routeDropped.wrappingIncrementThenLoad(ordering: .relaxed)
+            let caller = policy.map { " (\($0.caller(token: request.presentedToken, session: session).label))" } ?? ""
+            logger.notice("route refused: the router consumed no message of the recver", metadata: [
+                "recver": "\(recver)", "session": "\(session.id)", "dropped": "\(dropped)",
+            ])
+            let need = policy == nil ? "" : ", or the admin permission on *"
+            return session.send(request.reply(status: 403, body: """
+                forbidden: route to \(recver) needs a message of it consumed on this connection from an MQ it \
+                produced to, with the consume permission there\(need)\(caller)
+                """, includeMq: false))
+        }
         var message = request
+        if policy != nil {
+            // The router's token is its own secret, not the receiver's business.
+            message.headers.removeValue(lowercased: HeaderName.token)
+            message.headers.removeValue(lowercased: "authorization")
+        }
         message.headers.removeValue(lowercased: HeaderName.cmd)
         message.headers.removeValue(lowercased: HeaderName.ack)
         message.headers.removeValue(lowercased: HeaderName.recver)
@@ -523,11 +684,14 @@ final class MQBroker: Sendable {
     }
 
     func createMQ(_ request: Message, session: Session) {
-        guard registerTokenValid(request) else {
+        if policy == nil, !registerTokenValid(request) {
             return session.send(request.reply(status: 403, body: "register_token mismatch", includeMq: false))
         }
         guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
             return session.send(Self.badFormat(request, "Missing mq_name"))
+        }
+        if let refusal = adminRefusal("create_mq", request, name: name, accessToken: nil, session: session) {
+            return session.send(request.reply(status: 403, body: refusal, includeMq: false))
         }
         if let problem = MQNameRules.problem(name) {
             return session.send(Self.badFormat(request, "\(problem): '\(MQNameRules.shown(name))'"))
@@ -587,7 +751,7 @@ final class MQBroker: Sendable {
             if let masterName = request.headers[HeaderName.masterMq],
                 let master = state.queues[masterName]?.currentDefinition ?? state.unopened[masterName]
             {
-                if master.accessToken == (request.headers[HeaderName.masterToken] ?? "") {
+                if mayCopy(from: master, request: request) {
                     if let problem = state.links.problem(linking: name, to: masterName, maxDepth: settings.maxMasterDepth) {
                         return .done(.refused(status: 400, reason: "Bad format: \(problem)"))
                     }
@@ -640,7 +804,7 @@ final class MQBroker: Sendable {
     }
 
     func removeMQ(_ request: Message, session: Session) {
-        guard registerTokenValid(request) else {
+        if policy == nil, !registerTokenValid(request) {
             return session.send(request.reply(status: 403, body: "register_token mismatch", includeMq: false))
         }
         guard let name = request.headers[HeaderName.mqName]?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
@@ -649,7 +813,11 @@ final class MQBroker: Sendable {
         if let problem = MQNameRules.problem(name) {
             return session.send(Self.badFormat(request, "\(problem): '\(MQNameRules.shown(name))'"))
         }
-        guard let store = state.withLockedValue({ $0.store }) else {
+        let (store, accessToken) = state.withLockedValue { ($0.store, $0.queues[name]?.accessToken ?? $0.unopened[name]?.accessToken) }
+        if let refusal = adminRefusal("remove_mq", request, name: name, accessToken: accessToken, session: session) {
+            return session.send(request.reply(status: 403, body: refusal, includeMq: false))
+        }
+        guard let store else {
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
         }
         // Deleting files waits for the disk: done on the store's I/O thread, in order with creates.
@@ -709,16 +877,23 @@ final class MQBroker: Sendable {
         guard let queue = queue(named: name)
             ?? lookUpSlowly(name, request, session, retry: { self.queryMQ(request, session: session) })
         else { return }
+        guard mayRead(name: queue.name, accessToken: queue.accessToken, token: request.presentedToken, session: session) else {
+            return session.send(request.reply(status: 403, body: readRefusal(queue.name, request, session: session)))
+        }
         session.send(json(request, queue.info(includeConsumers: true)))
     }
 
     func data(_ request: Message, session: Session) {
         let (queues, unopened, address) = state.withLockedValue { (Array($0.queues.values), Array($0.unopened.values), $0.serverAddress) }
         var table: [String: JSONValue] = [:]
-        for queue in queues { table[queue.name] = queue.info(includeConsumers: false) }
+        let token = request.presentedToken
+        // Only the MQs the caller could query: a protected MQ's counts and creator are its owners' business.
+        for queue in queues where mayRead(name: queue.name, accessToken: queue.accessToken, token: token, session: session) {
+            table[queue.name] = queue.info(includeConsumers: false)
+        }
         // An unopened MQ has no consumers and its counts are not known without opening it (which `data` must not
         // do for every MQ of a large store); `opened: false` says so.
-        for definition in unopened {
+        for definition in unopened where mayRead(name: definition.name, accessToken: definition.accessToken, token: token, session: session) {
             var object: [String: JSONValue] = [
                 "name": .string(definition.name), "mode": .int(Int64(definition.mode)), "creator": .string(definition.creator),
                 "consumerCount": .int(0), "consumerInfoList": .array([]), "lastUpdateTime": .int(definition.createdAt),
@@ -822,12 +997,15 @@ final class MQBroker: Sendable {
     /// whether or not an acknowledgement was asked for, as every refusal is).
     private func keyCommand(_ request: Message, session: Session,
                             _ body: @escaping @Sendable (inout KeyFilter, String?, String) -> Int?) {
-        guard registerTokenValid(request) else {
+        if policy == nil, !registerTokenValid(request) {
             return session.send(request.reply(status: 403, body: "register_token mismatch"))
         }
         guard let queue = queue(named: request.mq)
             ?? lookUpSlowly(request.mq, request, session, retry: { self.keyCommand(request, session: session, body) })
         else { return }
+        if let refusal = adminRefusal(request.cmd ?? "add_key", request, name: queue.name, accessToken: queue.accessToken, session: session) {
+            return session.send(request.reply(status: 403, body: refusal))
+        }
         let group = request.keyGroup ?? ""
         let (count, refusal) = queue.withKeyFilter { filter -> (Int?, String) in
             guard let count = body(&filter, request.key, group) else {

@@ -64,4 +64,5 @@ struct MQStatisticsSource: QueueStatisticsSource {
     func queueStatistics() -> [QueueStatistics] { broker.queueStatistics() }
     func queueDetail(named name: String) -> QueueDetail? { broker.queueDetail(named: name) }
     func storeBytes() -> Int64 { broker.storeBytes() }
+    func mayRead(queue name: String, token: String?) -> Bool { broker.mayRead(named: name, token: token) }
 }

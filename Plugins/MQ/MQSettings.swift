@@ -9,6 +9,10 @@ struct MQSettings: Sendable {
     var segmentBytes: Int = 64 << 20
     /// The token `create_mq`, `remove_mq`, `add_key` and `remove_key` must present (`register_token` header).
     var registerToken: String = ""
+    /// Whether `route` must come from a connection that consumed from an MQ the receiver produced to (`route_check:
+    /// consumer`, the default), or may come from anyone as in zbus 6.3 (`off`: for old clients that answer on another
+    /// connection than they consume on; see docs/security.md).
+    var routeCheck = true
     /// Default maximum backlog of a new MQ (0: unbounded); `create_mq` may set its own with `max_length`.
     var maxLength: Int64 = 0
     /// Messages a slow pub/sub subscriber may have waiting before the oldest are dropped.
@@ -39,7 +43,7 @@ struct MQSettings: Sendable {
 
     static let coreKeys = ["max_key_groups", "max_keys", "subscriber_buffer_bytes", "max_parked_consumes", "max_key_bytes"]
 
-    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "max_length", "subscriber_buffer", "key_limit"]
+    static let keys = ["fsync", "fsync_interval", "segment_size", "register_token", "route_check", "max_length", "subscriber_buffer", "key_limit"]
         + tableKeys + coreKeys
 
     init() {}
@@ -53,6 +57,7 @@ struct MQSettings: Sendable {
         }
         segmentBytes = try config.byteSize("segment_size", in: (1 << 16)...(1 << 30)) ?? segmentBytes
         registerToken = try config.string("register_token") ?? registerToken
+        routeCheck = try config.choice("route_check", allowed: ["consumer", "off"]).map { $0 == "consumer" } ?? routeCheck
         maxLength = Int64(try config.int("max_length", in: 0...Int.max) ?? 0)
         subscriberBuffer = try config.int("subscriber_buffer", in: 1...10_000_000) ?? subscriberBuffer
         keyLimit = try config.int("key_limit", in: 1...100_000_000) ?? keyLimit

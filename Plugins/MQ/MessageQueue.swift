@@ -1,3 +1,4 @@
+import Atomics
 import DequeModule
 #if canImport(Glibc)
 import Glibc
@@ -133,6 +134,9 @@ final class MessageQueue: @unchecked Sendable {
     let mode: MQMode
     /// The token producers and consumers must present (fixed at creation, so read without the lock).
     let accessToken: String
+    /// Unique among the MQs of the process, never 0: what a session notes as the last MQ it produced to.
+    let mark: UInt64 = MessageQueue.marks.wrappingIncrementThenLoad(ordering: .relaxed)
+    private static let marks = ManagedAtomic<UInt64>(0)
     var currentDefinition: MQDefinition { lock.withLock { definition } }
     var isPubSub: Bool { mode.contains(.pubSub) }
 

@@ -22,6 +22,11 @@ final class SessionQueueIndex: Sendable {
         observers?.notify(.changed(queue.name))
     }
 
+    /// The MQs `session` consumed from (kept).
+    func queues(of session: Session) -> [MessageQueue] {
+        entries.withLockedValue { $0[ObjectIdentifier(session)] ?? [] }
+    }
+
     /// The MQs `session` consumed from, forgotten here.
     func take(_ session: Session) -> [MessageQueue] {
         entries.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(session)) ?? [] }

@@ -26,10 +26,12 @@ public final class MonitorModule: PluginModule {
     private let state: MonitorState
     private let exporter: MetricsExporter
     private let logger: Logger
+    private let policy: AccessPolicy?
 
     public init(setup: ModuleSetup) throws(ConfigError) {
         settings = try MonitorSettings(setup.config)
         logger = setup.logger
+        policy = setup.node.auth
         exporter = MetricsExporter()
         state = MonitorState(historySeconds: settings.historySeconds)
     }
@@ -37,7 +39,8 @@ public final class MonitorModule: PluginModule {
     public func contribute(to contributions: inout ModuleContributions) {
         let state = self.state
         let exporter = self.exporter
-        for (path, handler) in MonitorEndpoints.handlers(state: state, exporter: exporter) {
+        let policy = self.policy
+        for (path, handler) in MonitorEndpoints.handlers(state: state, exporter: exporter, policy: policy) {
             contributions.add(handler, named: path, to: .httpPaths)
         }
         contributions.add(exporter.factory, to: .metricsFactory)

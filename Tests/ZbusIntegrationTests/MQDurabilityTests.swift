@@ -35,8 +35,15 @@ struct MQDurabilityTests {
             client = try node.connect()
             client.request([("cmd", "data")])
             let table = try #require(try jsonBody(try client.receive())["mqTable"] as? [String: [String: Any]])
-            for (name, mode, _) in definitions + [("SLAVE", 1, nil)] {
-                #expect(table[name]?["mode"] as? Int == mode, "restart \(restart): mode of \(name)")
+            for (name, mode, token) in definitions + [("SLAVE", 1, nil)] {
+                if let token {
+                    // A protected MQ is left out of `data`; its token shows it (`query_mq`), so the token survived too.
+                    #expect(table[name] == nil, "restart \(restart): \(name) hidden from data")
+                    client.request([("cmd", "query_mq"), ("mq", name), ("token", token)])
+                    #expect(try jsonBody(try client.receive())["mode"] as? Int == mode, "restart \(restart): mode of \(name)")
+                } else {
+                    #expect(table[name]?["mode"] as? Int == mode, "restart \(restart): mode of \(name)")
+                }
             }
             #expect(table["PLAIN"]?["unconsumedMsgCount"] as? Int == 5 - consumedPlain, "restart \(restart): backlog")
             #expect((table["PLAIN"]?["creator"] as? String)?.hasPrefix("127.0.0.1:") == true)

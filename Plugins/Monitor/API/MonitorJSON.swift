@@ -3,9 +3,9 @@ import ZbusKernel
 /// The JSON the monitor page reads (`/monitor/api/overview`, `/monitor/api/mq?name=`), also meant for scripts.
 enum MonitorJSON {
     /// The node, every MQ with its rates (and, for the first MQs, the last minute of rates), and the panels.
-    static func overview(_ state: MonitorState) -> JSONValue {
+    static func overview(_ state: MonitorState, access: MonitorEndpoints.Access) -> JSONValue {
         let node = state.node
-        let statistics = node?.queues?.queueStatistics() ?? []
+        let statistics = access.visible(node?.queues)
         var queues: [JSONValue] = []
         queues.reserveCapacity(statistics.count)
         for (index, queue) in statistics.enumerated() {
@@ -16,7 +16,7 @@ enum MonitorJSON {
             }
             queues.append(.object(object))
         }
-        let panels: [JSONValue] = state.panels.map { panel in
+        let panels: [JSONValue] = (access.panels ? state.panels : []).map { panel in
             .object([
                 "name": .string(panel.name), "title": .string(panel.title),
                 "columns": .array(panel.table.columns.map { .string($0) }),
@@ -44,8 +44,10 @@ enum MonitorJSON {
     }
 
     /// One MQ in detail with its whole rate history, or `nil` when there is no such MQ.
-    static func queue(named name: String, state: MonitorState) -> JSONValue? {
-        guard let detail = state.node?.queues?.queueDetail(named: name) else { return nil }
+    static func queue(named name: String, state: MonitorState, access: MonitorEndpoints.Access) -> JSONValue? {
+        guard let source = state.node?.queues, access.everyQueue || source.mayRead(queue: name, token: access.token),
+            let detail = source.queueDetail(named: name)
+        else { return nil }
         var object = json(detail.statistics)
         object["consumerList"] = .array(detail.consumers.map { consumer in
             .object([

@@ -5,8 +5,11 @@ enum MonitorPageScript {
     static let text = #"""
 "use strict";
 (function () {
-  const overviewURL = "/monitor/api/overview";
-  const detailURL = "/monitor/api/mq?name=";
+  // A token given to the page (`/?token=...`, for a node with access control) goes with every call it makes.
+  const pageToken = new URLSearchParams(location.search).get("token");
+  const tokenQuery = pageToken ? "token=" + encodeURIComponent(pageToken) : "";
+  const overviewURL = "/monitor/api/overview" + (tokenQuery ? "?" + tokenQuery : "");
+  const detailURL = "/monitor/api/mq?" + (tokenQuery ? tokenQuery + "&" : "") + "name=";
   let selected = null;
   let refreshes = 0;
   const $ = (id) => document.getElementById(id);

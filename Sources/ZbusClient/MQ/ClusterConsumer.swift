@@ -23,6 +23,8 @@ final class ClusterConsumer: Sendable {
         var failedUntil: [String: ContinuousClock.Instant] = [:]
         /// The connections of running `start` loops, closed with the consumer.
         var loops: [ConsumerConnection] = []
+        /// A connection of the `start` loops per broker (a routed answer leaves on a connection that consumed there).
+        var loopByServer: [String: ConsumerConnection] = [:]
         /// The event streams of running `start` calls, finished with the consumer so that they return.
         var starts: [AsyncStream<StartEvent>.Continuation] = []
         var closed = false
@@ -137,7 +139,10 @@ final class ClusterConsumer: Sendable {
                     for _ in 0..<max(1, concurrency) {
                         let connection = ConsumerConnection(client: try broker.makeClient(server: server), mq: mq, options: options)
                         let added = state.withLockedValue { state -> Bool in
-                            if !state.closed { state.loops.append(connection) }
+                            if !state.closed {
+                                state.loops.append(connection)
+                                if state.loopByServer[server] == nil { state.loopByServer[server] = connection }
+                            }
                             return !state.closed
                         }
                         guard added else {
@@ -177,6 +182,12 @@ final class ClusterConsumer: Sendable {
         }
         for start in starts { start.finish() }
         for connection in connections { await connection.close() }
+    }
+
+    /// A connection that consumed from `server`, for routing an answer there: the node accepts a `route` only from a
+    /// connection that consumed from an MQ the receiver produced to.
+    func routeClient(server: String) -> MessageClient? {
+        state.withLockedValue { ($0.takers[server] ?? $0.loopByServer[server])?.client }
     }
 
     private func taker(for server: String) throws -> ConsumerConnection {

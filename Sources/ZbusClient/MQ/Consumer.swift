@@ -189,9 +189,19 @@ public final class Consumer: Sendable {
         message.id = request.id
         message.mq = request.mq ?? mq
         message.ack = false
-        // In a cluster the caller's session is on the broker that delivered the request.
-        if cluster != nil, let server = request.server { message.server = server }
-        try await broker.sendOneWay(message)
+        // Under access control the router shows its right to consume the MQ.
+        if message.token == nil, let token = options.token { message.token = token }
+        // The answer leaves on a connection of this consumer: the node accepts a `route` only from a connection that
+        // consumed from an MQ the caller produced to. In a cluster the caller's session is on the broker that
+        // delivered the request.
+        if let cluster {
+            if let server = request.server {
+                message.server = server
+                if let client = cluster.routeClient(server: server) { return try await client.sendOneWay(message) }
+            }
+            return try await broker.sendOneWay(message)
+        }
+        try await primary.client.sendOneWay(message)
     }
 
     /// Acknowledges the last message taken and closes the connection (the node then redelivers anything it handed

@@ -12,11 +12,15 @@ public struct MqAdmin: Sendable {
     public let broker: any Broker
     /// The node's `register_token`, if it requires one.
     public var registerToken: String?
+    /// The token sent in the `token` header of every command: an MQ's access token (needed to query, remove or
+    /// change the keys of a protected MQ), or a token of the node's `auth` section.
+    public var token: String?
 
     /// Creates an admin for `broker`.
-    public init(broker: any Broker, registerToken: String? = nil) {
+    public init(broker: any Broker, registerToken: String? = nil, token: String? = nil) {
         self.broker = broker
         self.registerToken = registerToken
+        self.token = token
     }
 
     /// Creates `mq` (nothing happens if it exists: its mode is not changed).
@@ -114,6 +118,7 @@ public struct MqAdmin: Sendable {
         var request = Message()
         request.cmd = cmd
         request.headers[HeaderName.registerToken] = registerToken
+        if let token { request.token = token }
         return request
     }
 

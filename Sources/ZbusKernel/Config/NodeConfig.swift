@@ -46,11 +46,13 @@ public struct NodeConfig: Sendable {
     public var trackers: [HostAndPort] = []
     /// The modules to load, in order, each with its own section.
     public var modules: [ModuleConfig] = []
+    /// Access control (`auth:`): `nil` keeps zbus 6.3's model of an MQ's `access_token` and the `register_token`.
+    public var auth: AccessPolicy?
     /// Where this configuration came from, for error messages.
     public var source: String = "<defaults>"
 
     /// The keys allowed at the top level of a node file.
-    public static let topLevelKeys = ["node", "trackers", "modules"]
+    public static let topLevelKeys = ["node", "trackers", "modules", "auth"]
     /// The keys allowed under `node:`.
     public static let nodeKeys = ["name", "listen", "advertise", "store", "log_level", "limits", "threads", "tls"]
     /// The keys allowed under `node.limits:`.
@@ -123,6 +125,11 @@ public struct NodeConfig: Sendable {
                     ?? connection.maxBufferedBytes
                 config.connectionLimits = connection
             }
+        }
+
+        if let auth = try top.section("auth", allowedKeys: AccessPolicy.keys) {
+            let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+            config.auth = try AccessPolicy.parse(auth, directory: directory)
         }
 
         if let trackers = top["trackers"] {

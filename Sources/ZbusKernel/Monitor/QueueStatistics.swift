@@ -110,6 +110,14 @@ public protocol QueueStatisticsSource: Sendable {
     func queueDetail(named name: String) -> QueueDetail?
     /// The bytes the store's files take on disk. It reads the file system: call it off the event loops.
     func storeBytes() -> Int64
+    /// Whether a caller presenting `token` may see the MQ `name`'s counts (its `access_token`, or a permission of the
+    /// node's `auth` section on it).
+    func mayRead(queue name: String, token: String?) -> Bool
+}
+
+extension QueueStatisticsSource {
+    /// Every MQ is visible (a source without access tokens).
+    public func mayRead(queue name: String, token: String?) -> Bool { true }
 }
 
 extension ExtensionPoint where Value == any QueueStatisticsSource {

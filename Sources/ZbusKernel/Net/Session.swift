@@ -76,6 +76,11 @@ public final class Session: @unchecked Sendable {
     private var flushesHeld = false
     private var flushPending = false
     private var closeAfterReply = false
+    /// The last access decision (``AccessPolicy``), confined to ``eventLoop``.
+    public var accessCache = SessionAccessCache()
+    /// A mark the MQ module keeps of the last MQ this session produced to (so that noting it for `route` costs one
+    /// comparison per produce); confined to ``eventLoop``, 0 until the first produce.
+    public var lastProducedMark: UInt64 = 0
 
     /// Creates a session over `transport`.
     public init(id: String, remoteAddress: String, transport: any SessionTransport) {

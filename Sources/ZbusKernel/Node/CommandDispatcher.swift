@@ -13,6 +13,8 @@ public final class CommandDispatcher: Sendable {
     private let pathHandlers: [String: any CommandHandler]
     private let serverAddress: String
     private let logger: Logger
+    /// The `auth` section, if access control is on.
+    private let accessPolicy: AccessPolicy?
 
     /// Creates a dispatcher over `handlers`, stamping `serverAddress` as `server`.
     ///
@@ -23,8 +25,19 @@ public final class CommandDispatcher: Sendable {
     ///     before the default route.
     ///   - serverAddress: stamped as `server`.
     ///   - logger: where unknown commands are logged (at debug level).
+    ///   - accessPolicy: access control (see ``CommandAccess``); `nil` leaves every command to its handler.
     public init(handlers: [String: any CommandHandler], defaultRoute: (any CommandHandler)? = nil,
-                pathHandlers: [String: any CommandHandler] = [:], serverAddress: String, logger: Logger) {
+                pathHandlers: [String: any CommandHandler] = [:], serverAddress: String, logger: Logger,
+                accessPolicy: AccessPolicy? = nil) {
+        self.accessPolicy = accessPolicy
+        // Commands that the dispatcher checks are wrapped once here, so that the others (the MQ commands, which check
+        // themselves) pay nothing per request.
+        var handlers = handlers
+        if let accessPolicy {
+            for (cmd, handler) in handlers where !CommandAccess.checkedByHandler.contains(cmd) {
+                handlers[cmd] = AccessCheckedHandler(cmd: cmd, handler: handler, policy: accessPolicy, logger: logger)
+            }
+        }
         self.handlers = handlers
         self.defaultRoute = defaultRoute
         self.pathHandlers = pathHandlers

@@ -232,7 +232,7 @@ public final class Node: Service, Sendable {
         let handlers = contributions.values(of: .commands).filter { !($0.value is BuiltInCommandHandler) }
         let dispatcher = CommandDispatcher(handlers: handlers, defaultRoute: contributions.value(of: .defaultRoute),
                                            pathHandlers: contributions.values(of: .httpPaths),
-                                           serverAddress: advertised, logger: logger)
+                                           serverAddress: advertised, logger: logger, accessPolicy: config.auth)
         dispatcherBox.withLockedValue { $0 = dispatcher }
         let context = NodeContext(
             node: self, config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
@@ -261,7 +261,7 @@ public final class Node: Service, Sendable {
             let reporter = TrackerReporter(
                 trackers: config.trackers, server: advertised,
                 sources: contributions.values(of: .trackedEntries).sorted { $0.key < $1.key }.map(\.value),
-                group: group, limits: limits, tls: config.tls?.client, logger: logger)
+                group: group, limits: limits, tls: config.tls?.client, logger: logger, token: config.auth?.reportToken)
             services.append(.init(service: reporter, successTerminationBehavior: .ignore,
                                   failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "tracker reporting"))
         }
@@ -297,7 +297,30 @@ public final class Node: Service, Sendable {
             metadata["client_certificates"] = "\(certificates.files.clientCAFile == nil ? "not required" : "required")"
         }
         logger.info("node listening", metadata: metadata)
+        if let auth = config.auth {
+            // Names only: a secret never reaches a log.
+            logger.info("access control on", metadata: [
+                "tokens": "\(auth.tokenNames.joined(separator: ","))", "anonymous": "\(auth.anonymous.isEmpty ? "nothing" : "some")",
+                "metrics_open": "\(auth.metricsOpen)",
+            ])
+        } else {
+            // Either port counts: TLS encrypts the traffic, it does not say who may do what.
+            let exposed = ((plainChannel != nil ? [address] : []) + (tlsAddress.map { [$0] } ?? [])).filter { !Self.isLoopback($0.host) }
+            for open in exposed {
+                logger.warning("""
+                    NO ACCESS CONTROL: the node listens on \(open), beyond loopback, with no `auth` section; anyone who \
+                    reaches the port may produce, consume, route, create and remove MQs. Add an `auth` section or listen on \
+                    127.0.0.1 (see docs/security.md).
+                    """)
+            }
+        }
         return address
+    }
+
+    /// Whether `host` is a loopback address (`127.0.0.0/8`, `::1`, `localhost`), on which no other machine reaches us.
+    static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return bare.hasPrefix("127.") || bare == "::1" || bare == "localhost" || bare == "0:0:0:0:0:0:0:1"
     }
 
     /// Runs the node until ``shutdown()`` is called or, under a `ServiceGroup`, until graceful shutdown (SIGINT or

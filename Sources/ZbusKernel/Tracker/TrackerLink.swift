@@ -14,6 +14,8 @@ final class TrackerLink: @unchecked Sendable {
     let tracker: HostAndPort
     let loop: any EventLoop
     private let server: String
+    /// The token presented with each report (`auth.report_token`), for a tracker with access control.
+    private let token: String?
     private let sources: [any TrackedEntrySource]
     private let refreshInterval: TimeAmount
     private let limits: MessageLimits
@@ -32,7 +34,8 @@ final class TrackerLink: @unchecked Sendable {
     private var reportedFailure = false
 
     init(tracker: HostAndPort, server: String, sources: [any TrackedEntrySource], loop: any EventLoop, backoff: Backoff,
-         refreshInterval: TimeAmount, limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger) {
+         refreshInterval: TimeAmount, limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger, token: String? = nil) {
+        self.token = token
         self.tracker = tracker
         self.server = server
         self.sources = sources
@@ -222,6 +225,7 @@ final class TrackerLink: @unchecked Sendable {
         var message = Message(method: "GET", uri: "/")
         message.cmd = cmd
         message.server = server
+        if let token { message.token = token }
         return message
     }
 }

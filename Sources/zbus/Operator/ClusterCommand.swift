@@ -125,6 +125,7 @@ struct ClusterCommand: OperatorCommand {
         }
         var request = Message()
         request.cmd = TrackerCommand.subAll
+        if let token = OperatorConnection.authToken { request.token = token }
         let reply: Message
         do {
             reply = try await client.send(request, timeout: connection.timeout)

@@ -64,7 +64,7 @@ struct ConsumeCommand: OperatorCommand {
     func execute(on connection: OperatorConnection) async throws(OperatorError) {
         let total = (try? answerTimeout) ?? .seconds(10)
         let consumer = Consumer(
-            broker: connection.broker, mq: mq, options: .init(token: token, topic: topic, autoCreate: nil, pollTimeout: total),
+            broker: connection.broker, mq: mq, options: .init(token: token ?? OperatorConnection.authToken, topic: topic, autoCreate: nil, pollTimeout: total),
             logger: OperatorLog.logger)
         let deadline = ContinuousClock.now + total
         var taken = 0

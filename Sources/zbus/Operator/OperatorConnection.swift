@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Logging
 import Zbus
@@ -96,11 +97,20 @@ struct OperatorConnection: Sendable {
     ///
     /// - Parameter name: the request as error messages name it (`` `data` ``, `` `produce` to MQ 'Orders' ``).
     func send(_ request: Message, name: String) async throws(OperatorError) -> Message {
+        var request = request
+        if request.token == nil, let token = Self.authToken { request.token = token }
         do {
             return try await broker.send(request, timeout: timeout)
         } catch {
             throw .from(error, server: server, request: name)
         }
+    }
+
+    /// The token of a node with access control, from the environment (`ZBUS_TOKEN`, kept off the command line where
+    /// other users could read it): sent in the `token` header of every request that carries none.
+    static var authToken: String? {
+        guard let token = ProcessInfo.processInfo.environment["ZBUS_TOKEN"], !token.isEmpty else { return nil }
+        return token
     }
 
     /// Sends `request` and returns the answer if its status is 200.

@@ -81,7 +81,7 @@ struct ProduceCommand: OperatorCommand {
         let bytes = try readBody()
         var template = Message(method: "POST", uri: "/", headers: Headers((try? parsedHeaders()) ?? []), body: ByteBuffer(bytes: bytes))
         template.topic = topic
-        let producer = Producer(broker: connection.broker, mq: mq, token: token)
+        let producer = Producer(broker: connection.broker, mq: mq, token: token ?? OperatorConnection.authToken)
         let client = connection.broker.pooledClient()
         // Only what is printed is kept: every id for --json, the one id of a single message otherwise.
         let keepsIds = serverOptions.json || count == 1

@@ -105,3 +105,61 @@ struct NodeConfigTests {
         }
     }
 }
+
+@Suite("Auth config")
+struct AuthConfigTests {
+    @Test("SHA-256 matches the FIPS 180-4 vectors")
+    func sha256() {
+        #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+
+    @Test("tokens map to grants by pattern; admin implies produce and consume; deny by default")
+    func grants() throws {
+        let config = try NodeConfig.parse(yaml: """
+            auth:
+              tokens:
+                - { name: app, secret: s1, produce: ["orders.*", "log"], consume: "replies.*" }
+                - { name: ops, sha256: \(SHA256.hex("s2")), admin: ["*"], tracker: true }
+            """, file: "n.yaml")
+        let auth = try #require(config.auth)
+        let app = auth.caller(token: "s1")
+        #expect(app.kind == .token("app"))
+        #expect(app.grants.permissions(on: "orders.eu") == .produce)
+        #expect(app.grants.permissions(on: "log") == .produce)
+        #expect(app.grants.permissions(on: "logs") == [])
+        #expect(app.grants.permissions(on: "replies.1") == .consume)
+        #expect(auth.caller(token: "s2").grants.permissions(on: "x") == .all)
+        #expect(auth.caller(token: "s2").grants.isAdminEverywhere)
+        #expect(auth.caller(token: "nope").kind == .unknown)
+        #expect(auth.caller(token: nil).grants.isEmpty, "anonymous gets nothing by default")
+        #expect(!auth.metricsOpen)
+        #expect(NamePattern("a*b*c").matches("aXbYc"))
+        #expect(!NamePattern("a*b*c").matches("aXbY"))
+        #expect(NamePattern("*").matches(""))
+    }
+
+    @Test("config errors name file, line and key, and never quote a secret")
+    func errors() {
+        func problem(_ yaml: String) -> String {
+            do {
+                _ = try NodeConfig.parse(yaml: yaml, file: "n.yaml")
+                return "parsed"
+            } catch {
+                return error.description
+            }
+        }
+        let badDigest = problem("auth:\n  tokens:\n    - name: a\n      sha256: topsecretvalue\n")
+        #expect(badDigest.hasPrefix("n.yaml:4:"))
+        #expect(badDigest.contains("sha256"))
+        #expect(!badDigest.contains("topsecretvalue"))
+        #expect(problem("auth:\n  tokens:\n    - name: a\n").contains("has no secret"))
+        #expect(problem("auth:\n  tokens:\n    - { name: a, secret: x }\n    - { name: a, secret: y }\n").contains("used twice"))
+        #expect(problem("auth:\n  tokens:\n    - { name: a, secret: x }\n    - { name: b, secret: x }\n").contains("same secret"))
+        #expect(problem("auth:\n  tokens:\n    - { name: a, secret_file: /nonexistent/zbus.token }\n").contains("cannot read"))
+        #expect(problem("auth:\n  tokns: []\n").contains("unknown key"))
+        #expect(problem("auth:\n  tokens:\n    - { name: a, secret: x, produce: [\"\"] }\n").contains("empty MQ name pattern"))
+    }
+}
