@@ -121,6 +121,11 @@ struct MessageClientCallbackTests {
         #expect(missing == "MQ(Calc) Not Found")
         guard case .refused(403, _) = ConsumeReply(reply(403, "MQ(Calc) forbidden")) else { Issue.record("403 is refused"); return }
         guard case .refused(400, _) = ConsumeReply(reply(400, "Bad format: mq required")) else { Issue.record("400 is refused"); return }
+        // Access control's refusal says what was missing after the 6.3 text; it is still the node's refusal, not a
+        // message to hand to the consumer's handler.
+        let named = "MQ(Calc) forbidden: consume needs the consume permission on 'Calc' (no token (anonymous) lacks it)"
+        guard case .refused(403, named) = ConsumeReply(reply(403, named)) else { Issue.record("an access-control 403 is refused"); return }
+        guard case .message = ConsumeReply(reply(403, "forbidden, says the producer")) else { Issue.record("another 403 is a message"); return }
         // A produced message whose own status says 404 or 204 is a message: it carries the producer's id in rawid.
         var delivered = reply(404, "MQ(x) Not Found", rawId: "producer-7")
         delivered.sender = "session-3"

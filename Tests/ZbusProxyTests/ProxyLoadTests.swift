@@ -337,3 +337,54 @@ struct ProxyLoadTests {
         #expect(node.stop() == 0)
     }
 }
+
+@Suite("Proxy adapters under access control", .serialized, .blockingIO(.heavy))
+struct ProxyAccessControlTests {
+    @Test("under an auth section, adapters on the node's own MQ serve a caller with the produce permission; one without gets 403 and never reaches the service")
+    func adaptersUnderAuth() async throws {
+        let web = try await CountingService.http()
+        let ledger = try await CountingService.line()
+        // The adapters' workers are in-process sessions (the node's own code): they consume with no token of the
+        // `auth` section. Two workers each, below max_in_flight, and one adapter with max_in_flight below its
+        // workers, so that both the workers on the node's loops and the task-based runner are covered.
+        let node = try startNode("""
+            auth:
+              tokens:
+                - { name: caller, secret: caller-secret, produce: ["Web*", "Ledger"] }
+                - { name: stranger, secret: stranger-secret, consume: ["Other"] }
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: web, kind: http, mq: WebAuth, target: "http://127.0.0.1:\(web.port)", workers: 2, timeout: 5s }
+                  - { name: ledger, kind: tcp, mq: Ledger, target: 127.0.0.1:\(ledger.port), framing: newline, workers: 4, max_in_flight: 2, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+
+        for (mq, answer) in [("WebAuth", "id=good-web"), ("Ledger", "echo:good-ledger")] {
+            let body = mq == "WebAuth" ? "good-web" : "good-ledger"
+            // The adapters create their MQs as they start consuming: retried until they have (404 before).
+            var reply = (status: 0, body: "")
+            let deadline = ContinuousClock.now + .seconds(20)
+            repeat {
+                reply = try curl(port: node.port, mq: mq, body: body, headers: ["token: caller-secret"])
+                if reply.status == 200 { break }
+                try await Task.sleep(for: .milliseconds(50))
+            } while ContinuousClock.now < deadline
+            #expect(reply.status == 200 && reply.body == answer, "\(mq): \(reply)")
+
+            let refused = try curl(port: node.port, mq: mq, body: "stranger-\(mq)", headers: ["token: stranger-secret"])
+            #expect(refused.status == 403 && refused.body.contains("produce permission"), "\(mq): \(refused)")
+            let anonymous = try curl(port: node.port, mq: mq, body: "anonymous-\(mq)")
+            #expect(anonymous.status == 403, "\(mq): \(anonymous)")
+        }
+        #expect(Set(web.requests.seen.keys) == ["good-web"], "\(web.requests.seen)")
+        #expect(Set(ledger.requests.seen.keys) == ["good-ledger"], "\(ledger.requests.seen)")
+        // A refused consume is not a request: nothing was sent to the services on the workers' behalf.
+        #expect(!node.stderr.contains("legacy call failed"), "\(node.stderr.suffix(2000))")
+
+        await web.stop()
+        await ledger.stop()
+        #expect(node.stop() == 0)
+    }
+}

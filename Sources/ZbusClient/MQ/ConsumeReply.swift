@@ -14,6 +14,13 @@ public enum ConsumeReply: Sendable {
     /// 403 (a wrong token) or 400 (a malformed consume): this consumer may not consume here.
     case refused(status: Int, body: String)
 
+    /// Whether a 403's body is the node's refusal: `MQ(name) forbidden` (6.3 spelled it `forbbiden`), followed by
+    /// what was missing since access control (`MQ(name) forbidden: consume needs ...`).
+    static func isRefusal(_ body: String) -> Bool {
+        guard body.hasPrefix("MQ(") else { return false }
+        return body.hasSuffix(") forbidden") || body.hasSuffix(") forbbiden") || body.firstRange(of: ") forbidden: ") != nil
+    }
+
     /// Reads the answer to a consume.
     public init(_ reply: consuming Message) {
         let status = reply.status ?? 200
@@ -25,7 +32,7 @@ public enum ConsumeReply: Sendable {
             case 404 where reply.bodyString.hasSuffix(") Not Found"):
                 self = .notFound(body: reply.bodyString)
                 return
-            case 403 where reply.bodyString.hasSuffix(") forbidden") || reply.bodyString.hasSuffix(") forbbiden"):
+            case 403 where Self.isRefusal(reply.bodyString):
                 self = .refused(status: status, body: reply.bodyString)
                 return
             case 400 where reply.bodyString.hasPrefix("Bad format"):

@@ -73,6 +73,7 @@ public final class AccessPolicy: Sendable {
     /// Who presents `token`, remembered on `session` (called on its event loop): a connection presents the same token
     /// request after request, so the digest is computed once per connection and token.
     public func caller(token: String?, session: Session) -> Caller {
+        if session.isTrusted { return Caller(kind: .inProcess, grants: .everything) }
         if let cached = session.accessCache.caller, cached.token == token { return cached.caller }
         let resolved = caller(token: token)
         session.accessCache = SessionAccessCache(caller: (token, resolved))
@@ -104,6 +105,8 @@ public struct Caller: Sendable {
         case unknown
         /// The named token.
         case token(String)
+        /// The process's own code, connected in-process (a module's workers, an embedding program).
+        case inProcess
     }
 
     /// How the caller identified itself.
@@ -117,6 +120,7 @@ public struct Caller: Sendable {
         case .anonymous: return "no token (anonymous)"
         case .unknown: return "an unknown token"
         case .token(let name): return "token '\(name)'"
+        case .inProcess: return "an in-process client"
         }
     }
 }

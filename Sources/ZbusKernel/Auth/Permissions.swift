@@ -83,6 +83,14 @@ public struct Grants: Sendable {
     /// No permission at all.
     public init() {}
 
+    /// Every permission on every MQ, and the tracker commands.
+    public static let everything: Grants = {
+        var grants = Grants()
+        grants.rules = [(NamePattern("*"), .all)]
+        grants.tracker = true
+        return grants
+    }()
+
     /// The union of every rule whose pattern matches `mq` (admin implies produce and consume).
     public func permissions(on mq: String) -> Permissions {
         var result: Permissions = []

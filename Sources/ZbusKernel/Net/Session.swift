@@ -66,6 +66,9 @@ public final class Session: @unchecked Sendable {
     public let remoteAddress: String
     /// The event loop the session lives on.
     public let eventLoop: any EventLoop
+    /// Whether the session is the process's own code (a module or an embedding program, connected in-process), which
+    /// acts with every permission under an `auth` section: it holds the node's configuration already.
+    public let isTrusted: Bool
 
     private let transport: any SessionTransport
     /// The transport's ``SessionTransport/needsFlush``, read once.
@@ -82,9 +85,10 @@ public final class Session: @unchecked Sendable {
     /// comparison per produce); confined to ``eventLoop``, 0 until the first produce.
     public var lastProducedMark: UInt64 = 0
 
-    /// Creates a session over `transport`.
-    public init(id: String, remoteAddress: String, transport: any SessionTransport) {
+    /// Creates a session over `transport`; `trusted` for the process's own in-process sessions (see ``isTrusted``).
+    public init(id: String, remoteAddress: String, transport: any SessionTransport, trusted: Bool = false) {
         self.id = id
+        self.isTrusted = trusted
         self.remoteAddress = remoteAddress
         self.transport = transport
         self.transportNeedsFlush = transport.needsFlush

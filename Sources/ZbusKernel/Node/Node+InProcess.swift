@@ -51,7 +51,8 @@ extension Node {
         let eventLoop = endpoints.eventLoopGroup.next()
         let transport = InProcessTransport(eventLoop: eventLoop, hooks: endpoints.hooks, onMessage: onMessage, onClose: onClose)
         var generator = SystemRandomNumberGenerator()
-        let session = Session(id: SessionId.random(using: &generator), remoteAddress: remoteAddress, transport: transport)
+        // The process's own code: trusted under `auth` (``Session/isTrusted``).
+        let session = Session(id: SessionId.random(using: &generator), remoteAddress: remoteAddress, transport: transport, trusted: true)
         transport.attach(session)
         endpoints.hooks.sessionOpened(session)
         return InProcessConnection(session: session, transport: transport, dispatcher: endpoints.dispatcher)
