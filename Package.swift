@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(
@@ -82,6 +83,8 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 // TLSUserEvent, to see a handshake complete (TLSHandshakeLogger).
                 .product(name: "NIOTLS", package: "swift-nio"),
+                // SHA-256 of access tokens (the `auth` section compares digests).
+                .product(name: "Crypto", package: "swift-crypto"),
                 "ZbusTLS",
             ],
             swiftSettings: strict

@@ -25,7 +25,7 @@ struct AccessControlTests {
                   secret_file: writer.token
                   produce: ["Q*", "Svc"]
                 - name: reader
-                  sha256: \(SHA256.hex(readerSecret))
+                  sha256: \(TokenDigest.hex(readerSecret))
                   consume: ["Q*", "Svc"]
                 - name: ops
                   secret: \(opsSecret)

@@ -14,7 +14,7 @@ struct TrackerAuthTests {
         let trackerFile = try writeNodeFile("""
             auth:
               tokens:
-                - { name: cluster, sha256: \(SHA256.hex(secret)), tracker: true }
+                - { name: cluster, sha256: \(TokenDigest.hex(secret)), tracker: true }
             modules:
               - module: tracker
             """, in: directory, name: "tracker.yaml")

@@ -58,12 +58,12 @@ extension AccessPolicy {
             }
             return text.lowercased()
         case "secret_file":
-            return SHA256.hex(try readSecret(entry["secret_file"]!, directory: directory))
+            return TokenDigest.hex(try readSecret(entry["secret_file"]!, directory: directory))
         default:
             guard case .scalar(let secret) = entry["secret"]!.kind, !secret.isEmpty else {
                 throw entry["secret"]!.error("expected a non-empty string")
             }
-            return SHA256.hex(secret)
+            return TokenDigest.hex(secret)
         }
     }
 

@@ -49,7 +49,7 @@ public final class AccessPolicy: Sendable {
     public init(tokens: [(secret: String, token: Token)], anonymous: Grants = Grants(), metricsOpen: Bool = false,
                 reportToken: String? = nil) {
         var byDigest: [String: Token] = [:]
-        for entry in tokens { byDigest[SHA256.hex(entry.secret)] = entry.token }
+        for entry in tokens { byDigest[TokenDigest.hex(entry.secret)] = entry.token }
         self.tokensByDigest = byDigest
         self.anonymous = anonymous
         self.metricsOpen = metricsOpen
@@ -66,7 +66,7 @@ public final class AccessPolicy: Sendable {
     /// Who presents `token` (`nil` or empty: the anonymous caller).
     public func caller(token: String?) -> Caller {
         guard let token, !token.isEmpty else { return Caller(kind: .anonymous, grants: anonymous) }
-        guard let known = tokensByDigest[SHA256.hex(token)] else { return Caller(kind: .unknown, grants: Grants()) }
+        guard let known = tokensByDigest[TokenDigest.hex(token)] else { return Caller(kind: .unknown, grants: Grants()) }
         return Caller(kind: .token(known.name), grants: known.grants)
     }
 

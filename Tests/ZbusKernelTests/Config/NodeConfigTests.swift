@@ -108,11 +108,11 @@ struct NodeConfigTests {
 
 @Suite("Auth config")
 struct AuthConfigTests {
-    @Test("SHA-256 matches the FIPS 180-4 vectors")
+    @Test("token digests are SHA-256 in sha256sum's hex form (FIPS 180-4 vectors)")
     func sha256() {
-        #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+        #expect(TokenDigest.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(TokenDigest.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(TokenDigest.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
             == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 
@@ -122,7 +122,7 @@ struct AuthConfigTests {
             auth:
               tokens:
                 - { name: app, secret: s1, produce: ["orders.*", "log"], consume: "replies.*" }
-                - { name: ops, sha256: \(SHA256.hex("s2")), admin: ["*"], tracker: true }
+                - { name: ops, sha256: \(TokenDigest.hex("s2")), admin: ["*"], tracker: true }
             """, file: "n.yaml")
         let auth = try #require(config.auth)
         let app = auth.caller(token: "s1")
