@@ -172,8 +172,6 @@ public struct MessageParser: Sendable {
         // `content-length` it is refused whichever of the two came first.
         var transferEncoding: String? = nil
         var peerServer: String? = nil
-        // Whether `cmd` names a tracker report (judged from the raw bytes, by length first, only when stamping).
-        var isReport = false
         var index: [String: Int]? = nil  // built only for unusually many headers, to keep de-duplication linear
         // Where the protocol's own names land, for reads without a search (`Headers.value(indexed:)`). While the
         // block is short (no `index`) every one is noted, so an empty slot also says the name has not come yet: the
@@ -239,13 +237,7 @@ public struct MessageParser: Sendable {
                 }
             case .sender, .remoteAddr:
                 if stamp != nil { continue }
-            case .cmd:
-                // Every report command is 11 or 12 bytes long; other commands pay one length comparison.
-                if stamp != nil {
-                    isReport = (rawValue.count == 11 || rawValue.count == 12)
-                        && TrackerCommand.reports.contains(String(decoding: rawValue, as: UTF8.self))
-                }
-            case .mq, .id, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
+            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
                 break
             }
             let name = indexed?.name ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
@@ -285,7 +277,7 @@ public struct MessageParser: Sendable {
             noteSlot(.sender, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.sender, value: stamp.sender)
             noteSlot(.server, at: message.headers.count)
-            message.headers.appendUnchecked(name: HeaderName.server, value: Self.stampedServer(stamp, peerServer: peerServer, isReport: isReport))
+            message.headers.appendUnchecked(name: HeaderName.server, value: Self.stampedServer(stamp, peerServer: peerServer, cmdSlot: slots[Headers.Indexed.cmd.rawValue], headers: message.headers))
             noteSlot(.remoteAddr, at: message.headers.count)
             message.headers.appendUnchecked(name: HeaderName.remoteAddr, value: stamp.remoteAddress)
         }
@@ -300,8 +292,16 @@ public struct MessageParser: Sendable {
     /// where the peer's own `server` names the reporting node and is kept (zbus 6.3 trackers read it there). A report
     /// without one gets an empty `server`, which the tracker refuses: stamping the node's own address would list the
     /// tracker itself as the reporter.
-    static func stampedServer(_ stamp: InboundStamp, peerServer: String?, isReport: Bool) -> String {
-        isReport ? peerServer ?? "" : stamp.server
+    ///
+    /// `cmdSlot` is the parser's slot of the `cmd` header (its position + 1, 0 for none): the command is read from there,
+    /// and only when it has a report's length (11 or 12 bytes) is it looked up, so other messages pay one comparison.
+    static func stampedServer(_ stamp: InboundStamp, peerServer: String?, cmdSlot: UInt8, headers: Headers) -> String {
+        guard cmdSlot > 0 else { return stamp.server }
+        let count = headers.storage[Int(cmdSlot) - 1].value.utf8.count
+        guard count == 11 || count == 12, TrackerCommand.reports.contains(headers.storage[Int(cmdSlot) - 1].value) else {
+            return stamp.server
+        }
+        return peerServer ?? ""
     }
 
     private static func parseStartLine(_ line: UnsafeRawBufferPointer) throws(MessageDecodingError) -> (StartLine, isHTTP10: Bool) {
