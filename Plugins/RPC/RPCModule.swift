@@ -176,22 +176,11 @@ private enum MqRpcHosting {
             configuration: .init(workers: service.workers, token: service.token, registerToken: service.registerToken,
                                  pollTimeout: .milliseconds(service.pollTimeoutMilliseconds)),
             eventLoopGroup: context.eventLoopGroup, logger: logger)
-        var delay = Duration.milliseconds(200)
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await cancelWhenGracefulShutdown { try await rpcService.start() }
-                logger.info("MQ-RPC service consuming", metadata: [
-                    "mq": "\(mq)", "broker": "\(broker.address)", "workers": "\(service.workers)", "codec": "\(service.codec)",
-                ])
-                try? await gracefulShutdown()
-                break
-            } catch {
-                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
-                let wait = delay
-                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
-                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { break }
-                delay = min(delay * 2, .seconds(5))
-            }
+        await keepStarting(mq: mq, logger: logger) {
+            try await cancelWhenGracefulShutdown { try await rpcService.start() }
+            logger.info("MQ-RPC service consuming", metadata: [
+                "mq": "\(mq)", "broker": "\(broker.address)", "workers": "\(service.workers)", "codec": "\(service.codec)",
+            ])
         }
         await rpcService.stop()
         await broker.close()
@@ -203,37 +192,45 @@ private enum MqRpcHosting {
     private static func serveOnLoops(_ service: RPCSettings.Service, mq: String, responder: RpcResponder, broker: any Broker,
                                      context: NodeContext, logger: Logger) async {
         let admin = MqAdmin(broker: broker, registerToken: service.registerToken)
-        var delay = Duration.milliseconds(200)
         var workers: [LoopRpcWorker] = []
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await cancelWhenGracefulShutdown {
-                    try await admin.create(mq, mode: MqRpcService.queueMode, accessToken: service.token)
-                }
-                let options = LoopConsumer.Options(
-                    token: service.token, autoCreate: MqRpcService.queueMode, createWithToken: true,
-                    registerToken: service.registerToken, pollTimeout: .milliseconds(service.pollTimeoutMilliseconds))
-                workers = try (0..<service.workers).map { _ in
-                    try LoopRpcWorker(node: context.node, mq: mq, responder: responder, options: options, logger: logger)
-                }
-                for worker in workers { worker.start() }
-                logger.info("MQ-RPC service consuming", metadata: [
-                    "mq": "\(mq)", "broker": "in-process", "workers": "\(service.workers)", "codec": "\(service.codec)",
-                ])
-                try? await gracefulShutdown()
-                break
-            } catch {
-                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
-                let wait = delay
-                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
-                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { break }
-                delay = min(delay * 2, .seconds(5))
+        await keepStarting(mq: mq, logger: logger) {
+            try await cancelWhenGracefulShutdown {
+                try await admin.create(mq, mode: MqRpcService.queueMode, accessToken: service.token)
             }
+            let options = LoopConsumer.Options(
+                token: service.token, autoCreate: MqRpcService.queueMode, createWithToken: true,
+                registerToken: service.registerToken, pollTimeout: .milliseconds(service.pollTimeoutMilliseconds))
+            workers = try (0..<service.workers).map { _ in
+                try LoopRpcWorker(node: context.node, mq: mq, responder: responder, options: options, logger: logger)
+            }
+            for worker in workers { worker.start() }
+            logger.info("MQ-RPC service consuming", metadata: [
+                "mq": "\(mq)", "broker": "in-process", "workers": "\(service.workers)", "codec": "\(service.codec)",
+            ])
         }
         await withDiscardingTaskGroup { group in
             for worker in workers { group.addTask { await worker.stop() } }
         }
         await broker.close()
+    }
+
+    /// Runs `start` until it succeeds, then waits for graceful shutdown. A failure (the broker unreachable, the MQ not
+    /// creatable yet) is logged and retried after a pause that doubles from 200 ms up to 5 s.
+    private static func keepStarting(mq: String, logger: Logger, _ start: () async throws -> Void) async {
+        var delay = Duration.milliseconds(200)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await start()
+                try? await gracefulShutdown()
+                return
+            } catch {
+                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
+                let wait = delay
+                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
+                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { return }
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
     }
 
     /// The broker of `service`'s MQ: the one its `broker` names, over TCP, or else this node, in-process.
