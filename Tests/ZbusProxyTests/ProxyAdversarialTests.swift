@@ -1,0 +1,197 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+import Zbus
+import ZbusClient
+import ZbusRPC
+import ZbusTestSupport
+
+/// Legacy services that misbehave, in the test process on OS-chosen ports.
+enum MisbehavingService {
+    /// An HTTP/1.1 service that answers each request twice, in one write, after `delay`: `id=BODY`, then `dup=BODY`.
+    static func httpAnsweringTwice(log: ServiceLog, delay: TimeAmount) async throws -> LegacyServer {
+        try await LegacyServer.custom { channel in
+            // Without NIO's server pipeline handler, which (rightly) refuses a second response to one request.
+            try channel.pipeline.syncOperations.addHandler(HTTPResponseEncoder())
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+            try channel.pipeline.syncOperations.addHandler(TwiceHTTPHandler(log: log, delay: delay))
+        }
+    }
+
+    /// A newline-framed service that answers each record twice, in one write, after `delay`: `echo:R`, then `dup:R`
+    /// (only `echo:R` unless `twice`).
+    static func lineAnsweringTwice(log: ServiceLog, delay: TimeAmount, twice: Bool = true) async throws -> LegacyServer {
+        try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(TwiceLineHandler(log: log, delay: delay, twice: twice))
+        }
+    }
+
+    /// An HTTP/1.1 service whose every response has a `bodyBytes`-byte body.
+    static func httpAnsweringLarge(bodyBytes: Int) async throws -> LegacyServer {
+        try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+            try channel.pipeline.syncOperations.addHandler(LargeHTTPHandler(bodyBytes: bodyBytes))
+        }
+    }
+}
+
+final class TwiceHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private let log: ServiceLog
+    private let delay: TimeAmount
+    private var body = ByteBuffer()
+
+    init(log: ServiceLog, delay: TimeAmount) {
+        self.log = log
+        self.delay = delay
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: body.clear()
+        case .body(var part): body.writeBuffer(&part)
+        case .end:
+            let text = String(buffer: body)
+            log.arrived(text)
+            let context = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.value.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                for answer in ["id=\(text)", "dup=\(text)"] {
+                    let headers = HTTPHeaders([("content-length", String(answer.utf8.count))])
+                    context.value.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                    context.value.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer)))), promise: nil)
+                    context.value.write(wrapOutboundOut(.end(nil)), promise: nil)
+                }
+                context.value.flush()
+            }
+        }
+    }
+}
+
+final class TwiceLineHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let log: ServiceLog
+    private let delay: TimeAmount
+    private let twice: Bool
+    private var buffer = ByteBuffer()
+
+    init(log: ServiceLog, delay: TimeAmount, twice: Bool) {
+        self.log = log
+        self.delay = delay
+        self.twice = twice
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        buffer.writeBuffer(&bytes)
+        while let record = TestFraming.extract("newline", recordSize: 0, from: &buffer) {
+            let text = String(buffer: record)
+            log.arrived(text)
+            let context = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.value.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                let answer = twice ? "echo:\(text)\ndup:\(text)\n" : "echo:\(text)\n"
+                context.value.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+            }
+        }
+    }
+}
+
+final class LargeHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private let bodyBytes: Int
+
+    init(bodyBytes: Int) {
+        self.bodyBytes = bodyBytes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .end = unwrapInboundIn(data) else { return }
+        let headers = HTTPHeaders([("content-length", String(bodyBytes))])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        var left = bodyBytes
+        let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 1 << 20)
+        while left > 0 {
+            let part = chunk.getSlice(at: 0, length: min(left, chunk.readableBytes))!
+            context.write(wrapOutboundOut(.body(.byteBuffer(part))), promise: nil)
+            left -= part.readableBytes
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
+/// Counts the replies a node writes back on one connection (each starts with `HTTP/1.1 `).
+final class ReplyCounter: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    let count = NIOLockedValueBox(0)
+    let closed = NIOLockedValueBox(false)
+    private var tail: [UInt8] = []
+    private static let marker = Array("HTTP/1.1 ".utf8)
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = tail + Array(unwrapInboundIn(data).readableBytesView)
+        var found = 0
+        var index = 0
+        while index + Self.marker.count <= bytes.count {
+            if bytes[index] == Self.marker[0] && Array(bytes[index..<index + Self.marker.count]) == Self.marker {
+                found += 1
+                index += Self.marker.count
+            } else {
+                index += 1
+            }
+        }
+        tail = Array(bytes[max(index, bytes.count - Self.marker.count + 1)...])
+        count.withLockedValue { $0 += found }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed.withLockedValue { $0 = true }
+    }
+}
+
+/// Writes `count` produces (`ack: 0`, each with its own id) of `body` to `mq` on one connection, in one go.
+func flood(port: Int, mq: String, body: String, count: Int) async throws -> (channel: any Channel, replies: ReplyCounter) {
+    let counter = ReplyCounter()
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(counter) }
+        }
+        .connect(host: "127.0.0.1", port: port).get()
+    var buffer = ByteBuffer()
+    for index in 0..<count {
+        buffer.writeString("POST / HTTP/1.1\r\ncmd: produce\r\nmq: \(mq)\r\nack: 0\r\nid: flood-\(index)\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+    }
+    try await channel.writeAndFlush(buffer)
+    return (channel, counter)
+}
+
+@Suite("Proxy adapters against misbehaving services and nodes", .serialized, .blockingIO(.heavy))
+struct ProxyAdversarialTests {
+    @Test("a consume the node answers 429 (max_parked_consumes reached) is not a request: it never reaches the legacy service")
+    func parkedConsumeLimitIsNotARequest() async throws {
+        let web = try await CountingService.http()
+        // Two workers on one MQ and room for one parked consume: the second worker's consume is answered 429.
+        let node = try startNode("""
+            modules:
+              - module: mq
+                max_parked_consumes: 1
+              - module: proxy
+                adapters:
+                  - { name: web, kind: http, mq: Parked, target: "http://127.0.0.1:\(web.port)", workers: 2, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        // Either the refusal is logged (read as a refusal), or the service sees a request nobody sent (read as a
+        // message, the defect).
+        let settled = await eventually(within: 20) {
+            node.stderr.contains("parked consume limit reached") || !web.requests.seen.isEmpty
+        }
+        #expect(settled, "\(node.stderr.suffix(2000))")
+        #expect(web.requests.seen.isEmpty, "the service got requests nobody sent: \(web.requests.seen.count) distinct, \(web.requests.seen.values.reduce(0, +)) in all")
+        await web.stop()
+        #expect(node.stop() == 0)
+    }
+}
