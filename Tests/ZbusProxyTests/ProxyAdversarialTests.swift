@@ -194,4 +194,44 @@ struct ProxyAdversarialTests {
         await web.stop()
         #expect(node.stop() == 0)
     }
+
+    @Test("http and tcp services that answer each request twice: the second answer never reaches the next caller")
+    func serviceAnsweringTwice() async throws {
+        let webLog = ServiceLog()
+        let lineLog = ServiceLog()
+        // The answers come after 300 ms, so that the second caller's request waits in the MQ meanwhile and is taken
+        // the moment the first is answered.
+        let web = try await MisbehavingService.httpAnsweringTwice(log: webLog, delay: .milliseconds(300))
+        let line = try await MisbehavingService.lineAnsweringTwice(log: lineLog, delay: .milliseconds(300))
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: web, kind: http, mq: TwiceWeb, target: "http://127.0.0.1:\(web.port)", workers: 1, timeout: 10s }
+                  - { name: line, kind: tcp, mq: TwiceLine, target: 127.0.0.1:\(line.port), framing: newline, workers: 1, timeout: 10s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        _ = try await bus.call("TwiceWeb", "warm-up")
+        _ = try await bus.call("TwiceLine", "warm-up")
+
+        for (mq, expected) in [("TwiceWeb", "id="), ("TwiceLine", "echo:")] {
+            let replies = try await withThrowingTaskGroup(of: (String, Message).self) { group in
+                for caller in 0..<4 {
+                    group.addTask { ("\(mq)-\(caller)", try await bus.call(mq, "\(mq)-\(caller)", timeout: .seconds(30))) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for (sent, got) in replies {
+                #expect(got.status == 200 && got.bodyString == expected + sent, "\(sent) got \(got.status ?? 0) \(got.bodyString)")
+            }
+        }
+        #expect(webLog.seen.values.allSatisfy { $0 == 1 }, "\(webLog.seen)")
+        #expect(lineLog.seen.values.allSatisfy { $0 == 1 }, "\(lineLog.seen)")
+        await bus.broker.close()
+        await web.stop()
+        await line.stop()
+        #expect(node.stop() == 0)
+    }
 }
