@@ -234,4 +234,27 @@ struct ProxyAdversarialTests {
         await line.stop()
         #expect(node.stop() == 0)
     }
+
+    @Test("an http service's response larger than the adapter's max_reply is refused with a 502 naming the limit, not buffered")
+    func responseLargerThanTheLimit() async throws {
+        let large = try await MisbehavingService.httpAnsweringLarge(bodyBytes: 3 << 20)
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: big, kind: http, mq: Big, target: "http://127.0.0.1:\(large.port)", workers: 1, timeout: 10s, max_reply: 1MiB }
+                  - { name: big-tasks, kind: http, mq: BigTasks, target: "http://127.0.0.1:\(large.port)", workers: 2, max_in_flight: 1, timeout: 10s, max_reply: 1MiB }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        for mq in ["Big", "BigTasks"] {
+            let reply = try await bus.call(mq, "x", timeout: .seconds(30))
+            #expect(reply.status == 502, "\(mq): \(reply.status ?? 0)")
+            #expect(reply.bodyString.contains("max_reply (1048576 bytes)"), "\(mq): \(reply.bodyString.prefix(300))")
+        }
+        await bus.broker.close()
+        await large.stop()
+        #expect(node.stop() == 0)
+    }
 }
