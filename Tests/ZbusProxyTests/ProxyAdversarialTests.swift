@@ -257,4 +257,32 @@ struct ProxyAdversarialTests {
         await large.stop()
         #expect(node.stop() == 0)
     }
+
+    @Test("a worker answering a backlog of requests at once (400: a body the framing cannot carry) does not recurse once per request: the node survives 20 000")
+    func backlogAnsweredSynchronously() async throws {
+        let log = ServiceLog()
+        // The service holds the first request 2 s: meanwhile the flood waits in the MQ, behind the one worker.
+        let line = try await MisbehavingService.lineAnsweringTwice(log: log, delay: .seconds(2), twice: false)
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: line, kind: tcp, mq: Backlog, target: 127.0.0.1:\(line.port), framing: newline, workers: 1, timeout: 20s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        _ = try await bus.call("Backlog", "warm-up")
+        async let held = bus.call("Backlog", "held", timeout: .seconds(30))
+        #expect(await eventually(within: 10) { log.seen["held"] == 1 })
+        let count = 20_000
+        let (channel, replies) = try await flood(port: node.port, mq: "Backlog", body: "two\nlines", count: count)
+        #expect(try await held.bodyString == "echo:held")
+        let answered = await eventually(within: 60) { replies.count.withLockedValue { $0 } == count || replies.closed.withLockedValue { $0 } }
+        #expect(answered && replies.count.withLockedValue { $0 } == count, "\(replies.count.withLockedValue { $0 }) of \(count) answered; node stderr: \(node.stderr.suffix(1500))")
+        try? await channel.close()
+        await bus.broker.close()
+        await line.stop()
+        #expect(node.stop() == 0)
+    }
 }
