@@ -285,4 +285,64 @@ struct ProxyAdversarialTests {
         await line.stop()
         #expect(node.stop() == 0)
     }
+
+    @Test("SIGTERM with a call in flight: the caller gets the service's answer, and the node exits 0")
+    func gracefulShutdownWithACallInFlight() async throws {
+        let log = ServiceLog()
+        let line = try await MisbehavingService.lineAnsweringTwice(log: log, delay: .seconds(1), twice: false)
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: line, kind: tcp, mq: Term, target: 127.0.0.1:\(line.port), framing: newline, workers: 2, timeout: 10s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        _ = try await bus.call("Term", "warm-up")
+        async let answer = bus.call("Term", "in-flight", timeout: .seconds(20))
+        #expect(await eventually(within: 10) { log.seen["in-flight"] == 1 })
+        let exit = Task(executorPreference: BlockingExecutor.shared) { node.stop() }
+        let reply = try await answer
+        #expect(reply.status == 200 && reply.bodyString == "echo:in-flight", "\(reply.status ?? 0) \(reply.bodyString)")
+        #expect(await exit.value == 0, "\(node.stderr.suffix(1500))")
+        await bus.broker.close()
+        await line.stop()
+    }
+
+    @Test("remove_mq while the workers consume: they create it again and serve the next call; HTTP/1.0 and Connection: close answers each get a fresh connection")
+    func removedQueueAndClosingServices() async throws {
+        let web = try await CountingService.http()
+        let old = try await LegacyServer.raw(Array("HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nold-style".utf8))
+        let closing = try await LegacyServer.raw(Array("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 7\r\n\r\nclosing".utf8))
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: web, kind: http, mq: Removed, target: "http://127.0.0.1:\(web.port)", workers: 4, timeout: 5s }
+                  - { name: old, kind: http, mq: Old, target: "http://127.0.0.1:\(old.port)", workers: 1, timeout: 5s }
+                  - { name: closing, kind: http, mq: Closing, target: "http://127.0.0.1:\(closing.port)", workers: 1, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        #expect(try await bus.call("Removed", "before").bodyString == "id=before")
+        let admin = try node.connect()
+        defer { admin.close() }
+        #expect(admin.request([("cmd", "remove_mq"), ("mq_name", "Removed"), ("id", "rm")]))
+        #expect(try admin.receive().status == 200)
+        #expect(try await bus.call("Removed", "after").bodyString == "id=after")
+        #expect(web.requests.seen == ["before": 1, "after": 1], "\(web.requests.seen)")
+        for call in 0..<3 {
+            let reply = try await bus.call("Old", "call-\(call)")
+            #expect(reply.status == 200 && reply.bodyString == "old-style", "\(reply.status ?? 0) \(reply.bodyString)")
+            let closed = try await bus.call("Closing", "call-\(call)")
+            #expect(closed.status == 200 && closed.bodyString == "closing", "\(closed.status ?? 0) \(closed.bodyString)")
+        }
+        await bus.broker.close()
+        await web.stop()
+        await old.stop()
+        await closing.stop()
+        #expect(node.stop() == 0)
+    }
 }
