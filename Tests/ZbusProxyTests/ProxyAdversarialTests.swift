@@ -345,4 +345,32 @@ struct ProxyAdversarialTests {
         await closing.stop()
         #expect(node.stop() == 0)
     }
+
+    @Test("a service answering after the timeout: the caller gets 504, and the late answer never reaches the next caller on the same worker")
+    func lateAnswerAfterTheTimeout() async throws {
+        let legacy = try await LegacyServer.http()  // `/slow` answers after 3 s
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: late, kind: http, mq: Late, target: "http://127.0.0.1:\(legacy.port)", workers: 1, timeout: 1s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        #expect(try await bus.call("Late", "first").bodyString.contains("body=first"))
+        let slow = try await bus.call("Late", "slow", headers: [("path", "/slow")])
+        #expect(slow.status == 504, "\(slow.status ?? 0) \(slow.bodyString)")
+        // Calls until well past the moment the late answer would have come (3 s after the slow request).
+        let until = ContinuousClock.now + .seconds(3)
+        var call = 0
+        while ContinuousClock.now < until {
+            let reply = try await bus.call("Late", "next-\(call)")
+            #expect(reply.status == 200 && reply.bodyString.contains("body=next-\(call) "), "\(reply.status ?? 0) \(reply.bodyString)")
+            call += 1
+        }
+        await bus.broker.close()
+        await legacy.stop()
+        #expect(node.stop() == 0)
+    }
 }
