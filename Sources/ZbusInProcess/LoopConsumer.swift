@@ -68,6 +68,13 @@ public final class LoopConsumer: @unchecked Sendable {
     private var awaiting = Awaiting.nothing
     /// A message was handed to the handler and not finished yet.
     private var handling = false
+    /// A consume is being dispatched: the node may hand it a message, and the handler may answer it, before the
+    /// dispatch returns.
+    private var dispatching = false
+    /// A consume was asked for during a dispatch: sent once that dispatch returns, so that a handler answering at once
+    /// (a synchronous RPC method, a request refused before it is sent) drains a backlog in a loop, not in a recursion
+    /// one stack level deep per message, which a backlog of thousands would overflow.
+    private var consumeAgain = false
     private var stopping = false
     private let stopped: EventLoopPromise<Void>
 
@@ -153,9 +160,18 @@ public final class LoopConsumer: @unchecked Sendable {
     // MARK: - Loop-confined
 
     private func consume() {
-        guard let connection, !stopping else { return }
-        awaiting = .consume
-        connection.dispatchOnLoop(nextConsume)
+        guard !dispatching else {
+            consumeAgain = true
+            return
+        }
+        dispatching = true
+        defer { dispatching = false }
+        repeat {
+            consumeAgain = false
+            guard let connection, !stopping else { return }
+            awaiting = .consume
+            connection.dispatchOnLoop(nextConsume)
+        } while consumeAgain
     }
 
     /// A consume of `mq` asking the node to wait `waitMilliseconds`. Its `id` is fixed: answers are told apart by

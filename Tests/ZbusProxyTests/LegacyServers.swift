@@ -43,6 +43,11 @@ final class LegacyServer: Sendable {
         }
     }
 
+    /// A service whose connections get the handlers `initializer` adds.
+    static func custom(_ initializer: @escaping @Sendable (any Channel) throws -> Void) async throws -> LegacyServer {
+        try await bind(port: 0, initializer)
+    }
+
     /// A service that answers any bytes with `reply` and closes.
     static func raw(_ reply: [UInt8]) async throws -> LegacyServer {
         try await bind(port: 0) { channel in

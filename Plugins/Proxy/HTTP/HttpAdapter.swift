@@ -17,8 +17,11 @@ public struct HttpAdapterFactory: ProxyAdapterFactory {
     /// Creates the factory.
     public init() {}
 
-    /// `target` (`http://HOST:PORT[/base-path]`).
-    public var configKeys: [String] { ["target"] }
+    /// `target` (`http://HOST:PORT[/base-path]`), `max_reply` (the largest response body taken, default 32 MiB).
+    public var configKeys: [String] { ["target", "max_reply"] }
+
+    /// The default `max_reply`: a node's default `max_body_bytes`, the largest body it takes from a client.
+    static let defaultMaxReply = 32 << 20
 
     /// Builds an `http` adapter; it connects only when the first call comes.
     ///
@@ -43,8 +46,9 @@ public struct HttpAdapterFactory: ProxyAdapterFactory {
         } catch {
             throw location.error("bad URL '\(text)': \(error.description)")
         }
+        let maxReply = try config.byteSize("max_reply", in: 1...(1 << 31)) ?? Self.defaultMaxReply
         return HttpAdapter(name: settings.name, target: target, basePath: basePath, connectTimeout: settings.timeout,
-                           maxIdle: settings.maxInFlight)
+                           maxIdle: settings.maxInFlight, maxReply: maxReply)
     }
 }
 
@@ -76,19 +80,22 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let connectTimeout: Duration
     private let pool: LegacyClientPool<HTTPRequestMessage, HTTPResponseMessage>
 
-    init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int) {
+    private let maxReply: Int
+
+    init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int,
+         maxReply: Int = HttpAdapterFactory.defaultMaxReply) {
         self.name = name
         self.target = target
         self.basePath = basePath
         self.connectTimeout = connectTimeout
+        self.maxReply = maxReply
         pool = LegacyClientPool(
             service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle,
-            configure: Self.configure, reusable: { response in response.head.isKeepAlive })
-    }
-
-    private static let configure: LegacyClientPool<HTTPRequestMessage, HTTPResponseMessage>.Configure = { channel in
-        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-        try channel.pipeline.syncOperations.addHandler(HTTPClientExchangeCodec())
+            configure: { channel in
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                try channel.pipeline.syncOperations.addHandler(HTTPClientExchangeCodec(maxReply: maxReply))
+            },
+            reusable: { response in response.head.isKeepAlive })
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -101,6 +108,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
 
     func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
         let encoding = HTTPRequestEncoding(host: target.description, basePath: basePath)
+        let maxReply = self.maxReply
         return LoopLegacyClient(
             on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
             configure: { channel in
@@ -108,7 +116,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
                 // read the response to a HEAD), and the codec turns messages into bytes and responses into messages.
                 try channel.pipeline.syncOperations.addHandler(HTTPRequestBytesWriter())
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                try channel.pipeline.syncOperations.addHandler(HTTPMessageExchangeCodec(encoding: encoding))
+                try channel.pipeline.syncOperations.addHandler(HTTPMessageExchangeCodec(encoding: encoding, maxReply: maxReply))
             })
     }
 
@@ -206,11 +214,15 @@ final class HTTPMessageExchangeCodec: ChannelDuplexHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     private let encoding: HTTPRequestEncoding
+    private let maxReply: Int
     private var head: HTTPResponseHead?
     private var body: ByteBuffer?
+    /// A response over `maxReply` was refused: its remaining parts are dropped (the connection is closing).
+    private var refused = false
 
-    init(encoding: HTTPRequestEncoding) {
+    init(encoding: HTTPRequestEncoding, maxReply: Int) {
         self.encoding = encoding
+        self.maxReply = maxReply
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -223,12 +235,21 @@ final class HTTPMessageExchangeCodec: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let responseHead):
             if responseHead.status == .continue { return }  // 100 Continue is not the answer
             head = responseHead
             body = nil
         case .body(var part):
+            // Refused as soon as it is known to be too large: a service streaming without end must not fill memory.
+            guard (body?.readableBytes ?? 0) + part.readableBytes <= maxReply else {
+                refused = true
+                head = nil
+                body = nil
+                context.fireErrorCaught(HTTPReplyTooLarge(limit: maxReply))
+                return
+            }
             if body == nil { body = part } else { body!.writeBuffer(&part) }
         case .end:
             guard let responseHead = head else { return }
@@ -280,8 +301,15 @@ final class HTTPClientExchangeCodec: ChannelDuplexHandler {
     typealias OutboundIn = HTTPRequestMessage
     typealias OutboundOut = HTTPClientRequestPart
 
+    private let maxReply: Int
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
+    /// A response over `maxReply` was refused: its remaining parts are dropped (the connection is closing).
+    private var refused = false
+
+    init(maxReply: Int) {
+        self.maxReply = maxReply
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -291,12 +319,20 @@ final class HTTPClientExchangeCodec: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(let responseHead):
             if responseHead.status == .continue { return }  // 100 Continue is not the answer
             head = responseHead
             body.clear()
         case .body(var part):
+            guard body.readableBytes + part.readableBytes <= maxReply else {
+                refused = true
+                head = nil
+                body = ByteBuffer()
+                context.fireErrorCaught(HTTPReplyTooLarge(limit: maxReply))
+                return
+            }
             body.writeBuffer(&part)
         case .end:
             guard let responseHead = head else { return }
@@ -304,5 +340,13 @@ final class HTTPClientExchangeCodec: ChannelDuplexHandler {
             context.fireChannelRead(wrapInboundOut(HTTPResponseMessage(head: responseHead, body: body)))
             body = ByteBuffer()
         }
+    }
+}
+
+/// A legacy HTTP response whose body passed the adapter's `max_reply`: the call fails (502) and the connection closes.
+struct HTTPReplyTooLarge: Error, CustomStringConvertible {
+    let limit: Int
+    var description: String {
+        "its response body is larger than the adapter's max_reply (\(limit) bytes); raise `max_reply` if such answers are expected"
     }
 }

@@ -197,11 +197,18 @@ enum LegacyConnectFailure {
 
 /// Pairs the one request in flight on a loop connection with its reply, by callback; loop-confined (the client reaches
 /// it only on the channel's event loop), hence `@unchecked Sendable`.
+///
+/// The reply is handed over when the read that brought it is complete (or the connection closes), not as it is
+/// decoded: the callback writes the next request on this connection at once, and bytes still waiting in the same read
+/// (a service that answered twice) would otherwise be decoded as that request's reply, which the next caller would
+/// get. Read to the end first, a second reply is seen as what it is: the connection is closed, the first reply stands.
 final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Message
 
     private let errors: ExchangeErrors
     private var pending: ((Result<Message, any Error>) -> Void)?
+    /// The reply read for the call in flight, handed over at the end of the read.
+    private var reply: Message?
     private var active = true
 
     init(errors: ExchangeErrors) {
@@ -223,27 +230,42 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     func fail(_ error: any Error) {
         guard let callback = pending else { return }
         pending = nil
+        reply = nil
         callback(.failure(error))
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let reply = unwrapInboundIn(data)
-        guard let callback = pending else {
-            // Bytes that answer nothing: the connection can no longer be trusted to pair replies with requests.
-            context.close(promise: nil)
-            return
-        }
+    /// Hands the reply read over, if any.
+    private func deliver() {
+        guard let callback = pending, let reply else { return }
         pending = nil
+        self.reply = nil
         callback(.success(reply))
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard pending != nil, reply == nil else {
+            // Bytes that answer nothing (a second reply, or one nobody asked for): the connection can no longer be
+            // trusted to pair replies with requests. A reply already read still stands (handed over at the close).
+            context.close(promise: nil)
+            return
+        }
+        reply = unwrapInboundIn(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliver()
+        context.fireChannelReadComplete()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(errors.garbage(error))
+        // Garbage after a complete reply does not undo it: the reply is handed over as the connection closes.
+        if reply == nil { fail(errors.garbage(error)) }
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         active = false
+        deliver()
         fail(errors.closed())
         context.fireChannelInactive()
     }

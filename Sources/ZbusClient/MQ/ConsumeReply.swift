@@ -11,7 +11,9 @@ public enum ConsumeReply: Sendable {
     case nothing
     /// 404 `MQ(name) Not Found`: the MQ does not exist (any more).
     case notFound(body: String)
-    /// 403 (a wrong token) or 400 (a malformed consume): this consumer may not consume here.
+    /// 403 (a wrong token) or 400 (a malformed consume): this consumer may not consume here; or the node cannot serve
+    /// the consume now (429 at `max_parked_consumes`, 5xx when the MQ cannot be opened or a stored message cannot be
+    /// read). Never a message: a consumer that handed it on as one would answer it, consume again and get it again.
     case refused(status: Int, body: String)
 
     /// Whether a 403's body is the node's refusal: `MQ(name) forbidden` (6.3 spelled it `forbbiden`), followed by
@@ -19,6 +21,15 @@ public enum ConsumeReply: Sendable {
     static func isRefusal(_ body: String) -> Bool {
         guard body.hasPrefix("MQ(") else { return false }
         return body.hasSuffix(") forbidden") || body.hasSuffix(") forbbiden") || body.firstRange(of: ") forbidden: ") != nil
+    }
+
+    /// Whether a 429 or 5xx body is the node's own answer to a consume (see the MQ module's consume path), not a
+    /// message produced with that status: `MQ(name) parked consume limit reached: ...`, `MQ(name) cannot be opened
+    /// now: ...`, `stored message unreadable: ...`.
+    static func isNodeTrouble(_ body: String) -> Bool {
+        if body.hasPrefix("stored message unreadable: ") { return true }
+        guard body.hasPrefix("MQ(") else { return false }
+        return body.firstRange(of: ") parked consume limit reached: ") != nil || body.firstRange(of: ") cannot be opened now: ") != nil
     }
 
     /// Reads the answer to a consume.
@@ -36,6 +47,9 @@ public enum ConsumeReply: Sendable {
                 self = .refused(status: status, body: reply.bodyString)
                 return
             case 400 where reply.bodyString.hasPrefix("Bad format"):
+                self = .refused(status: status, body: reply.bodyString)
+                return
+            case 429 where Self.isNodeTrouble(reply.bodyString), 500...599 where Self.isNodeTrouble(reply.bodyString):
                 self = .refused(status: status, body: reply.bodyString)
                 return
             default:
