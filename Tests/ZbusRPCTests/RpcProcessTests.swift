@@ -110,6 +110,24 @@ struct RpcProcessTests {
         #expect(second.isRunning)
     }
 
+    @Test("a worker the node cannot park (429, max_parked_consumes) tries again after a pause instead of stopping for good, and calls are served")
+    func parkedConsumeLimitRetried() async throws {
+        let broker = try startNode("modules:\n  - module: mq\n    max_parked_consumes: 1\n")
+        defer { broker.cleanUp() }
+        let service = try Self.serviceNode(brokerPort: broker.port, workers: 2)
+        defer { service.cleanUp() }
+        // One worker parks; the other is refused with 429 and must come back each second, not stop.
+        #expect(service.waitForLog("retrying in 1 s", within: 20), "\(service.stderr.suffix(2000))")
+        #expect(!service.stderr.contains("worker stopped"), "\(service.stderr.suffix(2000))")
+        let client = try SingleBroker(address: "127.0.0.1:\(broker.port)", configuration: quickConfiguration(), poolSize: 1)
+        defer { Task { await client.close() } }
+        let rpc = RpcInvoker(broker: client, mq: "Calc", module: "calc", timeout: .seconds(10))
+        for index in 0..<5 {
+            #expect(try await rpc.call("plus", index, 1, as: Int.self) == index + 1)
+        }
+        #expect(!service.stderr.contains("worker stopped"))
+    }
+
     @Test("a worker killed mid-call with no other worker: the caller gets a timeout error, never a hang")
     func workerKilledTimesOut() async throws {
         let broker = try startNode("modules:\n  - module: mq\n")

@@ -133,6 +133,17 @@ final class MqRpcWorker: Sendable {
             logger.notice("MQ-RPC queue missing; creating it again", metadata: ["mq": "\(settings.mq)"])
             recreateQueue()
             consume(waitMilliseconds: pollMilliseconds)
+        case .refused(let status, let body) where status == 429 || status >= 500:
+            // The node cannot take the consume now (its parked-consume limit, an MQ it cannot open yet): the same
+            // consume again after a pause, not a worker stopped for good over a passing condition.
+            if cycle.stopping { return close() }
+            logger.warning("the node cannot take the MQ-RPC worker's consume now; retrying in 1 s", metadata: [
+                "mq": "\(settings.mq)", "status": "\(status)", "reason": "\(body)",
+            ])
+            client.eventLoop.scheduleTask(in: .seconds(1)) {
+                guard case .consuming = self.cycle.value.phase else { return }  // stopped meanwhile
+                self.consume(waitMilliseconds: self.pollMilliseconds)
+            }
         case .refused(let status, let body):
             logger.error("the node refuses to let the MQ-RPC worker consume; worker stopped", metadata: [
                 "mq": "\(settings.mq)", "status": "\(status)", "reason": "\(body)",
