@@ -396,10 +396,28 @@ final class MQBroker: Sendable {
         if let policy, MQNameRules.problem(name) == nil {
             let caller = policy.caller(token: request.presentedToken, session: session)
             if caller.grants.permissions(on: name).isEmpty {
-                return request.reply(status: 403, body: "MQ(\(name)) forbidden: \(request.cmd ?? "this command") needs a permission on '\(name)' (\(caller.label) has none)")
+                return request.reply(status: 403, body: Self.refusalText(of: request.cmd ?? "this command", name: name, caller: caller))
             }
         }
         return Self.notFound(request, name: name)
+    }
+
+    /// The body of the 403 that `cmd` on the MQ `name` gets from `caller`, word for word whether or not the MQ
+    /// exists: a caller with no permission on a name must not tell the two apart.
+    private static func refusalText(of cmd: String, name: String, caller: Caller) -> String {
+        switch cmd {
+        case "produce": return refusalText(.produce, name: name, caller: caller)
+        case "consume": return refusalText(.consume, name: name, caller: caller)
+        case "query_mq": return "MQ(\(name)) forbidden: query_mq needs a permission on '\(name)' (\(caller.label) has none)"
+        case "create_mq", "remove_mq", "add_key", "remove_key":
+            return "MQ(\(name)) forbidden: \(cmd) needs the admin permission on '\(name)' (\(caller.label) lacks it)"
+        default: return "MQ(\(name)) forbidden: \(cmd) needs a permission on '\(name)' (\(caller.label) has none)"
+        }
+    }
+
+    /// The body of the 403 for a produce or consume (`need`) that `caller` may not make on the MQ `name`.
+    private static func refusalText(_ need: Permissions, name: String, caller: Caller) -> String {
+        "MQ(\(name)) forbidden: \(need.name) needs the \(need.name) permission on '\(name)' (\(caller.label) lacks it)"
     }
 
     private static func badFormat(_ request: Message, _ detail: String) -> Message {
@@ -427,7 +445,7 @@ final class MQBroker: Sendable {
                                session: Session) -> String {
         let caller = policy.caller(token: token, session: session)
         logger.info("request refused", metadata: ["mq": "\(queue.name)", "need": "\(need)", "caller": "\(caller.label)", "session": "\(session.id)"])
-        return "MQ(\(queue.name)) forbidden: \(need.name) needs the \(need.name) permission on '\(queue.name)' (\(caller.label) lacks it)"
+        return Self.refusalText(need, name: queue.name, caller: caller)
     }
 
     /// The token a request presents for an MQ's own `access_token` on an admin command: `token`, or else
@@ -455,7 +473,7 @@ final class MQBroker: Sendable {
         if !settings.registerToken.isEmpty, registerTokenValid(request), holdsAccessToken { return nil }
         let caller = policy.caller(token: request.presentedToken, session: session)
         logger.info("request refused", metadata: ["cmd": "\(cmd)", "mq": "\(name)", "need": "admin", "caller": "\(caller.label)", "session": "\(session.id)"])
-        return "MQ(\(name)) forbidden: \(cmd) needs the admin permission on '\(name)' (\(caller.label) lacks it)"
+        return Self.refusalText(of: cmd, name: name, caller: caller)
     }
 
     /// Whether the caller may see the MQ `name`'s counts and creator (`query_mq`, `data`, the monitor): the MQ has
@@ -476,8 +494,7 @@ final class MQBroker: Sendable {
 
     private func readRefusal(_ name: String, _ request: Message, session: Session) -> String {
         guard let policy else { return "MQ(\(name)) forbidden: query_mq needs the MQ's access token (in the token header)" }
-        let caller = policy.caller(token: request.presentedToken, session: session)
-        return "MQ(\(name)) forbidden: query_mq needs a permission on '\(name)' (\(caller.label) has none)"
+        return Self.refusalText(of: "query_mq", name: name, caller: policy.caller(token: request.presentedToken, session: session))
     }
 
     /// Whether a `create_mq` may make its MQ a slave of `master` (which receives a copy of every message): the
@@ -590,6 +607,16 @@ final class MQBroker: Sendable {
             found = nil
         }
         guard let queue = found, queue.mode.contains(.rpc) else {
+            // Under `auth`, an RPC MQ the caller may not produce to answers 403: so do every other name it may not
+            // produce to, or a caller without permissions could probe which RPC MQs exist.
+            if let policy, let name = request.mq, MQNameRules.problem(name) == nil {
+                let token = request.presentedToken
+                let holdsAccessToken = found.map { !$0.accessToken.isEmpty && token == $0.accessToken } ?? false
+                let caller = policy.caller(token: token, session: session)
+                if !holdsAccessToken, !caller.grants.permissions(on: name).contains(.produce) {
+                    return session.send(request.reply(status: 403, body: Self.refusalText(.produce, name: name, caller: caller)))
+                }
+            }
             return session.send(request.reply(status: 400, body: "Bad format: command(null) not support", includeMq: false))
         }
         let url = request.urlRequest

@@ -246,6 +246,42 @@ struct AccessControlTests {
         expectReply(try owner.receive(), status: 200)
     }
 
+    @Test("a caller without a permission on a name cannot tell an existing MQ from a missing one, by any command or a URL-RPC call")
+    func namesCannotBeProbed() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let setup = try node.connect()
+        for (name, mode) in [("Hidden", "1"), ("HiddenRpc", "9")] {
+            setup.request([("cmd", "create_mq"), ("mq_name", name), ("mq_mode", mode), ("token", Self.opsSecret)])
+            expectReply(try setup.receive(), status: 200)
+        }
+        // `writer` may produce to Q* and Svc only; each probe goes once to the MQ and once to a name that is not one.
+        let probe = try node.connect()
+        let probes: [(String, (String) -> Void)] = [
+            ("produce", { probe.request([("cmd", "produce"), ("mq", $0), ("token", Self.writerSecret)], body: "x") }),
+            ("consume", { probe.request([("cmd", "consume"), ("mq", $0), ("token", Self.writerSecret)]) }),
+            ("query_mq", { probe.request([("cmd", "query_mq"), ("mq", $0), ("token", Self.writerSecret)]) }),
+            ("add_key", { probe.request([("cmd", "add_key"), ("mq", $0), ("key", "k"), ("token", Self.writerSecret)]) }),
+            ("remove_key", { probe.request([("cmd", "remove_key"), ("mq", $0), ("key", "k"), ("token", Self.writerSecret)]) }),
+            ("remove_mq", { probe.request([("cmd", "remove_mq"), ("mq_name", $0), ("token", Self.writerSecret)]) }),
+            ("URL-RPC", { probe.request([("token", Self.writerSecret)], uri: "/\($0)/module/method") }),
+            ("URL-RPC, no token", { probe.request([], uri: "/\($0)/module/method") }),
+        ]
+        for existing in ["Hidden", "HiddenRpc"] {
+            let missing = existing.replacingOccurrences(of: "Hidden", with: "Nohere")
+            for (what, send) in probes {
+                send(existing)
+                let there = try probe.receive()
+                send(missing)
+                let absent = try probe.receive()
+                #expect(there.status == 403, "\(what) \(existing): \(there.status) \(there.bodyString)")
+                #expect(absent.status == there.status, "\(what): \(absent.status) for a missing MQ, \(there.status) for \(existing)")
+                #expect(absent.bodyString.replacingOccurrences(of: missing, with: existing) == there.bodyString,
+                        "\(what): '\(absent.bodyString)' for a missing MQ, '\(there.bodyString)' for \(existing)")
+            }
+        }
+    }
+
     @Test("2016-style raw frames with a token header produce, consume and make an MQ-RPC call under auth; an MQ's access_token still works")
     func rawClientsWithTokens() throws {
         let node = try Self.startAuthNode()
