@@ -544,12 +544,11 @@ final class MQBroker: Sendable {
         store(request, mq: mq, queue: queue, session: session)
     }
 
-    /// `request` without the headers that carry credentials (`token`, `authorization`).
+    /// `request` without what carries credentials (the `token` and `authorization` headers, a `token=` URL parameter).
     @inline(never)
     private static func withoutCredentials(_ request: Message) -> Message {
         var message = request
-        message.headers.removeValue(lowercased: HeaderName.token)
-        message.headers.removeValue(lowercased: "authorization")
+        message.removeCredentials()
         return message
     }
 
@@ -683,8 +682,7 @@ final class MQBroker: Sendable {
         var message = request
         if policy != nil {
             // The router's token is its own secret, not the receiver's business.
-            message.headers.removeValue(lowercased: HeaderName.token)
-            message.headers.removeValue(lowercased: "authorization")
+            message.removeCredentials()
         }
         message.headers.removeValue(lowercased: HeaderName.cmd)
         message.headers.removeValue(lowercased: HeaderName.ack)

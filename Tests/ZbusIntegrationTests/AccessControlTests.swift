@@ -282,6 +282,34 @@ struct AccessControlTests {
         }
     }
 
+    @Test("a token given as ?token= in the URL is not stored with the message (nor passed on), and never logged")
+    func urlTokenNotStored() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let client = try node.connect()
+        client.request([("cmd", "create_mq"), ("mq_name", "Qurl"), ("mq_mode", "1"), ("token", Self.opsSecret)])
+        expectReply(try client.receive(), status: 200)
+        client.request([], body: "by url", uri: "/Qurl?cmd=produce&token=\(Self.writerSecret)&keep=1")
+        expectReply(try client.receive(), status: 200)
+        client.request([("cmd", "consume"), ("mq", "Qurl"), ("token", Self.readerSecret)])
+        let delivered = try client.receive()
+        expectReply(delivered, status: 200, body: "by url")
+        #expect(!delivered.headers.pairs.contains { $0.value.contains(Self.writerSecret) })
+        // The store holds the message as it was stored: without the producer's secret.
+        let store = node.directory.appendingPathComponent("store")
+        let files = FileManager.default.enumerator(at: store, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
+        let secret = Data(Self.writerSecret.utf8)
+        var storedURL = false
+        for file in files {
+            guard let data = try? Data(contentsOf: file) else { continue }
+            #expect(data.range(of: secret) == nil, "the producer's secret is in \(file.lastPathComponent)")
+            // The rest of the request string is kept (so the scan above looked at the stored message).
+            if data.range(of: Data("/Qurl?cmd=produce&keep=1".utf8)) != nil { storedURL = true }
+        }
+        #expect(storedURL, "the stored message keeps its request string without the token")
+        #expect(!node.stderr.contains(Self.writerSecret), "no secret in the log")
+    }
+
     @Test("2016-style raw frames with a token header produce, consume and make an MQ-RPC call under auth; an MQ's access_token still works")
     func rawClientsWithTokens() throws {
         let node = try Self.startAuthNode()
