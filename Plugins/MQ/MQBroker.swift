@@ -846,20 +846,42 @@ final class MQBroker: Sendable {
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
         }
         // Deleting files waits for the disk: done on the store's I/O thread, in order with creates.
-        store.execute { [self] in remove(name, request: request, session: session) }
+        store.execute { [self] in remove(name, checkedAccessToken: accessToken, request: request, session: session) }
     }
 
-    /// The body of `remove_mq`, on the store's I/O thread.
-    private func remove(_ name: String, request: Message, session: Session) {
-        let removed: (MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)? = state.withLockedValue { state in
+    /// What the store thread found when it came to remove an MQ.
+    private enum RemovalOutcome {
+        case removed(MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)
+        case notFound
+        /// The MQ's access token is not the one the request was checked against: a `create_mq` queued before this
+        /// removal made the MQ (or another one of that name) after the check.
+        case changed
+    }
+
+    /// The body of `remove_mq`, on the store's I/O thread. `checkedAccessToken` is the MQ's access token when the
+    /// request was checked (`nil`: there was no MQ).
+    private func remove(_ name: String, checkedAccessToken: String?, request: Message, session: Session) {
+        let outcome: RemovalOutcome = state.withLockedValue { state in
+            let current = state.queues[name]?.accessToken ?? state.unopened[name]?.accessToken
+            // The check ran on the connection's event loop while a create of this name could still be waiting here:
+            // removing what it made would delete a protected MQ for a caller who never had its token.
+            guard current == checkedAccessToken else { return .changed }
             let queue = state.queues.removeValue(forKey: name)
-            guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return nil }
+            guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return .notFound }
             state.links.unlink(name)
             if queue != nil { publish(state.queues) }
-            return (queue, state.store, Array(state.queues.values), state.eventLoopGroup)
+            return .removed(queue, state.store, Array(state.queues.values), state.eventLoopGroup)
         }
-        guard let (queue, store, others, group) = removed else {
+        let (queue, store, others, group): (MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)
+        switch outcome {
+        case .removed(let removedQueue, let removedStore, let remaining, let loops):
+            (queue, store, others, group) = (removedQueue, removedStore, remaining, loops)
+        case .notFound:
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
+        case .changed:
+            // Checked again, against the MQ as it is now, on the connection's event loop (the session's access cache
+            // lives there).
+            return session.eventLoop.execute { self.removeMQ(request, session: session) }
         }
         if let queue {
             releaseCachedTables(on: group)

@@ -310,6 +310,30 @@ struct AccessControlTests {
         #expect(!node.stderr.contains(Self.writerSecret), "no secret in the log")
     }
 
+    @Test("a remove_mq that arrives while a create_mq of the same name waits for the store does not delete the new protected MQ")
+    func removeRacingCreate() throws {
+        let node = try startMQNode()
+        defer { node.cleanUp() }
+        let owner = try node.connect()
+        let attacker = try node.connect()
+        var removed: [String] = []
+        // The attacker's check runs on its connection's event loop, the create on the store's thread: a remove checked
+        // while the create still waits there found no MQ (so no access token to ask for).
+        for round in 0..<60 {
+            let name = "Race\(round)"
+            owner.request([("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "1"), ("access_token", "owner-token")])
+            for _ in 0..<3 { attacker.request([("cmd", "remove_mq"), ("mq_name", name)]) }
+            expectReply(try owner.receive(), status: 200)
+            for _ in 0..<3 {
+                let status = try attacker.receive().status
+                #expect(status == 403 || status == 404, "a remove without the token: \(status)")
+            }
+            owner.request([("cmd", "query_mq"), ("mq", name), ("token", "owner-token")])
+            if try owner.receive().status != 200 { removed.append(name) }
+        }
+        #expect(removed.isEmpty, "protected MQs removed by a caller without their token: \(removed)")
+    }
+
     @Test("2016-style raw frames with a token header produce, consume and make an MQ-RPC call under auth; an MQ's access_token still works")
     func rawClientsWithTokens() throws {
         let node = try Self.startAuthNode()
