@@ -94,7 +94,20 @@ final class MQBroker: Sendable {
                 logger.error("MQ could not be read; skipped", metadata: ["mq": "\(name)", "error": "\(error)"])
             }
         }
-        let (links, broken) = MasterLinks.load(definitions.compactMapValues { $0.masterMq }, maxDepth: settings.maxMasterDepth)
+        // A master that is gone, or was created after its slave, was removed (and perhaps created again) since the
+        // link was made (a slave is created after its master): the slave's stored link named the old MQ, and an MQ
+        // created later under that name is another one, so the link is not followed.
+        let stored = definitions.compactMapValues { definition -> String? in
+            guard let master = definition.masterMq else { return nil }
+            guard let masterDefinition = definitions[master], masterDefinition.createdAt <= definition.createdAt else {
+                logger.notice("stored master link ignored: the master was removed since", metadata: [
+                    "mq": "\(MQNameRules.shown(definition.name))", "master": "\(MQNameRules.shown(master))",
+                ])
+                return nil
+            }
+            return master
+        }
+        let (links, broken) = MasterLinks.load(stored, maxDepth: settings.maxMasterDepth)
         for link in broken {
             logger.error("stored master link ignored: \(link.problem); the MQ runs without its master", metadata: [
                 "mq": "\(MQNameRules.shown(link.slave))", "master": "\(MQNameRules.shown(link.master))",
@@ -869,6 +882,7 @@ final class MQBroker: Sendable {
             let queue = state.queues.removeValue(forKey: name)
             guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return .notFound }
             state.links.unlink(name)
+            state.links.unlinkSlaves(of: name)
             if queue != nil { publish(state.queues) }
             return .removed(queue, state.store, Array(state.queues.values), state.eventLoopGroup)
         }

@@ -310,6 +310,39 @@ struct AccessControlTests {
         #expect(!node.stderr.contains(Self.writerSecret), "no secret in the log")
     }
 
+    @Test("a slave of a removed master does not copy an MQ created later under the master's name, live or after a restart")
+    func slaveOfRemovedMaster() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var node = try startMQNode(directory: directory)
+        defer { node.stop() }
+        // The attacker makes an unprotected MQ under the name the victim will use, a slave of it, and removes it.
+        let attacker = try node.connect()
+        attacker.request([("cmd", "create_mq"), ("mq_name", "Ledger"), ("mq_mode", "1")])
+        expectReply(try attacker.receive(), status: 200)
+        attacker.request([("cmd", "create_mq"), ("mq_name", "Tap"), ("mq_mode", "1"), ("master_mq", "Ledger")])
+        expectReply(try attacker.receive(), status: 200)
+        attacker.request([("cmd", "remove_mq"), ("mq_name", "Ledger")])
+        expectReply(try attacker.receive(), status: 200)
+        // The victim creates its protected MQ and writes to it.
+        let victim = try node.connect()
+        victim.request([("cmd", "create_mq"), ("mq_name", "Ledger"), ("mq_mode", "1"), ("access_token", "ledger-token")])
+        expectReply(try victim.receive(), status: 200)
+        victim.request([("cmd", "produce"), ("mq", "Ledger"), ("token", "ledger-token")], body: "secret entry")
+        expectReply(try victim.receive(), status: 200)
+        attacker.request([("cmd", "query_mq"), ("mq", "Tap")])
+        #expect(try jsonBody(try attacker.receive())["unconsumedMsgCount"] as? Int == 0, "no copy reached the slave")
+
+        // After a restart on the same store, the stored link is not followed either.
+        node.stop()
+        node = try startMQNode(directory: directory)
+        let again = try node.connect()
+        again.request([("cmd", "produce"), ("mq", "Ledger"), ("token", "ledger-token")], body: "secret entry 2")
+        expectReply(try again.receive(), status: 200)
+        again.request([("cmd", "query_mq"), ("mq", "Tap")])
+        #expect(try jsonBody(try again.receive())["unconsumedMsgCount"] as? Int == 0, "no copy reached the slave after a restart")
+    }
+
     @Test("a remove_mq that arrives while a create_mq of the same name waits for the store does not delete the new protected MQ")
     func removeRacingCreate() throws {
         let node = try startMQNode()
