@@ -343,6 +343,38 @@ struct AccessControlTests {
         #expect(try jsonBody(try again.receive())["unconsumedMsgCount"] as? Int == 0, "no copy reached the slave after a restart")
     }
 
+    @Test("pipelined requests with different tokens on one connection each get their own decision (the per-connection cache)")
+    func pipelinedTokens() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let client = try node.connect()
+        client.request([("cmd", "create_mq"), ("mq_name", "Qpipe"), ("mq_mode", "1"), ("token", Self.opsSecret)])
+        expectReply(try client.receive(), status: 200)
+        let tokens: [(String?, Int)] = [(Self.writerSecret, 200), (Self.readerSecret, 403), (nil, 403), ("", 403),
+                                        (Self.writerSecret, 200), ("not-a-token", 403), (Self.writerSecret + " ", 200),
+                                        (Self.writerSecret.uppercased(), 403), (Self.opsSecret, 200), (Self.readerSecret, 403)]
+        var frames = ""
+        for (index, (token, _)) in tokens.enumerated() {
+            let tokenLine = token.map { "token: \($0)\r\n" } ?? ""
+            frames += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: p\(index)\r\n\(tokenLine)content-length: 1\r\n\r\nx"
+        }
+        // The same, with the token in Authorization or the URL, and the header winning over both.
+        frames += "POST /?token=\(Self.readerSecret) HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u1\r\nauthorization: Bearer \(Self.readerSecret)\r\ntoken: \(Self.writerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        frames += "POST /?token=\(Self.writerSecret) HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u2\r\ntoken: \(Self.readerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        frames += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u3\r\nAUTHORIZATION: bearer \(Self.writerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        frames += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u4\r\ntoken: \(Self.writerSecret)\r\ntoken: \(Self.readerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        #expect(client.send(frames))
+        // Replies are matched by id (a refusal may overtake the acknowledgement of a stored message before it).
+        var expected: [String: Int] = ["u1": 200, "u2": 403, "u3": 200, "u4": 403]
+        for (index, (_, status)) in tokens.enumerated() { expected["p\(index)"] = status }
+        var got: [String: Int] = [:]
+        for _ in 0..<expected.count {
+            let reply = try client.receive()
+            got[reply.id ?? "?"] = reply.status
+        }
+        #expect(got == expected)
+    }
+
     @Test("a remove_mq that arrives while a create_mq of the same name waits for the store does not delete the new protected MQ")
     func removeRacingCreate() throws {
         let node = try startMQNode()
