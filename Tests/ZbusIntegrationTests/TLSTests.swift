@@ -217,8 +217,9 @@ struct TLSTests {
         defer { ca.cleanUp() }
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-tls")
         let extra = "  - module: rpc\n    services:\n      - { service: calc, direct: \"127.0.0.1:0\", direct_tls: true }\n"
-        let node = try ZbusProcess(arguments: ["--config", try Self.nodeFile(directory, server: try ca.issueServer(), extra: extra)],
-                                   directory: directory)
+        let file = try Self.nodeFile(directory, server: try ca.issueServer(), extra: extra,
+                                     nodeExtra: "  limits:\n    header_timeout: 1s\n")
+        let node = try ZbusProcess(arguments: ["--config", file], directory: directory)
         defer { node.cleanUp() }
         let line = try #require(node.stderr.split(separator: "\n").first { $0.contains("direct RPC server listening") })
         #expect(line.contains("tls=true"))
@@ -227,6 +228,10 @@ struct TLSTests {
         #expect(secure.stdout.hasPrefix(#"{"result":3,"#), "\(secure.stderr)")
         let plain = try Self.curlTLS(["http://\(address)/calc/plus?params=1,2"])
         #expect(!plain.stdout.contains("result"))
+        // A connection that never starts its handshake is closed after the header timeout, as on the node's port.
+        let parts = address.split(separator: ":")
+        let silent = try WireClient(host: String(parts[0]), port: try #require(Int(parts[1])))
+        #expect(try silent.readUntilClose(timeout: 15).closed, "a stalled handshake on the direct port is closed")
 
         // Without node.tls, `direct_tls: true` is a configuration error at its key.
         let bad = directory.appendingPathComponent("bad.yaml").path

@@ -10,8 +10,8 @@ import NIOTLS
 /// It also closes a connection whose handshake has not completed within the header timeout of its acceptance: until
 /// the handshake ends, the connection pipeline behind it sees no byte, so its header timeout cannot start, and a peer
 /// that connects and stalls its handshake (or trickles it) would hold a connection slot for the whole idle timeout.
-final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
+package final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
+    package typealias InboundIn = NIOAny
 
     private let logger: Logger
     private let timeoutMilliseconds: Int
@@ -21,12 +21,12 @@ final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
     /// - Parameters:
     ///   - timeoutMilliseconds: how long the handshake may take from the connection's acceptance (0: no limit).
     ///   - logger: where failed handshakes are logged.
-    init(timeoutMilliseconds: Int, logger: Logger) {
+    package init(timeoutMilliseconds: Int, logger: Logger) {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         guard timeoutMilliseconds > 0 else { return }
         let timeout = timeoutMilliseconds
         let logger = self.logger
@@ -40,18 +40,18 @@ final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
         context.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event {
             deadline?.cancel()
             deadline = nil
@@ -62,7 +62,7 @@ final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !logged {
             logged = true
             // The error names the TLS alert or BoringSSL reason; it never carries key material.
