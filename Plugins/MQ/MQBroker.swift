@@ -94,7 +94,20 @@ final class MQBroker: Sendable {
                 logger.error("MQ could not be read; skipped", metadata: ["mq": "\(name)", "error": "\(error)"])
             }
         }
-        let (links, broken) = MasterLinks.load(definitions.compactMapValues { $0.masterMq }, maxDepth: settings.maxMasterDepth)
+        // A master that is gone, or was created after its slave, was removed (and perhaps created again) since the
+        // link was made (a slave is created after its master): the slave's stored link named the old MQ, and an MQ
+        // created later under that name is another one, so the link is not followed.
+        let stored = definitions.compactMapValues { definition -> String? in
+            guard let master = definition.masterMq else { return nil }
+            guard let masterDefinition = definitions[master], masterDefinition.createdAt <= definition.createdAt else {
+                logger.notice("stored master link ignored: the master was removed since", metadata: [
+                    "mq": "\(MQNameRules.shown(definition.name))", "master": "\(MQNameRules.shown(master))",
+                ])
+                return nil
+            }
+            return master
+        }
+        let (links, broken) = MasterLinks.load(stored, maxDepth: settings.maxMasterDepth)
         for link in broken {
             logger.error("stored master link ignored: \(link.problem); the MQ runs without its master", metadata: [
                 "mq": "\(MQNameRules.shown(link.slave))", "master": "\(MQNameRules.shown(link.master))",
@@ -396,10 +409,28 @@ final class MQBroker: Sendable {
         if let policy, MQNameRules.problem(name) == nil {
             let caller = policy.caller(token: request.presentedToken, session: session)
             if caller.grants.permissions(on: name).isEmpty {
-                return request.reply(status: 403, body: "MQ(\(name)) forbidden: \(request.cmd ?? "this command") needs a permission on '\(name)' (\(caller.label) has none)")
+                return request.reply(status: 403, body: Self.refusalText(of: request.cmd ?? "this command", name: name, caller: caller))
             }
         }
         return Self.notFound(request, name: name)
+    }
+
+    /// The body of the 403 that `cmd` on the MQ `name` gets from `caller`, word for word whether or not the MQ
+    /// exists: a caller with no permission on a name must not tell the two apart.
+    private static func refusalText(of cmd: String, name: String, caller: Caller) -> String {
+        switch cmd {
+        case "produce": return refusalText(.produce, name: name, caller: caller)
+        case "consume": return refusalText(.consume, name: name, caller: caller)
+        case "query_mq": return "MQ(\(name)) forbidden: query_mq needs a permission on '\(name)' (\(caller.label) has none)"
+        case "create_mq", "remove_mq", "add_key", "remove_key":
+            return "MQ(\(name)) forbidden: \(cmd) needs the admin permission on '\(name)' (\(caller.label) lacks it)"
+        default: return "MQ(\(name)) forbidden: \(cmd) needs a permission on '\(name)' (\(caller.label) has none)"
+        }
+    }
+
+    /// The body of the 403 for a produce or consume (`need`) that `caller` may not make on the MQ `name`.
+    private static func refusalText(_ need: Permissions, name: String, caller: Caller) -> String {
+        "MQ(\(name)) forbidden: \(need.name) needs the \(need.name) permission on '\(name)' (\(caller.label) lacks it)"
     }
 
     private static func badFormat(_ request: Message, _ detail: String) -> Message {
@@ -427,7 +458,7 @@ final class MQBroker: Sendable {
                                session: Session) -> String {
         let caller = policy.caller(token: token, session: session)
         logger.info("request refused", metadata: ["mq": "\(queue.name)", "need": "\(need)", "caller": "\(caller.label)", "session": "\(session.id)"])
-        return "MQ(\(queue.name)) forbidden: \(need.name) needs the \(need.name) permission on '\(queue.name)' (\(caller.label) lacks it)"
+        return Self.refusalText(need, name: queue.name, caller: caller)
     }
 
     /// The token a request presents for an MQ's own `access_token` on an admin command: `token`, or else
@@ -455,7 +486,7 @@ final class MQBroker: Sendable {
         if !settings.registerToken.isEmpty, registerTokenValid(request), holdsAccessToken { return nil }
         let caller = policy.caller(token: request.presentedToken, session: session)
         logger.info("request refused", metadata: ["cmd": "\(cmd)", "mq": "\(name)", "need": "admin", "caller": "\(caller.label)", "session": "\(session.id)"])
-        return "MQ(\(name)) forbidden: \(cmd) needs the admin permission on '\(name)' (\(caller.label) lacks it)"
+        return Self.refusalText(of: cmd, name: name, caller: caller)
     }
 
     /// Whether the caller may see the MQ `name`'s counts and creator (`query_mq`, `data`, the monitor): the MQ has
@@ -476,8 +507,7 @@ final class MQBroker: Sendable {
 
     private func readRefusal(_ name: String, _ request: Message, session: Session) -> String {
         guard let policy else { return "MQ(\(name)) forbidden: query_mq needs the MQ's access token (in the token header)" }
-        let caller = policy.caller(token: request.presentedToken, session: session)
-        return "MQ(\(name)) forbidden: query_mq needs a permission on '\(name)' (\(caller.label) has none)"
+        return Self.refusalText(of: "query_mq", name: name, caller: policy.caller(token: request.presentedToken, session: session))
     }
 
     /// Whether a `create_mq` may make its MQ a slave of `master` (which receives a copy of every message): the
@@ -527,12 +557,11 @@ final class MQBroker: Sendable {
         store(request, mq: mq, queue: queue, session: session)
     }
 
-    /// `request` without the headers that carry credentials (`token`, `authorization`).
+    /// `request` without what carries credentials (the `token` and `authorization` headers, a `token=` URL parameter).
     @inline(never)
     private static func withoutCredentials(_ request: Message) -> Message {
         var message = request
-        message.headers.removeValue(lowercased: HeaderName.token)
-        message.headers.removeValue(lowercased: "authorization")
+        message.removeCredentials()
         return message
     }
 
@@ -590,6 +619,16 @@ final class MQBroker: Sendable {
             found = nil
         }
         guard let queue = found, queue.mode.contains(.rpc) else {
+            // Under `auth`, an RPC MQ the caller may not produce to answers 403: so do every other name it may not
+            // produce to, or a caller without permissions could probe which RPC MQs exist.
+            if let policy, let name = request.mq, MQNameRules.problem(name) == nil {
+                let token = request.presentedToken
+                let holdsAccessToken = found.map { !$0.accessToken.isEmpty && token == $0.accessToken } ?? false
+                let caller = policy.caller(token: token, session: session)
+                if !holdsAccessToken, !caller.grants.permissions(on: name).contains(.produce) {
+                    return session.send(request.reply(status: 403, body: Self.refusalText(.produce, name: name, caller: caller)))
+                }
+            }
             return session.send(request.reply(status: 400, body: "Bad format: command(null) not support", includeMq: false))
         }
         let url = request.urlRequest
@@ -656,8 +695,7 @@ final class MQBroker: Sendable {
         var message = request
         if policy != nil {
             // The router's token is its own secret, not the receiver's business.
-            message.headers.removeValue(lowercased: HeaderName.token)
-            message.headers.removeValue(lowercased: "authorization")
+            message.removeCredentials()
         }
         message.headers.removeValue(lowercased: HeaderName.cmd)
         message.headers.removeValue(lowercased: HeaderName.ack)
@@ -821,20 +859,43 @@ final class MQBroker: Sendable {
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
         }
         // Deleting files waits for the disk: done on the store's I/O thread, in order with creates.
-        store.execute { [self] in remove(name, request: request, session: session) }
+        store.execute { [self] in remove(name, checkedAccessToken: accessToken, request: request, session: session) }
     }
 
-    /// The body of `remove_mq`, on the store's I/O thread.
-    private func remove(_ name: String, request: Message, session: Session) {
-        let removed: (MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)? = state.withLockedValue { state in
+    /// What the store thread found when it came to remove an MQ.
+    private enum RemovalOutcome {
+        case removed(MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)
+        case notFound
+        /// The MQ's access token is not the one the request was checked against: a `create_mq` queued before this
+        /// removal made the MQ (or another one of that name) after the check.
+        case changed
+    }
+
+    /// The body of `remove_mq`, on the store's I/O thread. `checkedAccessToken` is the MQ's access token when the
+    /// request was checked (`nil`: there was no MQ).
+    private func remove(_ name: String, checkedAccessToken: String?, request: Message, session: Session) {
+        let outcome: RemovalOutcome = state.withLockedValue { state in
+            let current = state.queues[name]?.accessToken ?? state.unopened[name]?.accessToken
+            // The check ran on the connection's event loop while a create of this name could still be waiting here:
+            // removing what it made would delete a protected MQ for a caller who never had its token.
+            guard current == checkedAccessToken else { return .changed }
             let queue = state.queues.removeValue(forKey: name)
-            guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return nil }
+            guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return .notFound }
             state.links.unlink(name)
+            state.links.unlinkSlaves(of: name)
             if queue != nil { publish(state.queues) }
-            return (queue, state.store, Array(state.queues.values), state.eventLoopGroup)
+            return .removed(queue, state.store, Array(state.queues.values), state.eventLoopGroup)
         }
-        guard let (queue, store, others, group) = removed else {
+        let (queue, store, others, group): (MessageQueue?, QueueStore?, [MessageQueue], (any EventLoopGroup)?)
+        switch outcome {
+        case .removed(let removedQueue, let removedStore, let remaining, let loops):
+            (queue, store, others, group) = (removedQueue, removedStore, remaining, loops)
+        case .notFound:
             return session.send(request.reply(status: 404, body: "MQ(\(name)) Not Found", includeMq: false))
+        case .changed:
+            // Checked again, against the MQ as it is now, on the connection's event loop (the session's access cache
+            // lives there).
+            return session.eventLoop.execute { self.removeMQ(request, session: session) }
         }
         if let queue {
             releaseCachedTables(on: group)

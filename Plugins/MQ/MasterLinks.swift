@@ -64,8 +64,12 @@ struct MasterLinks: Sendable {
     /// Records that `slave` follows `master` (checked with ``problem(linking:to:maxDepth:)`` first).
     mutating func link(_ slave: String, to master: String) { masters[slave] = master }
 
-    /// Forgets the link of `slave` (its MQ was removed). Links naming it as master stay: their slaves still do.
+    /// Forgets the link of `slave` (its MQ was removed).
     mutating func unlink(_ slave: String) { masters[slave] = nil }
+
+    /// Forgets the links of `master`'s slaves (it was removed). An MQ created later under its name is another MQ,
+    /// perhaps with another owner and access token: a slave approved to copy the old one must not copy the new one.
+    mutating func unlinkSlaves(of master: String) { masters = masters.filter { $0.value != master } }
 
     /// The slaves of `master` and all of theirs (not `master` itself).
     func descendants(of master: String) -> [String] {

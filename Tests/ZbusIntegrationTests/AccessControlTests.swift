@@ -246,6 +246,159 @@ struct AccessControlTests {
         expectReply(try owner.receive(), status: 200)
     }
 
+    @Test("a caller without a permission on a name cannot tell an existing MQ from a missing one, by any command or a URL-RPC call")
+    func namesCannotBeProbed() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let setup = try node.connect()
+        for (name, mode) in [("Hidden", "1"), ("HiddenRpc", "9")] {
+            setup.request([("cmd", "create_mq"), ("mq_name", name), ("mq_mode", mode), ("token", Self.opsSecret)])
+            expectReply(try setup.receive(), status: 200)
+        }
+        // `writer` may produce to Q* and Svc only; each probe goes once to the MQ and once to a name that is not one.
+        let probe = try node.connect()
+        let probes: [(String, (String) -> Void)] = [
+            ("produce", { probe.request([("cmd", "produce"), ("mq", $0), ("token", Self.writerSecret)], body: "x") }),
+            ("consume", { probe.request([("cmd", "consume"), ("mq", $0), ("token", Self.writerSecret)]) }),
+            ("query_mq", { probe.request([("cmd", "query_mq"), ("mq", $0), ("token", Self.writerSecret)]) }),
+            ("add_key", { probe.request([("cmd", "add_key"), ("mq", $0), ("key", "k"), ("token", Self.writerSecret)]) }),
+            ("remove_key", { probe.request([("cmd", "remove_key"), ("mq", $0), ("key", "k"), ("token", Self.writerSecret)]) }),
+            ("remove_mq", { probe.request([("cmd", "remove_mq"), ("mq_name", $0), ("token", Self.writerSecret)]) }),
+            ("URL-RPC", { probe.request([("token", Self.writerSecret)], uri: "/\($0)/module/method") }),
+            ("URL-RPC, no token", { probe.request([], uri: "/\($0)/module/method") }),
+        ]
+        for existing in ["Hidden", "HiddenRpc"] {
+            let missing = existing.replacingOccurrences(of: "Hidden", with: "Nohere")
+            for (what, send) in probes {
+                send(existing)
+                let there = try probe.receive()
+                send(missing)
+                let absent = try probe.receive()
+                #expect(there.status == 403, "\(what) \(existing): \(there.status) \(there.bodyString)")
+                #expect(absent.status == there.status, "\(what): \(absent.status) for a missing MQ, \(there.status) for \(existing)")
+                #expect(absent.bodyString.replacingOccurrences(of: missing, with: existing) == there.bodyString,
+                        "\(what): '\(absent.bodyString)' for a missing MQ, '\(there.bodyString)' for \(existing)")
+            }
+        }
+    }
+
+    @Test("a token given as ?token= in the URL is not stored with the message (nor passed on), and never logged")
+    func urlTokenNotStored() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let client = try node.connect()
+        client.request([("cmd", "create_mq"), ("mq_name", "Qurl"), ("mq_mode", "1"), ("token", Self.opsSecret)])
+        expectReply(try client.receive(), status: 200)
+        client.request([], body: "by url", uri: "/Qurl?cmd=produce&token=\(Self.writerSecret)&keep=1")
+        expectReply(try client.receive(), status: 200)
+        client.request([("cmd", "consume"), ("mq", "Qurl"), ("token", Self.readerSecret)])
+        let delivered = try client.receive()
+        expectReply(delivered, status: 200, body: "by url")
+        #expect(!delivered.headers.pairs.contains { $0.value.contains(Self.writerSecret) })
+        // The store holds the message as it was stored: without the producer's secret.
+        let store = node.directory.appendingPathComponent("store")
+        let files = FileManager.default.enumerator(at: store, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
+        let secret = Data(Self.writerSecret.utf8)
+        var storedURL = false
+        for file in files {
+            guard let data = try? Data(contentsOf: file) else { continue }
+            #expect(data.range(of: secret) == nil, "the producer's secret is in \(file.lastPathComponent)")
+            // The rest of the request string is kept (so the scan above looked at the stored message).
+            if data.range(of: Data("/Qurl?cmd=produce&keep=1".utf8)) != nil { storedURL = true }
+        }
+        #expect(storedURL, "the stored message keeps its request string without the token")
+        #expect(!node.stderr.contains(Self.writerSecret), "no secret in the log")
+    }
+
+    @Test("a slave of a removed master does not copy an MQ created later under the master's name, live or after a restart")
+    func slaveOfRemovedMaster() throws {
+        let directory = ZbusProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var node = try startMQNode(directory: directory)
+        defer { node.stop() }
+        // The attacker makes an unprotected MQ under the name the victim will use, a slave of it, and removes it.
+        let attacker = try node.connect()
+        attacker.request([("cmd", "create_mq"), ("mq_name", "Ledger"), ("mq_mode", "1")])
+        expectReply(try attacker.receive(), status: 200)
+        attacker.request([("cmd", "create_mq"), ("mq_name", "Tap"), ("mq_mode", "1"), ("master_mq", "Ledger")])
+        expectReply(try attacker.receive(), status: 200)
+        attacker.request([("cmd", "remove_mq"), ("mq_name", "Ledger")])
+        expectReply(try attacker.receive(), status: 200)
+        // The victim creates its protected MQ and writes to it.
+        let victim = try node.connect()
+        victim.request([("cmd", "create_mq"), ("mq_name", "Ledger"), ("mq_mode", "1"), ("access_token", "ledger-token")])
+        expectReply(try victim.receive(), status: 200)
+        victim.request([("cmd", "produce"), ("mq", "Ledger"), ("token", "ledger-token")], body: "secret entry")
+        expectReply(try victim.receive(), status: 200)
+        attacker.request([("cmd", "query_mq"), ("mq", "Tap")])
+        #expect(try jsonBody(try attacker.receive())["unconsumedMsgCount"] as? Int == 0, "no copy reached the slave")
+
+        // After a restart on the same store, the stored link is not followed either.
+        node.stop()
+        node = try startMQNode(directory: directory)
+        let again = try node.connect()
+        again.request([("cmd", "produce"), ("mq", "Ledger"), ("token", "ledger-token")], body: "secret entry 2")
+        expectReply(try again.receive(), status: 200)
+        again.request([("cmd", "query_mq"), ("mq", "Tap")])
+        #expect(try jsonBody(try again.receive())["unconsumedMsgCount"] as? Int == 0, "no copy reached the slave after a restart")
+    }
+
+    @Test("pipelined requests with different tokens on one connection each get their own decision (the per-connection cache)")
+    func pipelinedTokens() throws {
+        let node = try Self.startAuthNode()
+        defer { node.cleanUp() }
+        let client = try node.connect()
+        client.request([("cmd", "create_mq"), ("mq_name", "Qpipe"), ("mq_mode", "1"), ("token", Self.opsSecret)])
+        expectReply(try client.receive(), status: 200)
+        let tokens: [(String?, Int)] = [(Self.writerSecret, 200), (Self.readerSecret, 403), (nil, 403), ("", 403),
+                                        (Self.writerSecret, 200), ("not-a-token", 403), (Self.writerSecret + " ", 200),
+                                        (Self.writerSecret.uppercased(), 403), (Self.opsSecret, 200), (Self.readerSecret, 403)]
+        var frames = ""
+        for (index, (token, _)) in tokens.enumerated() {
+            let tokenLine = token.map { "token: \($0)\r\n" } ?? ""
+            frames += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: p\(index)\r\n\(tokenLine)content-length: 1\r\n\r\nx"
+        }
+        // The same, with the token in Authorization or the URL, and the header winning over both.
+        frames += "POST /?token=\(Self.readerSecret) HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u1\r\nauthorization: Bearer \(Self.readerSecret)\r\ntoken: \(Self.writerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        frames += "POST /?token=\(Self.writerSecret) HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u2\r\ntoken: \(Self.readerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        frames += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u3\r\nAUTHORIZATION: bearer \(Self.writerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        frames += "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Qpipe\r\nid: u4\r\ntoken: \(Self.writerSecret)\r\ntoken: \(Self.readerSecret)\r\ncontent-length: 1\r\n\r\nx"
+        #expect(client.send(frames))
+        // Replies are matched by id (a refusal may overtake the acknowledgement of a stored message before it).
+        var expected: [String: Int] = ["u1": 200, "u2": 403, "u3": 200, "u4": 403]
+        for (index, (_, status)) in tokens.enumerated() { expected["p\(index)"] = status }
+        var got: [String: Int] = [:]
+        for _ in 0..<expected.count {
+            let reply = try client.receive()
+            got[reply.id ?? "?"] = reply.status
+        }
+        #expect(got == expected)
+    }
+
+    @Test("a remove_mq that arrives while a create_mq of the same name waits for the store does not delete the new protected MQ")
+    func removeRacingCreate() throws {
+        let node = try startMQNode()
+        defer { node.cleanUp() }
+        let owner = try node.connect()
+        let attacker = try node.connect()
+        var removed: [String] = []
+        // The attacker's check runs on its connection's event loop, the create on the store's thread: a remove checked
+        // while the create still waits there found no MQ (so no access token to ask for).
+        for round in 0..<60 {
+            let name = "Race\(round)"
+            owner.request([("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "1"), ("access_token", "owner-token")])
+            for _ in 0..<3 { attacker.request([("cmd", "remove_mq"), ("mq_name", name)]) }
+            expectReply(try owner.receive(), status: 200)
+            for _ in 0..<3 {
+                let status = try attacker.receive().status
+                #expect(status == 403 || status == 404, "a remove without the token: \(status)")
+            }
+            owner.request([("cmd", "query_mq"), ("mq", name), ("token", "owner-token")])
+            if try owner.receive().status != 200 { removed.append(name) }
+        }
+        #expect(removed.isEmpty, "protected MQs removed by a caller without their token: \(removed)")
+    }
+
     @Test("2016-style raw frames with a token header produce, consume and make an MQ-RPC call under auth; an MQ's access_token still works")
     func rawClientsWithTokens() throws {
         let node = try Self.startAuthNode()

@@ -13,10 +13,12 @@ struct TLSTests {
     static let curl = "/usr/bin/curl"
 
     /// A node file with the `mq` and `monitor` modules and a TLS port on an OS-chosen port.
-    static func nodeFile(_ directory: URL, server: TestCA.Issued, clientCA: String? = nil, extra: String = "") throws -> String {
+    static func nodeFile(_ directory: URL, server: TestCA.Issued, clientCA: String? = nil, extra: String = "",
+                         nodeExtra: String = "") throws -> String {
         var yaml = """
             node:
               log_level: info
+            \(nodeExtra)
               tls:
                 listen: 127.0.0.1:0
                 cert_file: \(server.certificateFile)
@@ -93,6 +95,35 @@ struct TLSTests {
         #expect(node.isRunning)
         let after = try Self.curlTLS(["--cacert", ca.caFile, "-H", "cmd: test", "https://127.0.0.1:\(node.tlsPort)/"])
         #expect(after.stdout == "OK")
+    }
+
+    @Test("a client that stalls its handshake is closed after header_timeout, not the idle timeout; a finished handshake is not")
+    func stalledHandshakeClosed() throws {
+        let ca = try TestCA()
+        defer { ca.cleanUp() }
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-tls")
+        let file = try Self.nodeFile(directory, server: try ca.issueServer(),
+                                     nodeExtra: "  limits:\n    header_timeout: 1s\n    idle_timeout: 600s\n")
+        let node = try ZbusProcess(arguments: ["--config", file], directory: directory)
+        defer { node.cleanUp() }
+        // One peer sends the start of a ClientHello (a handshake record announcing 200 bytes) and stops; another
+        // connects and sends nothing. Both hold a connection slot until the node closes them.
+        let partial = try WireClient(port: node.tlsPort)
+        #expect(partial.send([0x16, 0x03, 0x01, 0x00, 0xC8, 0x01, 0x00]))
+        let silent = try WireClient(port: node.tlsPort)
+        let partialEnd = try partial.readUntilClose(timeout: 15)
+        let silentEnd = try silent.readUntilClose(timeout: 15)
+        #expect(partialEnd.closed, "a trickled handshake is closed within the header timeout")
+        #expect(silentEnd.closed, "a connection that never starts its handshake is closed within the header timeout")
+        #expect(node.stderr.contains("TLS handshake not completed"), "the log says why")
+        // A client whose handshake completed is not held to it: it sends its request after more than the timeout.
+        let script = """
+            (sleep 2; printf 'GET /?cmd=test HTTP/1.1\\r\\nid: late\\r\\n\\r\\n'; sleep 2) | \
+            openssl s_client -connect 127.0.0.1:\(node.tlsPort) -CAfile '\(ca.caFile)' 2>/dev/null
+            """
+        let late = try runCommand("/bin/sh", ["-c", script], timeout: 30)
+        #expect(late.stdout.contains("HTTP/1.1 200") && late.stdout.contains("late"), "an established TLS connection outlives the handshake deadline: \(late.stdout.prefix(200))")
+        #expect(node.isRunning)
     }
 
     @Test("with ca_file, a client without a certificate is refused, one with a certificate of another CA too, and one with the CA's client certificate works")
@@ -186,8 +217,9 @@ struct TLSTests {
         defer { ca.cleanUp() }
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-tls")
         let extra = "  - module: rpc\n    services:\n      - { service: calc, direct: \"127.0.0.1:0\", direct_tls: true }\n"
-        let node = try ZbusProcess(arguments: ["--config", try Self.nodeFile(directory, server: try ca.issueServer(), extra: extra)],
-                                   directory: directory)
+        let file = try Self.nodeFile(directory, server: try ca.issueServer(), extra: extra,
+                                     nodeExtra: "  limits:\n    header_timeout: 1s\n")
+        let node = try ZbusProcess(arguments: ["--config", file], directory: directory)
         defer { node.cleanUp() }
         let line = try #require(node.stderr.split(separator: "\n").first { $0.contains("direct RPC server listening") })
         #expect(line.contains("tls=true"))
@@ -196,6 +228,10 @@ struct TLSTests {
         #expect(secure.stdout.hasPrefix(#"{"result":3,"#), "\(secure.stderr)")
         let plain = try Self.curlTLS(["http://\(address)/calc/plus?params=1,2"])
         #expect(!plain.stdout.contains("result"))
+        // A connection that never starts its handshake is closed after the header timeout, as on the node's port.
+        let parts = address.split(separator: ":")
+        let silent = try WireClient(host: String(parts[0]), port: try #require(Int(parts[1])))
+        #expect(try silent.readUntilClose(timeout: 15).closed, "a stalled handshake on the direct port is closed")
 
         // Without node.tls, `direct_tls: true` is a configuration error at its key.
         let bad = directory.appendingPathComponent("bad.yaml").path

@@ -175,7 +175,12 @@ public final class Node: Service, Sendable {
         )
         let certificates: TLSCertificateStore?
         do throws(TLSFileError) {
-            certificates = try config.tls.map { tls throws(TLSFileError) in try TLSCertificateStore(files: tls.files, logger: self.logger) }
+            // The handshake must end within `header_timeout`: until it does, the connection guard sees no bytes of a
+            // header block, and a peer that stalls its handshake would hold its slot for the whole idle timeout.
+            let handshakeTimeout = config.connectionLimits.headerTimeoutMilliseconds
+            certificates = try config.tls.map { tls throws(TLSFileError) in
+                try TLSCertificateStore(files: tls.files, handshakeTimeoutMilliseconds: handshakeTimeout, logger: self.logger)
+            }
         } catch {
             try? await group.shutdownGracefully()
             state.withLockedValue { $0 = .idle }

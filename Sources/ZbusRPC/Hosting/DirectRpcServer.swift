@@ -141,7 +141,12 @@ public final class DirectRpcServer: Sendable {
                     channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                     return channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
-                        if let tls { try pipeline.addHandler(tls.makeHandler()) }
+                        if let tls {
+                            try pipeline.addHandler(tls.makeHandler())
+                            // The handshake is held to the header timeout, as on the node's TLS port.
+                            try pipeline.addHandler(TLSHandshakeLogger(
+                                timeoutMilliseconds: governor?.limits.headerTimeoutMilliseconds ?? 0, logger: logger))
+                        }
                         // A client that pipelines calls without reading the answers cannot make the server buffer
                         // answers without bound: NIO's handler holds reads back while the channel is not writable.
                         try pipeline.addHandler(BackPressureHandler())

@@ -9,13 +9,21 @@ final class TLSCertificateStore: Sendable {
     let files: ServerTLSFiles
     private let current: NIOLockedValueBox<ServerTLSContext>
     private let logger: Logger
+    /// How long a connection may take to complete its handshake (`node.limits.header_timeout`; 0: no limit).
+    private let handshakeTimeoutMilliseconds: Int
 
     /// Reads the files.
     ///
+    /// - Parameters:
+    ///   - files: the certificate, key and CA files.
+    ///   - handshakeTimeoutMilliseconds: a connection whose handshake has not completed this long after it was
+    ///     accepted is closed (0: no limit).
+    ///   - logger: where reloads and failed handshakes are logged.
     /// - Throws: ``TLSFileError`` naming the file that is wrong.
-    init(files: ServerTLSFiles, logger: Logger) throws(TLSFileError) {
+    init(files: ServerTLSFiles, handshakeTimeoutMilliseconds: Int, logger: Logger) throws(TLSFileError) {
         self.files = files
         self.logger = logger
+        self.handshakeTimeoutMilliseconds = handshakeTimeoutMilliseconds
         let context = try files.makeContext()
         self.current = NIOLockedValueBox(context)
     }
@@ -27,7 +35,7 @@ final class TLSCertificateStore: Sendable {
     func addHandler(to channel: any Channel) throws {
         let context = current.withLockedValue { $0 }
         try channel.pipeline.syncOperations.addHandler(context.makeHandler())
-        try channel.pipeline.syncOperations.addHandler(TLSHandshakeLogger(logger: logger))
+        try channel.pipeline.syncOperations.addHandler(TLSHandshakeLogger(timeoutMilliseconds: handshakeTimeoutMilliseconds, logger: logger))
     }
 
     /// Reads the files again and, if they are good, uses them for the connections accepted from now on; if not, logs
