@@ -878,7 +878,10 @@ final class MQBroker: Sendable {
             let current = state.queues[name]?.accessToken ?? state.unopened[name]?.accessToken
             // The check ran on the connection's event loop while a create of this name could still be waiting here:
             // removing what it made would delete a protected MQ for a caller who never had its token.
-            guard current == checkedAccessToken else { return .changed }
+            // An MQ without a token (empty) asks nothing more of the caller than no MQ did: only a token that
+            // appeared since the check sends the request back to be checked again (after the store's queued work,
+            // so that one rare answer may come out of order; an unprotected MQ keeps the pipeline's order).
+            guard (current ?? "") == (checkedAccessToken ?? "") else { return .changed }
             let queue = state.queues.removeValue(forKey: name)
             guard queue != nil || state.unopened.removeValue(forKey: name) != nil else { return .notFound }
             state.links.unlink(name)
