@@ -287,11 +287,24 @@ final class MQBroker: Sendable {
             session.send(Self.notFound(request, name: nil))
             return nil
         }
-        let (found, store) = state.withLockedValue { state in (state.queues[name], state.unopened[name] != nil ? state.store : nil) }
+        let (found, store, storedToken) = state.withLockedValue { state in
+            (state.queues[name], state.unopened[name] != nil ? state.store : nil, state.unopened[name]?.accessToken)
+        }
         if let found { return found }
         guard let store else {
             session.send(notFound(request, name: name, session: session))
             return nil
+        }
+        // Under `auth`, a caller with no permission on the name and without the MQ's access token is refused before
+        // the MQ is opened (with the same answer as for a missing MQ): guessing names must not make the node open
+        // files and spend descriptors.
+        if let policy {
+            let token = request.presentedToken
+            let holdsAccessToken = !(storedToken ?? "").isEmpty && token == storedToken
+            if !holdsAccessToken, policy.caller(token: token, session: session).grants.permissions(on: name).isEmpty {
+                session.send(notFound(request, name: name, session: session))
+                return nil
+            }
         }
         open(name, store: store, on: session.eventLoop) { wake in
             switch wake {

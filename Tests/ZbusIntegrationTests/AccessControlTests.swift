@@ -343,6 +343,51 @@ struct AccessControlTests {
         #expect(try jsonBody(try again.receive())["unconsumedMsgCount"] as? Int == 0, "no copy reached the slave after a restart")
     }
 
+    @Test("a stored MQ not opened yet is not opened for a caller with no permission on its name (guessing names spends no descriptors)")
+    func unopenedStaysClosed() throws {
+        let first = try Self.startAuthNode()
+        let directory = first.directory
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ops = try first.connect()
+        // Enough MQs that a node restarted under a small open-file limit leaves the last ones (by name) unopened.
+        for name in (0..<12).map({ "Filler\($0)" }) + ["ZHidden"] {
+            ops.request([("cmd", "create_mq"), ("mq_name", name), ("mq_mode", "1"), ("access_token", "hidden-token"), ("token", Self.opsSecret)])
+            expectReply(try ops.receive(), status: 200)
+        }
+        #expect(first.stop() == 0)
+
+        // Restarted on the same store: ZHidden is stored, not opened until someone may use it.
+        let node = try ZbusProcess(arguments: ["--config", directory.appendingPathComponent("node.yaml").path], directory: directory,
+                                   openFileLimit: 96)
+        defer { node.cleanUp() }
+        let client = try node.connect()
+        let attempts: [[(String, String)]] = [
+            [("cmd", "produce"), ("mq", "ZHidden"), ("token", Self.writerSecret)],
+            [("cmd", "consume"), ("mq", "ZHidden")],
+            [("cmd", "query_mq"), ("mq", "ZHidden"), ("token", "a guess")],
+        ]
+        for headers in attempts {
+            client.request(headers)
+            let reply = try client.receive()
+            #expect(reply.status == 403 && reply.bodyString.contains("forbidden"), "\(headers): \(reply.status ?? 0) \(reply.bodyString)")
+        }
+        let hiddenDirectory = directory.appendingPathComponent("store").path
+        func openHidden() -> [String] {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(node.process.processIdentifier)/fd")) ?? []
+            return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(node.process.processIdentifier)/fd/\($0)") }
+                .filter { $0.hasPrefix(hiddenDirectory) && $0.contains("ZHidden") }
+        }
+        // The store's start line says how many of its 13 MQs it opened.
+        #expect(node.waitForLog("MQ store open"))
+        let opened = node.stderr.split(separator: " ").first { $0.hasPrefix("opened=") }.flatMap { Int($0.dropFirst("opened=".count)) }
+        #expect((opened ?? 13) < 13, "the restarted node left MQs unopened: \(node.stderr.suffix(1500))")
+        #expect(openHidden().isEmpty, "files of ZHidden opened for callers with no permission: \(openHidden())")
+        // Its access token gets past the check, as in 6.3 (then opened, or refused for want of descriptors).
+        client.request([("cmd", "consume"), ("mq", "ZHidden"), ("token", "hidden-token"), ("timeout", "0")])
+        let answer = try client.receive()
+        #expect(answer.status == 204 || answer.status == 503, "\(answer.status ?? 0) \(answer.bodyString)")
+    }
+
     @Test("pipelined requests with different tokens on one connection each get their own decision (the per-connection cache)")
     func pipelinedTokens() throws {
         let node = try Self.startAuthNode()
