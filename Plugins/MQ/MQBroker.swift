@@ -298,13 +298,9 @@ final class MQBroker: Sendable {
         // Under `auth`, a caller with no permission on the name and without the MQ's access token is refused before
         // the MQ is opened (with the same answer as for a missing MQ): guessing names must not make the node open
         // files and spend descriptors.
-        if let policy {
-            let token = request.presentedToken
-            let holdsAccessToken = !(storedToken ?? "").isEmpty && token == storedToken
-            if !holdsAccessToken, policy.caller(token: token, session: session).grants.permissions(on: name).isEmpty {
-                session.send(notFound(request, name: name, session: session))
-                return nil
-            }
+        if policy != nil, !mayRead(name: name, accessToken: storedToken ?? "", token: request.presentedToken, session: session) {
+            session.send(notFound(request, name: name, session: session))
+            return nil
         }
         open(name, store: store, on: session.eventLoop) { wake in
             switch wake {
