@@ -52,34 +52,16 @@ public struct HttpAdapterFactory: ProxyAdapterFactory {
     }
 }
 
-/// One HTTP exchange's request.
-struct HTTPRequestMessage: Sendable {
-    var head: HTTPRequestHead
-    var body: ByteBuffer?
-}
-
-/// One complete HTTP response.
-struct HTTPResponseMessage: Sendable {
-    var head: HTTPResponseHead
-    var body: ByteBuffer
-}
-
-/// Calls a legacy HTTP/1.1 service over pooled keep-alive connections.
+/// Calls a legacy HTTP/1.1 service over keep-alive connections: on the node's loops (``makeLoopCaller(on:timeout:)``)
+/// or from tasks over a pool (``call(_:timeout:)``); both speak through ``HTTPExchangeCodec``.
 final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     var address: String { "http://\(target)\(basePath)" }
-    /// zbus control headers and hop-by-hop headers, which are never forwarded either way.
-    static let reserved: Set<String> = [
-        "cmd", "mq", "id", "rawid", "sender", "recver", "server", "remote-addr", "ack", "token", "topic", "key", "key_group",
-        "timeout", "reply_code", "http-method", "path", "encoding", "original_id", "original_url", "original_mq",
-        "content-length", "connection", "keep-alive", "transfer-encoding", "host", "expect", "upgrade", "te", "trailer",
-    ]
 
     private let name: String
     private let target: HostAndPort
     private let basePath: String
     private let connectTimeout: Duration
-    private let pool: LegacyClientPool<HTTPRequestMessage, HTTPResponseMessage>
-
+    private let pool: LegacyClientPool<Message, Message>
     private let maxReply: Int
 
     init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int,
@@ -89,13 +71,13 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         self.basePath = basePath
         self.connectTimeout = connectTimeout
         self.maxReply = maxReply
+        let encoding = HTTPRequestEncoding(host: target.description, basePath: basePath)
+        // The codec closes a connection the service will not keep, so a pooled one is checked in only while open.
         pool = LegacyClientPool(
             service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle,
             configure: { channel in
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                try channel.pipeline.syncOperations.addHandler(HTTPClientExchangeCodec(maxReply: maxReply))
-            },
-            reusable: { response in response.head.isKeepAlive })
+                try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
+            })
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -103,7 +85,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     }
 
     func call(_ request: Message, timeout: Duration) async throws -> Message {
-        Self.reply(try await pool.exchange(makeRequest(request), timeout: timeout))
+        try await pool.exchange(request, timeout: timeout)
     }
 
     func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
@@ -112,40 +94,12 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         return LoopLegacyClient(
             on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
             configure: { channel in
-                // Toward the socket: the request's bytes; the decoder sees the request head (it needs the method to
-                // read the response to a HEAD), and the codec turns messages into bytes and responses into messages.
-                try channel.pipeline.syncOperations.addHandler(HTTPRequestBytesWriter())
-                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                try channel.pipeline.syncOperations.addHandler(HTTPMessageExchangeCodec(encoding: encoding, maxReply: maxReply))
+                try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
             })
     }
 
     func shutdown() async {
         await pool.shutdown()
-    }
-
-    /// The message routed back for the service's response.
-    private static func reply(_ response: HTTPResponseMessage) -> Message {
-        var reply = Message(status: Int(response.head.status.code))
-        for (name, value) in response.head.headers {
-            let lower = name.lowercased()
-            if !reserved.contains(lower) { reply.headers[lower] = value }
-        }
-        reply.body = response.body.readableBytes > 0 ? response.body : nil
-        return reply
-    }
-
-    private func makeRequest(_ message: Message) -> HTTPRequestMessage {
-        let (method, uri) = HTTPRequestEncoding.methodAndURI(of: message)
-        let hasBody = (message.body?.readableBytes ?? 0) > 0
-        var headers = HTTPHeaders()
-        headers.add(name: "host", value: target.description)
-        for (name, value) in message.headers where !Self.reserved.contains(name) {
-            headers.add(name: name, value: value)
-        }
-        headers.add(name: "content-length", value: String(message.body?.readableBytes ?? 0))
-        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: basePath + uri, headers: headers)
-        return HTTPRequestMessage(head: head, body: hasBody ? message.body : nil)
     }
 }
 
@@ -185,7 +139,7 @@ struct HTTPRequestEncoding: Sendable {
         buffer.writeStaticString(" HTTP/1.1\r\nhost: ")
         buffer.writeString(host)
         buffer.writeStaticString("\r\n")
-        for (name, value) in message.headers where !HttpAdapter.reserved.contains(name) {
+        for (name, value) in message.headers where !ReservedHeaders.contains(name) {
             guard Self.isSafe(name), Self.isSafe(value) else { continue }
             buffer.writeString(name)
             buffer.writeStaticString(": ")
@@ -204,85 +158,77 @@ struct HTTPRequestEncoding: Sendable {
     }
 }
 
-/// The codec of an `http` adapter's loop connection: writes a ``Message`` as one HTTP/1.1 request and turns the
-/// response into the ``Message`` routed back (its status, its headers but the reserved ones, its body); closes the
-/// connection after a response that does not keep it alive.
-final class HTTPMessageExchangeCodec: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+/// The one handler of an `http` adapter's connection: writes each ``Message`` as an HTTP/1.1 request (see
+/// ``HTTPRequestEncoding``) and reads each response into the ``Message`` routed back (``HTTPResponseParser``); closes
+/// the connection after a response that does not keep it alive, and fails the call (as an error caught) on a response
+/// it cannot read.
+///
+/// Bytes in, messages out, in one handler: nothing generic, no typed HTTP parts passed between handlers.
+final class HTTPExchangeCodec: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
     typealias InboundOut = Message
     typealias OutboundIn = Message
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     private let encoding: HTTPRequestEncoding
-    private let maxReply: Int
-    private var head: HTTPResponseHead?
-    private var body: ByteBuffer?
-    /// A response over `maxReply` was refused: its remaining parts are dropped (the connection is closing).
-    private var refused = false
+    private var parser: HTTPResponseParser
+    /// Input not read yet: part of a head or of a chunk line (bounded by the parser's head limit).
+    private var unread: ByteBuffer?
+    /// A response could not be read, or one closed the connection: whatever else comes is dropped.
+    private var done = false
 
     init(encoding: HTTPRequestEncoding, maxReply: Int) {
         self.encoding = encoding
-        self.maxReply = maxReply
+        parser = HTTPResponseParser(maxBody: maxReply)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let message = unwrapOutboundIn(data)
         var bytes = context.channel.allocator.buffer(capacity: 256 + (message.body?.readableBytes ?? 0))
-        let method = encoding.write(message, into: &bytes)
-        // The head only tells the response decoder the method; the bytes carry the request.
-        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: method, uri: ""))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: promise)
+        parser.requestWritten(method: encoding.write(message, into: &bytes))
+        context.write(wrapOutboundOut(bytes), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !refused else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let responseHead):
-            if responseHead.status == .continue { return }  // 100 Continue is not the answer
-            head = responseHead
-            body = nil
-        case .body(var part):
-            // Refused as soon as it is known to be too large: a service streaming without end must not fill memory.
-            guard (body?.readableBytes ?? 0) + part.readableBytes <= maxReply else {
-                refused = true
-                head = nil
-                body = nil
-                context.fireErrorCaught(HTTPReplyTooLarge(limit: maxReply))
-                return
+        guard !done else { return }
+        var input = unwrapInboundIn(data)
+        if var unread = unread.take() {
+            unread.writeBuffer(&input)
+            input = unread
+        }
+        do {
+            while !done, let response = try parser.next(&input) {
+                fire(response, context: context)
             }
-            if body == nil { body = part } else { body!.writeBuffer(&part) }
-        case .end:
-            guard let responseHead = head else { return }
-            head = nil
-            var reply = Message(status: Int(responseHead.status.code))
-            // Room for the route's headers and the node's stamps too, so the headers grow only once.
-            reply.headers.reserveCapacity(responseHead.headers.count + 9)
-            for (name, value) in responseHead.headers {
-                let lower = name.lowercased()
-                if !HttpAdapter.reserved.contains(lower) { reply.headers[lower] = value }
-            }
-            if let body, body.readableBytes > 0 { reply.body = body }
-            body = nil
-            context.fireChannelRead(wrapInboundOut(reply))
-            if !responseHead.isKeepAlive { context.close(promise: nil) }
+        } catch {
+            done = true
+            context.fireErrorCaught(error)
+            return
+        }
+        if input.readableBytes > 0 && !done {
+            input.discardReadBytes()
+            unread = input
         }
     }
-}
 
-/// Next to the socket on an `http` adapter's loop connection: passes the request's bytes on and drops the head that
-/// only informed the response decoder.
-final class HTTPRequestBytesWriter: ChannelOutboundHandler {
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = ByteBuffer
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done {
+            do {
+                if let response = try parser.endOfInput() { fire(response, context: context) }
+            } catch {
+                // Cut short mid-response: a failure to read the answer (502), not a stale connection to retry on.
+                done = true
+                context.fireErrorCaught(error)
+            }
+        }
+        context.fireChannelInactive()
+    }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .body(.byteBuffer(let bytes)):
-            context.write(wrapOutboundOut(bytes), promise: promise)
-        case .body(.fileRegion(let region)):
-            context.write(NIOAny(IOData.fileRegion(region)), promise: promise)
-        case .head, .end:
-            promise?.succeed(())
+    private func fire(_ response: HTTPResponseParser.Response, context: ChannelHandlerContext) {
+        context.fireChannelRead(wrapInboundOut(response.message))
+        if !response.keepAlive {
+            done = true
+            context.close(promise: nil)
         }
     }
 }
@@ -292,61 +238,4 @@ extension HeaderName {
     static let httpMethod = "http-method"
     /// `path`: the path an `http` adapter requests.
     static let httpPath = "path"
-}
-
-/// Turns one request into HTTP parts and collects the response parts into one ``HTTPResponseMessage``.
-final class HTTPClientExchangeCodec: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias InboundOut = HTTPResponseMessage
-    typealias OutboundIn = HTTPRequestMessage
-    typealias OutboundOut = HTTPClientRequestPart
-
-    private let maxReply: Int
-    private var head: HTTPResponseHead?
-    private var body = ByteBuffer()
-    /// A response over `maxReply` was refused: its remaining parts are dropped (the connection is closing).
-    private var refused = false
-
-    init(maxReply: Int) {
-        self.maxReply = maxReply
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
-        context.write(wrapOutboundOut(.head(request.head)), promise: nil)
-        if let body = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.write(wrapOutboundOut(.end(nil)), promise: promise)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !refused else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let responseHead):
-            if responseHead.status == .continue { return }  // 100 Continue is not the answer
-            head = responseHead
-            body.clear()
-        case .body(var part):
-            guard body.readableBytes + part.readableBytes <= maxReply else {
-                refused = true
-                head = nil
-                body = ByteBuffer()
-                context.fireErrorCaught(HTTPReplyTooLarge(limit: maxReply))
-                return
-            }
-            body.writeBuffer(&part)
-        case .end:
-            guard let responseHead = head else { return }
-            head = nil
-            context.fireChannelRead(wrapInboundOut(HTTPResponseMessage(head: responseHead, body: body)))
-            body = ByteBuffer()
-        }
-    }
-}
-
-/// A legacy HTTP response whose body passed the adapter's `max_reply`: the call fails (502) and the connection closes.
-struct HTTPReplyTooLarge: Error, CustomStringConvertible {
-    let limit: Int
-    var description: String {
-        "its response body is larger than the adapter's max_reply (\(limit) bytes); raise `max_reply` if such answers are expected"
-    }
 }
