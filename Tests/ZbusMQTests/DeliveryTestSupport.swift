@@ -8,9 +8,15 @@ import ZbusKernel
 final class TestPeer: DeliveryPeer, CustomStringConvertible {
     let name: String
     var isActive = true
+    /// An in-process worker (see ``DeliveryPeer/isLoopWorker``).
+    var isLoopWorker = false
+    /// Whether the test stands on this peer's event loop as it dispatches.
+    var isOnCurrentLoop = false
 
-    init(_ name: String) {
+    init(_ name: String, loopWorker: Bool = false, onCurrentLoop: Bool = false) {
         self.name = name
+        self.isLoopWorker = loopWorker
+        self.isOnCurrentLoop = onCurrentLoop
     }
 
     var description: String { name }

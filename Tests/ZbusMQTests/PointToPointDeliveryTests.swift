@@ -39,6 +39,33 @@ struct PointToPointDeliveryTests {
         #expect(machine.consumerCount == 3)
     }
 
+    @Test("loop workers of the delivering loop take a message ahead of other loops' workers, never ahead of other consumers")
+    func loopWorkersOfThisLoopFirst() {
+        var machine = PointToPointDelivery<TestPeer>(mq: "Q", maxParked: 100)
+        var store = TestStore()
+        // W1, W2 work on another loop, L1, L2 on the loop that dispatches; T is a TCP consumer.
+        let (w1, w2) = (TestPeer("W1", loopWorker: true), TestPeer("W2", loopWorker: true))
+        let (l1, l2) = (TestPeer("L1", loopWorker: true, onCurrentLoop: true), TestPeer("L2", loopWorker: true, onCurrentLoop: true))
+        let tcp = TestPeer("T")
+        for (peer, id) in [(w1, "w1"), (l1, "l1"), (w2, "w2"), (l2, "l2")] { machine.consume(peer, id, from: &store) }
+        store.store("m1", "m2", "m3", "m4", "m5")
+        // The local workers first, in their order; then the rest of the line as it stood.
+        #expect(machine.dispatch(from: &store) == ["L1<-m1#l1", "L2<-m2#l2", "W1<-m3#w1", "W2<-m4#w2"])
+
+        // Behind a consumer that is not a loop worker, nobody jumps ahead of it.
+        #expect(machine.consume(w1, "w1b", from: &store).sent == ["W1<-m5#w1b"])
+        for (peer, id) in [(w1, "w1c"), (tcp, "t"), (l1, "l1b")] { machine.consume(peer, id, from: &store) }
+        store.store("m6", "m7")
+        #expect(machine.dispatch(from: &store) == ["W1<-m6#w1c", "T<-m7#t"])
+
+        // A local worker whose connection is gone is not chosen.
+        for (peer, id) in [(w2, "w2c"), (l2, "l2c")] { machine.consume(peer, id, from: &store) }
+        l1.isActive = false
+        l2.isActive = false
+        store.store("m8")
+        #expect(machine.dispatch(from: &store) == ["W2<-m8#w2c"])
+    }
+
     @Test("a second consume of a parked consumer keeps its place in line and its id wins")
     func replacementKeepsPlace() {
         var machine = PointToPointDelivery<TestPeer>(mq: "Q", maxParked: 100)

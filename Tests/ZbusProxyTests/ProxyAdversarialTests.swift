@@ -310,11 +310,13 @@ struct ProxyAdversarialTests {
         await line.stop()
     }
 
-    @Test("remove_mq while the workers consume: they create it again and serve the next call; HTTP/1.0 and Connection: close answers each get a fresh connection")
+    @Test("remove_mq while the workers consume: they create it again and serve the next call; HTTP/1.0, Connection: close and chunked answers each get a fresh connection")
     func removedQueueAndClosingServices() async throws {
         let web = try await CountingService.http()
         let old = try await LegacyServer.raw(Array("HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nold-style".utf8))
         let closing = try await LegacyServer.raw(Array("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 7\r\n\r\nclosing".utf8))
+        let chunked = try await LegacyServer.raw(Array(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Yes\r\n\r\n3;x=y\r\nchu\r\n4\r\nnked\r\n0\r\nX-Trailer: t\r\n\r\n".utf8))
         let node = try startNode("""
             modules:
               - module: mq
@@ -323,6 +325,7 @@ struct ProxyAdversarialTests {
                   - { name: web, kind: http, mq: Removed, target: "http://127.0.0.1:\(web.port)", workers: 4, timeout: 5s }
                   - { name: old, kind: http, mq: Old, target: "http://127.0.0.1:\(old.port)", workers: 1, timeout: 5s }
                   - { name: closing, kind: http, mq: Closing, target: "http://127.0.0.1:\(closing.port)", workers: 1, timeout: 5s }
+                  - { name: chunked, kind: http, mq: Chunked, target: "http://127.0.0.1:\(chunked.port)", workers: 1, timeout: 5s }
             """)
         defer { node.cleanUp() }
         let bus = try BusCaller(port: node.port)
@@ -338,11 +341,15 @@ struct ProxyAdversarialTests {
             #expect(reply.status == 200 && reply.bodyString == "old-style", "\(reply.status ?? 0) \(reply.bodyString)")
             let closed = try await bus.call("Closing", "call-\(call)")
             #expect(closed.status == 200 && closed.bodyString == "closing", "\(closed.status ?? 0) \(closed.bodyString)")
+            let dechunked = try await bus.call("Chunked", "call-\(call)")
+            #expect(dechunked.status == 200 && dechunked.bodyString == "chunked" && dechunked.headers["x-mixed-case"] == "Yes",
+                    "\(dechunked.status ?? 0) \(dechunked.bodyString) \(dechunked.headers)")
         }
         await bus.broker.close()
         await web.stop()
         await old.stop()
         await closing.stop()
+        await chunked.stop()
         #expect(node.stop() == 0)
     }
 

@@ -3,13 +3,28 @@ import ZbusKernel
 
 /// Whom an MQ's delivery state machines serve: a ``Session`` in the node, a stand-in in unit tests.
 ///
-/// The state machines keep peers by object identity and ask them one thing, so they need no connection to run.
+/// The state machines keep peers by object identity and ask them little, so they need no connection to run.
 protocol DeliveryPeer: AnyObject {
     /// Whether the peer can still take a message (a closed connection cannot).
     var isActive: Bool { get }
+    /// Whether the peer is the process's own worker on an event loop (an in-process session): such a peer may take
+    /// a message ahead of its kind waiting on other loops when it lives on the loop delivering (see
+    /// ``PointToPointDelivery/dispatch(into:next:)``).
+    var isLoopWorker: Bool { get }
+    /// Whether the calling thread is the peer's event loop.
+    var isOnCurrentLoop: Bool { get }
 }
 
-extension Session: DeliveryPeer {}
+extension DeliveryPeer {
+    var isLoopWorker: Bool { false }
+    var isOnCurrentLoop: Bool { false }
+}
+
+extension Session: DeliveryPeer {
+    /// In-process sessions are the node's own modules (adapter and RPC workers) or the embedding program's.
+    var isLoopWorker: Bool { isTrusted }
+    var isOnCurrentLoop: Bool { eventLoop.inEventLoop }
+}
 
 /// How the answer to one consume is addressed: the consume's `id`, and whether its connection closes after it.
 struct PullReply: Sendable, Equatable {

@@ -84,13 +84,44 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
                 continue
             }
             guard let stored = redeliveries.popFirst() ?? handOut(next) else { break }
+            if consumer.peer.isLoopWorker, !consumer.peer.isOnCurrentLoop, let local = localWorkerInLine() {
+                // A worker of this loop takes it: the call and its answer then stay on one thread (no task handed to
+                // another loop, no wake-up of it), which for a bus call is a good part of its cost. Only loop workers
+                // are passed over, and only by one another: they are interchangeable workers of one module, while
+                // every other consumer keeps its place in line.
+                let (localConsumer, localPull) = (line[local].consumer, line[local].consumer.pull!)
+                line.remove(at: local)
+                deliver(stored, to: localConsumer, reply: localPull.reply, into: &actions)
+                continue
+            }
             line.removeFirst()
-            unpark(consumer)
-            inFlightCount += 1
-            deliveredCount &+= 1
-            actions.append(.deliver(stored.payload, to: consumer.peer, reply: pull.reply))
-            consumer.held.append(stored)
+            deliver(stored, to: consumer, reply: pull.reply, into: &actions)
         }
+    }
+
+    private mutating func deliver(_ stored: StoredMessage, to consumer: Consumer, reply: PullReply,
+                                  into actions: inout some DeliveryCollector<Peer>) {
+        unpark(consumer)
+        inFlightCount += 1
+        deliveredCount &+= 1
+        actions.append(.deliver(stored.payload, to: consumer.peer, reply: reply))
+        consumer.held.append(stored)
+    }
+
+    /// The place in line of the first loop worker of the calling thread's loop parked behind the front, looking only
+    /// past other loop workers and tombstones, and at most 32 places deep.
+    private func localWorkerInLine() -> Int? {
+        var index = 1
+        while index < line.count && index <= 32 {
+            let entry = line[index]
+            if let pull = entry.consumer.pull, pull.ticket == entry.ticket {
+                let peer = entry.consumer.peer
+                guard peer.isLoopWorker else { return nil }
+                if peer.isOnCurrentLoop && peer.isActive { return index }
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// `peer`'s connection closed: its consume goes, and what it held goes back to the head of the queue, in order,
