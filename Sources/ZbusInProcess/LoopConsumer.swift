@@ -63,6 +63,8 @@ public final class LoopConsumer: @unchecked Sendable {
     /// The consume sent after each answer, built once.
     private let nextConsume: Message
     private var connection: InProcessConnection?
+    /// ``nextConsume`` prepared on ``connection`` (stamped, its handler found), as each answer is followed by it.
+    private var preparedConsume: PreparedRequest?
     private var handler: ((Message) -> Void)?
     /// What the one command in flight on the session is: its answer is read accordingly.
     private var awaiting = Awaiting.nothing
@@ -106,6 +108,7 @@ public final class LoopConsumer: @unchecked Sendable {
         eventLoop = connection.session.eventLoop
         stopped = eventLoop.makePromise()
         self.connection = connection
+        preparedConsume = connection.prepare(nextConsume)
         box.consumer = self
     }
 
@@ -170,7 +173,11 @@ public final class LoopConsumer: @unchecked Sendable {
             consumeAgain = false
             guard let connection, !stopping else { return }
             awaiting = .consume
-            connection.dispatchOnLoop(nextConsume)
+            if let preparedConsume {
+                connection.dispatchOnLoop(preparedConsume)
+            } else {
+                connection.dispatchOnLoop(nextConsume)
+            }
         } while consumeAgain
     }
 
@@ -242,6 +249,7 @@ public final class LoopConsumer: @unchecked Sendable {
 
     private func closed() {
         connection = nil
+        preparedConsume = nil
         handler = nil
         stopped.succeed(())
     }

@@ -79,6 +79,17 @@ struct HTTPResponseParserTests {
         #expect(try !Self.one("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx").keepAlive)
     }
 
+    @Test("the reserved headers: every listed name, in any case, and nothing else")
+    func reservedHeaders() {
+        for name in ReservedHeaders.names {
+            #expect(ReservedHeaders.contains(name), "\(name)")
+            #expect(ReservedHeaders.contains(name.uppercased()), "\(name)")
+        }
+        for name in ["content-type", "x-id", "ids", "m", "", "date", "etag", "set-cookie", "content-lengths", "transfer-encodin"] {
+            #expect(!ReservedHeaders.contains(name), "\(name)")
+        }
+    }
+
     @Test("two responses in one read come out in order")
     func pipelined() throws {
         let responses = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nb"]).get()

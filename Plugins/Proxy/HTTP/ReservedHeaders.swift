@@ -24,42 +24,42 @@ enum ReservedHeaders {
         case forwarded
     }
 
-    /// The names by their length (index), as bytes.
-    private static let byLength: [[[UInt8]]] = {
-        var table = [[[UInt8]]](repeating: [], count: 18)
-        for name in names { table[name.utf8.count].append(Array(name.utf8)) }
-        return table
-    }()
-
     /// The role of the header `name` as received (any case).
     static func role(_ name: UnsafeRawBufferPointer) -> Role {
         switch name.count {
         case 14 where ASCIIBytes.equalsIgnoringCase(name, "content-length"): return .contentLength
         case 17 where ASCIIBytes.equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
         case 10 where ASCIIBytes.equalsIgnoringCase(name, "connection"): return .connection
-        default: return isReserved(name, foldingCase: true) ? .reserved : .forwarded
+        default: return isReserved(name) ? .reserved : .forwarded
         }
     }
 
-    /// Whether `name` (a header name of a message, lower-case) is reserved.
+    /// Whether `name` (a header name, any case) is reserved.
     static func contains(_ name: String) -> Bool {
         var name = name
-        return name.withUTF8 { isReserved(UnsafeRawBufferPointer($0), foldingCase: false) }
+        return name.withUTF8 { isReserved(UnsafeRawBufferPointer($0)) }
     }
 
-    private static func isReserved(_ name: UnsafeRawBufferPointer, foldingCase: Bool) -> Bool {
-        guard name.count < byLength.count else { return false }
-        for candidate in byLength[name.count] {
-            var same = true
-            for offset in 0..<candidate.count {
-                let byte = foldingCase ? ASCIIBytes.lower(name[offset]) : name[offset]
-                if byte != candidate[offset] {
-                    same = false
-                    break
-                }
-            }
-            if same { return true }
+    /// The lookup itself: by length, then against each name of that length (``names`` lists the same names; a test
+    /// holds the two together).
+    @inline(__always)
+    private static func isReserved(_ name: UnsafeRawBufferPointer) -> Bool {
+        func named(_ candidate: StaticString) -> Bool { ASCIIBytes.equalsIgnoringCase(name, candidate) }
+        switch name.count {
+        case 2: return named("mq") || named("id") || named("te")
+        case 3: return named("cmd") || named("ack") || named("key")
+        case 4: return named("path") || named("host")
+        case 5: return named("rawid") || named("token") || named("topic")
+        case 6: return named("sender") || named("recver") || named("server") || named("expect")
+        case 7: return named("timeout") || named("upgrade") || named("trailer")
+        case 8: return named("encoding")
+        case 9: return named("key_group")
+        case 10: return named("reply_code") || named("keep-alive") || named("connection")
+        case 11: return named("remote-addr") || named("http-method") || named("original_id") || named("original_mq")
+        case 12: return named("original_url")
+        case 14: return named("content-length")
+        case 17: return named("transfer-encoding")
+        default: return false
         }
-        return false
     }
 }

@@ -63,6 +63,25 @@ public final class CommandDispatcher: Sendable {
         dispatch(stamped: message, session: session)
     }
 
+    /// Prepares `message` for repeated dispatch from `session` (see ``PreparedRequest``): stamps it and looks up its
+    /// handler once. `nil` for a message that needs more than that per dispatch (no handler for its `cmd`, a tracker
+    /// report, one asking to close the connection); dispatch it as usual.
+    func prepare(_ message: Message, session: Session) -> PreparedRequest? {
+        guard let cmd = message.cmd, !message.closeRequested, !TrackerCommand.reports.contains(cmd),
+              let handler = handlers[cmd] else { return nil }
+        var stamped = message
+        stamped.headers.set(lowercased: HeaderName.sender, session.id)
+        stamped.headers.set(lowercased: HeaderName.server, serverAddress)
+        stamped.headers.set(lowercased: HeaderName.remoteAddr, session.remoteAddress)
+        return PreparedRequest(message: stamped, handler: handler, session: session)
+    }
+
+    /// Dispatches a prepared request: straight to its handler.
+    func dispatch(_ prepared: PreparedRequest, session: Session) {
+        assert(prepared.session === session, "a prepared request is dispatched only by the session it was prepared for")
+        prepared.handler.handle(prepared.message, session: session)
+    }
+
     /// Dispatches one message whose decoder already stamped it.
     func dispatch(stamped message: Message, session: Session) {
         guard let cmd = message.cmd else {
@@ -111,4 +130,14 @@ public final class CommandDispatcher: Sendable {
         guard let query = uri.firstIndex(of: "?") else { return uri[...] }
         return uri[..<query]
     }
+}
+
+/// A request an in-process session sends again and again (a worker's consume after each answer), stamped and with its
+/// command's handler looked up once (``InProcessConnection/prepare(_:)``): each dispatch then skips the three header
+/// stamps and the lookup, about a third of what dispatching the consume cost.
+public struct PreparedRequest: Sendable {
+    let message: Message
+    let handler: any CommandHandler
+    /// The session it was stamped for, the only one that may dispatch it.
+    let session: Session
 }

@@ -100,6 +100,20 @@ public final class InProcessConnection: Sendable {
         dispatcher.dispatch(message, session: session)
     }
 
+    /// Prepares `message` for repeated ``dispatchOnLoop(_:)-(PreparedRequest)`` on this connection: stamped and its
+    /// handler looked up now, not at each dispatch. `nil` when it needs the full path each time (dispatch the message
+    /// itself then).
+    public func prepare(_ message: Message) -> PreparedRequest? {
+        dispatcher.prepare(message, session: session)
+    }
+
+    /// ``dispatchOnLoop(_:)-(Message)`` for a request ``prepare(_:)`` returned.
+    public func dispatchOnLoop(_ prepared: PreparedRequest) {
+        session.eventLoop.assertInEventLoop()
+        guard session.isActive else { return }
+        dispatcher.dispatch(prepared, session: session)
+    }
+
     /// Closes the session: the node releases what it held and `onClose` is called.
     public func close() {
         guard session.isActive else { return }
