@@ -450,6 +450,7 @@ struct HTTPResponseParser {
     }
 
     private static func lowercasedString(_ name: UnsafeRawBufferPointer) -> String {
+        if let common = commonName(name) { return common }
         guard name.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
             return String(decoding: name, as: UTF8.self)
         }
@@ -459,6 +460,36 @@ struct HTTPResponseParser {
             }
             return name.count
         }
+    }
+
+    /// The lower-case name of a header most services send (any case), as a literal: no string is built for it.
+    private static func commonName(_ name: UnsafeRawBufferPointer) -> String? {
+        switch name.count {
+        case 4:
+            if ASCIIBytes.equalsIgnoringCase(name, "date") { return "date" }
+            if ASCIIBytes.equalsIgnoringCase(name, "etag") { return "etag" }
+            if ASCIIBytes.equalsIgnoringCase(name, "vary") { return "vary" }
+        case 6:
+            if ASCIIBytes.equalsIgnoringCase(name, "pragma") { return "pragma" }
+        case 7:
+            if ASCIIBytes.equalsIgnoringCase(name, "expires") { return "expires" }
+        case 8:
+            if ASCIIBytes.equalsIgnoringCase(name, "location") { return "location" }
+        case 10:
+            if ASCIIBytes.equalsIgnoringCase(name, "set-cookie") { return "set-cookie" }
+        case 12:
+            if ASCIIBytes.equalsIgnoringCase(name, "content-type") { return "content-type" }
+            if ASCIIBytes.equalsIgnoringCase(name, "x-powered-by") { return "x-powered-by" }
+        case 13:
+            if ASCIIBytes.equalsIgnoringCase(name, "last-modified") { return "last-modified" }
+            if ASCIIBytes.equalsIgnoringCase(name, "accept-ranges") { return "accept-ranges" }
+            if ASCIIBytes.equalsIgnoringCase(name, "cache-control") { return "cache-control" }
+        case 16:
+            if ASCIIBytes.equalsIgnoringCase(name, "content-encoding") { return "content-encoding" }
+        default:
+            break
+        }
+        return nil
     }
 
     /// The bytes as text for an error message: at most 120 of them, control bytes escaped.
