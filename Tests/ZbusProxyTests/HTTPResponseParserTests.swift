@@ -90,6 +90,24 @@ struct HTTPResponseParserTests {
         }
     }
 
+    @Test("a request is written from the message: method and path headers, its other headers but reserved and unsafe ones, content-length")
+    func requestEncoding() {
+        var message = Message(method: "GET", uri: "/ignored")
+        message.headers[HeaderName.cmd] = "produce"
+        message.headers["x-empty"] = ""
+        message.headers["x-split"] = "a\r\nInjected: yes"
+        message.headers["x-keep"] = "kept value"
+        message.headers["http-method"] = "put"
+        message.headers["path"] = "items/7"
+        message.headers[HeaderName.sender] = "session"
+        message.body = ByteBuffer(string: "{}")
+        var bytes = ByteBuffer()
+        let method = HTTPRequestEncoding(host: "127.0.0.1:8080", basePath: "/api").write(message, into: &bytes)
+        #expect(method == .PUT)
+        #expect(String(buffer: bytes) == "PUT /api/items/7 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nx-empty: \r\nx-keep: kept value\r\n"
+            + "content-length: 2\r\n\r\n{}")
+    }
+
     @Test("two responses in one read come out in order")
     func pipelined() throws {
         let responses = try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nb"]).get()
