@@ -96,10 +96,9 @@ struct HTTPResponseParser {
             case .head:
                 guard try readHead(&buffer) else { return nil }
             case .fixedBody(let remaining):
-                let taken = min(remaining, buffer.readableBytes)
-                if taken > 0 { appendBody(buffer.readSlice(length: taken)!) }
-                guard taken == remaining else {
-                    state = .fixedBody(remaining: remaining - taken)
+                let left = takeBody(&buffer, upTo: remaining)
+                guard left == 0 else {
+                    state = .fixedBody(remaining: left)
                     return nil
                 }
                 return complete()
@@ -113,10 +112,9 @@ struct HTTPResponseParser {
                     state = .chunkData(remaining: size)
                 }
             case .chunkData(let remaining):
-                let taken = min(remaining, buffer.readableBytes)
-                if taken > 0 { appendBody(buffer.readSlice(length: taken)!) }
-                guard taken == remaining else {
-                    state = .chunkData(remaining: remaining - taken)
+                let left = takeBody(&buffer, upTo: remaining)
+                guard left == 0 else {
+                    state = .chunkData(remaining: left)
                     return nil
                 }
                 state = .chunkDataEnd
@@ -273,6 +271,13 @@ struct HTTPResponseParser {
     }
 
     // MARK: - Body
+
+    /// Takes up to `count` body bytes from `buffer`; returns how many are still to come.
+    private mutating func takeBody(_ buffer: inout ByteBuffer, upTo count: Int) -> Int {
+        let taken = min(count, buffer.readableBytes)
+        if taken > 0 { appendBody(buffer.readSlice(length: taken)!) }
+        return count - taken
+    }
 
     private mutating func appendBody(_ part: ByteBuffer) {
         bodyBytes += part.readableBytes
