@@ -353,6 +353,33 @@ struct ProxyAdversarialTests {
         #expect(node.stop() == 0)
     }
 
+    @Test("a service that adds stray bytes after each complete response: every caller still gets its answer, on a fresh connection")
+    func strayBytesAfterTheResponse() async throws {
+        let stray = try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(RecordServerHandler(extract: { buffer in
+                // A whole request head (the adapter sends no body here).
+                guard let end = buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
+                return buffer.readSlice(length: end.upperBound - buffer.readerIndex)
+            }, respond: { _ in (ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloXYZ"), false) }))
+        }
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: stray, kind: http, mq: Stray, target: "http://127.0.0.1:\(stray.port)", workers: 1, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        for call in 0..<3 {
+            let reply = try await bus.call("Stray", "call-\(call)")
+            #expect(reply.status == 200 && reply.bodyString == "hello", "call \(call): \(reply.status ?? 0) \(reply.bodyString)")
+        }
+        await bus.broker.close()
+        await stray.stop()
+        #expect(node.stop() == 0)
+    }
+
     @Test("a service answering after the timeout: the caller gets 504, and the late answer never reaches the next caller on the same worker")
     func lateAnswerAfterTheTimeout() async throws {
         let legacy = try await LegacyServer.http()  // `/slow` answers after 3 s

@@ -212,16 +212,32 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
             unread.writeBuffer(&input)
             input = unread
         }
+        var answered = false
         do {
             while !done, let response = try parser.next(&input) {
                 fire(response, context: context)
+                answered = true
             }
         } catch {
             done = true
             context.fireErrorCaught(error)
             return
         }
-        if input.readableBytes > 0 && !done {
+        guard !done else { return }
+        if answered {
+            // One request is in flight at a time, so bytes after its complete response (but the CRLFs some servers
+            // add) answer nothing: kept, they would be read as the start of the next call's response and fail it.
+            // The answer stands; the connection is not trusted with another request.
+            while let byte = input.readableBytesView.first, byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
+                input.moveReaderIndex(forwardBy: 1)
+            }
+            if input.readableBytes > 0 {
+                done = true
+                context.close(promise: nil)
+                return
+            }
+        }
+        if input.readableBytes > 0 {
             input.discardReadBytes()
             unread = input
         }
