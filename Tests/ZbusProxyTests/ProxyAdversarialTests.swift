@@ -353,7 +353,7 @@ struct ProxyAdversarialTests {
         #expect(node.stop() == 0)
     }
 
-    @Test("a service that adds stray bytes after each complete response: every caller still gets its answer, on a fresh connection")
+    @Test("http and tcp services that add stray bytes after each complete answer: every caller still gets its own answer, on a fresh connection")
     func strayBytesAfterTheResponse() async throws {
         let stray = try await LegacyServer.custom { channel in
             try channel.pipeline.syncOperations.addHandler(RecordServerHandler(extract: { buffer in
@@ -362,21 +362,30 @@ struct ProxyAdversarialTests {
                 return buffer.readSlice(length: end.upperBound - buffer.readerIndex)
             }, respond: { _ in (ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloXYZ"), false) }))
         }
+        let strayLines = try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(RecordServerHandler(
+                extract: { TestFraming.extract("newline", recordSize: 0, from: &$0) },
+                respond: { record in (ByteBuffer(string: "answer:\(String(buffer: record))\nXY"), false) }))
+        }
         let node = try startNode("""
             modules:
               - module: mq
               - module: proxy
                 adapters:
                   - { name: stray, kind: http, mq: Stray, target: "http://127.0.0.1:\(stray.port)", workers: 1, timeout: 5s }
+                  - { name: stray-lines, kind: tcp, mq: StrayLines, target: "127.0.0.1:\(strayLines.port)", framing: newline, workers: 1, timeout: 5s }
             """)
         defer { node.cleanUp() }
         let bus = try BusCaller(port: node.port)
         for call in 0..<3 {
             let reply = try await bus.call("Stray", "call-\(call)")
             #expect(reply.status == 200 && reply.bodyString == "hello", "call \(call): \(reply.status ?? 0) \(reply.bodyString)")
+            let line = try await bus.call("StrayLines", "call-\(call)")
+            #expect(line.status == 200 && line.bodyString == "answer:call-\(call)", "call \(call): \(line.status ?? 0) \(line.bodyString)")
         }
         await bus.broker.close()
         await stray.stop()
+        await strayLines.stop()
         #expect(node.stop() == 0)
     }
 

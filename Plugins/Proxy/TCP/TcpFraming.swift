@@ -31,6 +31,7 @@ enum TcpFramingError: Error, CustomStringConvertible {
     case tooLongForPrefix(size: Int, framing: TcpFraming)
     case tooLongForFixed(size: Int, recordSize: Int)
     case replyTooLarge(size: Int, limit: Int)
+    case strayBytes(count: Int)
 
     var description: String {
         switch self {
@@ -42,6 +43,8 @@ enum TcpFramingError: Error, CustomStringConvertible {
             return "a record of \(size) bytes is longer than the fixed record size \(recordSize)"
         case .replyTooLarge(let size, let limit):
             return "a reply record of at least \(size) bytes exceeds max_record (\(limit) bytes)"
+        case .strayBytes(let count):
+            return "it sent \(count) more bytes after its reply record, which answer nothing"
         }
     }
 }
@@ -96,7 +99,28 @@ struct TcpRecordDecoder: ByteToMessageDecoder {
     let framing: TcpFraming
     let maxRecord: Int
 
+    init(framing: TcpFraming, maxRecord: Int) {
+        self.framing = framing
+        self.maxRecord = maxRecord
+    }
+
+    /// A record was read from the bytes at hand since the decoder last ran out of them.
+    private var answered = false
+
+    /// Reads the next record. One request is in flight at a time, so bytes left over after a record in the same read
+    /// answer nothing: kept, they would become the start of the next call's reply and hand that caller a wrong answer.
+    /// They are an error instead (the record read stands; the connection closes).
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if try decodeRecord(context: context, buffer: &buffer) == .continue {
+            answered = true
+            return .continue
+        }
+        defer { answered = false }
+        if answered && buffer.readableBytes > 0 { throw TcpFramingError.strayBytes(count: buffer.readableBytes) }
+        return .needMoreData
+    }
+
+    private func decodeRecord(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         switch framing {
         case .newline:
             guard let index = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
