@@ -389,6 +389,32 @@ struct ProxyAdversarialTests {
         #expect(node.stop() == 0)
     }
 
+    @Test("an http service that sends stray bytes a moment after its answer: they close the idle connection, the next caller gets its own answer")
+    func strayBytesWhileIdle() async throws {
+        let log = ServiceLog()
+        let late = try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(LateStrayHTTPHandler(log: log))
+        }
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: late, kind: http, mq: LateStray, target: "http://127.0.0.1:\(late.port)", workers: 1, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        for call in 0..<3 {
+            let reply = try await bus.call("LateStray", "call-\(call)")
+            #expect(reply.status == 200 && reply.bodyString == "hello", "call \(call): \(reply.status ?? 0) \(reply.bodyString)")
+            // The adapter read the stray bytes on its idle connection and closed it (the service sees the close).
+            #expect(await eventually(within: 10) { log.seen["closed"] == call + 1 })
+        }
+        await bus.broker.close()
+        await late.stop()
+        #expect(node.stop() == 0)
+    }
+
     @Test("a service answering after the timeout: the caller gets 504, and the late answer never reaches the next caller on the same worker")
     func lateAnswerAfterTheTimeout() async throws {
         let legacy = try await LegacyServer.http()  // `/slow` answers after 3 s
@@ -415,5 +441,36 @@ struct ProxyAdversarialTests {
         await bus.broker.close()
         await legacy.stop()
         #expect(node.stop() == 0)
+    }
+}
+
+/// Answers each request head `200 hello`, then 20 ms later writes two stray bytes on the same connection; notes each
+/// connection the adapter closes.
+final class LateStrayHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let log: ServiceLog
+    private var buffer = ByteBuffer()
+
+    init(log: ServiceLog) {
+        self.log = log
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        buffer.writeBuffer(&bytes)
+        while let end = buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) {
+            buffer.moveReaderIndex(to: end.upperBound)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")), promise: nil)
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: .milliseconds(20)) {
+                channel.writeAndFlush(ByteBuffer(string: "XY"), promise: nil)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        log.arrived("closed")
+        context.fireChannelInactive()
     }
 }

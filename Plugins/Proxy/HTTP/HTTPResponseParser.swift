@@ -525,6 +525,7 @@ enum HTTPResponseError: Error, CustomStringConvertible {
     case tooLarge(limit: Int)
     case unexpectedStatus(Int, String)
     case closedMidResponse
+    case unsolicited(bytes: Int)
 
     var description: String {
         switch self {
@@ -536,6 +537,7 @@ enum HTTPResponseError: Error, CustomStringConvertible {
         case .tooLarge(let limit): HTTPReplyTooLarge(limit: limit).description
         case .unexpectedStatus(let status, let reason): "it answered \(status): \(reason)"
         case .closedMidResponse: "it closed the connection in the middle of its response"
+        case .unsolicited(let bytes): "it sent \(bytes) bytes while no request was waiting for an answer"
         }
     }
 }

@@ -192,6 +192,8 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     private var unread: ByteBuffer?
     /// A response could not be read, or one closed the connection: whatever else comes is dropped.
     private var done = false
+    /// A request was written and its response has not come yet.
+    private var awaiting = false
 
     init(encoding: HTTPRequestEncoding, maxReply: Int) {
         self.encoding = encoding
@@ -202,12 +204,24 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
         let message = unwrapOutboundIn(data)
         var bytes = context.channel.allocator.buffer(capacity: 256 + (message.body?.readableBytes ?? 0))
         parser.requestWritten(method: encoding.write(message, into: &bytes))
+        awaiting = true
         context.write(wrapOutboundOut(bytes), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !done else { return }
         var input = unwrapInboundIn(data)
+        if !awaiting && unread == nil {
+            // Bytes while no request is in flight answer nothing (a stray CRLF aside): kept, they would be read as
+            // the start of the next call's response.
+            Self.skipLineEnds(&input)
+            guard input.readableBytes == 0 else {
+                done = true
+                context.fireErrorCaught(HTTPResponseError.unsolicited(bytes: input.readableBytes))
+                return
+            }
+            return
+        }
         if var unread = unread.take() {
             unread.writeBuffer(&input)
             input = unread
@@ -228,9 +242,7 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
             // One request is in flight at a time, so bytes after its complete response (but the CRLFs some servers
             // add) answer nothing: kept, they would be read as the start of the next call's response and fail it.
             // The answer stands; the connection is not trusted with another request.
-            while let byte = input.readableBytesView.first, byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
-                input.moveReaderIndex(forwardBy: 1)
-            }
+            Self.skipLineEnds(&input)
             if input.readableBytes > 0 {
                 done = true
                 context.close(promise: nil)
@@ -256,7 +268,14 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    private static func skipLineEnds(_ input: inout ByteBuffer) {
+        while let byte = input.readableBytesView.first, byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
+            input.moveReaderIndex(forwardBy: 1)
+        }
+    }
+
     private func fire(_ response: HTTPResponseParser.Response, context: ChannelHandlerContext) {
+        awaiting = false
         context.fireChannelRead(wrapInboundOut(response.message))
         if !response.keepAlive {
             done = true
