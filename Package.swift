@@ -271,6 +271,7 @@ let package = Package(
                 "ZbusKernel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/ZbusTestSupport",
             swiftSettings: strict
@@ -330,6 +331,7 @@ let package = Package(
                 "zbus", "Zbus", "ZbusClient", "ZbusTestSupport", "zbus-example-producer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
