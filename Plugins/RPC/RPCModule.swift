@@ -43,6 +43,9 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
         var context: NodeContext?
         var mqServices: [(RPCSettings.Service, RpcResponder)] = []
         var servers: [DirectRpcServer] = []
+        /// The certificates of direct ports with files of their own (`direct_tls: { cert_file, ... }`), reloaded by
+        /// ``reloadTLS()``; ports with the node's certificate share its store, which the node reloads.
+        var ownCertificates: [TLSCertificateStore] = []
     }
 
     /// Reads the module's section.
@@ -99,11 +102,21 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
                 guard let direct = service.direct else { continue }
                 var serverLogger = logger
                 serverLogger[metadataKey: "service"] = "\(service.name)"
-                let tls = try Self.directTLSContext(service, context: context)
-                let server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
+                let tls = try Self.directTLS(service, context: context, logger: serverLogger)
+                let server: DirectRpcServer
+                if let certificates = tls?.store {
+                    server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
                                              limits: context.config.limits, connectionLimits: context.config.connectionLimits,
-                                             tls: tls, logger: serverLogger)
-                running.withLockedValue { $0.servers.append(server) }
+                                             certificates: certificates, logger: serverLogger)
+                } else {
+                    server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
+                                             limits: context.config.limits, connectionLimits: context.config.connectionLimits,
+                                             logger: serverLogger)
+                }
+                running.withLockedValue {
+                    $0.servers.append(server)
+                    if let tls, tls.own { $0.ownCertificates.append(tls.store) }
+                }
                 let address = try await server.start()
                 logger.info("direct RPC server listening", metadata: [
                     "service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)", "tls": "\(tls != nil)",
@@ -115,24 +128,38 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
         }
     }
 
-    /// The TLS context of `service`'s direct port: its own files, the node's (`direct_tls: true`), or none.
-    private static func directTLSContext(_ service: RPCSettings.Service, context: NodeContext) throws -> ServerTLSContext? {
-        let files: ServerTLSFiles
+    /// The certificates of `service`'s direct port: the node's store (`direct_tls: true`, reloaded by the node), a store
+    /// of its own files (`own`, reloaded by ``reloadTLS()``), or none.
+    private static func directTLS(_ service: RPCSettings.Service, context: NodeContext, logger: Logger) throws
+        -> (store: TLSCertificateStore, own: Bool)?
+    {
         switch service.directTLS {
         case nil:
             return nil
-        case .files(let own):
-            files = own
         case .node:
-            // Checked at init: the node has `node.tls`.
-            guard let nodeFiles = context.config.tls?.files else { return nil }
-            files = nodeFiles
+            // Checked at init: the node has `node.tls`, hence a store once started.
+            return context.tlsCertificates.map { ($0, false) }
+        case .files(let files):
+            do throws(TLSFileError) {
+                let store = try TLSCertificateStore(
+                    files: files, handshakeTimeoutMilliseconds: context.config.connectionLimits.headerTimeoutMilliseconds, logger: logger)
+                return (store, true)
+            } catch {
+                throw (service.directTLSLocation?.error("\(error)")) ?? ConfigError(file: context.config.source, keyPath: "direct_tls", message: "\(error)")
+            }
         }
-        do throws(TLSFileError) {
-            return try files.makeContext()
-        } catch {
-            throw (service.directTLSLocation?.error("\(error)")) ?? ConfigError(file: context.config.source, keyPath: "direct_tls", message: "\(error)")
-        }
+    }
+
+    /// Reads the certificate files of the direct ports that have their own again (SIGHUP): each store logs its outcome
+    /// and keeps its certificate when a file is bad. Ports with the node's certificate follow the node's reload.
+    public func reloadTLS() {
+        let stores = running.withLockedValue { $0.ownCertificates }
+        for store in stores { try? store.reload() }
+    }
+
+    /// Whether a service's direct port has certificate files of its own (`direct_tls: { cert_file, ... }`).
+    public var hasOwnTLSFiles: Bool {
+        settings.services.contains { if case .files = $0.directTLS { true } else { false } }
     }
 
     /// Serves every MQ-RPC service until graceful shutdown, then stops their workers (each acknowledges its last

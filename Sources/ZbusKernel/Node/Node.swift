@@ -124,17 +124,28 @@ public final class Node: Service, Sendable {
     /// Reads the TLS certificate, key and CA files again (as on SIGHUP): connections accepted from now on use them,
     /// open connections keep theirs. A bad file is logged and the certificate in use stays.
     ///
+    /// The modules reload their own TLS files too (``PluginModule/reloadTLS()``, for example the `rpc` module's direct
+    /// ports), each logging its outcome; a port that shares the node's certificate follows it.
+    ///
     /// - Returns: `false` when the node has no TLS port or is not running.
-    /// - Throws: ``TLSFileError`` naming the bad file.
+    /// - Throws: ``TLSFileError`` naming the bad file of the node's TLS port.
     @discardableResult
     public func reloadTLS() throws(TLSFileError) -> Bool {
-        let store = state.withLockedValue { state -> TLSCertificateStore? in
-            if case .running(let running) = state { return running.certificates }
+        let running = state.withLockedValue { state -> Running? in
+            if case .running(let running) = state { return running }
             return nil
         }
-        guard let store else { return false }
+        guard let running else { return false }
+        for module in modules { module.reloadTLS() }
+        guard let store = running.certificates else { return false }
         try store.reload()
         return true
+    }
+
+    /// Whether a reload (SIGHUP: ``reloadTLS()``) has anything to read again: the node's TLS port or a module's TLS
+    /// files (``PluginModule/hasOwnTLSFiles``).
+    public var hasReloadableFiles: Bool {
+        config.tls != nil || modules.contains { $0.hasOwnTLSFiles }
     }
 
     /// What an in-process connection needs from the running node (see `Node+InProcess.swift`), or `nil` when the
@@ -241,7 +252,7 @@ public final class Node: Service, Sendable {
         dispatcherBox.withLockedValue { $0 = dispatcher }
         let context = NodeContext(
             node: self, config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
-            contributions: contributions, moduleNames: moduleNames)
+            contributions: contributions, moduleNames: moduleNames, tlsCertificates: certificates)
 
         var started: [any PluginModule] = []
         for module in modules {
