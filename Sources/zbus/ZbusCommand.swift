@@ -166,8 +166,8 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-/// On each SIGHUP, reloads the TLS files (the node's and the modules' own). Each logs its outcome, and a bad file keeps
-/// the certificate in use (docs/tls.md).
+/// On each SIGHUP, reloads the TLS files (the node's and the modules' own) and the `auth` section of the node file.
+/// Each logs its outcome, and a bad file or section keeps what is in use (docs/security.md, docs/tls.md).
 struct HangupReloader: Service {
     let node: Node
     let hangups: UnixSignalsSequence
@@ -175,8 +175,10 @@ struct HangupReloader: Service {
 
     func run() async throws {
         for await _ in hangups.cancelOnGracefulShutdown() {
-            logger.info("SIGHUP: reloading the TLS files")
+            logger.info("SIGHUP: reloading the TLS files and the auth section")
+            // One failing leaves the other to be tried: they are independent.
             _ = try? node.reloadTLS()
+            _ = try? node.reloadAuth()
         }
     }
 }
