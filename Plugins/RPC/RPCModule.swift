@@ -245,15 +245,19 @@ private enum MqRpcHosting {
     /// creatable yet) is logged and retried after a pause that doubles from 200 ms up to 5 s.
     private static func keepStarting(mq: String, logger: Logger, _ start: () async throws -> Void) async {
         var delay = Duration.milliseconds(200)
+        // A broker down for long is retried every 5 s: the first failure at warning, the same again at debug.
+        var failures = RepeatedFailureLog()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await start()
+                failures.succeeded("MQ-RPC service started", metadata: ["mq": "\(mq)"], logger: logger)
                 try? await gracefulShutdown()
                 return
             } catch {
                 guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
                 let wait = delay
-                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
+                failures.failed("MQ-RPC service cannot start yet; retrying", reason: "\(error)", level: .warning,
+                                metadata: ["mq": "\(mq)", "retryIn": "\(wait)"], logger: logger)
                 do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { return }
                 delay = min(delay * 2, .seconds(5))
             }

@@ -26,8 +26,8 @@ public struct RepeatedFailureLog: Sendable {
         self.reminderInterval = reminderInterval
     }
 
-    /// Whether the last outcome was a failure.
-    public var isFailing: Bool { reason != nil }
+    /// Whether the last outcome was a failure (inlinable: loops ask it on every success).
+    @inlinable public var isFailing: Bool { reason != nil }
 
     /// Logs a failure: at `level` if it starts a streak (or `reason` changed) or a reminder is due, else at `debug`.
     ///
