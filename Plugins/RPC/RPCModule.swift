@@ -43,6 +43,9 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
         var context: NodeContext?
         var mqServices: [(RPCSettings.Service, RpcResponder)] = []
         var servers: [DirectRpcServer] = []
+        /// The certificates of direct ports with files of their own (`direct_tls: { cert_file, ... }`), reloaded by
+        /// ``reloadTLS()``; ports with the node's certificate share its store, which the node reloads.
+        var ownCertificates: [TLSCertificateStore] = []
     }
 
     /// Reads the module's section.
@@ -99,11 +102,21 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
                 guard let direct = service.direct else { continue }
                 var serverLogger = logger
                 serverLogger[metadataKey: "service"] = "\(service.name)"
-                let tls = try Self.directTLSContext(service, context: context)
-                let server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
+                let tls = try Self.directTLS(service, context: context, logger: serverLogger)
+                let server: DirectRpcServer
+                if let certificates = tls?.store {
+                    server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
                                              limits: context.config.limits, connectionLimits: context.config.connectionLimits,
-                                             tls: tls, logger: serverLogger)
-                running.withLockedValue { $0.servers.append(server) }
+                                             certificates: certificates, logger: serverLogger)
+                } else {
+                    server = DirectRpcServer(responder: responder, listen: direct, eventLoopGroup: context.eventLoopGroup,
+                                             limits: context.config.limits, connectionLimits: context.config.connectionLimits,
+                                             logger: serverLogger)
+                }
+                running.withLockedValue {
+                    $0.servers.append(server)
+                    if let tls, tls.own { $0.ownCertificates.append(tls.store) }
+                }
                 let address = try await server.start()
                 logger.info("direct RPC server listening", metadata: [
                     "service": "\(service.name)", "direct": "\(address)", "codec": "\(service.codec)", "tls": "\(tls != nil)",
@@ -115,24 +128,38 @@ public final class RPCHostModule<Catalog: RpcServiceCatalog>: PluginModule {
         }
     }
 
-    /// The TLS context of `service`'s direct port: its own files, the node's (`direct_tls: true`), or none.
-    private static func directTLSContext(_ service: RPCSettings.Service, context: NodeContext) throws -> ServerTLSContext? {
-        let files: ServerTLSFiles
+    /// The certificates of `service`'s direct port: the node's store (`direct_tls: true`, reloaded by the node), a store
+    /// of its own files (`own`, reloaded by ``reloadTLS()``), or none.
+    private static func directTLS(_ service: RPCSettings.Service, context: NodeContext, logger: Logger) throws
+        -> (store: TLSCertificateStore, own: Bool)?
+    {
         switch service.directTLS {
         case nil:
             return nil
-        case .files(let own):
-            files = own
         case .node:
-            // Checked at init: the node has `node.tls`.
-            guard let nodeFiles = context.config.tls?.files else { return nil }
-            files = nodeFiles
+            // Checked at init: the node has `node.tls`, hence a store once started.
+            return context.tlsCertificates.map { ($0, false) }
+        case .files(let files):
+            do throws(TLSFileError) {
+                let store = try TLSCertificateStore(
+                    files: files, handshakeTimeoutMilliseconds: context.config.connectionLimits.headerTimeoutMilliseconds, logger: logger)
+                return (store, true)
+            } catch {
+                throw (service.directTLSLocation?.error("\(error)")) ?? ConfigError(file: context.config.source, keyPath: "direct_tls", message: "\(error)")
+            }
         }
-        do throws(TLSFileError) {
-            return try files.makeContext()
-        } catch {
-            throw (service.directTLSLocation?.error("\(error)")) ?? ConfigError(file: context.config.source, keyPath: "direct_tls", message: "\(error)")
-        }
+    }
+
+    /// Reads the certificate files of the direct ports that have their own again (SIGHUP): each store logs its outcome
+    /// and keeps its certificate when a file is bad. Ports with the node's certificate follow the node's reload.
+    public func reloadTLS() {
+        let stores = running.withLockedValue { $0.ownCertificates }
+        for store in stores { try? store.reload() }
+    }
+
+    /// Whether a service's direct port has certificate files of its own (`direct_tls: { cert_file, ... }`).
+    public var hasOwnTLSFiles: Bool {
+        settings.services.contains { if case .files = $0.directTLS { true } else { false } }
     }
 
     /// Serves every MQ-RPC service until graceful shutdown, then stops their workers (each acknowledges its last
@@ -218,15 +245,19 @@ private enum MqRpcHosting {
     /// creatable yet) is logged and retried after a pause that doubles from 200 ms up to 5 s.
     private static func keepStarting(mq: String, logger: Logger, _ start: () async throws -> Void) async {
         var delay = Duration.milliseconds(200)
+        // A broker down for long is retried every 5 s: the first failure at warning, the same again at debug.
+        var failures = RepeatedFailureLog()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await start()
+                failures.succeeded("MQ-RPC service started", metadata: ["mq": "\(mq)"], logger: logger)
                 try? await gracefulShutdown()
                 return
             } catch {
                 guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
                 let wait = delay
-                logger.warning("MQ-RPC service cannot start yet; retrying", metadata: ["mq": "\(mq)", "error": "\(error)", "retryIn": "\(wait)"])
+                failures.failed("MQ-RPC service cannot start yet; retrying", reason: "\(error)", level: .warning,
+                                metadata: ["mq": "\(mq)", "retryIn": "\(wait)"], logger: logger)
                 do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { return }
                 delay = min(delay * 2, .seconds(5))
             }

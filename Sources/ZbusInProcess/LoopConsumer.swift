@@ -79,6 +79,9 @@ public final class LoopConsumer: @unchecked Sendable {
     private var consumeAgain = false
     private var stopping = false
     private let stopped: EventLoopPromise<Void>
+    /// Refusals are retried every ``Options/retryDelay``: the first of a streak is logged at its level, the rest at
+    /// debug (and once a minute), and consuming again at notice.
+    private var failures = RepeatedFailureLog()
 
     private enum Awaiting {
         case nothing
@@ -203,7 +206,8 @@ public final class LoopConsumer: @unchecked Sendable {
         case .create:
             awaiting = .nothing
             if message.status != 200 {
-                logger.warning("cannot create the MQ; retrying", metadata: ["status": "\(message.status ?? 0)", "reply": "\(message.bodyString)"])
+                failures.failed("cannot create the MQ; retrying", reason: "\(message.status ?? 0) \(message.bodyString)", level: .warning,
+                                logger: logger)
                 return retryLater()
             }
             // Consumed on the next turn, not from inside the node's answer.
@@ -212,13 +216,15 @@ public final class LoopConsumer: @unchecked Sendable {
             awaiting = .nothing
             switch ConsumeReply(message) {
             case .message(let delivered):
+                if failures.isFailing { failures.succeeded("consuming again", logger: logger) }
                 handling = true
                 handler?(delivered)
             case .nothing:
+                if failures.isFailing { failures.succeeded("consuming again", logger: logger) }
                 eventLoop.execute { self.consume() }
             case .notFound(let body):
                 guard let mode = options.autoCreate, let connection else {
-                    logger.notice("MQ not found; retrying", metadata: ["reply": "\(body)"])
+                    failures.failed("MQ not found; retrying", reason: "404 \(body)", level: .notice, logger: logger)
                     return retryLater()
                 }
                 awaiting = .create
@@ -231,7 +237,8 @@ public final class LoopConsumer: @unchecked Sendable {
                 let request = create
                 eventLoop.execute { connection.dispatchOnLoop(request) }
             case .refused(let status, let body):
-                logger.error("the node refuses to let this consumer consume; retrying", metadata: ["status": "\(status)", "reply": "\(body)"])
+                failures.failed("the node refuses to let this consumer consume; retrying", reason: "\(status) \(body)",
+                                metadata: ["retry_in": "\(options.retryDelay)"], logger: logger)
                 retryLater()
             }
         }

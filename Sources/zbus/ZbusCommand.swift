@@ -148,11 +148,11 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node)]
-        if config.tls != nil {
+        if node.hasReloadableFiles {
             // Trapped before the ready file appears, so that a SIGHUP sent once it is there reloads (by default it
             // would end the process).
             let hangups = await UnixSignalsSequence(trapping: .sighup)
-            services.append(.init(service: TLSReloader(node: node, hangups: hangups, logger: logger), successTerminationBehavior: .ignore))
+            services.append(.init(service: HangupReloader(node: node, hangups: hangups, logger: logger), successTerminationBehavior: .ignore))
         }
         if let readyFile {
             // As a service of the group, it runs after the group has trapped SIGINT/SIGTERM: whoever waits for the
@@ -166,16 +166,19 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-/// Reloads the TLS files on each SIGHUP (`Node.reloadTLS()` logs the outcome; a bad file keeps the old certificate).
-struct TLSReloader: Service {
+/// On each SIGHUP, reloads the TLS files (the node's and the modules' own) and the `auth` section of the node file.
+/// Each logs its outcome, and a bad file or section keeps what is in use (docs/security.md, docs/tls.md).
+struct HangupReloader: Service {
     let node: Node
     let hangups: UnixSignalsSequence
     let logger: Logger
 
     func run() async throws {
         for await _ in hangups.cancelOnGracefulShutdown() {
-            logger.info("SIGHUP: reloading the TLS certificate and key")
+            logger.info("SIGHUP: reloading the TLS files and the auth section")
+            // One failing leaves the other to be tried: they are independent.
             _ = try? node.reloadTLS()
+            _ = try? node.reloadAuth()
         }
     }
 }

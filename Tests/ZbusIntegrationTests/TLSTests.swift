@@ -273,6 +273,55 @@ struct TLSTests {
         #expect(test.stdout == "OK")
     }
 
+    @Test("SIGHUP reloads the direct RPC ports' certificates too: `direct_tls: true` follows the node's, files of its own are read again; a broken one keeps its certificate")
+    func directRpcReloadOnSighup() throws {
+        let ca = try TestCA()
+        defer { ca.cleanUp() }
+        let nodeCert = try ca.issueServer(commonName: "first-node", serial: 4097)
+        let own = try ca.issueServer(commonName: "first-direct", serial: 4098, file: "direct")
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-tls")
+        let extra = """
+              - module: rpc
+                services:
+                  - { service: calc, direct: "127.0.0.1:0", direct_tls: true }
+                  - { service: calc, direct: "127.0.0.1:0", direct_tls: { cert_file: "\(own.certificateFile)", key_file: "\(own.keyFile)" } }
+
+            """
+        let node = try ZbusProcess(arguments: ["--config", try Self.nodeFile(directory, server: nodeCert, extra: extra)], directory: directory)
+        defer { node.cleanUp() }
+        let ports = node.stderr.split(separator: "\n").filter { $0.contains("direct RPC server listening") }.compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("direct=") }.flatMap { Int($0.split(separator: ":").last ?? "") }
+        }
+        try #require(ports.count == 2, "\(node.stderr)")
+        let (sharing, owning) = (ports[0], ports[1])
+        #expect(try Self.servedCertificate(port: sharing, ca: ca.caFile).contains("CN = first-node"))
+        #expect(try Self.servedCertificate(port: owning, ca: ca.caFile).contains("CN = first-direct"))
+
+        // New files in place, then SIGHUP: the node's store and the direct port's own store both reload.
+        _ = try ca.issueServer(commonName: "second-node", serial: 8194)
+        _ = try ca.issueServer(commonName: "second-direct", serial: 8195, file: "direct")
+        kill(node.process.processIdentifier, SIGHUP)
+        #expect(node.waitForLog("TLS certificate reloaded", occurrences: 2), "\(node.stderr)")
+        let shared = try Self.servedCertificate(port: sharing, ca: ca.caFile)
+        #expect(shared.contains("CN = second-node"), "direct_tls: true follows the node's certificate: \(shared)")
+        let reloaded = try Self.servedCertificate(port: owning, ca: ca.caFile)
+        #expect(reloaded.contains("CN = second-direct") && reloaded.contains("serial=2003"), "\(reloaded)")
+        let call = try Self.curlTLS(["--cacert", ca.caFile, "https://127.0.0.1:\(owning)/calc/plus?params=1,2"])
+        #expect(call.stdout.hasPrefix(#"{"result":3,"#), "\(call.stderr)")
+
+        // A broken key of the direct port: logged naming the file; that port keeps its certificate, the node's reloads.
+        try "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n".write(toFile: own.keyFile, atomically: true, encoding: .utf8)
+        kill(node.process.processIdentifier, SIGHUP)
+        #expect(node.waitForLog("TLS reload failed"), "\(node.stderr)")
+        #expect(node.waitForLog("TLS certificate reloaded", occurrences: 3), "the node's own reload still happens")
+        let failure = try #require(node.stderr.split(separator: "\n").first { $0.contains("TLS reload failed") })
+        #expect(failure.contains(own.keyFile), "the error names the file: \(failure)")
+        #expect(failure.contains("service=calc"), "and the service: \(failure)")
+        #expect(!node.stderr.contains("not a key"))
+        #expect(try Self.servedCertificate(port: owning, ca: ca.caFile).contains("CN = second-direct"))
+        #expect(node.isRunning)
+    }
+
     @Test("bad TLS files: check-config and the start name the file, line and key and exit 2")
     func badFiles() throws {
         let ca = try TestCA()

@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import Logging
 import Testing
@@ -105,6 +106,39 @@ struct ProxyRuntimeTests {
         #expect(try await holder.value == 1)
         #expect(try await waiter.value == 2)
         #expect(try await limiter.withSlot(deadline: .now + .milliseconds(1)) { 3 } == 3)  // free again: no wait at all
+    }
+
+    @Test("an adapter whose MQ token is wrong logs the refusal once at error with the reason, and its retries at debug", .blockingIO)
+    func refusedConsumeLogsOnce() async throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-proxy-refused")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let node = try await ZbusNode(store: directory.appendingPathComponent("store").path, logLevel: .warning).start()
+        let port = try #require(node.address?.port)
+        let raw = try WireClient(port: port)
+        defer { raw.close() }
+        raw.request([("cmd", "create_mq"), ("mq_name", "Guarded"), ("mq_mode", "1"), ("access_token", "right-token")])
+        #expect(try raw.receive().status == 200)
+
+        let config = try NodeConfig.parse(yaml: "modules:\n  - module: x\n    entry: { name: guarded, kind: x, mq: Guarded, token: wrong-token }\n", file: "t.yaml")
+        let entry = try ConfigSection(config.modules[0].value, allowedKeys: ["module", "entry"]).section("entry", allowedKeys: ProxyAdapterSettings.keys)!
+        let broker = try ZbusBroker.connect("127.0.0.1:\(port)")
+        let logs = CapturedLogs()
+        let runner = ProxyAdapterRunner(settings: try ProxyAdapterSettings(entry), adapter: CountingAdapter(delay: .zero), broker: broker,
+                                        logger: logs.logger(label: "zbus.proxy"))
+        let running = Task { await runner.run() }
+        // The retry pause is 1 s: three refusals take about two seconds.
+        #expect(await eventually(within: 20) { logs.lines(containing: "cannot consume").count >= 3 })
+        let refusals = logs.lines(containing: "cannot consume")
+        #expect(refusals.first?.level == .error)
+        #expect(refusals.first?.metadata["reason"]?.contains("403") == true, "\(refusals.first?.metadata ?? [:])")
+        #expect(refusals.filter { $0.level > .debug }.count == 1, "\(refusals.map(\.level))")
+
+        #expect(logs.all.filter { $0.level >= .error }.count == 1)
+
+        running.cancel()
+        await running.value
+        await broker.close()
+        await node.stop()
     }
 
     @Test("the saturation reply: 503 naming the adapter, its address and the max_in_flight limit")

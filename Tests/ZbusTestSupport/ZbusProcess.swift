@@ -138,15 +138,17 @@ public final class ZbusProcess: @unchecked Sendable {
     /// Opens a raw connection to the node.
     public func connect() throws -> WireClient { try WireClient(port: port) }
 
-    /// Waits until the node's stderr contains `text`, or `seconds` pass, or the node exits; returns whether it does.
-    public func waitForLog(_ text: String, within seconds: Double = 10) -> Bool {
+    /// Waits until the node's stderr contains `text` (at least `occurrences` times: a line logged again after a
+    /// second event), or `seconds` pass, or the node exits; returns whether it does.
+    public func waitForLog(_ text: String, occurrences: Int = 1, within seconds: Double = 10) -> Bool {
         preconditionMayBlock("waiting for a log line")
-        guard let watch = try? FileWatch(stderrFile.path, mask: UInt32(IN_MODIFY)) else { return stderr.contains(text) }
+        let found = { self.stderr.components(separatedBy: text).count - 1 >= occurrences }
+        guard let watch = try? FileWatch(stderrFile.path, mask: UInt32(IN_MODIFY)) else { return found() }
         let deadline = monotonicSeconds() + seconds
-        while !stderr.contains(text) {
+        while !found() {
             switch watch.wait(until: deadline, orReadable: exit.readEnd) {
             case .changed: continue
-            case .other, .deadline: return stderr.contains(text)
+            case .other, .deadline: return found()
             }
         }
         return true

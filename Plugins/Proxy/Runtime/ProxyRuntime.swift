@@ -1,3 +1,4 @@
+import Atomics
 import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
@@ -61,10 +62,19 @@ public final class ProxyAdapterRunner: Service {
         if let loopNode, let adapter = adapter as? any LoopProxyAdapter {
             return await runOnLoops(of: loopNode, adapter: adapter)
         }
+        // A refusal (a wrong MQ token) repeats every second until someone fixes it: logged at error once, then at
+        // debug (and once a minute), and at notice when a message comes again.
+        let failures = NIOLockedValueBox(RepeatedFailureLog())
+        // Read by every handler call: an atomic load, not the lock.
+        let failing = ManagedAtomic(false)
+        let logger = self.logger
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown {
                     try await consumer.start(concurrency: workers) { message, consumer in
+                        if failing.load(ordering: .relaxed), failing.exchange(false, ordering: .relaxed) {
+                            failures.withLockedValue { _ = $0.succeeded("proxy adapter consuming again", logger: logger) }
+                        }
                         // Awaited at once but not cancelled with the consumers: a call in progress when the node
                         // stops still gets its answer (bounded by `timeout`) routed before the consumer acknowledges it.
                         try await Task {
@@ -76,7 +86,8 @@ public final class ProxyAdapterRunner: Service {
                 break
             } catch {
                 guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
-                logger.error("proxy adapter cannot consume; retrying in 1 s", metadata: ["error": "\(error)"])
+                failures.withLockedValue { _ = $0.failed("proxy adapter cannot consume; retrying in 1 s", reason: "\(error)", logger: logger) }
+                failing.store(true, ordering: .relaxed)
                 do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) } } catch { break }
             }
         }

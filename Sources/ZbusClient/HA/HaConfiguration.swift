@@ -20,6 +20,11 @@ public struct HaConfiguration: Sendable {
     public var serverConnectTimeout: Duration = .milliseconds(300)
     /// Connections per broker shared by requests.
     public var poolSize = 2
+    /// The token presented to the trackers with `sub_all` (its `token` header). A tracker node with an `auth` section
+    /// answers `sub_all` only for a token with the `tracker` permission (`tracker: true`, docs/security.md); `nil`
+    /// (the default) subscribes without one, as zbus 6.3 clients do. Requests to the brokers carry their own tokens
+    /// (a producer's or consumer's), not this one.
+    public var trackerToken: String?
 
     /// The defaults.
     public init() {}

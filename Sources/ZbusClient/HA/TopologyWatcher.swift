@@ -34,6 +34,8 @@ final class TopologyWatcher: Sendable {
         var attempt = 0
         var retry: Scheduled<Void>?
         var warnedNotATracker = false
+        /// The tracker's last answer to `sub_all` was 403 (it has an `auth` section, and our token lacks `tracker`).
+        var refused = false
     }
 
     private struct Observer {
@@ -188,6 +190,7 @@ final class TopologyWatcher: Sendable {
         state.merge.subscribing(tracker)
         var request = Message()
         request.cmd = "sub_all"
+        if let token = ha.trackerToken { request.token = token }
         client.send(request, timeout: ha.subscribeTimeout) { [weak self] result in
             self?.subscribed(tracker, token: token, result: result)
         }
@@ -200,7 +203,19 @@ final class TopologyWatcher: Sendable {
         switch result {
         case .success(let answer):
             guard answer.cmd == "pub_all", let event = TrackerEvent(answer) else {
-                if !subscription.warnedNotATracker {
+                if answer.status == 403 {
+                    // A tracker under `auth`: retrying helps only once its tokens (or ours) change, so the first
+                    // refusal says which setting it is, at error, and the retries after it only at debug.
+                    let metadata: Logger.Metadata = [
+                        "tracker": "\(tracker)", "sent_token": "\(ha.trackerToken != nil)", "answer": "\(answer.bodyString.prefix(200))",
+                    ]
+                    if subscription.refused {
+                        logger.debug("the tracker still refuses sub_all; retrying", metadata: metadata)
+                    } else {
+                        logger.error("the tracker refuses sub_all: set HaConfiguration.trackerToken to a token with the tracker permission; retrying", metadata: metadata)
+                        subscription.refused = true
+                    }
+                } else if !subscription.warnedNotATracker {
                     logger.warning("the address answers sub_all with something else than pub_all: is it a tracker?", metadata: [
                         "tracker": "\(tracker)", "status": "\(answer.status ?? 0)", "answer": "\(answer.bodyString.prefix(200))",
                     ])
@@ -213,6 +228,10 @@ final class TopologyWatcher: Sendable {
                 return
             }
             subscription.attempt = 0
+            if subscription.refused {
+                logger.notice("the tracker accepts sub_all again", metadata: ["tracker": "\(tracker)"])
+                subscription.refused = false
+            }
             state.subscriptions[tracker] = subscription
             state.merge.apply(event, from: tracker, now: .now())
             logger.debug("subscribed to tracker", metadata: ["tracker": "\(tracker)"])

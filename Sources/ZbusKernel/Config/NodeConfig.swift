@@ -77,6 +77,35 @@ public struct NodeConfig: Sendable {
         return try parse(yaml: text, file: path)
     }
 
+    /// Reads the `auth` section of a node file again, for a reload (SIGHUP, ``Node/reloadAuth(file:)``): only the top
+    /// level's keys and the `auth` section are checked, since nothing else is reloaded (`zbus check-config` checks the
+    /// whole file).
+    ///
+    /// - Returns: the policy and the section's value (to locate errors about it), or `nil` when the file has no
+    ///   `auth` section.
+    /// - Throws: ``ConfigError`` naming the file, line and key: unreadable file, bad YAML, a bad `auth` section or an
+    ///   unreadable `secret_file`.
+    public static func loadAuth(file path: String) throws(ConfigError) -> (policy: AccessPolicy, section: ConfigValue)? {
+        let text: String
+        do {
+            text = try readTextFile(path)
+        } catch {
+            throw ConfigError(file: path, keyPath: "", message: "cannot read the file: \(error)")
+        }
+        let root = try ConfigValue.parse(yaml: text, file: path)
+        if case .null = root.kind { return nil }
+        let top = try ConfigSection(root, allowedKeys: topLevelKeys)
+        guard let section = top["auth"], let policy = try parseAuth(top, file: path) else { return nil }
+        return (policy, section)
+    }
+
+    /// The `auth` section of `top`, if any; relative `secret_file`s start at the node file's directory.
+    private static func parseAuth(_ top: ConfigSection, file: String) throws(ConfigError) -> AccessPolicy? {
+        guard let auth = try top.section("auth", allowedKeys: AccessPolicy.keys) else { return nil }
+        let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+        return try AccessPolicy.parse(auth, directory: directory)
+    }
+
     /// Parses and validates node YAML.
     ///
     /// - Parameters:
@@ -127,10 +156,7 @@ public struct NodeConfig: Sendable {
             }
         }
 
-        if let auth = try top.section("auth", allowedKeys: AccessPolicy.keys) {
-            let directory = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
-            config.auth = try AccessPolicy.parse(auth, directory: directory)
-        }
+        config.auth = try parseAuth(top, file: file)
 
         if let trackers = top["trackers"] {
             guard case .sequence(let items) = trackers.kind else {

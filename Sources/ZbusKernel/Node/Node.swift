@@ -124,17 +124,68 @@ public final class Node: Service, Sendable {
     /// Reads the TLS certificate, key and CA files again (as on SIGHUP): connections accepted from now on use them,
     /// open connections keep theirs. A bad file is logged and the certificate in use stays.
     ///
+    /// The modules reload their own TLS files too (``PluginModule/reloadTLS()``, for example the `rpc` module's direct
+    /// ports), each logging its outcome; a port that shares the node's certificate follows it.
+    ///
     /// - Returns: `false` when the node has no TLS port or is not running.
-    /// - Throws: ``TLSFileError`` naming the bad file.
+    /// - Throws: ``TLSFileError`` naming the bad file of the node's TLS port.
     @discardableResult
     public func reloadTLS() throws(TLSFileError) -> Bool {
-        let store = state.withLockedValue { state -> TLSCertificateStore? in
-            if case .running(let running) = state { return running.certificates }
+        let running = state.withLockedValue { state -> Running? in
+            if case .running(let running) = state { return running }
             return nil
         }
-        guard let store else { return false }
+        guard let running else { return false }
+        for module in modules { module.reloadTLS() }
+        guard let store = running.certificates else { return false }
         try store.reload()
         return true
+    }
+
+    /// Whether a reload (SIGHUP: ``reloadTLS()``, ``reloadAuth(file:)``) has anything to read again: the node's TLS
+    /// port, an `auth` section, or a module's TLS files (``PluginModule/hasOwnTLSFiles``).
+    public var hasReloadableFiles: Bool {
+        config.tls != nil || config.auth != nil || modules.contains { $0.hasOwnTLSFiles }
+    }
+
+    /// Reads the `auth` section of the node file again (SIGHUP) and, if it is good, swaps the access policy for it
+    /// atomically: requests decided from then on, on new and open connections, use the new tokens and grants
+    /// (``AccessPolicy/adopt(_:)``); a request already decided is not undone, and a consumer already parked waits on.
+    ///
+    /// Only `auth` (with the `secret_file`s and `report_token_file` it names) is reloaded; the node, its ports, limits
+    /// and modules keep what they started with. Adding an `auth` section to a node that started without one, or
+    /// removing it, takes a restart. Whatever goes wrong is logged (file, line, key) and the policy in use stays: the
+    /// node is never left without one.
+    ///
+    /// - Parameter file: the node file; by default the one the node was loaded from (``NodeConfig/source``).
+    /// - Returns: `true` when a new policy is in force; `false` when the node runs without access control and the
+    ///   file still has no `auth` section (nothing to do).
+    /// - Throws: ``ConfigError`` for a bad section or file, or an `auth` section added or removed.
+    @discardableResult
+    public func reloadAuth(file: String? = nil) throws(ConfigError) -> Bool {
+        let path = file ?? config.source
+        do throws(ConfigError) {
+            let loaded = try NodeConfig.loadAuth(file: path)
+            guard let live = config.auth else {
+                guard let loaded else { return false }
+                throw loaded.section.keyError(
+                    "the node started without access control; adding an `auth` section takes a restart (the node goes on without one)")
+            }
+            guard let loaded else {
+                throw ConfigError(file: path, keyPath: "auth", message:
+                    "the section is gone; removing access control takes a restart (the policy in use stays)")
+            }
+            live.adopt(loaded.policy)
+            // Names only: a secret never reaches a log.
+            logger.notice("access policy reloaded", metadata: [
+                "file": "\(path)", "tokens": "\(live.tokenNames.joined(separator: ","))",
+                "anonymous": "\(live.anonymous.isEmpty ? "nothing" : "some")", "metrics_open": "\(live.metricsOpen)",
+            ])
+            return true
+        } catch {
+            logger.error("auth reload failed; keeping the access policy in use", metadata: ["error": "\(error)"])
+            throw error
+        }
     }
 
     /// What an in-process connection needs from the running node (see `Node+InProcess.swift`), or `nil` when the
@@ -241,7 +292,7 @@ public final class Node: Service, Sendable {
         dispatcherBox.withLockedValue { $0 = dispatcher }
         let context = NodeContext(
             node: self, config: config, serverAddress: advertised, eventLoopGroup: group, sessions: sessions, logger: logger,
-            contributions: contributions, moduleNames: moduleNames)
+            contributions: contributions, moduleNames: moduleNames, tlsCertificates: certificates)
 
         var started: [any PluginModule] = []
         for module in modules {
@@ -266,7 +317,7 @@ public final class Node: Service, Sendable {
             let reporter = TrackerReporter(
                 trackers: config.trackers, server: advertised,
                 sources: contributions.values(of: .trackedEntries).sorted { $0.key < $1.key }.map(\.value),
-                group: group, limits: limits, tls: config.tls?.client, logger: logger, token: config.auth?.reportToken)
+                group: group, limits: limits, tls: config.tls?.client, logger: logger, token: { [auth = config.auth] in auth?.reportToken })
             services.append(.init(service: reporter, successTerminationBehavior: .ignore,
                                   failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "tracker reporting"))
         }

@@ -21,6 +21,10 @@ public struct NodeContext: Sendable {
     public let contributions: ModuleContributions
     /// The names of the loaded modules, in start order.
     public let moduleNames: [String]
+    /// The certificate of the node's TLS port (`node.tls`), reloaded with it on SIGHUP (``Node/reloadTLS()``): a module
+    /// that serves a port of its own with the node's certificate adds its handler from here, and follows the reloads
+    /// with nothing to do. `nil` without `node.tls`.
+    public let tlsCertificates: TLSCertificateStore?
 
     /// Whether the node loads the module named `name` (a module that declared a dependency on it can count on it).
     public func hasModule(_ name: String) -> Bool { moduleNames.contains(name) }

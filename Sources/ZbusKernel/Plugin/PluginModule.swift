@@ -58,6 +58,14 @@ public protocol PluginModule: AnyObject, Service {
     func shutdown() async
     /// Told when any connection closes (for example to release what the session held).
     func sessionDidClose(_ session: Session)
+    /// Reads the module's own TLS files again (SIGHUP, ``Node/reloadTLS()``), for a port of its own: connections
+    /// accepted from now on get the new certificate. A bad file must be logged, naming it, and the certificate in use
+    /// kept; the module goes on either way. A port that uses the node's certificate
+    /// (``NodeContext/tlsCertificates``) needs nothing here.
+    func reloadTLS()
+    /// Whether the module has TLS files of its own to reload (``reloadTLS()``), known from its configuration: the
+    /// `zbus` binary then handles SIGHUP even on a node without `node.tls`.
+    var hasOwnTLSFiles: Bool { get }
 }
 
 extension PluginModule {
@@ -75,6 +83,10 @@ extension PluginModule {
     public func shutdown() async {}
     /// Nothing to release by default.
     public func sessionDidClose(_ session: Session) {}
+    /// No TLS files of its own by default.
+    public func reloadTLS() {}
+    /// No TLS files of its own by default.
+    public var hasOwnTLSFiles: Bool { false }
 }
 
 /// What a module gets at construction: its own section and the node-wide settings.

@@ -14,8 +14,9 @@ final class TrackerLink: @unchecked Sendable {
     let tracker: HostAndPort
     let loop: any EventLoop
     private let server: String
-    /// The token presented with each report (`auth.report_token`), for a tracker with access control.
-    private let token: String?
+    /// The token presented with each report (`auth.report_token`, read at each report so that a reload of the `auth`
+    /// section reaches it), for a tracker with access control.
+    private let token: @Sendable () -> String?
     private let sources: [any TrackedEntrySource]
     private let refreshInterval: TimeAmount
     private let limits: MessageLimits
@@ -34,7 +35,8 @@ final class TrackerLink: @unchecked Sendable {
     private var reportedFailure = false
 
     init(tracker: HostAndPort, server: String, sources: [any TrackedEntrySource], loop: any EventLoop, backoff: Backoff,
-         refreshInterval: TimeAmount, limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger, token: String? = nil) {
+         refreshInterval: TimeAmount, limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger,
+         token: @escaping @Sendable () -> String? = { nil }) {
         self.token = token
         self.tracker = tracker
         self.server = server
@@ -225,7 +227,7 @@ final class TrackerLink: @unchecked Sendable {
         var message = Message(method: "GET", uri: "/")
         message.cmd = cmd
         message.server = server
-        if let token { message.token = token }
+        if let token = token() { message.token = token }
         return message
     }
 }

@@ -21,7 +21,7 @@ final class TrackerReporter: Service, Sendable {
     private let sources: [any TrackedEntrySource]
 
     init(trackers: [HostAndPort], server: String, sources: [any TrackedEntrySource], group: any EventLoopGroup,
-         limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger, token: String? = nil) {
+         limits: MessageLimits, tls: ClientTLS? = nil, logger: Logger, token: @escaping @Sendable () -> String? = { nil }) {
         self.sources = sources
         self.links = trackers.map { tracker in
             TrackerLink(tracker: tracker, server: server, sources: sources, loop: group.next(), backoff: Self.backoff,

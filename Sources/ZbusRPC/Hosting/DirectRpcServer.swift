@@ -53,10 +53,18 @@ public final class DirectRpcServer: Sendable {
     /// Connection caps, timeouts and byte budgets, as on the node's own port (`nil`: none).
     private let governor: ConnectionGovernor?
     /// Wraps each connection in TLS; `nil` for plain TCP.
-    private let tls: ServerTLSContext?
+    private let tls: TLS?
     private let logger: Logger
     private let state = NIOLockedValueBox(State.idle)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    /// Where a TLS connection's context comes from.
+    private enum TLS: Sendable {
+        /// One context for the server's life.
+        case fixed(ServerTLSContext)
+        /// The store's context when the connection is accepted (reloadable, see ``TLSCertificateStore``).
+        case store(TLSCertificateStore)
+    }
 
     private enum State {
         case idle
@@ -86,7 +94,33 @@ public final class DirectRpcServer: Sendable {
         self.eventLoopGroup = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
         self.limits = limits
         self.governor = connectionLimits.map(ConnectionGovernor.init(limits:))
-        self.tls = tls
+        self.tls = tls.map(TLS.fixed)
+        self.logger = logger
+    }
+
+    /// Creates a server whose connections are wrapped in TLS with the certificate `certificates` holds when each is
+    /// accepted, so that ``TLSCertificateStore/reload()`` (SIGHUP) reaches new connections; nothing listens until
+    /// ``start()``.
+    ///
+    /// The store's own handshake deadline applies (a node's store holds handshakes to its `header_timeout`).
+    ///
+    /// - Parameters:
+    ///   - responder: the processor and codecs.
+    ///   - listen: the address to listen on.
+    ///   - eventLoopGroup: where connections run; NIO's shared group by default.
+    ///   - limits: the framing limits.
+    ///   - connectionLimits: connection caps, timeouts and byte budgets for this port alone; `nil` for none.
+    ///   - certificates: the TLS store, the node's (``NodeContext/tlsCertificates``) or one of the server's own.
+    ///   - logger: where connection problems are logged.
+    public init(responder: RpcResponder, listen: HostAndPort, eventLoopGroup: (any EventLoopGroup)? = nil,
+                limits: MessageLimits = .default, connectionLimits: ConnectionLimits? = nil,
+                certificates: TLSCertificateStore, logger: Logger = Logger(label: "zbus.rpc.direct")) {
+        self.responder = responder
+        self.listen = listen
+        self.eventLoopGroup = eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        self.limits = limits
+        self.governor = connectionLimits.map(ConnectionGovernor.init(limits:))
+        self.tls = .store(certificates)
         self.logger = logger
     }
 
@@ -141,11 +175,16 @@ public final class DirectRpcServer: Sendable {
                     channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                     return channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
-                        if let tls {
-                            try pipeline.addHandler(tls.makeHandler())
+                        switch tls {
+                        case .fixed(let context)?:
+                            try pipeline.addHandler(context.makeHandler())
                             // The handshake is held to the header timeout, as on the node's TLS port.
                             try pipeline.addHandler(TLSHandshakeLogger(
                                 timeoutMilliseconds: governor?.limits.headerTimeoutMilliseconds ?? 0, logger: logger))
+                        case .store(let certificates)?:
+                            try certificates.addHandler(to: channel)
+                        case nil:
+                            break
                         }
                         // A client that pipelines calls without reading the answers cannot make the server buffer
                         // answers without bound: NIO's handler holds reads back while the channel is not writable.

@@ -3,10 +3,15 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ZbusTLS
 
-/// The node's current TLS server context, swapped whole by a reload (SIGHUP): each new connection takes the context
+/// A TLS port's current server context, swapped whole by a reload (SIGHUP): each new connection takes the context
 /// current when it is accepted, and connections already open keep the one they were made with.
-final class TLSCertificateStore: Sendable {
-    let files: ServerTLSFiles
+///
+/// The node keeps one for its TLS port (``NodeContext/tlsCertificates``, which a module may share for a port of its
+/// own, as the `rpc` module's `direct_tls: true` does); a module with files of its own keeps its own store and reloads
+/// it from ``PluginModule/reloadTLS()``.
+public final class TLSCertificateStore: Sendable {
+    /// The certificate, key and client CA files, read again by each ``reload()``.
+    public let files: ServerTLSFiles
     private let current: NIOLockedValueBox<ServerTLSContext>
     private let logger: Logger
     /// How long a connection may take to complete its handshake (`node.limits.header_timeout`; 0: no limit).
@@ -20,7 +25,7 @@ final class TLSCertificateStore: Sendable {
     ///     accepted is closed (0: no limit).
     ///   - logger: where reloads and failed handshakes are logged.
     /// - Throws: ``TLSFileError`` naming the file that is wrong.
-    init(files: ServerTLSFiles, handshakeTimeoutMilliseconds: Int, logger: Logger) throws(TLSFileError) {
+    public init(files: ServerTLSFiles, handshakeTimeoutMilliseconds: Int, logger: Logger) throws(TLSFileError) {
         self.files = files
         self.logger = logger
         self.handshakeTimeoutMilliseconds = handshakeTimeoutMilliseconds
@@ -29,10 +34,11 @@ final class TLSCertificateStore: Sendable {
     }
 
     /// What may be logged about the certificate in use: serial and names, never key material.
-    var summary: String { current.withLockedValue { $0.summary } }
+    public var summary: String { current.withLockedValue { $0.summary } }
 
-    /// Adds the TLS handler, with the current context, to an accepted connection.
-    func addHandler(to channel: any Channel) throws {
+    /// Adds the TLS handler, with the current context, and the handshake's deadline to an accepted connection (call it
+    /// from the child channel initializer, on the channel's loop).
+    public func addHandler(to channel: any Channel) throws {
         let context = current.withLockedValue { $0 }
         try channel.pipeline.syncOperations.addHandler(context.makeHandler())
         try channel.pipeline.syncOperations.addHandler(TLSHandshakeLogger(timeoutMilliseconds: handshakeTimeoutMilliseconds, logger: logger))
@@ -42,7 +48,7 @@ final class TLSCertificateStore: Sendable {
     /// why and keeps the certificate in use.
     ///
     /// - Throws: ``TLSFileError`` when a file is bad (the old certificate stays).
-    func reload() throws(TLSFileError) {
+    public func reload() throws(TLSFileError) {
         let context: ServerTLSContext
         do throws(TLSFileError) {
             context = try files.makeContext()
