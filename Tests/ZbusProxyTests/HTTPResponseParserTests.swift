@@ -145,6 +145,17 @@ struct HTTPResponseParserTests {
         #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"], close: true).get().count == 1)
     }
 
+    @Test("a connection closed after a head's first bytes, or after interim responses, is closed mid-response too")
+    func closedAfterFirstBytes() throws {
+        // Not "closed before answering", which the adapter takes for a kept connection gone stale and sends the
+        // request again on: the service did answer something.
+        for text in ["H", "HTT", "\r\nHT", "HTTP/1.1 100 Continue\r\n\r\n"] {
+            #expect(Self.parse([text], close: true).failureText?.contains("middle of its response") == true, "\(text.debugDescription)")
+        }
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx\r\n"], close: true).get().count == 1,
+                "a blank line after a response is not the start of another")
+    }
+
     @Test("random responses split at random places read the same as in one piece")
     func randomSplits() throws {
         var random = SplitMix(seed: 0x5EED)

@@ -68,6 +68,9 @@ struct HTTPResponseParser {
     private var keepAlive = true
     /// The request written last was a `HEAD`: its response has no body whatever its headers say.
     private var bodilessRequest = false
+    /// Bytes of the next response have come (part of a head, or interim responses), its final head not yet: a close
+    /// now cuts a response short. (`scanned` cannot tell: it stays 0 while a partial head is under 4 bytes.)
+    private var headBegun = false
 
     init(maxHead: Int = 64 << 10, maxBody: Int, maxHeaders: Int = 256) {
         self.maxHead = maxHead
@@ -82,7 +85,7 @@ struct HTTPResponseParser {
 
     /// Whether part of a response has been read and not all of it.
     var isMidResponse: Bool {
-        if case .head = state { return scanned > 0 }
+        if case .head = state { return headBegun }
         return true
     }
 
@@ -145,7 +148,7 @@ struct HTTPResponseParser {
         switch state {
         case .untilClose:
             return complete()
-        case .head where scanned == 0:
+        case .head where !headBegun:
             return nil
         default:
             throw .closedMidResponse
@@ -164,6 +167,7 @@ struct HTTPResponseParser {
                 buffer.moveReaderIndex(forwardBy: 1)
             }
         }
+        if buffer.readableBytes > 0 { headBegun = true }
         guard let headLength = Self.blankLineEnd(in: buffer, from: scanned) else {
             guard buffer.readableBytes < maxHead else { throw .headTooLarge(limit: maxHead) }
             scanned = max(0, buffer.readableBytes - 3)
@@ -180,6 +184,7 @@ struct HTTPResponseParser {
             guard code != 101 else { throw .unexpectedStatus(code, "the adapter does not switch protocols") }
             return true  // an interim response: the final one follows
         }
+        headBegun = false
         message = parsed.message
         keepAlive = parsed.keepAlive
         body = nil
