@@ -160,8 +160,8 @@ struct HTTPRequestEncoding: Sendable {
 
 /// The one handler of an `http` adapter's connection: writes each ``Message`` as an HTTP/1.1 request (see
 /// ``HTTPRequestEncoding``) and reads each response into the ``Message`` routed back (``HTTPResponseParser``); closes
-/// the connection after a response that does not keep it alive, and fails the call (as an error caught) on a response
-/// it cannot read.
+/// the connection after a response that does not keep it alive or that more bytes follow before the next request, and
+/// fails the call (as an error caught) on a response it cannot read.
 ///
 /// Bytes in, messages out, in one handler: nothing generic, no typed HTTP parts passed between handlers.
 final class HTTPExchangeCodec: ChannelDuplexHandler {
@@ -176,6 +176,9 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     private var unread: ByteBuffer?
     /// A response could not be read, or one closed the connection: whatever else comes is dropped.
     private var done = false
+    /// A request was written and its response has not all come. Calls take turns on a connection, so bytes that come
+    /// otherwise answer nothing.
+    private var awaitingResponse = false
 
     init(encoding: HTTPRequestEncoding, maxReply: Int) {
         self.encoding = encoding
@@ -186,6 +189,7 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
         let message = unwrapOutboundIn(data)
         var bytes = context.channel.allocator.buffer(capacity: 256 + (message.body?.readableBytes ?? 0))
         parser.requestWritten(method: encoding.write(message, into: &bytes))
+        awaitingResponse = true
         context.write(wrapOutboundOut(bytes), promise: promise)
     }
 
@@ -203,6 +207,14 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
         } catch {
             done = true
             context.fireErrorCaught(error)
+            return
+        }
+        if !awaitingResponse && parser.isMidResponse && !done {
+            // Bytes past the response, before any request (a body sent with the answer to a HEAD, more than the
+            // content-length said): kept, they would be read as the start of the next call's response. The response
+            // read stands; the connection goes.
+            done = true
+            context.close(promise: nil)
             return
         }
         if input.readableBytes > 0 && !done {
@@ -225,6 +237,7 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     }
 
     private func fire(_ response: HTTPResponseParser.Response, context: ChannelHandlerContext) {
+        awaitingResponse = false
         context.fireChannelRead(wrapInboundOut(response.message))
         if !response.keepAlive {
             done = true
