@@ -163,6 +163,33 @@ struct HTTPResponseParserTests {
         #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"], close: true).get().count == 1)
     }
 
+    @Test("a connection closed after a head's first bytes, or after interim responses, is closed mid-response too")
+    func closedAfterFirstBytes() throws {
+        // Not "closed before answering", which the adapter takes for a kept connection gone stale and sends the
+        // request again on: the service did answer something.
+        for text in ["H", "HTT", "\r\nHT", "HTTP/1.1 100 Continue\r\n\r\n"] {
+            #expect(Self.parse([text], close: true).failureText?.contains("middle of its response") == true, "\(text.debugDescription)")
+        }
+        #expect(try Self.parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx\r\n"], close: true).get().count == 1,
+                "a blank line after a response is not the start of another")
+    }
+
+    @Test("trailers and interim responses are bounded as a head is: a service cannot send them without end")
+    func trailerAndInterimLimits() {
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+        #expect(Self.parse([chunked + String(repeating: "X-T: v\r\n", count: 200)], maxHead: 1024)
+            .failureText?.contains("larger than 1024 bytes") == true)
+        #expect(Self.parse([chunked + (0..<300).map { "X-\($0): v\r\n" }.joined()]).failureText?.contains("more than 256") == true)
+        #expect(Self.parse([String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 100)], maxHead: 1024)
+            .failureText?.contains("1024 bytes") == true)
+        // Within the limits, both still read.
+        let response = try? Self.parse([chunked + "X-T: v\r\n\r\n"], maxHead: 1024).get()
+        #expect(response?.count == 1 && response?.first?.message.bodyString == "x")
+        let final = try? Self.parse([String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 10) + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
+                                    maxHead: 1024).get()
+        #expect(final?.count == 1 && final?.first?.message.status == 200)
+    }
+
     @Test("random responses split at random places read the same as in one piece")
     func randomSplits() throws {
         var random = SplitMix(seed: 0x5EED)

@@ -29,6 +29,16 @@ enum MisbehavingService {
         }
     }
 
+    /// An HTTP/1.1 service that says more than its responses' framing allows: to a `HEAD` it sends the body too, and
+    /// to a request whose body is `overlong` it sends 3 bytes more than its `content-length` says. Otherwise it answers
+    /// `answer=BODY`.
+    static func httpSayingTooMuch(log: ServiceLog) async throws -> LegacyServer {
+        try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+            try channel.pipeline.syncOperations.addHandler(TooMuchHTTPHandler(log: log))
+        }
+    }
+
     /// An HTTP/1.1 service whose every response has a `bodyBytes`-byte body.
     static func httpAnsweringLarge(bodyBytes: Int) async throws -> LegacyServer {
         try await LegacyServer.custom { channel in
@@ -67,6 +77,35 @@ final class TwiceHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                 }
                 context.value.flush()
             }
+        }
+    }
+}
+
+final class TooMuchHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = ByteBuffer
+    private let log: ServiceLog
+    private var method = HTTPMethod.GET
+    private var body = ByteBuffer()
+
+    init(log: ServiceLog) {
+        self.log = log
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            method = head.method
+            body.clear()
+        case .body(var part): body.writeBuffer(&part)
+        case .end:
+            let text = String(buffer: body)
+            log.arrived("\(method.rawValue) \(text)")
+            let answer = "answer=\(text)"
+            let length = text == "overlong" ? answer.utf8.count - 3 : answer.utf8.count
+            // Raw bytes: NIO's server encoder would not send a body to a HEAD.
+            let response = "HTTP/1.1 200 OK\r\ncontent-length: \(length)\r\n\r\n\(answer)"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
         }
     }
 }
@@ -232,6 +271,40 @@ struct ProxyAdversarialTests {
         await bus.broker.close()
         await web.stop()
         await line.stop()
+        #expect(node.stop() == 0)
+    }
+
+    @Test("an http service that sends more than its response's framing says (a body to a HEAD, bytes past the content-length): the next call on the connection still gets its own answer")
+    func bytesPastTheResponse() async throws {
+        let log = ServiceLog()
+        let web = try await MisbehavingService.httpSayingTooMuch(log: log)
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: loop, kind: http, mq: TooMuch, target: "http://127.0.0.1:\(web.port)", workers: 1, timeout: 10s }
+                  - { name: tasks, kind: http, mq: TooMuchTasks, target: "http://127.0.0.1:\(web.port)", workers: 2, max_in_flight: 1, timeout: 10s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        for mq in ["TooMuch", "TooMuchTasks"] {
+            #expect(try await bus.call(mq, "warm-up").bodyString == "answer=warm-up")
+            let head = try await bus.call(mq, "", headers: [("http-method", "HEAD")])
+            #expect(head.status == 200 && head.bodyString.isEmpty, "\(mq): HEAD got \(head.status ?? 0) \(head.bodyString)")
+            // Sent on the same kept connection: the body sent with the HEAD's answer must not be read as its start.
+            let afterHead = try await bus.call(mq, "after-head")
+            #expect(afterHead.status == 200 && afterHead.bodyString == "answer=after-head",
+                    "\(mq): \(afterHead.status ?? 0) \(afterHead.bodyString)")
+            let overlong = try await bus.call(mq, "overlong")
+            #expect(overlong.status == 200 && overlong.bodyString == "answer=overl", "\(mq): \(overlong.status ?? 0) \(overlong.bodyString)")
+            let afterOverlong = try await bus.call(mq, "after-overlong")
+            #expect(afterOverlong.status == 200 && afterOverlong.bodyString == "answer=after-overlong",
+                    "\(mq): \(afterOverlong.status ?? 0) \(afterOverlong.bodyString)")
+        }
+        #expect(log.seen.values.allSatisfy { $0 == 2 }, "each request once per adapter: \(log.seen)")
+        await bus.broker.close()
+        await web.stop()
         #expect(node.stop() == 0)
     }
 

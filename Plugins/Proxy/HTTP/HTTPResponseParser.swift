@@ -26,18 +26,19 @@ import Darwin
 /// dropped. What it refuses, with a ``HTTPResponseError`` that says what was wrong (the call gets 502 and the connection
 /// is closed): any other status line, a header line without a colon or with a name that is not a token, control bytes
 /// in a value, a folded header line (RFC 9112 5.2 lets a gateway answer 502), a head over `maxHead` bytes or with over
-/// `maxHeaders` headers, a malformed chunk, a body over `maxBody` bytes (``HTTPReplyTooLarge``), and `101 Switching
-/// Protocols`.
+/// `maxHeaders` headers (trailers, and interim responses, likewise), a malformed chunk, a body over `maxBody` bytes
+/// (``HTTPReplyTooLarge``), and `101 Switching Protocols`.
 ///
 /// A pure state machine over a `ByteBuffer`: feed it what arrived; it consumes whole responses and body bytes as they
 /// come, and leaves a partial head or chunk line in place (bounded by `maxHead`), so it can be tested and fuzzed
 /// without a channel.
 struct HTTPResponseParser {
-    /// The largest status line plus header block (and trailer block) taken.
+    /// The largest status line plus header block taken; also the most bytes of interim (1xx) responses before a final
+    /// one, and of a chunked body's trailer section.
     let maxHead: Int
     /// The largest body taken (the adapter's `max_reply`).
     let maxBody: Int
-    /// The most header lines taken in one response.
+    /// The most header lines taken in one response (and trailer lines after a chunked body).
     let maxHeaders: Int
 
     /// One complete response.
@@ -68,6 +69,13 @@ struct HTTPResponseParser {
     private var keepAlive = true
     /// The request written last was a `HEAD`: its response has no body whatever its headers say.
     private var bodilessRequest = false
+    /// Bytes of the next response have come (part of a head, or interim responses), its final head not yet: a close
+    /// now cuts a response short. (`scanned` cannot tell: it stays 0 while a partial head is under 4 bytes.)
+    private var headBegun = false
+    /// Bytes and lines of the response's interim heads so far, or of its trailer section: neither may go on without
+    /// end, whatever the call's timeout.
+    private var sectionBytes = 0
+    private var sectionLines = 0
 
     init(maxHead: Int = 64 << 10, maxBody: Int, maxHeaders: Int = 256) {
         self.maxHead = maxHead
@@ -82,7 +90,7 @@ struct HTTPResponseParser {
 
     /// Whether part of a response has been read and not all of it.
     var isMidResponse: Bool {
-        if case .head = state { return scanned > 0 }
+        if case .head = state { return headBegun }
         return true
     }
 
@@ -126,6 +134,10 @@ struct HTTPResponseParser {
                 // Trailer fields are read and dropped (they are not part of the reply a caller gets).
                 guard let line = try readLine(&buffer, what: "trailer section") else { return nil }
                 if line.readableBytes == 0 { return complete() }
+                sectionBytes += line.readableBytes + 2
+                sectionLines += 1
+                guard sectionBytes <= maxHead else { throw .headTooLarge(limit: maxHead) }
+                guard sectionLines <= maxHeaders else { throw .tooManyHeaders(limit: maxHeaders) }
             case .untilClose:
                 let taken = buffer.readableBytes
                 guard taken > 0 else { return nil }
@@ -143,7 +155,7 @@ struct HTTPResponseParser {
         switch state {
         case .untilClose:
             return complete()
-        case .head where scanned == 0:
+        case .head where !headBegun:
             return nil
         default:
             throw .closedMidResponse
@@ -162,6 +174,7 @@ struct HTTPResponseParser {
                 buffer.moveReaderIndex(forwardBy: 1)
             }
         }
+        if buffer.readableBytes > 0 { headBegun = true }
         guard let headLength = Self.blankLineEnd(in: buffer, from: scanned) else {
             guard buffer.readableBytes < maxHead else { throw .headTooLarge(limit: maxHead) }
             scanned = max(0, buffer.readableBytes - 3)
@@ -176,8 +189,13 @@ struct HTTPResponseParser {
         let code = parsed.status
         if code < 200 {
             guard code != 101 else { throw .unexpectedStatus(code, "the adapter does not switch protocols") }
+            sectionBytes += headLength
+            guard sectionBytes <= maxHead else { throw .interimTooLarge(limit: maxHead) }
             return true  // an interim response: the final one follows
         }
+        headBegun = false
+        sectionBytes = 0
+        sectionLines = 0
         message = parsed.message
         keepAlive = parsed.keepAlive
         body = nil
@@ -294,6 +312,8 @@ struct HTTPResponseParser {
         if let body, body.readableBytes > 0 { message.body = body }
         body = nil
         bodyBytes = 0
+        sectionBytes = 0
+        sectionLines = 0
         state = .head
         return Response(message: message, keepAlive: keepAlive)
     }
@@ -522,6 +542,7 @@ enum HTTPResponseError: Error, CustomStringConvertible {
     case malformedChunk(String)
     case headTooLarge(limit: Int)
     case tooManyHeaders(limit: Int)
+    case interimTooLarge(limit: Int)
     case tooLarge(limit: Int)
     case unexpectedStatus(Int, String)
     case closedMidResponse
@@ -534,6 +555,7 @@ enum HTTPResponseError: Error, CustomStringConvertible {
         case .malformedChunk(let reason): "its chunked response is malformed: \(reason)"
         case .headTooLarge(let limit): "its response's head is larger than \(limit) bytes"
         case .tooManyHeaders(let limit): "its response has more than \(limit) headers"
+        case .interimTooLarge(let limit): "its interim (1xx) responses before the final one are larger than \(limit) bytes"
         case .tooLarge(let limit): HTTPReplyTooLarge(limit: limit).description
         case .unexpectedStatus(let status, let reason): "it answered \(status): \(reason)"
         case .closedMidResponse: "it closed the connection in the middle of its response"
