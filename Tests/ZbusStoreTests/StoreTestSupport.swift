@@ -1,4 +1,5 @@
 import Logging
+import ZbusTestSupport
 import NIOConcurrencyHelpers
 import NIOCore
 import ZbusStore
@@ -32,46 +33,6 @@ struct TemporaryDirectory {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         return try body(directory)
-    }
-}
-
-/// Collects log records so tests can check that damage is reported.
-final class CapturedLogs: Sendable {
-    struct Entry: Sendable {
-        let level: Logger.Level
-        let message: String
-        let metadata: [String: String]
-    }
-
-    private let storage = NIOLockedValueBox<[Entry]>([])
-
-    var entries: [Entry] { storage.withLockedValue { $0 } }
-
-    func append(_ entry: Entry) { storage.withLockedValue { $0.append(entry) } }
-
-    /// Errors and warnings, for assertions.
-    var problems: [Entry] { entries.filter { $0.level >= .warning } }
-
-    func logger() -> Logger {
-        Logger(label: "zbus.store.test") { _ in CapturingHandler(logs: self) }
-    }
-
-    private struct CapturingHandler: LogHandler {
-        let logs: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .debug
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            var merged: [String: String] = [:]
-            for (key, value) in metadata { merged[key] = "\(value)" }
-            for (key, value) in event.metadata ?? [:] { merged[key] = "\(value)" }
-            logs.append(Entry(level: event.level, message: "\(event.message)", metadata: merged))
-        }
     }
 }
 

@@ -13,13 +13,19 @@ public final class CapturedLogs: Sendable {
         public let metadata: [String: String]
     }
 
-    private let entries = LockedValue<[Entry]>([])
+    private let storage = LockedValue<[Entry]>([])
 
     /// An empty capture.
     public init() {}
 
     /// Every line so far.
-    public var all: [Entry] { entries.withLock { $0 } }
+    public var all: [Entry] { storage.withLock { $0 } }
+
+    /// Every line so far (``all``).
+    public var entries: [Entry] { all }
+
+    /// The warnings and errors so far, for tests that check that damage is reported.
+    public var problems: [Entry] { all.filter { $0.level >= .warning } }
 
     /// The lines so far whose message contains `text`.
     public func lines(containing text: String) -> [Entry] { all.filter { $0.message.contains(text) } }
@@ -31,7 +37,7 @@ public final class CapturedLogs: Sendable {
         return logger
     }
 
-    fileprivate func append(_ entry: Entry) { entries.withLock { $0.append(entry) } }
+    fileprivate func append(_ entry: Entry) { storage.withLock { $0.append(entry) } }
 
     private struct Handler: LogHandler {
         let logs: CapturedLogs
