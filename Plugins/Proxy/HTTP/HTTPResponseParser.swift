@@ -88,12 +88,6 @@ struct HTTPResponseParser {
         bodilessRequest = method == .HEAD
     }
 
-    /// Whether part of a response has been read and not all of it.
-    var isMidResponse: Bool {
-        if case .head = state { return headBegun }
-        return true
-    }
-
     /// Parses the next complete response out of `buffer`, consuming what it reads.
     ///
     /// - Returns: the response, or `nil` when more input is needed.
