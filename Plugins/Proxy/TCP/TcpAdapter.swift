@@ -63,8 +63,7 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         self.connectTimeout = connectTimeout
         self.address = target.description
         configure = { channel in
-            try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(TcpRecordEncoder(framing: framing)))
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TcpRecordDecoder(framing: framing, maxRecord: maxRecord)))
+            try channel.pipeline.syncOperations.addHandler(TcpExchangeCodec(framing: framing, maxRecord: maxRecord))
         }
         pool = LegacyClientPool(service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle, configure: configure)
     }

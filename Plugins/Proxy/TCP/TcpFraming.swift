@@ -32,6 +32,7 @@ enum TcpFramingError: Error, CustomStringConvertible {
     case tooLongForFixed(size: Int, recordSize: Int)
     case replyTooLarge(size: Int, limit: Int)
     case strayBytes(count: Int)
+    case unsolicited(count: Int)
 
     var description: String {
         switch self {
@@ -45,6 +46,8 @@ enum TcpFramingError: Error, CustomStringConvertible {
             return "a reply record of at least \(size) bytes exceeds max_record (\(limit) bytes)"
         case .strayBytes(let count):
             return "it sent \(count) more bytes after its reply record, which answer nothing"
+        case .unsolicited(let count):
+            return "it sent \(count) bytes while no request was in flight, which answer nothing"
         }
     }
 }
@@ -78,86 +81,110 @@ extension TcpFraming {
     }
 }
 
-/// Writes request records with the service's framing.
-final class TcpRecordEncoder: MessageToByteEncoder {
-    typealias OutboundIn = ByteBuffer
-    let framing: TcpFraming
-
-    init(framing: TcpFraming) {
-        self.framing = framing
-    }
-
-    func encode(data: ByteBuffer, out: inout ByteBuffer) throws {
-        var framed = try framing.frame(data, allocator: ByteBufferAllocator())
-        out.writeBuffer(&framed)
+extension TcpFraming {
+    /// Cuts the next reply record out of `buffer`, or returns nil when its end has not come yet. A record (or the
+    /// unended start of a line) larger than `maxRecord` is refused as soon as that is known.
+    func nextRecord(from buffer: inout ByteBuffer, maxRecord: Int) throws(TcpFramingError) -> ByteBuffer? {
+        switch self {
+        case .newline:
+            guard let index = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+                if buffer.readableBytes > maxRecord { throw .replyTooLarge(size: buffer.readableBytes, limit: maxRecord) }
+                return nil
+            }
+            let length = index - buffer.readerIndex
+            if length > maxRecord { throw .replyTooLarge(size: length, limit: maxRecord) }
+            var line = buffer.readSlice(length: length)!
+            buffer.moveReaderIndex(forwardBy: 1)
+            if line.readableBytesView.last == UInt8(ascii: "\r") { line.moveWriterIndex(to: line.writerIndex - 1) }
+            return line
+        case .length2, .length4:
+            let prefix = self == .length2 ? 2 : 4
+            guard buffer.readableBytes >= prefix else { return nil }
+            let length = prefix == 2
+                ? Int(buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt16.self)!)
+                : Int(buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self)!)
+            if length > maxRecord { throw .replyTooLarge(size: length, limit: maxRecord) }
+            guard buffer.readableBytes >= prefix + length else { return nil }
+            buffer.moveReaderIndex(forwardBy: prefix)
+            return buffer.readSlice(length: length)!
+        case .fixed(let size):
+            guard buffer.readableBytes >= size else { return nil }
+            return buffer.readSlice(length: size)!
+        }
     }
 }
 
-/// Cuts reply records out of the byte stream, refusing records larger than `maxRecord`.
-struct TcpRecordDecoder: ByteToMessageDecoder {
+/// A `tcp` adapter connection's codec: frames each request record it writes, and reads the one reply record that
+/// answers it. One request is in flight at a time, so bytes that cannot be that reply answer nothing: bytes while no
+/// request is in flight, and bytes left after the reply in the same read. Kept, they would become the start of the next
+/// call's reply and hand that caller a wrong answer; they are an error instead (a reply already read stands) and the
+/// connection is not used again.
+final class TcpExchangeCodec: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
-    let framing: TcpFraming
-    let maxRecord: Int
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let framing: TcpFraming
+    private let maxRecord: Int
+    /// The start of a reply record, waiting for the rest (bounded by `maxRecord` and the framing's prefix).
+    private var unread: ByteBuffer?
+    /// A request was written and its reply has not come yet.
+    private var awaiting = false
+    /// Bytes that answer nothing came, or a reply could not be read: whatever else comes is dropped.
+    private var done = false
 
     init(framing: TcpFraming, maxRecord: Int) {
         self.framing = framing
         self.maxRecord = maxRecord
     }
 
-    /// A record was read from the bytes at hand since the decoder last ran out of them.
-    private var answered = false
-
-    /// Reads the next record. One request is in flight at a time, so bytes left over after a record in the same read
-    /// answer nothing: kept, they would become the start of the next call's reply and hand that caller a wrong answer.
-    /// They are an error instead (the record read stands; the connection closes).
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if try decodeRecord(context: context, buffer: &buffer) == .continue {
-            answered = true
-            return .continue
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        do {
+            let framed = try framing.frame(unwrapOutboundIn(data), allocator: context.channel.allocator)
+            awaiting = true
+            context.write(wrapOutboundOut(framed), promise: promise)
+        } catch {
+            promise?.fail(error)
         }
-        defer { answered = false }
-        if answered && buffer.readableBytes > 0 { throw TcpFramingError.strayBytes(count: buffer.readableBytes) }
-        return .needMoreData
     }
 
-    private func decodeRecord(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        switch framing {
-        case .newline:
-            guard let index = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
-                if buffer.readableBytes > maxRecord { throw TcpFramingError.replyTooLarge(size: buffer.readableBytes, limit: maxRecord) }
-                return .needMoreData
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
+        var input = unwrapInboundIn(data)
+        guard awaiting else {
+            fail(TcpFramingError.unsolicited(count: input.readableBytes), context: context)
+            return
+        }
+        if var unread = unread.take() {
+            unread.writeBuffer(&input)
+            input = unread
+        }
+        do {
+            guard let record = try framing.nextRecord(from: &input, maxRecord: maxRecord) else {
+                input.discardReadBytes()
+                unread = input
+                return
             }
-            let length = index - buffer.readerIndex
-            if length > maxRecord { throw TcpFramingError.replyTooLarge(size: length, limit: maxRecord) }
-            var line = buffer.readSlice(length: length)!
-            buffer.moveReaderIndex(forwardBy: 1)
-            if line.readableBytesView.last == UInt8(ascii: "\r") { line.moveWriterIndex(to: line.writerIndex - 1) }
-            context.fireChannelRead(wrapInboundOut(line))
-            return .continue
-        case .length2, .length4:
-            let prefix = framing == .length2 ? 2 : 4
-            guard buffer.readableBytes >= prefix else { return .needMoreData }
-            let length = prefix == 2
-                ? Int(buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt16.self)!)
-                : Int(buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self)!)
-            if length > maxRecord { throw TcpFramingError.replyTooLarge(size: length, limit: maxRecord) }
-            guard buffer.readableBytes >= prefix + length else { return .needMoreData }
-            buffer.moveReaderIndex(forwardBy: prefix)
-            context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: length)!))
-            return .continue
-        case .fixed(let size):
-            guard buffer.readableBytes >= size else { return .needMoreData }
-            context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: size)!))
-            return .continue
+            awaiting = false
+            context.fireChannelRead(wrapInboundOut(record))
+            if input.readableBytes > 0 { fail(TcpFramingError.strayBytes(count: input.readableBytes), context: context) }
+        } catch {
+            fail(error, context: context)
         }
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        while try decode(context: context, buffer: &buffer) == .continue {}
-        if buffer.readableBytes > 0 {
-            throw ProxyFramingTruncated(bytes: buffer.readableBytes, framing: framing)
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done, let unread, unread.readableBytes > 0 {
+            fail(ProxyFramingTruncated(bytes: unread.readableBytes, framing: framing), context: context)
         }
-        return .needMoreData
+        context.fireChannelInactive()
+    }
+
+    private func fail(_ error: any Error, context: ChannelHandlerContext) {
+        done = true
+        unread = nil
+        context.fireErrorCaught(error)
     }
 }
 
