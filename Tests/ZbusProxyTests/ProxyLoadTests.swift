@@ -40,6 +40,8 @@ final class CountingService: Sendable {
     private let channel: any Channel
     private let children: NIOLockedValueBox<[any Channel]>
     var port: Int { channel.localAddress!.port! }
+    /// Connections accepted so far.
+    var connections: Int { children.withLockedValue { $0.count } }
 
     private init(channel: any Channel, children: NIOLockedValueBox<[any Channel]>, requests: ServiceLog) {
         self.channel = channel

@@ -332,6 +332,8 @@ struct ProxyConfigTests {
                   - { kind: http, mq: A, target: "http://127.0.0.1:1" }
                   - { kind: tcp, mq: B, target: 127.0.0.1:1, framing: fixed, record_size: 16 }
                   - { kind: some-custom-kind, mq: C, anything: goes-to-start }
+                  - { kind: http, mq: D, target: "http://127.0.0.1:1", pipeline: 8 }
+                  - { kind: tcp, mq: E, target: 127.0.0.1:1, pipeline: 64 }
             """)
     }
 
@@ -356,6 +358,13 @@ struct ProxyConfigTests {
                 adapters:
                   - { kind: tcp, mq: A, target: 127.0.0.1:1, framing: length3 }
             """, containing: ["node.yaml:5", "framing", "newline | length2 | length4 | fixed"])
+        expectConfigError("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { kind: http, mq: A, target: "http://127.0.0.1:1", pipeline: 0 }
+            """, containing: ["node.yaml:5", "pipeline", "1...64"])
         expectConfigError("""
             modules:
               - module: mq

@@ -116,6 +116,26 @@ struct TcpExchangeCodecTests {
         #expect(probe.take().isEmpty)
     }
 
+    @Test("pipelined: several records owed are read from one read, in order; one more is refused")
+    func pipelinedRecords() throws {
+        let (channel, probe) = try Self.channel(.length2)
+        for name in ["a", "b", "c"] { _ = try Self.request(channel, name) }
+        var replies = ByteBuffer()
+        for name in ["A", "B"] {
+            replies.writeInteger(UInt16(1), endianness: .big)
+            replies.writeString(name)
+        }
+        replies.writeInteger(UInt16(1), endianness: .big)  // the start of the third
+        try channel.writeInbound(replies)
+        #expect(probe.take() == ["A", "B"])
+        var rest = ByteBuffer(string: "C")
+        rest.writeInteger(UInt16(1), endianness: .big)
+        rest.writeString("D")  // a fourth record, for no request
+        try channel.writeInbound(rest)
+        #expect(probe.take() == ["C"])
+        #expect(probe.errors == ["it sent 3 more bytes after its reply record, which answer nothing"])
+    }
+
     @Test("a reply larger than max_record is refused before it is all read")
     func replyTooLarge() throws {
         let (channel, probe) = try Self.channel(.newline, maxRecord: 16)

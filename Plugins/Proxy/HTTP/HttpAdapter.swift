@@ -17,8 +17,9 @@ public struct HttpAdapterFactory: ProxyAdapterFactory {
     /// Creates the factory.
     public init() {}
 
-    /// `target` (`http://HOST:PORT[/base-path]`), `max_reply` (the largest response body taken, default 32 MiB).
-    public var configKeys: [String] { ["target", "max_reply"] }
+    /// `target` (`http://HOST:PORT[/base-path]`), `max_reply` (the largest response body taken, default 32 MiB),
+    /// `pipeline` (requests in flight on one connection, default 1: see ``PipelinedLegacyClient``).
+    public var configKeys: [String] { ["target", "max_reply", "pipeline"] }
 
     /// The default `max_reply`: a node's default `max_body_bytes`, the largest body it takes from a client.
     static let defaultMaxReply = 32 << 20
@@ -47,8 +48,9 @@ public struct HttpAdapterFactory: ProxyAdapterFactory {
             throw location.error("bad URL '\(text)': \(error.description)")
         }
         let maxReply = try config.byteSize("max_reply", in: 1...(1 << 31)) ?? Self.defaultMaxReply
+        let pipeline = try config.int("pipeline", in: 1...PipelinedLegacyClient.maxDepth) ?? 1
         return HttpAdapter(name: settings.name, target: target, basePath: basePath, connectTimeout: settings.timeout,
-                           maxIdle: settings.maxInFlight, maxReply: maxReply)
+                           maxIdle: settings.maxInFlight, maxReply: maxReply, pipeline: pipeline)
     }
 }
 
@@ -63,10 +65,14 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let connectTimeout: Duration
     private let pool: LegacyClientPool<Message, Message>
     private let maxReply: Int
+    /// Requests in flight on one loop connection (1: one call per worker connection).
+    private let pipeline: Int
+    private let pipelined = PipelinedClients()
 
     init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int,
-         maxReply: Int = HttpAdapterFactory.defaultMaxReply) {
+         maxReply: Int = HttpAdapterFactory.defaultMaxReply, pipeline: Int = 1) {
         self.name = name
+        self.pipeline = pipeline
         self.target = target
         self.basePath = basePath
         self.connectTimeout = connectTimeout
@@ -91,11 +97,21 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
         let encoding = HTTPRequestEncoding(host: target.description, basePath: basePath)
         let maxReply = self.maxReply
-        return LoopLegacyClient(
-            on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
-            configure: { channel in
-                try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
-            })
+        let configure: @Sendable (any Channel) throws -> Void = { channel in
+            try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
+        }
+        guard pipeline > 1 else {
+            return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
+                                    timeout: timeout, configure: configure)
+        }
+        return pipelined.caller(on: eventLoop) {
+            PipelinedLegacyClient(
+                on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
+                depth: pipeline, configure: configure,
+                // Sent again only when the service most likely closed an idle connection as it was reused, and
+                // only a request that may be repeated (RFC 9110 9.2.2).
+                retriable: { HTTPRequestEncoding.isIdempotent(HTTPRequestEncoding.methodAndURI(of: $0).method) })
+        }
     }
 
     func shutdown() async {
@@ -105,6 +121,11 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
 
 /// How an `http` adapter writes a message as an HTTP/1.1 request (see ``HttpAdapter`` for the mapping).
 struct HTTPRequestEncoding: Sendable {
+    /// Whether a request with `method` may be sent twice with the same effect (RFC 9110 9.2.2).
+    static func isIdempotent(_ method: String) -> Bool {
+        ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(method)
+    }
+
     /// The `host` header: the target's `HOST:PORT`.
     let host: String
     /// The target URL's path, put before the request's.
@@ -179,6 +200,9 @@ struct HTTPRequestEncoding: Sendable {
 /// the connection after a response that does not keep it alive, and fails the call (as an error caught) on a response
 /// it cannot read.
 ///
+/// Responses answer the requests written, in order (one at a time, or several when the adapter pipelines): bytes
+/// beyond the responses owed answer nothing and close the connection, so they are never read as a later call's answer.
+///
 /// Bytes in, messages out, in one handler: nothing generic, no typed HTTP parts passed between handlers.
 final class HTTPExchangeCodec: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
@@ -192,8 +216,9 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     private var unread: ByteBuffer?
     /// A response could not be read, or one closed the connection: whatever else comes is dropped.
     private var done = false
-    /// A request was written and its response has not come yet.
-    private var awaiting = false
+    /// The methods of the requests written whose responses have not come yet, oldest first (the parser must know
+    /// which response answers a `HEAD`).
+    private var owed = CircularBuffer<HTTPMethod>(initialCapacity: 4)
 
     init(encoding: HTTPRequestEncoding, maxReply: Int) {
         self.encoding = encoding
@@ -203,15 +228,16 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let message = unwrapOutboundIn(data)
         var bytes = context.channel.allocator.buffer(capacity: 256 + (message.body?.readableBytes ?? 0))
-        parser.requestWritten(method: encoding.write(message, into: &bytes))
-        awaiting = true
+        let method = encoding.write(message, into: &bytes)
+        if owed.isEmpty { parser.requestWritten(method: method) }
+        owed.append(method)
         context.write(wrapOutboundOut(bytes), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !done else { return }
         var input = unwrapInboundIn(data)
-        if !awaiting && unread == nil {
+        if owed.isEmpty && unread == nil {
             // Bytes while no request is in flight answer nothing (a stray CRLF aside): kept, they would be read as
             // the start of the next call's response.
             Self.skipLineEnds(&input)
@@ -227,8 +253,11 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
             input = unread
         }
         var answered = false
+        // Only requests written before these bytes came can be answered by them, whatever is written meanwhile.
+        var answerable = owed.count
         do {
-            while !done, let response = try parser.next(&input) {
+            while !done, answerable > 0, let response = try parser.next(&input) {
+                answerable -= 1
                 fire(response, context: context)
                 answered = true
             }
@@ -238,10 +267,10 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
             return
         }
         guard !done else { return }
-        if answered {
-            // One request is in flight at a time, so bytes after its complete response (but the CRLFs some servers
-            // add) answer nothing: kept, they would be read as the start of the next call's response and fail it.
-            // The answer stands; the connection is not trusted with another request.
+        if answered && answerable == 0 {
+            // Every request written is answered, so bytes after the last response (but the CRLFs some servers add)
+            // answer nothing: kept, they would be read as the start of the next call's response and fail it. The
+            // answers stand; the connection is not trusted with another request.
             Self.skipLineEnds(&input)
             if input.readableBytes > 0 {
                 done = true
@@ -258,7 +287,7 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if !done {
             do {
-                if let response = try parser.endOfInput() { fire(response, context: context) }
+                if !owed.isEmpty, let response = try parser.endOfInput() { fire(response, context: context) }
             } catch {
                 // Cut short mid-response: a failure to read the answer (502), not a stale connection to retry on.
                 done = true
@@ -275,7 +304,8 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     }
 
     private func fire(_ response: HTTPResponseParser.Response, context: ChannelHandlerContext) {
-        awaiting = false
+        _ = owed.popFirst()
+        if let next = owed.first { parser.requestWritten(method: next) }
         context.fireChannelRead(wrapInboundOut(response.message))
         if !response.keepAlive {
             done = true

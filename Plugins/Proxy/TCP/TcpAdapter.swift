@@ -13,8 +13,9 @@ public struct TcpAdapterFactory: ProxyAdapterFactory {
     /// Creates the factory.
     public init() {}
 
-    /// `target` (HOST:PORT), `framing` (newline | length2 | length4 | fixed), `record_size` (fixed), `max_record`.
-    public var configKeys: [String] { ["target", "framing", "record_size", "max_record"] }
+    /// `target` (HOST:PORT), `framing` (newline | length2 | length4 | fixed), `record_size` (fixed), `max_record`,
+    /// `pipeline` (records in flight on one connection, for a service that answers them in order; default 1).
+    public var configKeys: [String] { ["target", "framing", "record_size", "max_record", "pipeline"] }
 
     /// Builds a `tcp` adapter; it connects only when the first call comes.
     ///
@@ -41,8 +42,9 @@ public struct TcpAdapterFactory: ProxyAdapterFactory {
             throw location.keyError("`record_size` only applies to `framing: fixed`")
         }
         let maxRecord = try config.byteSize("max_record") ?? (1 << 20)
+        let pipeline = try config.int("pipeline", in: 1...PipelinedLegacyClient.maxDepth) ?? 1
         return TcpAdapter(name: settings.name, target: target, framing: framing, maxRecord: maxRecord,
-                          connectTimeout: settings.timeout, maxIdle: settings.maxInFlight)
+                          connectTimeout: settings.timeout, maxIdle: settings.maxInFlight, pipeline: pipeline)
     }
 }
 
@@ -55,9 +57,14 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let connectTimeout: Duration
     private let configure: LegacyClientPool<ByteBuffer, ByteBuffer>.Configure
     private let pool: LegacyClientPool<ByteBuffer, ByteBuffer>
+    /// Records in flight on one loop connection (1: one call per worker connection).
+    private let pipeline: Int
+    private let pipelined = PipelinedClients()
 
-    init(name: String, target: HostAndPort, framing: TcpFraming, maxRecord: Int, connectTimeout: Duration, maxIdle: Int) {
+    init(name: String, target: HostAndPort, framing: TcpFraming, maxRecord: Int, connectTimeout: Duration, maxIdle: Int,
+         pipeline: Int = 1) {
         self.name = name
+        self.pipeline = pipeline
         self.target = target
         self.framing = framing
         self.connectTimeout = connectTimeout
@@ -78,13 +85,21 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
 
     func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
         let configure = self.configure
-        return LoopLegacyClient(
-            on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
-            configure: { channel in
-                try configure(channel)
-                try channel.pipeline.syncOperations.addHandler(TcpMessageCodec())
-            },
-            check: { [self] message in _ = try record(of: message) })
+        let loopConfigure: @Sendable (any Channel) throws -> Void = { channel in
+            try configure(channel)
+            try channel.pipeline.syncOperations.addHandler(TcpMessageCodec())
+        }
+        let check: @Sendable (Message) throws -> Void = { [self] message in _ = try record(of: message) }
+        guard pipeline > 1 else {
+            return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
+                                    timeout: timeout, configure: loopConfigure, check: check)
+        }
+        return pipelined.caller(on: eventLoop) {
+            // A record may change state on the service: never sent twice.
+            PipelinedLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
+                                  timeout: timeout, depth: pipeline, configure: loopConfigure, check: check,
+                                  retriable: { _ in false })
+        }
     }
 
     /// The record sent for `request`: its body, refused (400) before connecting when it cannot be framed.

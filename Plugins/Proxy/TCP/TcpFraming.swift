@@ -114,11 +114,11 @@ extension TcpFraming {
     }
 }
 
-/// A `tcp` adapter connection's codec: frames each request record it writes, and reads the one reply record that
-/// answers it. One request is in flight at a time, so bytes that cannot be that reply answer nothing: bytes while no
-/// request is in flight, and bytes left after the reply in the same read. Kept, they would become the start of the next
-/// call's reply and hand that caller a wrong answer; they are an error instead (a reply already read stands) and the
-/// connection is not used again.
+/// A `tcp` adapter connection's codec: frames each request record it writes, and reads the reply records that answer
+/// them, one each, in order (one request in flight, or several when the adapter pipelines). Bytes beyond the replies
+/// owed answer nothing: bytes while no request is in flight, and bytes left after the last reply owed in the same
+/// read. Kept, they would become the start of the next call's reply and hand that caller a wrong answer; they are an
+/// error instead (the replies already read stand) and the connection is not used again.
 final class TcpExchangeCodec: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -129,8 +129,8 @@ final class TcpExchangeCodec: ChannelDuplexHandler {
     private let maxRecord: Int
     /// The start of a reply record, waiting for the rest (bounded by `maxRecord` and the framing's prefix).
     private var unread: ByteBuffer?
-    /// A request was written and its reply has not come yet.
-    private var awaiting = false
+    /// Requests written whose replies have not come yet.
+    private var owed = 0
     /// Bytes that answer nothing came, or a reply could not be read: whatever else comes is dropped.
     private var done = false
 
@@ -142,7 +142,7 @@ final class TcpExchangeCodec: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         do {
             let framed = try framing.frame(unwrapOutboundIn(data), allocator: context.channel.allocator)
-            awaiting = true
+            owed += 1
             context.write(wrapOutboundOut(framed), promise: promise)
         } catch {
             promise?.fail(error)
@@ -152,7 +152,7 @@ final class TcpExchangeCodec: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !done else { return }
         var input = unwrapInboundIn(data)
-        guard awaiting else {
+        guard owed > 0 else {
             fail(TcpFramingError.unsolicited(count: input.readableBytes), context: context)
             return
         }
@@ -160,17 +160,25 @@ final class TcpExchangeCodec: ChannelDuplexHandler {
             unread.writeBuffer(&input)
             input = unread
         }
+        // Only requests written before these bytes came can be answered by them, whatever is written meanwhile.
+        var answerable = owed
         do {
-            guard let record = try framing.nextRecord(from: &input, maxRecord: maxRecord) else {
-                input.discardReadBytes()
-                unread = input
-                return
+            while answerable > 0, let record = try framing.nextRecord(from: &input, maxRecord: maxRecord) {
+                answerable -= 1
+                owed -= 1
+                context.fireChannelRead(wrapInboundOut(record))
+                if done { return }
             }
-            awaiting = false
-            context.fireChannelRead(wrapInboundOut(record))
-            if input.readableBytes > 0 { fail(TcpFramingError.strayBytes(count: input.readableBytes), context: context) }
         } catch {
             fail(error, context: context)
+            return
+        }
+        guard input.readableBytes > 0 else { return }
+        if answerable == 0 {
+            fail(TcpFramingError.strayBytes(count: input.readableBytes), context: context)
+        } else {
+            input.discardReadBytes()
+            unread = input
         }
     }
 

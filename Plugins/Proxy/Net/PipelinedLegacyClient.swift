@@ -1,0 +1,371 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ZbusKernel
+
+/// Calls a legacy service from one event loop with requests pipelined (an adapter's `pipeline: N`): the loop workers
+/// of that loop share its connections, and each connection carries up to `depth` requests at once, answered in order
+/// (HTTP/1.1 pipelining, or a framed TCP service that answers its records in order). The requests made in one turn of
+/// the loop go out in one write, and the service's answers to them come back in one read: a system call, and a
+/// wake-up of the service, per batch rather than per call. Loop-confined, hence `@unchecked Sendable`.
+///
+/// What pipelining costs, and how it is bounded:
+/// - A slow answer holds up the answers behind it on its connection (head-of-line blocking). Each call keeps its own
+///   deadline; when the oldest call on a connection passes it, that call gets its 504 and the connection is closed,
+///   since the late answer would otherwise be read as the next call's. The calls behind it were sent and are not
+///   repeated: they get a 502 saying so.
+/// - A connection the service closes with calls in flight fails them with a 502 (sent, not repeated), except a call
+///   that was the only one written to a connection reused after it had gone idle, with `retriable` true (an idempotent
+///   HTTP method): the service most likely closed the idle connection as it was reused, so that call is tried once
+///   more on a fresh connection, as the one-call client does.
+/// - The connections opened are bounded by the loop's workers over `depth` (each worker has one call at a time).
+final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
+    /// The largest `pipeline` taken.
+    static let maxDepth = 64
+
+    let eventLoop: any EventLoop
+    private let service: String
+    private let address: HostAndPort
+    private let connectTimeout: Duration
+    private let timeout: Duration
+    private let depth: Int
+    private let configure: @Sendable (any Channel) throws -> Void
+    private let check: (@Sendable (Message) throws -> Void)?
+    private let retriable: @Sendable (Message) -> Bool
+    private let errors: ExchangeErrors
+    private let timedOut: ProxyError
+    private var connections: [PipelinedConnection] = []
+    private var timer: Scheduled<Void>?
+    private var flushScheduled = false
+    private var shutDown = false
+
+    /// - Parameters:
+    ///   - depth: requests in flight on one connection at most.
+    ///   - configure: adds the handlers that write a ``Message`` as a request and read each reply as a ``Message``.
+    ///   - check: refuses a request before anything is sent (a 400 for a body the framing cannot carry).
+    ///   - retriable: whether a request may be sent twice (see the type's notes).
+    init(on eventLoop: any EventLoop, service: String, address: HostAndPort, connectTimeout: Duration, timeout: Duration,
+         depth: Int, configure: @escaping @Sendable (any Channel) throws -> Void,
+         check: (@Sendable (Message) throws -> Void)? = nil, retriable: @escaping @Sendable (Message) -> Bool) {
+        self.eventLoop = eventLoop
+        self.service = service
+        self.address = address
+        self.connectTimeout = connectTimeout
+        self.timeout = timeout
+        self.depth = depth
+        self.configure = configure
+        self.check = check
+        self.retriable = retriable
+        self.errors = ExchangeErrors(service: service, address: address.description)
+        self.timedOut = ProxyError.timedOut(service: service, address: address.description, after: timeout)
+    }
+
+    func call(_ request: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        eventLoop.assertInEventLoop()
+        if let check {
+            do { try check(request) } catch { return completion(.failure(error)) }
+        }
+        send(PipelinedConnection.Call(request: request, deadline: .now() + timeout.nioTimeAmount, retried: false,
+                                      completion: completion))
+    }
+
+    /// Closes every connection; calls in flight fail, calls made afterwards fail.
+    func shutdown() {
+        eventLoop.assertInEventLoop()
+        shutDown = true
+        timer?.cancel()
+        timer = nil
+        let open = connections
+        connections = []
+        for connection in open { connection.close() }
+    }
+
+    private func send(_ call: PipelinedConnection.Call) {
+        guard !shutDown else {
+            return call.completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: "the adapter is stopping")))
+        }
+        guard call.deadline > .now() else { return call.completion(.failure(timedOut)) }
+        // The first connection with room: filling one before the next keeps the batches large.
+        let connection = connections.first { $0.isUsable && $0.count < depth } ?? open()
+        connection.enqueue(call, retriable: !call.retried && retriable(call.request))
+        scheduleFlush()
+        armTimer(for: call.deadline)
+    }
+
+    /// A new connection, taking calls at once (they are written when it is up).
+    private func open() -> PipelinedConnection {
+        let connection = PipelinedConnection(errors: errors) { [self] connection, calls in closed(connection, handingBack: calls) }
+        connections.append(connection)
+        let configure = self.configure
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(min(connectTimeout, timeout).nioTimeAmount)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try configure(channel)
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(host: address.host, port: address.port)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    if shutDown { channel.close(promise: nil) }
+                    connection.connected(channel)
+                    scheduleFlush()
+                case .failure(ChannelError.connectTimeout(_)):
+                    connection.connectFailed(timedOut)
+                case .failure(let error):
+                    connection.connectFailed(ProxyError.serviceDown(service: service, address: address.description,
+                                                                    reason: LegacyConnectFailure.describe(error)))
+                }
+            }
+        return connection
+    }
+
+    /// A connection went away: it is forgotten, and the calls it hands back (never sent, or sent once to an idle
+    /// connection the service had closed) are made again on another.
+    private func closed(_ connection: PipelinedConnection, handingBack calls: [PipelinedConnection.Call]) {
+        connections.removeAll { $0 === connection }
+        for call in calls { send(call) }
+    }
+
+    /// Flushes, once the loop has run what this turn brought, every connection written to: the requests of one turn
+    /// go out together.
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute { [self] in
+            flushScheduled = false
+            for connection in connections { connection.flushIfNeeded() }
+        }
+    }
+
+    private func armTimer(for deadline: NIODeadline) {
+        guard timer == nil else { return }
+        timer = eventLoop.scheduleTask(deadline: deadline) { [self] in timerFired() }
+    }
+
+    /// Expires the connections whose oldest call is past its deadline, then waits for the next deadline.
+    private func timerFired() {
+        timer = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for connection in connections {
+            guard let deadline = connection.oldestDeadline else { continue }
+            if deadline <= now {
+                connection.expire(timedOut: timedOut, behind: errors.abandoned())
+            } else if next.map({ deadline < $0 }) ?? true {
+                next = deadline
+            }
+        }
+        if let next { armTimer(for: next) }
+    }
+}
+
+/// One pipelined connection: the calls written to it (or waiting for it to connect), answered in order. Its last
+/// handler; loop-confined.
+///
+/// Answers are handed over when the read that brought them is complete, as ``LoopExchangeHandler`` does: an answer's
+/// callback makes the next call at once, and the codec must have finished with the bytes at hand before that call's
+/// request is counted as owed.
+final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Message
+
+    /// A call: its request (kept until the answer, for a retry), deadline and callback.
+    struct Call {
+        let request: Message
+        let deadline: NIODeadline
+        var retried: Bool
+        let completion: @Sendable (Result<Message, any Error>) -> Void
+    }
+
+    private let errors: ExchangeErrors
+    /// Told once, when it closes, with the calls to make again elsewhere.
+    private let onClose: (PipelinedConnection, [Call]) -> Void
+    private var channel: (any Channel)?
+    /// The calls in order; the first `written` of them have their request on the connection.
+    private var calls = CircularBuffer<Call>(initialCapacity: 4)
+    private var written = 0
+    /// Whether the first call written may be sent again if the connection turns out closed (see the client).
+    private var headRetriable = false
+    /// Answers read in the current read, handed over at its end.
+    private var answers: [Message] = []
+    private var needsFlush = false
+    private var finished = false
+    /// Answers read since it connected (a connection that has answered and gone idle may be closed by the service).
+    private var answered = 0
+
+    init(errors: ExchangeErrors, onClose: @escaping (PipelinedConnection, [Call]) -> Void) {
+        self.errors = errors
+        self.onClose = onClose
+    }
+
+    /// Whether it takes calls.
+    var isUsable: Bool { !finished }
+    /// Calls taken and not answered.
+    var count: Int { calls.count }
+    /// The deadline of its oldest call.
+    var oldestDeadline: NIODeadline? { calls.first?.deadline }
+
+    /// Takes a call; writes its request now if connected (flushed with the turn's others).
+    func enqueue(_ call: Call, retriable: Bool) {
+        let idleReuse = calls.isEmpty && answered > 0
+        calls.append(call)
+        if calls.count == 1 { headRetriable = retriable && idleReuse }
+        if let channel { write(call.request, on: channel) }
+    }
+
+    func connected(_ channel: any Channel) {
+        guard !finished else { return channel.close(promise: nil) }
+        self.channel = channel
+        for call in calls { write(call.request, on: channel) }
+    }
+
+    func connectFailed(_ error: any Error) {
+        finish(failing: error, behind: error)
+    }
+
+    func flushIfNeeded() {
+        guard needsFlush, let channel else { return }
+        needsFlush = false
+        channel.flush()
+    }
+
+    /// The oldest call is past its deadline: it gets `timedOut`; the calls behind it, sent on a connection that can
+    /// no longer be trusted to pair answers, get `behind`.
+    func expire(timedOut: any Error, behind: any Error) {
+        finish(failing: timedOut, behind: behind)
+    }
+
+    func close() {
+        finish(failing: errors.closed().proxyError, behind: errors.closed().proxyError)
+    }
+
+    private func write(_ request: Message, on channel: any Channel) {
+        written += 1
+        needsFlush = true
+        channel.write(request, promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !finished else { return }
+        answers.append(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliver()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Answers read before the garbage stand; the calls still owed fail with it.
+        deliver()
+        finish(failing: errors.garbage(error), behind: errors.garbage(error))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deliver()
+        let closed = errors.closed()
+        finish(failing: closed.proxyError, behind: closed.proxyError, retryHead: true)
+        context.fireChannelInactive()
+    }
+
+    private func deliver() {
+        guard !answers.isEmpty else { return }
+        let read = answers
+        answers = []
+        for answer in read {
+            guard let call = calls.popFirst() else { break }
+            written -= 1
+            answered += 1
+            headRetriable = false
+            call.completion(.success(answer))
+        }
+    }
+
+    /// Closes and tells the client. The oldest call fails with `error`, the others sent with `behind`; the calls not
+    /// sent yet are handed back to be made on another connection, and so is a retriable oldest call when `retryHead`.
+    /// A connection that never came up fails every call with `error` (nothing was sent, and another try would fail
+    /// the same way).
+    private func finish(failing error: any Error, behind: any Error, retryHead: Bool = false) {
+        guard !finished else { return }
+        finished = true
+        channel?.close(promise: nil)
+        var handBack: [Call] = []
+        var index = 0
+        while var call = calls.popFirst() {
+            defer { index += 1 }
+            if channel == nil {
+                call.completion(.failure(error))
+            } else if index >= written {
+                handBack.append(call)
+            } else if index == 0 && retryHead && headRetriable && written == 1 {
+                call.retried = true
+                handBack.append(call)
+            } else {
+                call.completion(.failure(index == 0 ? error : behind))
+            }
+        }
+        written = 0
+        onClose(self, handBack)
+    }
+}
+
+extension ExchangeErrors {
+    /// A pipelined call behind one that timed out: sent, but its answer can no longer be told from the late one.
+    func abandoned() -> ProxyError {
+        .badReply(service: service, address: address,
+                  reason: "an earlier request on the same pipelined connection timed out, so the connection was closed; this request was sent and is not repeated")
+    }
+}
+
+/// An adapter's pipelined clients, one per event loop, shared by the loop workers of that loop: each worker's
+/// ``caller(on:make:)`` is a use, given back by its `shutdown()`; the last one closes the loop's client.
+final class PipelinedClients: Sendable {
+    private let clients = NIOLockedValueBox<[ObjectIdentifier: (client: PipelinedLegacyClient, users: Int)]>([:])
+
+    /// A worker's caller on `eventLoop`: the loop's client, made by `make` if there is none.
+    func caller(on eventLoop: any EventLoop, make: () -> PipelinedLegacyClient) -> any LoopLegacyCaller {
+        let key = ObjectIdentifier(eventLoop)
+        let client = clients.withLockedValue { clients in
+            var entry = clients[key] ?? (make(), 0)
+            entry.users += 1
+            clients[key] = entry
+            return entry.client
+        }
+        return Use(client: client) { [self] in
+            clients.withLockedValue { clients in
+                guard var entry = clients[key], entry.client === client else { return false }
+                entry.users -= 1
+                clients[key] = entry.users > 0 ? entry : nil
+                return entry.users == 0
+            }
+        }
+    }
+
+    /// One worker's use of a shared client.
+    private final class Use: LoopLegacyCaller, @unchecked Sendable {
+        private let client: PipelinedLegacyClient
+        /// Gives the use back; `true` when it was the last.
+        private let release: @Sendable () -> Bool
+        private var released = false
+
+        init(client: PipelinedLegacyClient, release: @escaping @Sendable () -> Bool) {
+            self.client = client
+            self.release = release
+        }
+
+        var eventLoop: any EventLoop { client.eventLoop }
+
+        func call(_ message: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+            client.call(message, completion: completion)
+        }
+
+        func shutdown() {
+            guard !released else { return }
+            released = true
+            if release() { client.shutdown() }
+        }
+    }
+}

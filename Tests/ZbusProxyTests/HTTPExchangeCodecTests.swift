@@ -1,0 +1,82 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+import ZbusKernel
+
+@testable import ZbusProxyModule
+
+/// The `http` adapter's connection codec on its own, fed read by read: responses answer the requests written, in
+/// order, one at a time or pipelined; bytes beyond the responses owed close the connection.
+@Suite("HTTP exchange codec")
+struct HTTPExchangeCodecTests {
+    final class Probe: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = Message
+        var replies: [String] = []
+        var errors: [String] = []
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let reply = unwrapInboundIn(data)
+            replies.append("\(reply.status ?? 0) \(reply.bodyString)")
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { errors.append("\(error)") }
+    }
+
+    static func channel() throws -> (EmbeddedChannel, Probe) {
+        let channel = EmbeddedChannel()
+        let probe = Probe()
+        let encoding = HTTPRequestEncoding(host: "127.0.0.1:1", basePath: "")
+        try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: 1 << 20))
+        try channel.pipeline.syncOperations.addHandler(probe)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return (channel, probe)
+    }
+
+    static func request(_ channel: EmbeddedChannel, method: String = "GET", path: String) throws {
+        var message = Message()
+        message.headers["http-method"] = method
+        message.headers["path"] = path
+        try channel.writeOutbound(message)
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+    }
+
+    @Test("three pipelined requests, a HEAD in the middle, answered in one read: three replies in order")
+    func pipelinedResponsesInOneRead() throws {
+        let (channel, probe) = try Self.channel()
+        try Self.request(channel, path: "/a")
+        try Self.request(channel, method: "HEAD", path: "/b")
+        try Self.request(channel, path: "/c")
+        // The HEAD's response says content-length 5 and has no body: the next response follows at once.
+        try channel.writeInbound(ByteBuffer(string:
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nA"
+            + "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+            + "HTTP/1.1 201 Created\r\ncontent-length: 1\r\n\r\nC"))
+        #expect(probe.replies == ["200 A", "200 ", "201 C"])
+        #expect(probe.errors.isEmpty)
+        #expect(channel.isActive)
+    }
+
+    @Test("a pipelined response split across reads, the next one's start in the same read as the end of the first")
+    func pipelinedResponsesAcrossReads() throws {
+        let (channel, probe) = try Self.channel()
+        try Self.request(channel, path: "/a")
+        try Self.request(channel, path: "/b")
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nAA"))
+        try channel.writeInbound(ByteBuffer(string: "AHTTP/1.1 200 OK\r\ncontent-le"))
+        #expect(probe.replies == ["200 AAA"])
+        try channel.writeInbound(ByteBuffer(string: "ngth: 2\r\n\r\nBB"))
+        #expect(probe.replies == ["200 AAA", "200 BB"])
+        #expect(channel.isActive)
+    }
+
+    @Test("one response more than the requests written: the answers owed stand, the connection closes")
+    func moreResponsesThanRequests() throws {
+        let (channel, probe) = try Self.channel()
+        try Self.request(channel, path: "/a")
+        try Self.request(channel, path: "/b")
+        try channel.writeInbound(ByteBuffer(string:
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nA"
+            + "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nB"
+            + "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nX"))
+        #expect(probe.replies == ["200 A", "200 B"])
+        #expect(!channel.isActive)
+    }
+}
