@@ -2,9 +2,9 @@
 # Benchmark (issue 21): a legacy service called directly, through nginx as a keep-alive reverse proxy, and through the
 # bus (`http` adapter, `tcp` adapter), same release build, same service, same load, same run.
 #
-#   bash Benchmarks/proxy-vs-nginx.sh [SECONDS] [CONNECTIONS] [ROUNDS] [WORKERS]
+#   bash Benchmarks/proxy-vs-nginx.sh [SECONDS] [CONNECTIONS] [ROUNDS] [WORKERS] [PIPELINE]
 #
-# Defaults: 5 s per measurement, wrk -t1 -c16, 3 rounds, 16 adapter workers. Needs nginx, wrk and gcc
+# Defaults: 5 s per measurement, wrk -t1 -c16, 3 rounds, 16 adapter workers, pipeline 16 for the pipelined paths. Needs nginx, wrk and gcc
 # (apt-get install nginx wrk gcc). ZBUS=... and PROXY_BENCH=... take ready binaries instead of building.
 #
 # The service: nginx (one worker) serving a 5-byte file `/q` ("hello"); its TCP twin, Benchmarks/tools/line-service.c
@@ -17,6 +17,9 @@
 #   tcp-direct    Benchmarks/tools/line-load.c (one thread, epoll, N connections, one line in flight each) to the
 #                 TCP service
 #   tcp-bus       wrk with zbus headers to MQ BenchTcp, served by the node's `tcp` adapter (newline framing)
+#   bus-pipe      bus-wrk to MQ BenchPipe, whose `http` adapter has `pipeline: PIPELINE` (the workers of an event loop
+#                 share connections carrying up to PIPELINE requests; nginx serves pipelined requests in order)
+#   tcp-pipe      tcp-bus to MQ BenchTcpPipe, whose `tcp` adapter has `pipeline: PIPELINE`
 # and prints each rate with the server side's CPU time per request (read from /proc: the service's process, plus
 # nginx's proxy worker or the zbus node; not the callers), a figure that the load of other work on a shared machine
 # moves far less than the rates. The summary gives medians over the rounds and the ratios against nginx's reverse
@@ -28,6 +31,7 @@ SECONDS_PER_RUN=${1:-5}
 CONNECTIONS=${2:-16}
 ROUNDS=${3:-3}
 WORKERS=${4:-16}
+PIPELINE=${5:-16}
 SCRATCH=${SCRATCH:-.build-release}
 WORK=$(mktemp -d /tmp/zbus-bench-proxy-nginx.XXXXXX)
 LINE_PID=
@@ -99,6 +103,8 @@ modules:
     adapters:
       - { name: bench, kind: http, mq: Bench, target: "http://127.0.0.1:$SERVICE_PORT", workers: $WORKERS, max_in_flight: $WORKERS, timeout: 5s }
       - { name: bench-tcp, kind: tcp, mq: BenchTcp, target: "127.0.0.1:$LINE_PORT", framing: newline, workers: $WORKERS, max_in_flight: $WORKERS, timeout: 5s }
+      - { name: bench-pipe, kind: http, mq: BenchPipe, target: "http://127.0.0.1:$SERVICE_PORT", workers: $WORKERS, max_in_flight: $WORKERS, timeout: 5s, pipeline: $PIPELINE }
+      - { name: bench-tcp-pipe, kind: tcp, mq: BenchTcpPipe, target: "127.0.0.1:$LINE_PORT", framing: newline, workers: $WORKERS, max_in_flight: $WORKERS, timeout: 5s, pipeline: $PIPELINE }
 YAML
 rm -f "$WORK/ready"
 "$ZBUS" --config "$WORK/node.yaml" --listen 127.0.0.1:0 --store "$WORK/store" --ready-file "$WORK/ready" &
@@ -107,7 +113,7 @@ for _ in $(seq 400); do [ -f "$WORK/ready" ] && break; sleep 0.01; done
 [ -f "$WORK/ready" ] || { echo "the zbus node did not start" >&2; exit 1; }
 ZBUS_PORT=$(cut -d: -f2 "$WORK/ready")
 # Wait until the broker counts every adapter worker as a consumer of both MQs.
-for mq in Bench BenchTcp; do
+for mq in Bench BenchTcp BenchPipe BenchTcpPipe; do
     for _ in $(seq 500); do
         COUNT=$(curl -s -m 2 -H 'cmd: query_mq' -H "mq: $mq" "http://127.0.0.1:$ZBUS_PORT/" | sed -n 's/.*"consumerCount":\([0-9]*\).*/\1/p')
         [ "${COUNT:-0}" -ge "$WORKERS" ] && break
@@ -128,6 +134,8 @@ LUA
 }
 zbus_script bus Bench
 zbus_script tcp BenchTcp
+zbus_script pipe BenchPipe
+zbus_script tcppipe BenchTcpPipe
 
 # Every path answers "hello" before anything is measured.
 check() {
@@ -138,6 +146,8 @@ check direct "$(curl -s -m 5 "http://127.0.0.1:$SERVICE_PORT/q")"
 check nginx-proxy "$(curl -s -m 5 "http://127.0.0.1:$PROXY_PORT/q")"
 check bus-http "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: Bench' -H 'ack: 0' -H 'path: /q' "http://127.0.0.1:$ZBUS_PORT/")"
 check bus-tcp "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: BenchTcp' -H 'ack: 0' "http://127.0.0.1:$ZBUS_PORT/")"
+check bus-pipe "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: BenchPipe' -H 'ack: 0' -H 'path: /q' "http://127.0.0.1:$ZBUS_PORT/")"
+check tcp-pipe "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: BenchTcpPipe' -H 'ack: 0' "http://127.0.0.1:$ZBUS_PORT/")"
 
 # The server side of each path, whose CPU time per request the summary reports: a figure the other engineers' load on
 # a shared machine moves far less than the rates. nginx's work is done by its worker (one per master).
@@ -196,7 +206,7 @@ line_run() {
     echo "$rate $(python3 -c "print(int($rate * ($SECONDS_PER_RUN + 1)))")"
 }
 
-echo "== GET /q (5 bytes), wrk -t1 -c$CONNECTIONS, ${SECONDS_PER_RUN}s each after 1s warm-up, $ROUNDS rounds, $WORKERS adapter workers, $(nproc) cores, CPU probe $(cpu_probe) ms"
+echo "== GET /q (5 bytes), wrk -t1 -c$CONNECTIONS, ${SECONDS_PER_RUN}s each after 1s warm-up, $ROUNDS rounds, $WORKERS adapter workers, pipeline $PIPELINE, $(nproc) cores, CPU probe $(cpu_probe) ms"
 echo "   service 127.0.0.1:$SERVICE_PORT (nginx), reverse proxy :$PROXY_PORT (nginx), TCP twin :$LINE_PORT, zbus :$ZBUS_PORT"
 echo "   each figure: req/s (server-side CPU µs per request: the service, plus the reverse proxy or the zbus node)"
 LINES=()
@@ -207,14 +217,16 @@ for round in $(seq "$ROUNDS"); do
     INVOKER=$(measure invoker "$SERVICE_WORKER $ZBUS_PID" invoker_run)
     TCP_DIRECT=$(measure line "$LINE_PID" line_run)
     TCP_BUS=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" tcp "$LINE_PID $ZBUS_PID")
+    PIPE=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" pipe "$SERVICE_WORKER $ZBUS_PID")
+    TCP_PIPE=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" tcppipe "$LINE_PID $ZBUS_PID")
     show() { echo "${1% *} (${1#* })"; }
-    echo "round $round: direct $(show "$DIRECT"), nginx-proxy $(show "$NGINX"), bus-wrk $(show "$BUS"), bus-invoker $(show "$INVOKER"), tcp-direct $(show "$TCP_DIRECT"), tcp-bus $(show "$TCP_BUS")"
-    LINES+=("$DIRECT,$NGINX,$BUS,$INVOKER,$TCP_DIRECT,$TCP_BUS")
+    echo "round $round: direct $(show "$DIRECT"), nginx-proxy $(show "$NGINX"), bus-wrk $(show "$BUS"), bus-invoker $(show "$INVOKER"), tcp-direct $(show "$TCP_DIRECT"), tcp-bus $(show "$TCP_BUS"), bus-pipe $(show "$PIPE"), tcp-pipe $(show "$TCP_PIPE")"
+    LINES+=("$DIRECT,$NGINX,$BUS,$INVOKER,$TCP_DIRECT,$TCP_BUS,$PIPE,$TCP_PIPE")
 done
 echo "   CPU probe after: $(cpu_probe) ms"
 python3 - "${LINES[@]}" <<'PY'
 import statistics, sys
-names = ["direct", "nginx-proxy", "bus-wrk", "bus-invoker", "tcp-direct", "tcp-bus"]
+names = ["direct", "nginx-proxy", "bus-wrk", "bus-invoker", "tcp-direct", "tcp-bus", "bus-pipe", "tcp-pipe"]
 rounds = [[tuple(map(float, cell.split())) for cell in line.split(",")] for line in sys.argv[1:]]
 def column(name, part):
     return [r[names.index(name)][part] for r in rounds]
@@ -224,11 +236,11 @@ def ratio(name, base, part=0):
 print("medians: req/s, server-side CPU us/request; rate ratios: median of the rounds' ratios (range)")
 for name in names:
     line = f"  {name:12} {statistics.median(column(name, 0)):>9,.0f} req/s {statistics.median(column(name, 1)):>6.1f} us"
-    if name in ("nginx-proxy", "bus-wrk", "bus-invoker"):
+    if name in ("nginx-proxy", "bus-wrk", "bus-invoker", "bus-pipe"):
         line += "   " + ratio(name, "direct")
-    if name in ("bus-wrk", "bus-invoker"):
+    if name in ("bus-wrk", "bus-invoker", "bus-pipe"):
         line += "   " + ratio(name, "nginx-proxy") + "   CPU " + ratio(name, "nginx-proxy", 1)
-    if name == "tcp-bus":
+    if name in ("tcp-bus", "tcp-pipe"):
         line += "   " + ratio(name, "tcp-direct") + "   " + ratio(name, "nginx-proxy") + "   CPU " + ratio(name, "nginx-proxy", 1)
     print(line)
 PY

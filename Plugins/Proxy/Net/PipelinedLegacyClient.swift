@@ -87,7 +87,8 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         guard call.deadline > .now() else { return call.completion(.failure(timedOut)) }
         // The first connection with room: filling one before the next keeps the batches large.
         let connection = connections.first { $0.isUsable && $0.count < depth } ?? open()
-        connection.enqueue(call, retriable: !call.retried && retriable(call.request))
+        // Whether it may be sent twice is asked only of a call that would be the one on an idle kept connection.
+        connection.enqueue(call) { !call.retried && retriable(call.request) }
         scheduleFlush()
         armTimer(for: call.deadline)
     }
@@ -208,11 +209,11 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     /// The deadline of its oldest call.
     var oldestDeadline: NIODeadline? { calls.first?.deadline }
 
-    /// Takes a call; writes its request now if connected (flushed with the turn's others).
-    func enqueue(_ call: Call, retriable: Bool) {
-        let idleReuse = calls.isEmpty && answered > 0
+    /// Takes a call; writes its request now if connected (flushed with the turn's others). `retriable` is asked when
+    /// the call is the only one on a kept connection that had gone idle.
+    func enqueue(_ call: Call, retriable: () -> Bool) {
+        if calls.isEmpty { headRetriable = answered > 0 && retriable() }
         calls.append(call)
-        if calls.count == 1 { headRetriable = retriable && idleReuse }
         if let channel { write(call.request, on: channel) }
     }
 
