@@ -141,6 +141,29 @@ struct ProxyRuntimeTests {
         await node.stop()
     }
 
+    @Test("pipeline on an adapter that runs from tasks (here: a remote broker) is ignored with a warning that says why")
+    func pipelineIgnoredWarns() async throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-proxy-pipeline-ignored")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let node = try await ZbusNode(store: directory.appendingPathComponent("store").path, logLevel: .warning).start()
+        let port = try #require(node.address?.port)
+        let yaml = "modules:\n  - module: x\n    entry: { kind: http, mq: Piped, target: \"http://127.0.0.1:1\", pipeline: 8 }\n"
+        let config = try NodeConfig.parse(yaml: yaml, file: "t.yaml")
+        let entry = try ConfigSection(config.modules[0].value, allowedKeys: ["module", "entry"])
+            .section("entry", allowedKeys: ProxyAdapterSettings.keys + HttpAdapterFactory().configKeys)!
+        let broker = try ZbusBroker.connect("127.0.0.1:\(port)")
+        let logs = CapturedLogs()
+        let runner = ProxyAdapterRunner(settings: try ProxyAdapterSettings(entry), adapter: try HttpAdapterFactory().makeAdapter(config: entry),
+                                        broker: broker, logger: logs.logger(label: "zbus.proxy"))
+        let running = Task { await runner.run() }
+        #expect(await eventually(within: 20) { !logs.lines(containing: "pipeline is ignored").isEmpty })
+        #expect(logs.lines(containing: "pipeline is ignored").first?.metadata["pipeline"] == "8")
+        running.cancel()
+        await running.value
+        await broker.close()
+        await node.stop()
+    }
+
     @Test("the saturation reply: 503 naming the adapter, its address and the max_in_flight limit")
     func saturatedReply() {
         let reply = ProxyError.saturated(service: "narrow", address: "http://127.0.0.1:9", limit: 2, after: .seconds(1)).reply

@@ -67,6 +67,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let maxReply: Int
     /// Requests in flight on one loop connection (1: one call per worker connection).
     private let pipeline: Int
+    var pipelineDepth: Int { pipeline }
     private let pipelined = PipelinedClients()
 
     init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int,

@@ -182,6 +182,8 @@ protocol LoopLegacyCaller: AnyObject, Sendable {
 protocol LoopProxyAdapter: DescribedProxyAdapter {
     /// A caller for one worker on `eventLoop`, each call limited to `timeout` (connect included).
     func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller
+    /// Requests in flight on one connection (`pipeline`), which only loop workers use.
+    var pipelineDepth: Int { get }
 }
 
 /// Says why a connection to a legacy service could not be made.

@@ -62,6 +62,11 @@ public final class ProxyAdapterRunner: Service {
         if let loopNode, let adapter = adapter as? any LoopProxyAdapter {
             return await runOnLoops(of: loopNode, adapter: adapter)
         }
+        if let adapter = adapter as? any LoopProxyAdapter, adapter.pipelineDepth > 1 {
+            logger.warning("pipeline is ignored: it applies to adapters serving their own node's MQ with max_in_flight >= workers; this one calls from tasks, one request per connection", metadata: [
+                "pipeline": "\(adapter.pipelineDepth)", "workers": "\(workers)", "max_in_flight": "\(settings.maxInFlight)",
+            ])
+        }
         // A refusal (a wrong MQ token) repeats every second until someone fixes it: logged at error once, then at
         // debug (and once a minute), and at notice when a message comes again.
         let failures = NIOLockedValueBox(RepeatedFailureLog())

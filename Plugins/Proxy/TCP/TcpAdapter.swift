@@ -59,6 +59,7 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let pool: LegacyClientPool<ByteBuffer, ByteBuffer>
     /// Records in flight on one loop connection (1: one call per worker connection).
     private let pipeline: Int
+    var pipelineDepth: Int { pipeline }
     private let pipelined = PipelinedClients()
 
     init(name: String, target: HostAndPort, framing: TcpFraming, maxRecord: Int, connectTimeout: Duration, maxIdle: Int,
