@@ -19,6 +19,7 @@
 #   tcp-bus       wrk with zbus headers to MQ BenchTcp, served by the node's `tcp` adapter (newline framing)
 #   bus-pipe      bus-wrk to MQ BenchPipe, whose `http` adapter has `pipeline: PIPELINE` (the workers of an event loop
 #                 share connections carrying up to PIPELINE requests; nginx serves pipelined requests in order)
+#   invoker-pipe  bus-invoker to MQ BenchPipe
 #   tcp-pipe      tcp-bus to MQ BenchTcpPipe, whose `tcp` adapter has `pipeline: PIPELINE`
 # and prints each rate with the server side's CPU time per request (read from /proc: the service's process, plus
 # nginx's proxy worker or the zbus node; not the callers), a figure that the load of other work on a shared machine
@@ -190,7 +191,7 @@ wrk_path() {
 # by rate x (SECONDS + 1), the calls of both parts.
 invoker_run() {
     local line
-    line=$("$PROXY_BENCH" - "127.0.0.1:$ZBUS_PORT" Bench "$CONNECTIONS" "$SECONDS_PER_RUN" hello)
+    line=$("$PROXY_BENCH" - "127.0.0.1:$ZBUS_PORT" "${1:-Bench}" "$CONNECTIONS" "$SECONDS_PER_RUN" hello)
     local rate errors
     rate=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$line")
     errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
@@ -218,15 +219,16 @@ for round in $(seq "$ROUNDS"); do
     TCP_DIRECT=$(measure line "$LINE_PID" line_run)
     TCP_BUS=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" tcp "$LINE_PID $ZBUS_PID")
     PIPE=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" pipe "$SERVICE_WORKER $ZBUS_PID")
+    INVOKER_PIPE=$(measure invoker "$SERVICE_WORKER $ZBUS_PID" invoker_run BenchPipe)
     TCP_PIPE=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" tcppipe "$LINE_PID $ZBUS_PID")
     show() { echo "${1% *} (${1#* })"; }
-    echo "round $round: direct $(show "$DIRECT"), nginx-proxy $(show "$NGINX"), bus-wrk $(show "$BUS"), bus-invoker $(show "$INVOKER"), tcp-direct $(show "$TCP_DIRECT"), tcp-bus $(show "$TCP_BUS"), bus-pipe $(show "$PIPE"), tcp-pipe $(show "$TCP_PIPE")"
-    LINES+=("$DIRECT,$NGINX,$BUS,$INVOKER,$TCP_DIRECT,$TCP_BUS,$PIPE,$TCP_PIPE")
+    echo "round $round: direct $(show "$DIRECT"), nginx-proxy $(show "$NGINX"), bus-wrk $(show "$BUS"), bus-invoker $(show "$INVOKER"), tcp-direct $(show "$TCP_DIRECT"), tcp-bus $(show "$TCP_BUS"), bus-pipe $(show "$PIPE"), invoker-pipe $(show "$INVOKER_PIPE"), tcp-pipe $(show "$TCP_PIPE")"
+    LINES+=("$DIRECT,$NGINX,$BUS,$INVOKER,$TCP_DIRECT,$TCP_BUS,$PIPE,$INVOKER_PIPE,$TCP_PIPE")
 done
 echo "   CPU probe after: $(cpu_probe) ms"
 python3 - "${LINES[@]}" <<'PY'
 import statistics, sys
-names = ["direct", "nginx-proxy", "bus-wrk", "bus-invoker", "tcp-direct", "tcp-bus", "bus-pipe", "tcp-pipe"]
+names = ["direct", "nginx-proxy", "bus-wrk", "bus-invoker", "tcp-direct", "tcp-bus", "bus-pipe", "invoker-pipe", "tcp-pipe"]
 rounds = [[tuple(map(float, cell.split())) for cell in line.split(",")] for line in sys.argv[1:]]
 def column(name, part):
     return [r[names.index(name)][part] for r in rounds]
@@ -236,9 +238,9 @@ def ratio(name, base, part=0):
 print("medians: req/s, server-side CPU us/request; rate ratios: median of the rounds' ratios (range)")
 for name in names:
     line = f"  {name:12} {statistics.median(column(name, 0)):>9,.0f} req/s {statistics.median(column(name, 1)):>6.1f} us"
-    if name in ("nginx-proxy", "bus-wrk", "bus-invoker", "bus-pipe"):
+    if name in ("nginx-proxy", "bus-wrk", "bus-invoker", "bus-pipe", "invoker-pipe"):
         line += "   " + ratio(name, "direct")
-    if name in ("bus-wrk", "bus-invoker", "bus-pipe"):
+    if name in ("bus-wrk", "bus-invoker", "bus-pipe", "invoker-pipe"):
         line += "   " + ratio(name, "nginx-proxy") + "   CPU " + ratio(name, "nginx-proxy", 1)
     if name in ("tcp-bus", "tcp-pipe"):
         line += "   " + ratio(name, "tcp-direct") + "   " + ratio(name, "nginx-proxy") + "   CPU " + ratio(name, "nginx-proxy", 1)
