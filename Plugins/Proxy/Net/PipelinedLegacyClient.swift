@@ -193,6 +193,7 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     /// Answers read in the current read, handed over at its end.
     private var answers: [Message] = []
     private var needsFlush = false
+    private var closing = false
     private var finished = false
     /// Answers read since it connected (a connection that has answered and gone idle may be closed by the service).
     private var answered = 0
@@ -202,8 +203,9 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
         self.onClose = onClose
     }
 
-    /// Whether it takes calls.
-    var isUsable: Bool { !finished }
+    /// Whether it takes calls: not once it is going away, even while it hands over its last answers (whose callbacks
+    /// make new calls at once, which must go to another connection).
+    var isUsable: Bool { !finished && !closing }
     /// Calls taken and not answered.
     var count: Int { calls.count }
     /// The deadline of its oldest call.
@@ -261,11 +263,13 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Answers read before the garbage stand; the calls still owed fail with it.
+        closing = true
         deliver()
         finish(failing: errors.garbage(error), behind: errors.garbage(error))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closing = true
         deliver()
         let closed = errors.closed()
         finish(failing: closed.proxyError, behind: closed.proxyError, retryHead: true)
