@@ -210,6 +210,45 @@ func flood(port: Int, mq: String, body: String, count: Int) async throws -> (cha
 
 @Suite("Proxy adapters against misbehaving services and nodes", .serialized, .blockingIO(.heavy))
 struct ProxyAdversarialTests {
+    @Test("an http caller's path cannot leave the target's base path: dot segments, encoded dots and slashes, a backslash, an absolute URL or //host are refused with 400 before the service sees them; query strings pass")
+    func pathCannotEscapeTheBasePath() async throws {
+        let legacy = try await LegacyServer.http()
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: api, kind: http, mq: Api, target: "http://127.0.0.1:\(legacy.port)/api", workers: 1, timeout: 5s }
+                  - { name: api-tasks, kind: http, mq: ApiTasks, target: "http://127.0.0.1:\(legacy.port)/api", workers: 2, max_in_flight: 1, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        let escapes: [(String, String)] = [
+            ("/../admin", "dot segment"),
+            ("/v1/../../admin", "dot segment"),
+            ("/%2e%2e/admin", "encoded '.', '/'"),
+            ("/%2E%2e%2Fadmin", "encoded '.', '/'"),
+            ("..%2fadmin", "does not start with '/'"),
+            ("/..\\admin", "'\\'"),
+            ("http://evil/", "does not start with '/'"),
+            ("//evil/x", "starts with '//'"),
+            ("/admin#x", "'#'"),
+        ]
+        for mq in ["Api", "ApiTasks"] {
+            for (path, reason) in escapes {
+                let reply = try await bus.call(mq, "", headers: [("path", path)])
+                #expect(reply.status == 400, "\(mq) \(path): \(reply.status ?? 0) \(reply.bodyString)")
+                #expect(reply.bodyString.contains(reason) && reply.bodyString.contains("cannot be sent"), "\(mq) \(path): \(reply.bodyString)")
+            }
+            let query = try await bus.call(mq, "", headers: [("path", "/v1/items?q=../x&next=%2Fpage")])
+            #expect(query.status == 200 && query.bodyString == "legacy GET /api/v1/items?q=../x&next=%2Fpage body= x-test=-",
+                    "\(mq): \(query.status ?? 0) \(query.bodyString)")
+        }
+        await bus.broker.close()
+        await legacy.stop()
+        #expect(node.stop() == 0)
+    }
+
     @Test("a consume the node answers 429 (max_parked_consumes reached) is not a request: it never reaches the legacy service")
     func parkedConsumeLimitIsNotARequest() async throws {
         let web = try await CountingService.http()
