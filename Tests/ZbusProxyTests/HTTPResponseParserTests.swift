@@ -40,9 +40,17 @@ struct HTTPResponseParserTests {
         let response = try Self.one("HTTP/1.1 201 Created\r\nServer: legacy\r\nContent-Type: text/plain\r\nX-Trace: a b\r\n"
             + "Content-Length: 5\r\nConnection: keep-alive\r\nid: forged\r\nmq: forged\r\nX-Trace: last\r\nETag: \"e\"\r\nLAST-MODIFIED: then\r\n\r\nhello")
         #expect(response.message.status == 201)
-        #expect(response.message.headers.pairs.map { "\($0.name)=\($0.value)" } == ["content-type=text/plain", "x-trace=last", "etag=\"e\"", "last-modified=then"])
+        #expect(response.message.headers.pairs.map { "\($0.name)=\($0.value)" } == ["content-type=text/plain", "x-trace=a b, last", "etag=\"e\"", "last-modified=then"])
         #expect(response.message.bodyString == "hello")
         #expect(response.keepAlive)
+    }
+
+    @Test("a repeated header is joined with ', ' in order; set-cookie stays separate lines")
+    func repeatedHeaders() throws {
+        let response = try Self.one("HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT\r\nVary: accept\r\n"
+            + "SET-COOKIE: b=2\r\nvary: origin\r\nVary: cookie\r\nContent-Length: 0\r\n\r\n")
+        #expect(response.message.headers.values("set-cookie") == ["a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT", "b=2"])
+        #expect(response.message.headers.values("vary") == ["accept, origin, cookie"])
     }
 
     @Test("framing without a body: HEAD, 204, 304; interim 1xx responses are skipped")
