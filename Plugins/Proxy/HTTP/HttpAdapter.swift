@@ -77,7 +77,8 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle,
             configure: { channel in
                 try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
-            })
+            },
+            notRepeatable: HTTPRequestEncoding.notRepeatable)
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -97,7 +98,8 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             configure: { channel in
                 try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
             },
-            check: { [self] message in try check(message) })
+            check: { [self] message in try check(message) },
+            notRepeatable: HTTPRequestEncoding.notRepeatable)
     }
 
     /// Refuses (400, before connecting) a request whose method or path could not be sent as they are, or whose path
@@ -113,6 +115,11 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
 
 /// How an `http` adapter writes a message as an HTTP/1.1 request (see ``HttpAdapter`` for the mapping).
 struct HTTPRequestEncoding: Sendable {
+    /// Whether a request with `method` may be sent twice with the same effect (RFC 9110 9.2.2).
+    static func isIdempotent(_ method: String) -> Bool {
+        ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(method)
+    }
+
     /// The `host` header: the target's `HOST:PORT`.
     let host: String
     /// The target URL's path, put before the request's.
@@ -132,6 +139,13 @@ struct HTTPRequestEncoding: Sendable {
         if let path = message.headers[HeaderName.httpPath] { uri = path }
         if method == "GET" && hasBody && methodHeader == nil { method = "POST" }
         return (method, uri)
+    }
+
+    /// Why the request for `message` may not be sent twice, or `nil` when its method is idempotent
+    /// (``isIdempotent(_:)``), so that a kept connection the service closed after it is retried.
+    static func notRepeatable(_ message: Message) -> String? {
+        let method = methodAndURI(of: message).method
+        return isIdempotent(method) ? nil : "\(method) is not idempotent"
     }
 
     /// Why the request for `message` may not be sent, or `nil`: a method that is not an HTTP token (a space in it

@@ -65,7 +65,8 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         configure = { channel in
             try channel.pipeline.syncOperations.addHandler(TcpExchangeCodec(framing: framing, maxRecord: maxRecord))
         }
-        pool = LegacyClientPool(service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle, configure: configure)
+        pool = LegacyClientPool(service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle, configure: configure,
+                                notRepeatable: { _ in Self.notRepeatable })
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -84,8 +85,12 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
                 try configure(channel)
                 try channel.pipeline.syncOperations.addHandler(TcpMessageCodec())
             },
-            check: { [self] message in _ = try record(of: message) })
+            check: { [self] message in _ = try record(of: message) },
+            notRepeatable: { _ in Self.notRepeatable })
     }
+
+    /// Why a record written is never sent again: the adapter cannot tell whether the service would act on it twice.
+    private static let notRepeatable = "a tcp record is sent at most once: the adapter cannot tell whether the service may take it twice"
 
     /// The record sent for `request`: its body, refused (400) before connecting when it cannot be framed.
     private func record(of request: Message) throws -> ByteBuffer {
