@@ -189,8 +189,9 @@ struct ExchangeErrors: Sendable {
         var description: String { proxyError.description }
     }
 
-    /// The connection closed: seen before the request was written (`requestSent` false), or while waiting for its reply.
-    func closed(requestSent: Bool) -> Closed {
+    /// The connection closed: seen before the request was written (`requestSent` false), or while waiting for its
+    /// reply (the default: the safe assumption, under which a request that may not be repeated is not).
+    func closed(requestSent: Bool = true) -> Closed {
         Closed(proxyError: .badReply(service: service, address: address, reason: "the connection closed before a complete reply"),
                requestSent: requestSent)
     }
