@@ -228,13 +228,8 @@ public final class LoopConsumer: @unchecked Sendable {
                     return retryLater()
                 }
                 awaiting = .create
-                var create = Message()
-                create.cmd = "create_mq"
-                create.headers[HeaderName.mqName] = mq
-                create.headers[HeaderName.mqMode] = String(mode.rawValue)
-                if options.createWithToken, let token = options.token { create.headers[HeaderName.accessToken] = token }
-                if let token = options.registerToken { create.headers[HeaderName.registerToken] = token }
-                let request = create
+                let request = MqAdmin.createRequest(mq, mode: mode, accessToken: options.createWithToken ? options.token : nil,
+                                                    registerToken: options.registerToken)
                 eventLoop.execute { connection.dispatchOnLoop(request) }
             case .refused(let status, let body):
                 failures.failed("the node refuses to let this consumer consume; retrying", reason: "\(status) \(body)",

@@ -40,9 +40,17 @@ struct HTTPResponseParserTests {
         let response = try Self.one("HTTP/1.1 201 Created\r\nServer: legacy\r\nContent-Type: text/plain\r\nX-Trace: a b\r\n"
             + "Content-Length: 5\r\nConnection: keep-alive\r\nid: forged\r\nmq: forged\r\nX-Trace: last\r\nETag: \"e\"\r\nLAST-MODIFIED: then\r\n\r\nhello")
         #expect(response.message.status == 201)
-        #expect(response.message.headers.pairs.map { "\($0.name)=\($0.value)" } == ["content-type=text/plain", "x-trace=last", "etag=\"e\"", "last-modified=then"])
+        #expect(response.message.headers.pairs.map { "\($0.name)=\($0.value)" } == ["content-type=text/plain", "x-trace=a b, last", "etag=\"e\"", "last-modified=then"])
         #expect(response.message.bodyString == "hello")
         #expect(response.keepAlive)
+    }
+
+    @Test("a repeated header is joined with ', ' in order; set-cookie stays separate lines")
+    func repeatedHeaders() throws {
+        let response = try Self.one("HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT\r\nVary: accept\r\n"
+            + "SET-COOKIE: b=2\r\nvary: origin\r\nVary: cookie\r\nContent-Length: 0\r\n\r\n")
+        #expect(response.message.headers.values("set-cookie") == ["a=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT", "b=2"])
+        #expect(response.message.headers.values("vary") == ["accept, origin, cookie"])
     }
 
     @Test("framing without a body: HEAD, 204, 304; interim 1xx responses are skipped")
@@ -98,7 +106,7 @@ struct HTTPResponseParserTests {
         message.headers["x-split"] = "a\r\nInjected: yes"
         message.headers["x-keep"] = "kept value"
         message.headers["http-method"] = "put"
-        message.headers["path"] = "items/7"
+        message.headers["path"] = "/items/7"
         message.headers[HeaderName.sender] = "session"
         message.body = ByteBuffer(string: "{}")
         var bytes = ByteBuffer()
@@ -106,6 +114,49 @@ struct HTTPResponseParserTests {
         #expect(method == .PUT)
         #expect(String(buffer: bytes) == "PUT /api/items/7 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nx-empty: \r\nx-keep: kept value\r\n"
             + "content-length: 2\r\n\r\n{}")
+    }
+
+    @Test("a path that could leave the target's base path, or that cannot be sent as it is, is refused with the reason; query strings pass")
+    func pathRefusals() {
+        let refused: [(String, String)] = [
+            ("/../admin", "dot segment"),
+            ("/api/..", "dot segment"),
+            ("/./x", "dot segment"),
+            ("/a/../../admin?x=1", "dot segment"),
+            ("/%2e%2e/admin", "encoded '.', '/'"),
+            ("/%2E%2E/admin", "encoded '.', '/'"),
+            ("/a%2fb", "encoded '.', '/'"),
+            ("/a%5C..%5Cadmin", "encoded '.', '/'"),
+            ("..%2fadmin", "does not start with '/'"),
+            ("../admin", "does not start with '/'"),
+            ("admin", "does not start with '/'"),
+            ("", "does not start with '/'"),
+            ("http://evil/", "does not start with '/'"),
+            ("//evil/x", "starts with '//'"),
+            ("/a\\..\\admin", "'\\'"),
+            ("/a b", "space"),
+            ("/a#frag", "'#'"),
+            ("/a?q=#x", "'#'"),
+            ("/a\u{01}b", "control byte"),
+            ("/a\tb", "control byte"),
+            ("/a%zz", "'%' not followed by two hex digits"),
+            ("/a%2", "'%' not followed by two hex digits"),
+        ]
+        for (path, reason) in refused {
+            var message = Message()
+            message.headers["path"] = path
+            let refusal = HTTPRequestEncoding.refusal(of: message)
+            #expect(refusal?.contains(reason) == true, "\(path.debugDescription): \(refusal ?? "accepted")")
+        }
+        let accepted = ["/", "/items/7", "/a.b/c..d/...", "/%41%20b", "/v1?q=../x&r=%2F&s=a\\b&t=%zz", "/a/.well-known/x", "/ä"]
+        for path in accepted {
+            var message = Message()
+            message.headers["path"] = path
+            #expect(HTTPRequestEncoding.refusal(of: message) == nil, "\(path.debugDescription)")
+        }
+        var smuggled = Message()
+        smuggled.headers["http-method"] = "GET /admin HTTP/1.1"
+        #expect(HTTPRequestEncoding.refusal(of: smuggled)?.contains("not an HTTP method token") == true)
     }
 
     @Test("two responses in one read come out in order")

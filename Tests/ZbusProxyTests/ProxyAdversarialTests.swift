@@ -39,6 +39,25 @@ enum MisbehavingService {
         }
     }
 
+    /// An HTTP/1.1 service that answers `METHOD URI BODY` (logged so), except that a request whose path starts with
+    /// `/close` arriving on a connection that already served one is read and left unanswered: the connection is closed
+    /// (a service that crashes on it, or closes a kept connection as the request comes in).
+    static func httpClosingKeptConnections(log: ServiceLog) async throws -> LegacyServer {
+        try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(HTTPResponseEncoder())
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+            try channel.pipeline.syncOperations.addHandler(ClosingHTTPHandler(log: log))
+        }
+    }
+
+    /// A newline-framed service answering `echo:R`, except that a record starting with `close` arriving on a
+    /// connection that already served one is read and left unanswered: the connection is closed.
+    static func lineClosingKeptConnections(log: ServiceLog) async throws -> LegacyServer {
+        try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(ClosingLineHandler(log: log))
+        }
+    }
+
     /// An HTTP/1.1 service whose every response has a `bodyBytes`-byte body.
     static func httpAnsweringLarge(bodyBytes: Int) async throws -> LegacyServer {
         try await LegacyServer.custom { channel in
@@ -139,6 +158,68 @@ final class TwiceLineHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
+final class ClosingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private let log: ServiceLog
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    private var served = 0
+
+    init(log: ServiceLog) {
+        self.log = log
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            body.clear()
+        case .body(var part): body.writeBuffer(&part)
+        case .end:
+            guard let head else { return }
+            let text = "\(head.method.rawValue) \(head.uri) \(String(buffer: body))"
+            log.arrived(text)
+            if head.uri.hasPrefix("/close") && served > 0 {
+                context.close(promise: nil)
+                return
+            }
+            served += 1
+            let headers = HTTPHeaders([("content-length", String(text.utf8.count))])
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
+
+final class ClosingLineHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let log: ServiceLog
+    private var buffer = ByteBuffer()
+    private var served = 0
+
+    init(log: ServiceLog) {
+        self.log = log
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        buffer.writeBuffer(&bytes)
+        while let record = TestFraming.extract("newline", recordSize: 0, from: &buffer) {
+            let text = String(buffer: record)
+            log.arrived(text)
+            if text.hasPrefix("close") && served > 0 {
+                context.close(promise: nil)
+                return
+            }
+            served += 1
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "echo:\(text)\n")), promise: nil)
+        }
+    }
+}
+
 final class LargeHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -210,6 +291,90 @@ func flood(port: Int, mq: String, body: String, count: Int) async throws -> (cha
 
 @Suite("Proxy adapters against misbehaving services and nodes", .serialized, .blockingIO(.heavy))
 struct ProxyAdversarialTests {
+    @Test("an http caller's path cannot leave the target's base path: dot segments, encoded dots and slashes, a backslash, an absolute URL or //host are refused with 400 before the service sees them; query strings pass")
+    func pathCannotEscapeTheBasePath() async throws {
+        let legacy = try await LegacyServer.http()
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: api, kind: http, mq: Api, target: "http://127.0.0.1:\(legacy.port)/api", workers: 1, timeout: 5s }
+                  - { name: api-tasks, kind: http, mq: ApiTasks, target: "http://127.0.0.1:\(legacy.port)/api", workers: 2, max_in_flight: 1, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        let escapes: [(String, String)] = [
+            ("/../admin", "dot segment"),
+            ("/v1/../../admin", "dot segment"),
+            ("/%2e%2e/admin", "encoded '.', '/'"),
+            ("/%2E%2e%2Fadmin", "encoded '.', '/'"),
+            ("..%2fadmin", "does not start with '/'"),
+            ("/..\\admin", "'\\'"),
+            ("http://evil/", "does not start with '/'"),
+            ("//evil/x", "starts with '//'"),
+            ("/admin#x", "'#'"),
+        ]
+        for mq in ["Api", "ApiTasks"] {
+            for (path, reason) in escapes {
+                let reply = try await bus.call(mq, "", headers: [("path", path)])
+                #expect(reply.status == 400, "\(mq) \(path): \(reply.status ?? 0) \(reply.bodyString)")
+                #expect(reply.bodyString.contains(reason) && reply.bodyString.contains("cannot be sent"), "\(mq) \(path): \(reply.bodyString)")
+            }
+            let query = try await bus.call(mq, "", headers: [("path", "/v1/items?q=../x&next=%2Fpage")])
+            #expect(query.status == 200 && query.bodyString == "legacy GET /api/v1/items?q=../x&next=%2Fpage body= x-test=-",
+                    "\(mq): \(query.status ?? 0) \(query.bodyString)")
+        }
+        await bus.broker.close()
+        await legacy.stop()
+        #expect(node.stop() == 0)
+    }
+
+    @Test("a kept connection the service closes after reading the request: a POST or a tcp record is answered 502 and never repeated; a GET is retried once on a fresh connection")
+    func closedAfterTheRequestIsNotRepeated() async throws {
+        let webLog = ServiceLog()
+        let lineLog = ServiceLog()
+        let web = try await MisbehavingService.httpClosingKeptConnections(log: webLog)
+        let line = try await MisbehavingService.lineClosingKeptConnections(log: lineLog)
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: web, kind: http, mq: Kept, target: "http://127.0.0.1:\(web.port)", workers: 1, timeout: 5s }
+                  - { name: web-tasks, kind: http, mq: KeptTasks, target: "http://127.0.0.1:\(web.port)", workers: 2, max_in_flight: 1, timeout: 5s }
+                  - { name: line, kind: tcp, mq: KeptLine, target: 127.0.0.1:\(line.port), framing: newline, workers: 1, timeout: 5s }
+                  - { name: line-tasks, kind: tcp, mq: KeptLineTasks, target: 127.0.0.1:\(line.port), framing: newline, workers: 2, max_in_flight: 1, timeout: 5s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        for mq in ["Kept", "KeptTasks"] {
+            // The first call opens the connection the next one finds kept.
+            #expect(try await bus.call(mq, "\(mq)-warm", headers: [("path", "/warm")]).status == 200)
+            let post = try await bus.call(mq, "\(mq)-order", headers: [("path", "/close-post")])
+            #expect(post.status == 502, "\(mq): \(post.status ?? 0) \(post.bodyString)")
+            #expect(post.bodyString.contains("closed the connection after the request was sent") && post.bodyString.contains("not repeated"),
+                    "\(mq): \(post.bodyString)")
+            #expect(webLog.seen["POST /close-post \(mq)-order"] == 1, "the service got the POST once: \(webLog.seen)")
+
+            #expect(try await bus.call(mq, "", headers: [("path", "/warm-\(mq)")]).status == 200)
+            let get = try await bus.call(mq, "", headers: [("path", "/close-get-\(mq)")])
+            #expect(get.status == 200 && get.bodyString == "GET /close-get-\(mq) ", "\(mq): \(get.status ?? 0) \(get.bodyString)")
+            #expect(webLog.seen["GET /close-get-\(mq) "] == 2, "a GET is repeated once on a fresh connection: \(webLog.seen)")
+        }
+        for mq in ["KeptLine", "KeptLineTasks"] {
+            #expect(try await bus.call(mq, "\(mq)-warm").bodyString == "echo:\(mq)-warm")
+            let record = try await bus.call(mq, "close-\(mq)")
+            #expect(record.status == 502 && record.bodyString.contains("not repeated"), "\(mq): \(record.status ?? 0) \(record.bodyString)")
+            #expect(lineLog.seen["close-\(mq)"] == 1, "the service got the record once: \(lineLog.seen)")
+            #expect(try await bus.call(mq, "\(mq)-after").bodyString == "echo:\(mq)-after", "the next call connects afresh")
+        }
+        await bus.broker.close()
+        await web.stop()
+        await line.stop()
+        #expect(node.stop() == 0)
+    }
+
     @Test("a consume the node answers 429 (max_parked_consumes reached) is not a request: it never reaches the legacy service")
     func parkedConsumeLimitIsNotARequest() async throws {
         let web = try await CountingService.http()

@@ -106,7 +106,7 @@ struct ProxyPipelineTests {
         let log = ServiceLog()
         let closing = try await LegacyServer.custom { channel in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-            try channel.pipeline.syncOperations.addHandler(ClosingHTTPHandler(log: log, mode: .answerThenCloseEvery(3)))
+            try channel.pipeline.syncOperations.addHandler(MisbehavingHTTPHandler(log: log, mode: .answerThenCloseEvery(3)))
         }
         let node = try startNode("""
             modules:
@@ -151,7 +151,7 @@ struct ProxyPipelineTests {
         let log = ServiceLog()
         let closing = try await LegacyServer.custom { channel in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-            try channel.pipeline.syncOperations.addHandler(ClosingHTTPHandler(log: log, mode: .closeUnansweredOnSecond))
+            try channel.pipeline.syncOperations.addHandler(MisbehavingHTTPHandler(log: log, mode: .closeUnansweredOnSecond))
         }
         let node = try startNode("""
             modules:
@@ -179,7 +179,7 @@ struct ProxyPipelineTests {
 /// An HTTP service that misbehaves with its connections: answers `id=BODY` (logging each request by body, or by
 /// `METHOD URI` when it has none), and either closes after every n-th answer it gives on a connection (saying
 /// `connection: close`), or reads the second request on a connection and closes without answering it.
-final class ClosingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+final class MisbehavingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 

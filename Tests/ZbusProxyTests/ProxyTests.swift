@@ -278,6 +278,51 @@ struct ProxyTests {
         #expect(result.stderr.contains("unknown module 'example-adapter'; registered: monitor, mq, proxy, rpc, tracker"), "\(result.stderr)")
     }
 
+    @Test("a response header sent twice: set-cookie reaches the caller as separate lines, other names joined with ', ', through an adapter in the node and through a proxy node of its own")
+    func repeatedResponseHeaders() async throws {
+        let legacy = try await LegacyServer.raw(Array((
+            "HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/; HttpOnly\r\nX-Multi: one\r\n"
+            + "Set-Cookie: theme=dark; Expires=Wed, 09 Jun 2027 10:18:14 GMT\r\nx-multi: two\r\nX-Single: only\r\n"
+            + "Content-Length: 2\r\n\r\nok").utf8))
+        let broker = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: cookies, kind: http, mq: Cookies, target: "http://127.0.0.1:\(legacy.port)", workers: 1 }
+                  - { name: cookies-tasks, kind: http, mq: CookiesTasks, target: "http://127.0.0.1:\(legacy.port)", workers: 2, max_in_flight: 1 }
+            """)
+        defer { broker.cleanUp() }
+        let proxy = try startNode("""
+            modules:
+              - module: proxy
+                broker: 127.0.0.1:\(broker.port)
+                adapters:
+                  - { name: remote-cookies, kind: http, mq: RemoteCookies, target: "http://127.0.0.1:\(legacy.port)", workers: 1 }
+            """)
+        defer { proxy.cleanUp() }
+        let caller = try BusCaller(port: broker.port)
+        for mq in ["Cookies", "CookiesTasks", "RemoteCookies"] {
+            let reply = try await caller.call(mq, "")
+            #expect(reply.status == 200 && reply.bodyString == "ok", "\(mq): \(reply.status ?? 0) \(reply.bodyString)")
+            let cookies = reply.headers.pairs.filter { $0.name == "set-cookie" }.map(\.value)
+            #expect(cookies == ["session=abc; Path=/; HttpOnly", "theme=dark; Expires=Wed, 09 Jun 2027 10:18:14 GMT"], "\(mq): \(reply.headers)")
+            #expect(reply.headers["x-multi"] == "one, two", "\(mq): \(reply.headers)")
+            #expect(reply.headers["x-single"] == "only")
+
+            // An HTTP caller (curl) sees two set-cookie lines too.
+            let dump = try runCommand("/usr/bin/curl", ["-s", "-m", "20", "-D", "-", "-o", "/dev/null", "-H", "cmd: produce", "-H", "mq: \(mq)",
+                                                        "-H", "ack: 0", "http://127.0.0.1:\(broker.port)/"]).stdout
+            let lines = dump.split(separator: "\r\n").map(String.init)
+            #expect(lines.filter { $0.lowercased().hasPrefix("set-cookie:") }.count == 2, "\(mq): \(dump)")
+            #expect(lines.contains { $0.lowercased() == "x-multi: one, two" }, "\(mq): \(dump)")
+        }
+        await caller.broker.close()
+        #expect(proxy.stop() == 0)
+        #expect(broker.stop() == 0)
+        await legacy.stop()
+    }
+
     @Test("a proxy node of its own serves an MQ of a remote broker")
     func proxyNodeOfItsOwn() async throws {
         let legacy = try await LegacyServer.http()

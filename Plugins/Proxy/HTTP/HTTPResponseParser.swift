@@ -274,8 +274,13 @@ struct HTTPResponseParser {
             case .forwarded:
                 let lowerName = Self.lowercasedString(name)
                 let text = String(decoding: value, as: UTF8.self)
-                // A repeated name keeps its last value, as a message's headers hold one value per name.
-                message.headers.set(lowercased: lowerName, text)
+                // A repeated name is joined into one line with ", " (RFC 9110 5.3), in order, as a message carries
+                // one value per name; but set-cookie, whose values may hold commas, stays separate lines.
+                if let previous = message.headers.value(lowercased: lowerName), !Headers.keepsRepeats(lowerName) {
+                    message.headers.set(lowercased: lowerName, previous + ", " + text)
+                } else {
+                    message.headers.append(lowercased: lowerName, text)
+                }
             }
         }
         return ParsedHead(message: message, status: status, keepAlive: keepAlive, contentLength: contentLength,
@@ -455,7 +460,7 @@ struct HTTPResponseParser {
     }
 
     /// RFC 9110 5.6.2 `tchar`.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
+    static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true

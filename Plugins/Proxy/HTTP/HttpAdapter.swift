@@ -84,7 +84,8 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle,
             configure: { channel in
                 try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
-            })
+            },
+            notRepeatable: HTTPRequestEncoding.notRepeatable)
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -92,7 +93,8 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     }
 
     func call(_ request: Message, timeout: Duration) async throws -> Message {
-        try await pool.exchange(request, timeout: timeout)
+        try check(request)
+        return try await pool.exchange(request, timeout: timeout)
     }
 
     func makeLoopCaller(on eventLoop: any EventLoop, timeout: Duration) -> any LoopLegacyCaller {
@@ -101,18 +103,26 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         let configure: @Sendable (any Channel) throws -> Void = { channel in
             try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
         }
+        let check: @Sendable (Message) throws -> Void = { [self] message in try self.check(message) }
         guard pipeline > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
-                                    timeout: timeout, configure: configure)
+                                    timeout: timeout, configure: configure, check: check,
+                                    notRepeatable: HTTPRequestEncoding.notRepeatable)
         }
         return pipelined.caller(on: eventLoop) {
             PipelinedLegacyClient(
                 on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
-                depth: pipeline, configure: configure,
+                depth: pipeline, configure: configure, check: check,
                 // Sent again only when the service most likely closed an idle connection as it was reused, and
                 // only a request that may be repeated (RFC 9110 9.2.2).
-                retriable: { HTTPRequestEncoding.isIdempotent(HTTPRequestEncoding.methodAndURI(of: $0).method) })
+                retriable: { HTTPRequestEncoding.notRepeatable($0) == nil })
         }
+    }
+
+    /// Refuses (400, before connecting) a request whose method or path could not be sent as they are, or whose path
+    /// could reach beyond the target's base path (``HTTPRequestEncoding/refusal(of:)``).
+    private func check(_ request: Message) throws(ProxyError) {
+        if let reason = HTTPRequestEncoding.refusal(of: request) { throw .badRequest(service: name, reason: reason) }
     }
 
     func shutdown() async {
@@ -143,9 +153,92 @@ struct HTTPRequestEncoding: Sendable {
         }
         let methodHeader = message.headers[HeaderName.httpMethod]
         if let methodHeader { method = methodHeader.uppercased() }
-        if let path = message.headers[HeaderName.httpPath] { uri = path.hasPrefix("/") ? path : "/" + path }
+        if let path = message.headers[HeaderName.httpPath] { uri = path }
         if method == "GET" && hasBody && methodHeader == nil { method = "POST" }
         return (method, uri)
+    }
+
+    /// Why the request for `message` may not be sent twice, or `nil` when its method is idempotent
+    /// (``isIdempotent(_:)``), so that a kept connection the service closed after it is retried.
+    static func notRepeatable(_ message: Message) -> String? {
+        let method = methodAndURI(of: message).method
+        return isIdempotent(method) ? nil : "\(method) is not idempotent"
+    }
+
+    /// Why the request for `message` may not be sent, or `nil`: a method that is not an HTTP token (a space in it
+    /// would rewrite the request line), or a path that is not a plain absolute path below the target's base path.
+    ///
+    /// The path is appended to the base path as it is, so anything a service, or a proxy in front of it, could resolve
+    /// to another place is refused rather than normalized (as a gateway does that forwards paths undecoded): a path
+    /// that does not start with `/` (`http://evil/`, `..%2f`), one starting with `//` (read as a host by some
+    /// servers), a `.` or `..` segment, a `\` (a `/` to some servers), an encoded `.`, `/` or `\` (`%2e`, `%2f`,
+    /// `%5c`, which some servers decode before resolving), a `%` not followed by two hex digits; and anywhere in the
+    /// target, control bytes, spaces and `#` (a fragment is never sent). The query string (after `?`) is otherwise
+    /// passed through untouched.
+    static func refusal(of message: Message) -> String? {
+        let (method, uri) = methodAndURI(of: message)
+        if method.isEmpty || !method.utf8.allSatisfy(HTTPResponseParser.isTokenByte) {
+            return "the method \(quoted(method)) is not an HTTP method token"
+        }
+        guard let problem = pathProblem(uri) else { return nil }
+        return "the path \(quoted(uri)) \(problem)"
+    }
+
+    /// What is wrong with `uri` as the request target below the base path, or `nil`.
+    static func pathProblem(_ uri: String) -> String? {
+        let bytes = Array(uri.utf8)
+        guard bytes.first == UInt8(ascii: "/") else { return "does not start with '/'" }
+        if bytes.count > 1 && bytes[1] == UInt8(ascii: "/") { return "starts with '//', which names a host to some servers" }
+        let queryStart = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.count
+        for byte in bytes {
+            if byte < 0x20 || byte == 0x7F { return "holds a control byte" }
+            if byte == UInt8(ascii: " ") { return "holds a space (encode it as %20)" }
+            if byte == UInt8(ascii: "#") { return "holds a '#' (a fragment is never sent to a server)" }
+        }
+        var index = 0
+        var segmentStart = 1
+        while index <= queryStart {
+            let byte = index < queryStart ? bytes[index] : UInt8(ascii: "/")
+            switch byte {
+            case UInt8(ascii: "/") where index > 0:
+                let segment = bytes[segmentStart..<index]
+                if segment.elementsEqual([UInt8(ascii: ".")]) || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                    return "has a dot segment ('.' or '..'), which could leave the target's base path"
+                }
+                segmentStart = index + 1
+            case UInt8(ascii: "\\"):
+                return "holds a '\\', which some servers read as '/'"
+            case UInt8(ascii: "%"):
+                guard index + 2 < queryStart, let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2]) else {
+                    return "holds a '%' not followed by two hex digits"
+                }
+                switch high << 4 | low {
+                case UInt8(ascii: "."), UInt8(ascii: "/"), UInt8(ascii: "\\"):
+                    return "holds an encoded '.', '/' or '\\' (%2e, %2f, %5c), which some servers decode before resolving the path"
+                default:
+                    break
+                }
+            default:
+                break
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// `text` in quotes for a refusal, control bytes escaped and cut at 200 characters.
+    private static func quoted(_ text: String) -> String {
+        let cut = text.count > 200 ? text.prefix(200) + "..." : Substring(text)
+        return "'" + cut.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? $0.escaped(asASCII: true) : String($0) }.joined() + "'"
     }
 
     /// Writes the request for `message` into `buffer`, straight from its headers (no `HTTPHeaders` built, nothing

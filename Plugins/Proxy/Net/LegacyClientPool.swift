@@ -11,6 +11,11 @@ import ZbusKernel
 /// goes back to the pool only after a complete, well-formed reply (and when `reusable` agrees), so a connection that
 /// failed, timed out or said too much is closed and never handed out again. Nothing is kept between failures, so
 /// when the service comes back the next call simply connects again.
+///
+/// A kept connection found closed is retried once on a fresh one, as reverse proxies do, only when that cannot make
+/// the service act twice: when it was seen closed before the request was written, or when no byte of a reply came
+/// and the request may be repeated (`notRepeatable` says why not: an HTTP POST, any tcp record). Otherwise the call
+/// fails with ``ProxyError/closedAfterRequest(service:address:why:)``.
 final class LegacyClientPool<Request: Sendable, Reply: Sendable>: Sendable {
     /// Adds the protocol's codec handlers to a new channel; the pool puts its exchange handler after them.
     typealias Configure = @Sendable (any Channel) throws -> Void
@@ -21,6 +26,7 @@ final class LegacyClientPool<Request: Sendable, Reply: Sendable>: Sendable {
     private let maxIdle: Int
     private let configure: Configure
     private let reusable: @Sendable (Reply) -> Bool
+    private let notRepeatable: @Sendable (Request) -> String?
     private let idle = NIOLockedValueBox<[Connection]>([])
 
     private struct Connection: Sendable {
@@ -28,21 +34,27 @@ final class LegacyClientPool<Request: Sendable, Reply: Sendable>: Sendable {
         let handler: ExchangeHandler<Reply>
     }
 
+    /// - Parameter notRepeatable: why `request` may not be sent again once written (a kept connection closed after
+    ///   it, with no reply), or `nil` when repeating it is safe (an idempotent HTTP method).
     init(service: String, address: HostAndPort, connectTimeout: Duration, maxIdle: Int,
-         configure: @escaping Configure, reusable: @escaping @Sendable (Reply) -> Bool = { _ in true }) {
+         configure: @escaping Configure, reusable: @escaping @Sendable (Reply) -> Bool = { _ in true },
+         notRepeatable: @escaping @Sendable (Request) -> String?) {
         self.service = service
         self.address = address
         self.connectTimeout = connectTimeout
         self.maxIdle = maxIdle
         self.configure = configure
         self.reusable = reusable
+        self.notRepeatable = notRepeatable
     }
 
     /// Sends `request` and returns the service's reply.
     ///
     /// - Throws: ``ProxyError/serviceDown(service:address:reason:)`` when no connection can be made or it drops
     ///   before writing, ``ProxyError/badReply(service:address:reason:)`` for an unreadable reply or a connection
-    ///   closed mid-reply, `CancellationError` when the caller gave up (the connection is closed).
+    ///   closed mid-reply, ``ProxyError/closedAfterRequest(service:address:why:)`` for a kept connection closed
+    ///   after a request that may not be repeated, `CancellationError` when the caller gave up (the connection is
+    ///   closed).
     ///
     /// - Parameter timeout: the limit of the whole call, connect included; past it the connection is closed and the
     ///   call throws ``ProxyError/timedOut(service:address:after:)``.
@@ -54,8 +66,11 @@ final class LegacyClientPool<Request: Sendable, Reply: Sendable>: Sendable {
             return try await exchange(request, on: connection, deadline: deadline, timedOut: timedOut)
         } catch let error as ExchangeErrors.Closed where reused {
             // A pooled connection the service closed while idle (restart, idle timeout): the close can race the
-            // check-out. Try once more on a fresh connection, which also tells a service that is now down.
-            _ = error
+            // check-out. Try once more on a fresh connection, which also tells a service that is now down; but not
+            // a request the service may already have acted on.
+            if error.requestSent, let why = notRepeatable(request) {
+                throw ProxyError.closedAfterRequest(service: service, address: address.description, why: why)
+            }
             let fresh = try await connect(deadline: deadline, timedOut: timedOut)
             return try await exchange(request, on: fresh, deadline: deadline, timedOut: timedOut)
         } catch let error as ExchangeErrors.Closed {
@@ -165,14 +180,20 @@ struct ExchangeErrors: Sendable {
     let service: String
     let address: String
 
-    /// The connection closed before a complete reply (kept apart so that a stale pooled connection can be retried).
+    /// The connection closed before any byte of a reply (kept apart so that a stale pooled connection can be
+    /// retried); a connection closed mid-reply is a reader's error instead.
     struct Closed: Error, CustomStringConvertible {
         let proxyError: ProxyError
+        /// Whether the request had been written when the close was seen: if so, the service may have acted on it.
+        let requestSent: Bool
         var description: String { proxyError.description }
     }
 
-    func closed() -> Closed {
-        Closed(proxyError: .badReply(service: service, address: address, reason: "the connection closed before a complete reply"))
+    /// The connection closed: seen before the request was written (`requestSent` false), or while waiting for its
+    /// reply (the default: the safe assumption, under which a request that may not be repeated is not).
+    func closed(requestSent: Bool = true) -> Closed {
+        Closed(proxyError: .badReply(service: service, address: address, reason: "the connection closed before a complete reply"),
+               requestSent: requestSent)
     }
 
     func garbage(_ error: any Error) -> ProxyError {
@@ -200,7 +221,7 @@ final class ExchangeHandler<Reply: Sendable>: ChannelInboundHandler, @unchecked 
 
     /// Starts waiting for the reply to the request about to be written.
     func begin(_ promise: EventLoopPromise<Reply>) {
-        guard active else { return promise.fail(errors.closed()) }
+        guard active else { return promise.fail(errors.closed(requestSent: false)) }
         pending = promise
     }
 
@@ -229,7 +250,7 @@ final class ExchangeHandler<Reply: Sendable>: ChannelInboundHandler, @unchecked 
 
     func channelInactive(context: ChannelHandlerContext) {
         active = false
-        fail(errors.closed())
+        fail(errors.closed(requestSent: true))  // a call in flight was written in the same turn it began
         context.fireChannelInactive()
     }
 }

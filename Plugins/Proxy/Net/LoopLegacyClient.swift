@@ -13,7 +13,9 @@ import ZbusKernel
 ///
 /// The connection rules are ``LegacyClientPool``'s: it is kept only after a complete, well-formed reply; one that
 /// failed, timed out or said too much is closed, and the next call connects afresh. A kept connection the service
-/// closed while idle is retried once on a fresh one. Confined to ``eventLoop``, hence `@unchecked Sendable`.
+/// closed is retried once on a fresh one only when that cannot make the service act twice (seen closed before the
+/// write, or no reply byte and a repeatable request, see `notRepeatable`). Confined to ``eventLoop``, hence
+/// `@unchecked Sendable`.
 final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     /// Adds the kind's codec handlers (``Message`` out, ``Message`` in) to a new channel.
     typealias Configure = @Sendable (any Channel) throws -> Void
@@ -30,6 +32,8 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private let errors: ExchangeErrors
     /// Refuses (with a ``ProxyError``) a message the service cannot be sent, before anything is written.
     private let check: ((Message) throws -> Void)?
+    /// Why a message may not be sent again once written, or `nil` when it may (``LegacyClientPool``'s rule).
+    private let notRepeatable: (Message) -> String?
     private var connection: (channel: any Channel, handler: LoopExchangeHandler)?
     private var shutDown = false
     /// The call waiting for its reply: its deadline, and what the timer does when it passes.
@@ -39,7 +43,7 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private var timer: Scheduled<Void>?
 
     init(on eventLoop: any EventLoop, service: String, address: HostAndPort, connectTimeout: Duration, timeout: Duration,
-         configure: @escaping Configure, check: ((Message) throws -> Void)? = nil) {
+         configure: @escaping Configure, check: ((Message) throws -> Void)? = nil, notRepeatable: @escaping (Message) -> String?) {
         self.eventLoop = eventLoop
         self.service = service
         self.address = address
@@ -47,6 +51,7 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         self.timeout = timeout
         self.configure = configure
         self.check = check
+        self.notRepeatable = notRepeatable
         timedOut = ProxyError.timedOut(service: service, address: address.description, after: timeout)
         errors = ExchangeErrors(service: service, address: address.description)
     }
@@ -100,9 +105,12 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
                 if self.shutDown { self.drop(channel) }
                 completion(.success(reply))
             case .failure(let error as ExchangeErrors.Closed) where reused && !self.shutDown:
-                // A kept connection the service closed while idle (restart, idle timeout): one more try, fresh.
-                _ = error
+                // A kept connection the service closed while idle (restart, idle timeout): one more try, fresh; but
+                // not for a request the service may already have acted on.
                 self.drop(channel)
+                if error.requestSent, let why = self.notRepeatable(request) {
+                    return completion(.failure(ProxyError.closedAfterRequest(service: self.service, address: self.address.description, why: why)))
+                }
                 self.connectThenExchange(request, deadline: deadline, timedOut: timedOut, completion: completion)
             case .failure(let error):
                 self.drop(channel)
@@ -116,7 +124,8 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
             channel.close(promise: nil)
         })
         armTimer(for: deadline)
-        // A failed write closes the channel, which fails the call (as a closed connection: retried once if reused).
+        // A failed write closes the channel, which fails the call (as a connection closed after the request was
+        // sent: retried once if reused and the request may be repeated).
         channel.writeAndFlush(request, promise: nil)
     }
 
@@ -221,7 +230,7 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     /// once (as closed) and returns `false`.
     func begin(_ callback: @escaping (Result<Message, any Error>) -> Void) -> Bool {
         guard active else {
-            callback(.failure(errors.closed()))
+            callback(.failure(errors.closed(requestSent: false)))
             return false
         }
         pending = callback
@@ -268,7 +277,7 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         active = false
         deliver()
-        fail(errors.closed())
+        fail(errors.closed(requestSent: true))  // a call in flight was written in the same turn it began
         context.fireChannelInactive()
     }
 }

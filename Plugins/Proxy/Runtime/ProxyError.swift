@@ -18,11 +18,14 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
     /// The caller's message cannot be turned into a legacy request (for example a newline inside a newline-framed
     /// record).
     case badRequest(service: String, reason: String)
+    /// The service closed a kept connection after the request was written to it, before any byte of a reply, and the
+    /// request was not sent again because doing it twice may not be safe (`why`: "POST is not idempotent").
+    case closedAfterRequest(service: String, address: String, why: String)
 
-    /// The reply status: 502 down or garbage, 504 timeout, 503 saturated, 400 bad request.
+    /// The reply status: 502 down, garbage or closed after the request, 504 timeout, 503 saturated, 400 bad request.
     public var status: Int {
         switch self {
-        case .serviceDown, .badReply: return 502
+        case .serviceDown, .badReply, .closedAfterRequest: return 502
         case .timedOut: return 504
         case .saturated: return 503
         case .badRequest: return 400
@@ -42,6 +45,8 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
             return "legacy service '\(service)' at \(address) answered garbage: \(reason); check the adapter's kind and framing"
         case .badRequest(let service, let reason):
             return "request for legacy service '\(service)' cannot be sent: \(reason)"
+        case .closedAfterRequest(let service, let address, let why):
+            return "legacy service '\(service)' at \(address) closed the connection after the request was sent, before any reply; the request was not repeated (\(why)), so the service may or may not have acted on it"
         }
     }
 

@@ -73,7 +73,8 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         configure = { channel in
             try channel.pipeline.syncOperations.addHandler(TcpExchangeCodec(framing: framing, maxRecord: maxRecord))
         }
-        pool = LegacyClientPool(service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle, configure: configure)
+        pool = LegacyClientPool(service: name, address: target, connectTimeout: connectTimeout, maxIdle: maxIdle, configure: configure,
+                                notRepeatable: { _ in Self.notRepeatable })
     }
 
     func call(_ request: Message) async throws -> Message {
@@ -93,7 +94,8 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         let check: @Sendable (Message) throws -> Void = { [self] message in _ = try record(of: message) }
         guard pipeline > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
-                                    timeout: timeout, configure: loopConfigure, check: check)
+                                    timeout: timeout, configure: loopConfigure, check: check,
+                                    notRepeatable: { _ in Self.notRepeatable })
         }
         return pipelined.caller(on: eventLoop) {
             // A record may change state on the service: never sent twice.
@@ -102,6 +104,9 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
                                   retriable: { _ in false })
         }
     }
+
+    /// Why a record written is never sent again: the adapter cannot tell whether the service would act on it twice.
+    private static let notRepeatable = "a tcp record is sent at most once: the adapter cannot tell whether the service may take it twice"
 
     /// The record sent for `request`: its body, refused (400) before connecting when it cannot be framed.
     private func record(of request: Message) throws -> ByteBuffer {

@@ -23,7 +23,9 @@ import NIOCore
 /// - **Waiting.** `take(timeout:)` asks the node to wait at most `timeout` (`timeout` header) and the node answers 204
 ///   when nothing came, so no stale long-poll is ever left behind to swallow a message. If the task is cancelled while
 ///   a consume is in flight, that consume stays outstanding and its message goes to the next `take`.
-/// - **Auto-create.** A consume on an MQ that does not exist creates it (``Options/autoCreate``) and retries.
+/// - **Auto-create.** A consume on an MQ that does not exist creates it (``Options/autoCreate``) and retries; with
+///   ``Options/token`` the MQ is created protected by that token (its `access_token`), and the `create_mq` presents
+///   it (under the node's `auth` section it needs `admin` on the name).
 /// - **Clusters.** On an ``HaBroker`` the consumer consumes from every broker hosting the MQ (and from brokers that
 ///   start hosting it later), so no message is stranded on one broker; each delivered message carries the broker it
 ///   came from in `server`, which is where ``route(_:to:)`` sends the answer.
@@ -339,11 +341,11 @@ final class ConsumerConnection: Sendable {
 
     private func classify(_ reply: consuming Message) -> Outcome { ConsumeReply(reply) }
 
+    /// Creates the missing MQ with the consumer's token both as the MQ's `access_token` (without it, a 6.3 node
+    /// refuses every consume that carries a token to an open MQ: 403 forever) and as the caller's `token` (under the
+    /// node's `auth` section, what grants `admin` on the name).
     private nonisolated(nonsending) func create(mode: QueueMode) async throws {
-        var request = Message()
-        request.cmd = "create_mq"
-        request.headers[HeaderName.mqName] = mq
-        request.headers[HeaderName.mqMode] = String(mode.rawValue)
+        let request = MqAdmin.createRequest(mq, mode: mode, accessToken: options.token, token: options.token)
         let reply = try await client.send(request)
         guard reply.status == 200 else {
             throw ZbusClientError.rejected(cmd: "create_mq", mq: mq, status: reply.status ?? 0, body: reply.bodyString)

@@ -35,13 +35,31 @@ public struct MqAdmin: Sendable {
     ///   or a connection error.
     public func create(_ mq: String, mode: QueueMode = .mq, accessToken: String? = nil, masterMq: String? = nil,
                        masterToken: String? = nil) async throws {
-        var request = command("create_mq")
+        let request = Self.createRequest(mq, mode: mode, accessToken: accessToken, masterMq: masterMq, masterToken: masterToken,
+                                         registerToken: registerToken, token: token)
+        _ = try await expectOK(request, mq: mq)
+    }
+
+    /// The `create_mq` command for `mq`, as ``create(_:mode:accessToken:masterMq:masterToken:)`` sends it; shared with
+    /// the consumers that create their MQ on a 404, so that every creator presents its tokens the same way.
+    ///
+    /// - Parameters:
+    ///   - accessToken: the token producers and consumers of the new MQ must present (`access_token`).
+    ///   - registerToken: the node's `register_token`.
+    ///   - token: the caller's own token (`token` header): under the node's `auth` section, what grants `admin` on
+    ///     the name.
+    package static func createRequest(_ mq: String, mode: QueueMode, accessToken: String? = nil, masterMq: String? = nil,
+                                      masterToken: String? = nil, registerToken: String? = nil, token: String? = nil) -> Message {
+        var request = Message()
+        request.cmd = "create_mq"
         request.headers[HeaderName.mqName] = mq
         request.headers[HeaderName.mqMode] = String(mode.rawValue)
         request.headers[HeaderName.accessToken] = accessToken
         request.headers[HeaderName.masterMq] = masterMq
         request.headers[HeaderName.masterToken] = masterToken
-        _ = try await expectOK(request, mq: mq)
+        request.headers[HeaderName.registerToken] = registerToken
+        if let token { request.token = token }
+        return request
     }
 
     /// Removes `mq` and its messages.

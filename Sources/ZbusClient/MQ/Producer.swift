@@ -32,11 +32,12 @@ public struct Producer: Sendable {
         self.retries = retries
     }
 
-    /// Creates the MQ if it does not exist (a zbus 6 producer never creates implicitly).
+    /// Creates the MQ if it does not exist (a zbus 6 producer never creates implicitly). The `create_mq` presents
+    /// ``token``, which under the node's `auth` section must grant `admin` on the name.
     ///
     /// - Parameter mode: its mode bits; a plain durable queue by default.
     public func createMQ(mode: QueueMode = .mq, accessToken: String? = nil) async throws {
-        try await MqAdmin(broker: broker).create(mq, mode: mode, accessToken: accessToken)
+        try await MqAdmin(broker: broker, token: token).create(mq, mode: mode, accessToken: accessToken)
     }
 
     /// Sends `message` and waits for the node's acknowledgement.

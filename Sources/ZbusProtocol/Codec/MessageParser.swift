@@ -252,14 +252,24 @@ public struct MessageParser: Sendable {
                 message.headers.appendUnchecked(name: name, value: value)
             } else if index != nil {
                 if let existing = index![name] {
-                    message.headers.storage[existing].value = value
+                    if Headers.keepsRepeats(name) {
+                        message.headers.appendUnchecked(name: name, value: value)  // another set-cookie line
+                    } else {
+                        message.headers.storage[existing].value = value
+                    }
                 } else {
                     index![name] = message.headers.count
                     noteSlot(indexed, at: message.headers.count)
                     message.headers.appendUnchecked(name: name, value: value)
                 }
             } else if let existing = message.headers.storage.firstIndex(where: { Headers.same($0.name, name) }) {
-                message.headers.storage[existing].value = value
+                // A repeated name: the last value wins, but for set-cookie, whose lines are kept apart. Only here,
+                // on a repeat, is the name compared: the usual header pays nothing for the exception.
+                if Headers.keepsRepeats(name) {
+                    message.headers.appendUnchecked(name: name, value: value)
+                } else {
+                    message.headers.storage[existing].value = value
+                }
             } else {
                 noteSlot(indexed, at: message.headers.count)
                 message.headers.appendUnchecked(name: name, value: value)

@@ -2,6 +2,8 @@
 ///
 /// Names are case-insensitive: they are stored lower-cased (the decoder lower-cases what it reads and every setter
 /// lower-cases what it is given), and setting a name that is already present replaces its value, so the last one wins.
+/// The one exception is a header that cannot be joined into one line, `set-cookie` (RFC 9110 5.3): the decoder keeps
+/// each of its lines, and ``append(lowercased:_:)`` adds one; ``values(_:)`` reads them all, the subscript the first.
 /// The block keeps insertion order, which makes encoding deterministic. It is a small array rather than a dictionary
 /// because a zbus message carries about ten headers and a linear scan over them beats hashing.
 public struct Headers: Sendable, Equatable {
@@ -149,6 +151,29 @@ public struct Headers: Sendable, Equatable {
         return storage.remove(at: index).value
     }
 
+    /// Adds a header line whose name is known to be lower-case, after any with the same name: for a header that is
+    /// sent as several lines rather than joined (`set-cookie`). The subscript and ``value(lowercased:)`` read the
+    /// first of them, setting replaces the first; ``values(_:)`` reads them all, and the encoder writes each line.
+    public mutating func append(lowercased key: String, _ value: String) {
+        storage.append(Field(name: key, value: value))
+        isIndexed = false
+    }
+
+    /// Every value of the header `name` (any case), in order: more than one only for a header added with
+    /// ``append(lowercased:_:)`` or decoded from several lines (`set-cookie`).
+    public func values(_ name: String) -> [String] {
+        let key = Headers.normalize(name)
+        return storage.compactMap { Headers.same($0.name, key) ? $0.value : nil }
+    }
+
+    /// Whether repeated lines of the header `name` (lower-case) are kept apart rather than the last one winning:
+    /// `set-cookie`, whose values may hold commas (`Expires=Wed, 09 Jun 2027 ...`) and so cannot be joined with ", "
+    /// as other repeated headers can (RFC 9110 5.3).
+    @inlinable
+    public static func keepsRepeats(_ name: String) -> Bool {
+        name.utf8.count == 10 && name == "set-cookie"
+    }
+
     /// Appends a header whose name is already lower-case and known not to be present. Used by the decoder after it
     /// has removed duplicates, so that decoding stays linear.
     @inlinable
@@ -162,7 +187,14 @@ public struct Headers: Sendable, Equatable {
 
     public static func == (lhs: Headers, rhs: Headers) -> Bool {
         guard lhs.storage.count == rhs.storage.count else { return false }
-        for entry in lhs.storage where rhs[entry.name] != entry.value { return false }
+        for entry in lhs.storage {
+            // Repeated set-cookie lines compare as their lists; any other name has one value.
+            if Headers.keepsRepeats(entry.name) {
+                if lhs.values(entry.name) != rhs.values(entry.name) { return false }
+            } else if rhs[entry.name] != entry.value {
+                return false
+            }
+        }
         return true
     }
 

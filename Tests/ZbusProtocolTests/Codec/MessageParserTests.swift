@@ -71,6 +71,30 @@ struct MessageParserTests {
         #expect(message.headers["h49"] == "199")
     }
 
+    @Test("repeated set-cookie lines are kept apart, in order, and written back as separate lines; other repeats keep the last")
+    func setCookieLines() throws {
+        for filler in [0, 20] {  // a short block (searched) and a long one (the parser's name index)
+            var text = "HTTP/1.1 200 OK\r\n" + (0..<filler).map { "x-\($0): \($0)\r\n" }.joined()
+            text += "Set-Cookie: a=1; Path=/\r\nx-once: first\r\nset-cookie: b=2; Expires=Wed, 09 Jun 2027 10:18:14 GMT\r\n"
+            text += "x-once: last\r\nSET-COOKIE: c=3\r\n\r\n"
+            let message = try #require(try decodeAll(text).first)
+            #expect(message.headers.values("set-cookie") == ["a=1; Path=/", "b=2; Expires=Wed, 09 Jun 2027 10:18:14 GMT", "c=3"], "\(filler)")
+            #expect(message.headers["set-cookie"] == "a=1; Path=/", "the subscript reads the first")
+            #expect(message.headers.values("x-once") == ["last"])
+            let again = try #require(try decodeAll(String(buffer: MessageSerializer.serialize(message))).first)
+            #expect(again.headers.values("Set-Cookie") == message.headers.values("set-cookie"))
+            #expect(again.headers == message.headers)
+        }
+        var built = Headers()
+        built.append(lowercased: "set-cookie", "a=1")
+        built.append(lowercased: "set-cookie", "b=2")
+        var other = Headers()
+        other.append(lowercased: "set-cookie", "a=1")
+        other.append(lowercased: "set-cookie", "c=3")
+        #expect(built != other)
+        #expect(built == built)
+    }
+
     /// Every indexed header's value as read through the index, next to what a search of the block finds.
     private static func indexedReads(_ headers: Headers) -> [(String, String?, String?)] {
         let all: [Headers.Indexed] = [.cmd, .mq, .id, .ack, .rawId, .token, .timeout, .sender, .server, .remoteAddr, .key,
