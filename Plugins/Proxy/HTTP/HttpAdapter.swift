@@ -151,9 +151,12 @@ struct HTTPRequestEncoding: Sendable {
             method = requestMethod
             uri = requestURI
         }
-        let methodHeader = message.headers[HeaderName.httpMethod]
-        if let methodHeader { method = methodHeader.uppercased() }
-        if let path = message.headers[HeaderName.httpPath] { uri = path }
+        // Names known lower-case: looked up without lower-casing them again (this runs for every call).
+        let methodHeader = message.headers.value(lowercased: HeaderName.httpMethod)
+        if let methodHeader {
+            method = methodHeader.utf8.contains(where: { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) ? methodHeader.uppercased() : methodHeader
+        }
+        if let path = message.headers.value(lowercased: HeaderName.httpPath) { uri = path }
         if method == "GET" && hasBody && methodHeader == nil { method = "POST" }
         return (method, uri)
     }
@@ -186,7 +189,12 @@ struct HTTPRequestEncoding: Sendable {
 
     /// What is wrong with `uri` as the request target below the base path, or `nil`.
     static func pathProblem(_ uri: String) -> String? {
-        let bytes = Array(uri.utf8)
+        // Checked on every call: read in place, nothing allocated.
+        var uri = uri
+        return uri.withUTF8 { pathProblem(bytes: $0) }
+    }
+
+    private static func pathProblem(bytes: UnsafeBufferPointer<UInt8>) -> String? {
         guard bytes.first == UInt8(ascii: "/") else { return "does not start with '/'" }
         if bytes.count > 1 && bytes[1] == UInt8(ascii: "/") { return "starts with '//', which names a host to some servers" }
         let queryStart = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.count
@@ -201,8 +209,9 @@ struct HTTPRequestEncoding: Sendable {
             let byte = index < queryStart ? bytes[index] : UInt8(ascii: "/")
             switch byte {
             case UInt8(ascii: "/") where index > 0:
-                let segment = bytes[segmentStart..<index]
-                if segment.elementsEqual([UInt8(ascii: ".")]) || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                let length = index - segmentStart
+                if (length == 1 || length == 2) && bytes[segmentStart] == UInt8(ascii: ".")
+                    && bytes[index - 1] == UInt8(ascii: ".") {
                     return "has a dot segment ('.' or '..'), which could leave the target's base path"
                 }
                 segmentStart = index + 1
