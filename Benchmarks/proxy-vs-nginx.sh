@@ -98,6 +98,7 @@ LINE_PID=$!
 cat > "$WORK/node.yaml" <<YAML
 node:
   log_level: warning
+  threads: ${NODE_THREADS:-0}
 modules:
   - module: mq
   - module: proxy
