@@ -194,6 +194,10 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     private var answers: [Message] = []
     private var needsFlush = false
     private var finished = false
+    /// It is going (closed, or its reply could not be read): it takes no more calls, although it still hands over the
+    /// answers it read. A call made from one of those answers' callbacks (a loop worker's next call) would otherwise be
+    /// written to it, never sent, and failed with it: a request that may not be repeated lost for nothing.
+    private var going = false
     /// Answers read since it connected (a connection that has answered and gone idle may be closed by the service).
     private var answered = 0
 
@@ -203,7 +207,7 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Whether it takes calls.
-    var isUsable: Bool { !finished }
+    var isUsable: Bool { !finished && !going }
     /// Calls taken and not answered.
     var count: Int { calls.count }
     /// The deadline of its oldest call.
@@ -261,11 +265,13 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Answers read before the garbage stand; the calls still owed fail with it.
+        going = true
         deliver()
         finish(failing: errors.garbage(error), behind: errors.garbage(error))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        going = true
         deliver()
         let closed = errors.closed()
         finish(failing: closed.proxyError, behind: closed.proxyError, retryHead: true)

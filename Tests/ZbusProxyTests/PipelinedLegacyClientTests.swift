@@ -1,0 +1,176 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import NIOPosix
+import Testing
+import ZbusKernel
+import ZbusTestSupport
+
+@testable import ZbusProxyModule
+
+/// The pipelined client of an adapter's loop workers driven directly, against real services on 127.0.0.1, the way a
+/// loop worker drives it: the next call is made from inside the callback that answers the previous one.
+@Suite("Pipelined legacy client", .serialized, .blockingIO)
+struct PipelinedLegacyClientTests {
+    /// The results of calls, kept on the loop.
+    final class Results: @unchecked Sendable {
+        var replies: [(sent: String, result: Result<Message, any Error>, seconds: Double)] = []
+    }
+
+    static func post(_ body: String, path: String = "/") -> Message {
+        var message = Message()
+        message.headers["path"] = path
+        message.setBody(body)
+        return message
+    }
+
+    static func text(_ result: Result<Message, any Error>) -> String {
+        switch result {
+        case .success(let reply): "\(reply.status ?? 0) \(reply.bodyString)"
+        case .failure(let error): "failed: \(error)"
+        }
+    }
+
+    /// Makes the calls one after the other, each from the callback that answers the one before (as a loop worker
+    /// with messages waiting does).
+    static func chain(_ caller: any LoopLegacyCaller, _ requests: [(String, Message)]) async throws -> Results {
+        let results = Results()
+        let done = caller.eventLoop.makePromise(of: Void.self)
+        @Sendable func call(_ index: Int) {
+            guard index < requests.count else { return done.succeed(()) }
+            let (sent, request) = requests[index]
+            let start = NIODeadline.now()
+            caller.call(request) { result in
+                let seconds = Double((NIODeadline.now() - start).nanoseconds) / 1e9
+                results.replies.append((sent, result, seconds))
+                call(index + 1)
+            }
+        }
+        caller.eventLoop.execute { call(0) }
+        try await done.futureResult.get()
+        return results
+    }
+
+    @Test("a service that closes after every answer (connection: close): each POST, made from the previous answer's callback, is sent once on a fresh connection and answered, none failed unsent")
+    func postAfterConnectionCloseAnswer() async throws {
+        let log = ServiceLog()
+        let service = try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+            try channel.pipeline.syncOperations.addHandler(ClosingHTTPHandler(log: log, mode: .answerThenCloseEvery(1)))
+        }
+        let adapter = HttpAdapter(name: "closing", target: HostAndPort(host: "127.0.0.1", port: service.port), basePath: "",
+                                  connectTimeout: .seconds(5), maxIdle: 4, pipeline: 4)
+        let caller = adapter.makeLoopCaller(on: MultiThreadedEventLoopGroup.singleton.next(), timeout: .seconds(5))
+        let results = try await Self.chain(caller, (0..<6).map { ("p\($0)", Self.post("p\($0)")) })
+        for reply in results.replies {
+            #expect(Self.text(reply.result) == "200 id=\(reply.sent)")
+        }
+        #expect(log.seen == Dictionary(uniqueKeysWithValues: (0..<6).map { ("p\($0)", 1) }))
+        try await caller.eventLoop.submit { caller.shutdown() }.get()
+        await service.stop()
+    }
+
+    @Test("a tcp service that sends stray bytes after each reply: the reply stands, and the next record, made from its callback, is sent on a fresh connection and answered")
+    func recordAfterStrayBytes() async throws {
+        let log = ServiceLog()
+        let service = try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(RecordServerHandler(extract: { buffer in
+                TestFraming.extract("newline", recordSize: 0, from: &buffer)
+            }, respond: { record in
+                let text = String(buffer: record)
+                log.arrived(text)
+                return (ByteBuffer(string: "echo:\(text)\nstray\n"), false)
+            }))
+        }
+        let adapter = TcpAdapter(name: "stray", target: HostAndPort(host: "127.0.0.1", port: service.port), framing: .newline,
+                                 maxRecord: 1024, connectTimeout: .seconds(5), maxIdle: 4, pipeline: 4)
+        let caller = adapter.makeLoopCaller(on: MultiThreadedEventLoopGroup.singleton.next(), timeout: .seconds(5))
+        let results = try await Self.chain(caller, (0..<6).map { ("r\($0)", Self.post("r\($0)")) })
+        for reply in results.replies {
+            #expect(Self.text(reply.result) == "200 echo:\(reply.sent)")
+        }
+        #expect(log.seen == Dictionary(uniqueKeysWithValues: (0..<6).map { ("r\($0)", 1) }))
+        try await caller.eventLoop.submit { caller.shutdown() }.get()
+        await service.stop()
+    }
+}
+
+/// One pipelined connection on an `EmbeddedChannel` behind the real `http` codec: which call gets which answer, which
+/// fail, and which are handed back to be made again.
+@Suite("Pipelined connection")
+struct PipelinedConnectionTests {
+    final class Outcomes: @unchecked Sendable {
+        var answers: [String: String] = [:]
+        var handedBack: [(sent: String, retried: Bool)] = []
+    }
+
+    static func connection() throws -> (EmbeddedChannel, PipelinedConnection, Outcomes) {
+        let outcomes = Outcomes()
+        let errors = ExchangeErrors(service: "svc", address: "127.0.0.1:1")
+        let connection = PipelinedConnection(errors: errors) { _, calls in
+            outcomes.handedBack += calls.map { ($0.request.bodyString, $0.retried) }
+        }
+        let channel = EmbeddedChannel()
+        let encoding = HTTPRequestEncoding(host: "127.0.0.1:1", basePath: "")
+        try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: 1 << 20))
+        try channel.pipeline.syncOperations.addHandler(connection)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        connection.connected(channel)
+        return (channel, connection, outcomes)
+    }
+
+    static func enqueue(_ connection: PipelinedConnection, _ outcomes: Outcomes, _ sent: String, method: String = "POST") {
+        var request = Message()
+        request.headers["http-method"] = method
+        request.setBody(sent)
+        let call = PipelinedConnection.Call(request: request, deadline: .now() + .seconds(60), retried: false) { result in
+            outcomes.answers[sent] = PipelinedLegacyClientTests.text(result)
+        }
+        connection.enqueue(call) { HTTPRequestEncoding.isIdempotent(method) }
+    }
+
+    @Test("connection: close on the first of three pipelined answers: it stands, the two behind fail (sent, not repeated), none handed back")
+    func connectionCloseMidPipeline() throws {
+        let (channel, connection, outcomes) = try Self.connection()
+        for sent in ["a", "b", "c"] { Self.enqueue(connection, outcomes, sent) }
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\nA"
+            + "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nB"))
+        #expect(outcomes.answers["a"] == "200 A")
+        #expect(outcomes.answers["b"]?.hasPrefix("failed:") == true, "\(outcomes.answers)")
+        #expect(outcomes.answers["c"]?.hasPrefix("failed:") == true, "\(outcomes.answers)")
+        #expect(outcomes.handedBack.isEmpty)
+        #expect(!connection.isUsable)
+    }
+
+    @Test("the one call on a connection reused after it went idle, closed unanswered: a GET is handed back once (marked retried), a POST fails")
+    func idleReuseClosed() throws {
+        for (method, retried) in [("GET", true), ("POST", false)] {
+            let (channel, connection, outcomes) = try Self.connection()
+            Self.enqueue(connection, outcomes, "first")
+            try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nF"))
+            #expect(outcomes.answers["first"] == "200 F")
+            Self.enqueue(connection, outcomes, "again", method: method)
+            try channel.close().wait()
+            if retried {
+                #expect(outcomes.handedBack.map(\.sent) == ["again"] && outcomes.handedBack.allSatisfy(\.retried))
+                #expect(outcomes.answers["again"] == nil)
+            } else {
+                #expect(outcomes.handedBack.isEmpty)
+                #expect(outcomes.answers["again"]?.hasPrefix("failed:") == true)
+            }
+        }
+    }
+
+    @Test("two calls on a connection reused after it went idle, closed unanswered: neither is repeated, even a GET")
+    func idleReuseClosedWithTwo() throws {
+        let (channel, connection, outcomes) = try Self.connection()
+        Self.enqueue(connection, outcomes, "first")
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nF"))
+        Self.enqueue(connection, outcomes, "g1", method: "GET")
+        Self.enqueue(connection, outcomes, "g2", method: "GET")
+        try channel.close().wait()
+        #expect(outcomes.handedBack.isEmpty)
+        #expect(outcomes.answers["g1"]?.hasPrefix("failed:") == true && outcomes.answers["g2"]?.hasPrefix("failed:") == true)
+    }
+}
