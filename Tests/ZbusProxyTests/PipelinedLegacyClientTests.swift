@@ -94,6 +94,40 @@ struct PipelinedLegacyClientTests {
         try await caller.eventLoop.submit { caller.shutdown() }.get()
         await service.stop()
     }
+
+    @Test("a connection expires while another's oldest call is due sooner than the calls its callbacks make: that call still gets its 504 at its own timeout, not a timeout later")
+    func expiryDoesNotDelayAnotherConnectionsDeadline() async throws {
+        let service = try await CountingService.http()
+        let adapter = HttpAdapter(name: "held", target: HostAndPort(host: "127.0.0.1", port: service.port), basePath: "",
+                                  connectTimeout: .seconds(5), maxIdle: 4, pipeline: 2)
+        let timeout = 2.0
+        let caller = adapter.makeLoopCaller(on: MultiThreadedEventLoopGroup.singleton.next(), timeout: .seconds(timeout))
+        let loop = caller.eventLoop
+        let results = Results()
+        let all = loop.makePromise(of: Void.self)
+        let expected = 4
+        @Sendable func call(_ sent: String, then: (@Sendable () -> Void)? = nil) {
+            let start = NIODeadline.now()
+            caller.call(Self.post(sent, path: "/hold")) { result in
+                results.replies.append((sent, result, Double((NIODeadline.now() - start).nanoseconds) / 1e9))
+                then?()
+                if results.replies.count == expected { all.succeed(()) }
+            }
+        }
+        // a and b fill the first connection; c, a little later, opens the second. When a expires, its callback makes d
+        // (on the second connection, behind c), whose deadline is a whole timeout later than c's.
+        loop.execute {
+            call("a") { call("d") }
+            call("b")
+        }
+        loop.scheduleTask(in: .milliseconds(250)) { call("c") }
+        try await all.futureResult.get()
+        let c = try #require(results.replies.first { $0.sent == "c" })
+        #expect(Self.text(c.result).contains("did not answer within"), "\(Self.text(c.result))")
+        #expect(c.seconds < timeout * 1.4, "c waited \(c.seconds) s for a \(timeout) s timeout")
+        try await loop.submit { caller.shutdown() }.get()
+        await service.stop()
+    }
 }
 
 /// One pipelined connection on an `EmbeddedChannel` behind the real `http` codec: which call gets which answer, which

@@ -36,6 +36,8 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private let timedOut: ProxyError
     private var connections: [PipelinedConnection] = []
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerDeadline = NIODeadline.distantFuture
     private var flushScheduled = false
     private var shutDown = false
 
@@ -142,8 +144,15 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         }
     }
 
+    /// Makes the timer fire by `deadline`. Calls come with ever later deadlines, so nearly always it is armed already
+    /// for an earlier one; but while it fires, a call made from an expired call's callback arms it a whole timeout
+    /// ahead before the next deadline of another connection is known: that one moves it back.
     private func armTimer(for deadline: NIODeadline) {
-        guard timer == nil else { return }
+        if let timer {
+            guard deadline < timerDeadline else { return }
+            timer.cancel()
+        }
+        timerDeadline = deadline
         timer = eventLoop.scheduleTask(deadline: deadline) { [self] in timerFired() }
     }
 
