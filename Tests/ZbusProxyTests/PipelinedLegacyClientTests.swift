@@ -128,6 +128,34 @@ struct PipelinedLegacyClientTests {
         try await loop.submit { caller.shutdown() }.get()
         await service.stop()
     }
+
+    @Test("the workers of a loop share one client: it stays up while one of them remains, closes (failing later calls) with the last, and workers that start again get a new one")
+    func sharedClientUseCounting() async throws {
+        let service = try await CountingService.http()
+        let adapter = HttpAdapter(name: "shared", target: HostAndPort(host: "127.0.0.1", port: service.port), basePath: "",
+                                  connectTimeout: .seconds(5), maxIdle: 4, pipeline: 4)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let first = adapter.makeLoopCaller(on: loop, timeout: .seconds(5))
+        let second = adapter.makeLoopCaller(on: loop, timeout: .seconds(5))
+        func one(_ caller: any LoopLegacyCaller, _ sent: String) async throws -> String {
+            try await Self.text(Self.chain(caller, [(sent, Self.post(sent))]).replies[0].result)
+        }
+        #expect(try await one(first, "a") == "200 id=a")
+        #expect(try await one(second, "b") == "200 id=b")
+        // The first stops (twice: the second time gives nothing back); the second goes on over the same connection.
+        try await loop.submit { first.shutdown(); first.shutdown() }.get()
+        #expect(try await one(second, "c") == "200 id=c")
+        #expect(service.connections == 1)
+        try await loop.submit { second.shutdown() }.get()
+        #expect(try await one(second, "d").contains("the adapter is stopping"))
+        // Started again: a new client, a new connection.
+        let again = adapter.makeLoopCaller(on: loop, timeout: .seconds(5))
+        #expect(try await one(again, "e") == "200 id=e")
+        #expect(service.connections == 2)
+        #expect(service.requests.seen == ["a": 1, "b": 1, "c": 1, "e": 1])
+        try await loop.submit { again.shutdown() }.get()
+        await service.stop()
+    }
 }
 
 /// One pipelined connection on an `EmbeddedChannel` behind the real `http` codec: which call gets which answer, which
@@ -152,6 +180,13 @@ struct PipelinedConnectionTests {
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         connection.connected(channel)
         return (channel, connection, outcomes)
+    }
+
+    static func post(_ body: String) -> Message {
+        var request = Message()
+        request.headers["http-method"] = "POST"
+        request.setBody(body)
+        return request
     }
 
     static func enqueue(_ connection: PipelinedConnection, _ outcomes: Outcomes, _ sent: String, method: String = "POST") {
@@ -206,5 +241,47 @@ struct PipelinedConnectionTests {
         try channel.close().wait()
         #expect(outcomes.handedBack.isEmpty)
         #expect(outcomes.answers["g1"]?.hasPrefix("failed:") == true && outcomes.answers["g2"]?.hasPrefix("failed:") == true)
+    }
+
+    @Test("a call made on the connection from the callback of an answer read together with the next one's: it waits for its own answer, the next call gets the answer read")
+    func callFromCallbackWaitsForItsOwnAnswer() throws {
+        let (channel, connection, outcomes) = try Self.connection()
+        var request = Message()
+        request.setBody("c")
+        let c = PipelinedConnection.Call(request: request, deadline: .now() + .seconds(60), retried: false) { result in
+            outcomes.answers["c"] = PipelinedLegacyClientTests.text(result)
+        }
+        let a = PipelinedConnection.Call(request: Self.post("a"), deadline: .now() + .seconds(60), retried: false) { result in
+            outcomes.answers["a"] = PipelinedLegacyClientTests.text(result)
+            connection.enqueue(c) { false }
+        }
+        connection.enqueue(a) { false }
+        Self.enqueue(connection, outcomes, "b")
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nA"
+            + "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nB"))
+        #expect(outcomes.answers == ["a": "200 A", "b": "200 B"])
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nC"))
+        #expect(outcomes.answers["c"] == "200 C")
+        #expect(connection.isUsable && connection.count == 0)
+    }
+
+    @Test("an answer then garbage in one read: the answer stands, the calls behind fail with what was wrong, none handed back; a GET cut short mid-answer is not repeated")
+    func garbageAfterAnAnswer() throws {
+        let (channel, connection, outcomes) = try Self.connection()
+        for sent in ["a", "b", "c"] { Self.enqueue(connection, outcomes, sent, method: "GET") }
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nAHTTP/9.9 nonsense\r\n\r\n"))
+        #expect(outcomes.answers["a"] == "200 A")
+        #expect(outcomes.answers["b"]?.contains("status line") == true, "\(outcomes.answers)")
+        #expect(outcomes.answers["c"]?.contains("status line") == true, "\(outcomes.answers)")
+        #expect(outcomes.handedBack.isEmpty && !connection.isUsable)
+
+        let (cut, reused, cutOutcomes) = try Self.connection()
+        Self.enqueue(reused, cutOutcomes, "first")
+        try cut.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nF"))
+        Self.enqueue(reused, cutOutcomes, "get", method: "GET")
+        try cut.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\npart"))
+        try cut.close().wait()
+        #expect(cutOutcomes.handedBack.isEmpty)
+        #expect(cutOutcomes.answers["get"]?.contains("closed the connection in the middle") == true, "\(cutOutcomes.answers)")
     }
 }
