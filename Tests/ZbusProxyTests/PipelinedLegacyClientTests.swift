@@ -156,6 +156,36 @@ struct PipelinedLegacyClientTests {
         try await loop.submit { again.shutdown() }.get()
         await service.stop()
     }
+
+    @Test("a service that closes after every third answer as nginx does (keepalive_requests): saying connection: close, reading nothing after it; pipelined GETs behind the close are sent again on a fresh connection, none fails")
+    func getsBehindAnAnnouncedClose() async throws {
+        let log = ServiceLog()
+        let service = try await LegacyServer.custom { channel in
+            try channel.pipeline.syncOperations.addHandler(KeepaliveRequestsHTTPHandler(log: log, closeAfter: 3))
+        }
+        let adapter = HttpAdapter(name: "nginx-like", target: HostAndPort(host: "127.0.0.1", port: service.port), basePath: "",
+                                  connectTimeout: .seconds(5), maxIdle: 8, pipeline: 8)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let callers = (0..<8).map { _ in adapter.makeLoopCaller(on: loop, timeout: .seconds(5)) }
+        let replies = try await withThrowingTaskGroup(of: Results.self) { group in
+            for (index, caller) in callers.enumerated() {
+                group.addTask {
+                    try await Self.chain(caller, (0..<10).map { call in
+                        var get = Message()
+                        get.headers["path"] = "/g\(index)-\(call)"
+                        return ("GET /g\(index)-\(call)", get)
+                    })
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1.replies }
+        }
+        #expect(replies.count == 80)
+        let failed = replies.filter { Self.text($0.result) != "200 id=\($0.sent)" }
+        #expect(failed.count == 0, "\(failed.count) of 80 failed: \(failed.prefix(3).map { "\($0.sent): \(Self.text($0.result))" })")
+        #expect(log.seen.count == 80 && log.seen.values.allSatisfy { $0 == 1 }, "\(log.seen.filter { $0.value != 1 })")
+        try await loop.submit { for caller in callers { caller.shutdown() } }.get()
+        await service.stop()
+    }
 }
 
 /// One pipelined connection on an `EmbeddedChannel` behind the real `http` codec: which call gets which answer, which
@@ -170,7 +200,10 @@ struct PipelinedConnectionTests {
     static func connection() throws -> (EmbeddedChannel, PipelinedConnection, Outcomes) {
         let outcomes = Outcomes()
         let errors = ExchangeErrors(service: "svc", address: "127.0.0.1:1")
-        let connection = PipelinedConnection(errors: errors) { _, calls in
+        let retriable: @Sendable (Message) -> Bool = {
+            HTTPRequestEncoding.isIdempotent(HTTPRequestEncoding.methodAndURI(of: $0).method)
+        }
+        let connection = PipelinedConnection(errors: errors, retriable: retriable) { _, calls in
             outcomes.handedBack += calls.map { ($0.request.bodyString, $0.retried) }
         }
         let channel = EmbeddedChannel()
@@ -196,7 +229,7 @@ struct PipelinedConnectionTests {
         let call = PipelinedConnection.Call(request: request, deadline: .now() + .seconds(60), retried: false) { result in
             outcomes.answers[sent] = PipelinedLegacyClientTests.text(result)
         }
-        connection.enqueue(call) { HTTPRequestEncoding.isIdempotent(method) }
+        connection.enqueue(call)
     }
 
     @Test("connection: close on the first of three pipelined answers: it stands, the two behind fail (sent, not repeated), none handed back")
@@ -210,6 +243,15 @@ struct PipelinedConnectionTests {
         #expect(outcomes.answers["c"]?.hasPrefix("failed:") == true, "\(outcomes.answers)")
         #expect(outcomes.handedBack.isEmpty)
         #expect(!connection.isUsable)
+    }
+
+    @Test("connection: close on the first of three pipelined answers to GETs: the two behind, which the service did not process, are handed back to be sent again (their one retry after an idle close kept)")
+    func getsBehindConnectionClose() throws {
+        let (channel, connection, outcomes) = try Self.connection()
+        for sent in ["a", "b", "c"] { Self.enqueue(connection, outcomes, sent, method: "GET") }
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\nA"))
+        #expect(outcomes.answers == ["a": "200 A"])
+        #expect(outcomes.handedBack.map(\.sent) == ["b", "c"] && !outcomes.handedBack.contains { $0.retried })
     }
 
     @Test("the one call on a connection reused after it went idle, closed unanswered: a GET is handed back once (marked retried), a POST fails")
@@ -253,9 +295,9 @@ struct PipelinedConnectionTests {
         }
         let a = PipelinedConnection.Call(request: Self.post("a"), deadline: .now() + .seconds(60), retried: false) { result in
             outcomes.answers["a"] = PipelinedLegacyClientTests.text(result)
-            connection.enqueue(c) { false }
+            connection.enqueue(c)
         }
-        connection.enqueue(a) { false }
+        connection.enqueue(a)
         Self.enqueue(connection, outcomes, "b")
         try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nA"
             + "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nB"))
@@ -283,5 +325,56 @@ struct PipelinedConnectionTests {
         try cut.close().wait()
         #expect(cutOutcomes.handedBack.isEmpty)
         #expect(cutOutcomes.answers["get"]?.contains("closed the connection in the middle") == true, "\(cutOutcomes.answers)")
+    }
+}
+
+/// An HTTP/1.1 service that closes a connection after `closeAfter` answers as nginx does at its `keepalive_requests`:
+/// the last answer says `connection: close`, and requests pipelined behind it are read but never processed. Answers
+/// `id=METHOD URI` (logged so), or `id=BODY` when there is one.
+final class KeepaliveRequestsHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let log: ServiceLog
+    private let closeAfter: Int
+    private var buffer = ByteBuffer()
+    private var answered = 0
+    private var closed = false
+
+    init(log: ServiceLog, closeAfter: Int) {
+        self.log = log
+        self.closeAfter = closeAfter
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closed else { return }
+        var bytes = unwrapInboundIn(data)
+        buffer.writeBuffer(&bytes)
+        while let headEnd = buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) {
+            let headLength = headEnd.upperBound - buffer.readerIndex
+            let head = String(buffer: buffer.getSlice(at: buffer.readerIndex, length: headLength)!)
+            let lines = head.split(separator: "\r\n")
+            let length = lines.dropFirst().compactMap { line -> Int? in
+                let parts = line.split(separator: ":", maxSplits: 1)
+                return parts.count == 2 && parts[0].lowercased() == "content-length" ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
+            }.first ?? 0
+            guard buffer.readableBytes >= headLength + length else { return }
+            buffer.moveReaderIndex(forwardBy: headLength)
+            let body = String(buffer: buffer.readSlice(length: length)!)
+            let requestLine = lines.first.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } ?? ""
+            let seen = body.isEmpty ? requestLine : body
+            log.arrived(seen)
+            answered += 1
+            let close = answered == closeAfter
+            let answer = "id=\(seen)"
+            context.write(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: \(answer.utf8.count)\r\n"
+                + (close ? "connection: close\r\n" : "") + "\r\n" + answer)), promise: nil)
+            if close {
+                closed = true
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.flush()
     }
 }
