@@ -79,4 +79,30 @@ struct HTTPExchangeCodecTests {
         #expect(probe.replies == ["200 A", "200 B"])
         #expect(!channel.isActive)
     }
+
+    @Test("five pipelined responses (a HEAD, a chunked one with extensions and trailers, one after a 100 Continue, a 204) split at every byte boundary, and fed byte by byte: five replies in order, the connection kept")
+    func pipelinedResponsesSplitEverywhere() throws {
+        let all = ByteBuffer(string:
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nA"
+            + "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nC\r\n2;x=1\r\nCC\r\n0\r\nx-trailer: t\r\n\r\n"
+            + "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\ncontent-length: 1\n\nD"
+            + "HTTP/1.1 204 No Content\r\n\r\n")
+        var splits: [[ByteBuffer]] = (0...all.readableBytes).map { cut in
+            [all.getSlice(at: 0, length: cut)!, all.getSlice(at: cut, length: all.readableBytes - cut)!]
+        }
+        splits.append((0..<all.readableBytes).map { all.getSlice(at: $0, length: 1)! })
+        for reads in splits {
+            let (channel, probe) = try Self.channel()
+            try Self.request(channel, path: "/a")
+            try Self.request(channel, method: "HEAD", path: "/b")
+            try Self.request(channel, path: "/c")
+            try Self.request(channel, path: "/d")
+            try Self.request(channel, method: "DELETE", path: "/e")
+            for read in reads { try channel.writeInbound(read) }
+            #expect(probe.replies == ["200 A", "200 ", "200 CCC", "201 D", "204 "], "\(reads.map(\.readableBytes))")
+            #expect(probe.errors.isEmpty, "\(probe.errors)")
+            #expect(channel.isActive)
+        }
+    }
 }

@@ -136,6 +136,31 @@ struct TcpExchangeCodecTests {
         #expect(probe.errors == ["it sent 3 more bytes after its reply record, which answer nothing"])
     }
 
+    @Test("five pipelined replies split at every byte boundary, and fed byte by byte: five records in order, nothing refused")
+    func pipelinedRepliesSplitEverywhere() throws {
+        for framing in [TcpFraming.newline, .length2, .length4, .fixed(8)] {
+            let names = ["one", "two", "", "four", "5"]
+            var all = ByteBuffer()
+            for name in names {
+                var framed = try framing.frame(ByteBuffer(string: name), allocator: ByteBufferAllocator())
+                all.writeBuffer(&framed)
+            }
+            let expected = names.map { if case .fixed = framing { $0 + String(repeating: " ", count: 8 - $0.utf8.count) } else { $0 } }
+            var splits: [[ByteBuffer]] = (0...all.readableBytes).map { cut in
+                [all.getSlice(at: 0, length: cut)!, all.getSlice(at: cut, length: all.readableBytes - cut)!]
+            }
+            splits.append((0..<all.readableBytes).map { all.getSlice(at: $0, length: 1)! })
+            for reads in splits {
+                let (channel, probe) = try Self.channel(framing)
+                for name in names { _ = try Self.request(channel, name) }
+                // (A socket never reads 0 bytes.)
+                for read in reads where read.readableBytes > 0 { try channel.writeInbound(read) }
+                #expect(probe.take() == expected, "\(framing) \(reads.map(\.readableBytes))")
+                #expect(probe.errors.isEmpty, "\(framing): \(probe.errors)")
+            }
+        }
+    }
+
     @Test("a reply larger than max_record is refused before it is all read")
     func replyTooLarge() throws {
         let (channel, probe) = try Self.channel(.newline, maxRecord: 16)

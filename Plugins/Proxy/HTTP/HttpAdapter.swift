@@ -412,6 +412,7 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
         context.fireChannelRead(wrapInboundOut(response.message))
         if !response.keepAlive {
             done = true
+            context.fireUserInboundEventTriggered(LegacyAnswerClosesConnection())
             context.close(promise: nil)
         }
     }

@@ -14,10 +14,14 @@ import ZbusKernel
 ///   deadline; when the oldest call on a connection passes it, that call gets its 504 and the connection is closed,
 ///   since the late answer would otherwise be read as the next call's. The calls behind it were sent and are not
 ///   repeated: they get a 502 saying so.
-/// - A connection the service closes with calls in flight fails them with a 502 (sent, not repeated), except a call
-///   that was the only one written to a connection reused after it had gone idle, with `retriable` true (an idempotent
-///   HTTP method): the service most likely closed the idle connection as it was reused, so that call is tried once
-///   more on a fresh connection, as the one-call client does.
+/// - A connection the service closes with calls in flight fails them with a 502 (sent, not repeated), except:
+///   - a call that was the only one written to a connection reused after it had gone idle, with `retriable` true (an
+///     idempotent HTTP method): the service most likely closed the idle connection as it was reused, so that call is
+///     tried once more on a fresh connection, as the one-call client does;
+///   - the `retriable` calls behind an answer that said the connection closes after it (HTTP `connection: close`, as
+///     nginx says every `keepalive_requests`): a service that says so processes nothing after that answer (RFC 9112
+///     9.6), so they are sent again on another connection. Otherwise every such close would fail the calls pipelined
+///     behind it. Each such close answers a call, so this cannot go on without progress; the deadline bounds it.
 /// - The connections opened are bounded by the loop's workers over `depth` (each worker has one call at a time).
 final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     /// The largest `pipeline` taken.
@@ -36,6 +40,8 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private let timedOut: ProxyError
     private var connections: [PipelinedConnection] = []
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerDeadline = NIODeadline.distantFuture
     private var flushScheduled = false
     private var shutDown = false
 
@@ -87,15 +93,16 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         guard call.deadline > .now() else { return call.completion(.failure(timedOut)) }
         // The first connection with room: filling one before the next keeps the batches large.
         let connection = connections.first { $0.isUsable && $0.count < depth } ?? open()
-        // Whether it may be sent twice is asked only of a call that would be the one on an idle kept connection.
-        connection.enqueue(call) { !call.retried && retriable(call.request) }
+        connection.enqueue(call)
         scheduleFlush()
         armTimer(for: call.deadline)
     }
 
     /// A new connection, taking calls at once (they are written when it is up).
     private func open() -> PipelinedConnection {
-        let connection = PipelinedConnection(errors: errors) { [self] connection, calls in closed(connection, handingBack: calls) }
+        let connection = PipelinedConnection(errors: errors, retriable: retriable) { [self] connection, calls in
+            closed(connection, handingBack: calls)
+        }
         connections.append(connection)
         let configure = self.configure
         ClientBootstrap(group: eventLoop)
@@ -142,8 +149,15 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         }
     }
 
+    /// Makes the timer fire by `deadline`. Calls come with ever later deadlines, so nearly always it is armed already
+    /// for an earlier one; but while it fires, a call made from an expired call's callback arms it a whole timeout
+    /// ahead before the next deadline of another connection is known: that one moves it back.
     private func armTimer(for deadline: NIODeadline) {
-        guard timer == nil else { return }
+        if let timer {
+            guard deadline < timerDeadline else { return }
+            timer.cancel()
+        }
+        timerDeadline = deadline
         timer = eventLoop.scheduleTask(deadline: deadline) { [self] in timerFired() }
     }
 
@@ -182,6 +196,8 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private let errors: ExchangeErrors
+    /// Whether a request may be sent twice (see the client).
+    private let retriable: @Sendable (Message) -> Bool
     /// Told once, when it closes, with the calls to make again elsewhere.
     private let onClose: (PipelinedConnection, [Call]) -> Void
     private var channel: (any Channel)?
@@ -193,28 +209,35 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     /// Answers read in the current read, handed over at its end.
     private var answers: [Message] = []
     private var needsFlush = false
-    private var closing = false
     private var finished = false
+    /// It is going (closed, or its reply could not be read): it takes no more calls, although it still hands over the
+    /// answers it read. A call made from one of those answers' callbacks (a loop worker's next call) would otherwise be
+    /// written to it, never sent, and failed with it: a request that may not be repeated lost for nothing.
+    private var going = false
     /// Answers read since it connected (a connection that has answered and gone idle may be closed by the service).
     private var answered = 0
 
-    init(errors: ExchangeErrors, onClose: @escaping (PipelinedConnection, [Call]) -> Void) {
+    /// The service said it closes the connection after the last answer read: the calls behind it were not processed.
+    private var closeAnnounced = false
+
+    init(errors: ExchangeErrors, retriable: @escaping @Sendable (Message) -> Bool,
+         onClose: @escaping (PipelinedConnection, [Call]) -> Void) {
         self.errors = errors
+        self.retriable = retriable
         self.onClose = onClose
     }
 
-    /// Whether it takes calls: not once it is going away, even while it hands over its last answers (whose callbacks
-    /// make new calls at once, which must go to another connection).
-    var isUsable: Bool { !finished && !closing }
+    /// Whether it takes calls.
+    var isUsable: Bool { !finished && !going }
     /// Calls taken and not answered.
     var count: Int { calls.count }
     /// The deadline of its oldest call.
     var oldestDeadline: NIODeadline? { calls.first?.deadline }
 
-    /// Takes a call; writes its request now if connected (flushed with the turn's others). `retriable` is asked when
-    /// the call is the only one on a kept connection that had gone idle.
-    func enqueue(_ call: Call, retriable: () -> Bool) {
-        if calls.isEmpty { headRetriable = answered > 0 && retriable() }
+    /// Takes a call; writes its request now if connected (flushed with the turn's others). Whether it may be sent twice
+    /// is asked (here) only of a call that is the only one on a kept connection that had gone idle.
+    func enqueue(_ call: Call) {
+        if calls.isEmpty { headRetriable = answered > 0 && !call.retried && retriable(call.request) }
         calls.append(call)
         if let channel { write(call.request, on: channel) }
     }
@@ -263,13 +286,18 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Answers read before the garbage stand; the calls still owed fail with it.
-        closing = true
+        going = true
         deliver()
         finish(failing: errors.garbage(error), behind: errors.garbage(error))
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is LegacyAnswerClosesConnection else { return context.fireUserInboundEventTriggered(event) }
+        closeAnnounced = true
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
-        closing = true
+        going = true
         deliver()
         let closed = errors.closed()
         finish(failing: closed.proxyError, behind: closed.proxyError, retryHead: true)
@@ -290,7 +318,8 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Closes and tells the client. The oldest call fails with `error`, the others sent with `behind`; the calls not
-    /// sent yet are handed back to be made on another connection, and so is a retriable oldest call when `retryHead`.
+    /// sent yet are handed back to be made on another connection, and so is a retriable oldest call when `retryHead`,
+    /// and every retriable call when the service said it closes after the last answer (it processed none of them).
     /// A connection that never came up fails every call with `error` (nothing was sent, and another try would fail
     /// the same way).
     private func finish(failing error: any Error, behind: any Error, retryHead: Bool = false) {
@@ -305,6 +334,8 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
                 call.completion(.failure(error))
             } else if index >= written {
                 handBack.append(call)
+            } else if retryHead && closeAnnounced && retriable(call.request) {
+                handBack.append(call)
             } else if index == 0 && retryHead && headRetriable && written == 1 {
                 call.retried = true
                 handBack.append(call)
@@ -316,6 +347,12 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
         onClose(self, handBack)
     }
 }
+
+/// Told (as a user inbound event) by a connection's codec as it closes the connection after an answer that ends it: one
+/// that said the connection would not be kept (HTTP `connection: close`, an HTTP/1.0 answer without keep-alive), after
+/// which the service processes no request, or (rarely) one framed so that the codec does not trust the connection
+/// with another. Either way the calls behind it that may be repeated are sent again.
+struct LegacyAnswerClosesConnection {}
 
 extension ExchangeErrors {
     /// A pipelined call behind one that timed out: sent, but its answer can no longer be told from the late one.
