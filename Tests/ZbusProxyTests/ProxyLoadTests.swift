@@ -145,8 +145,11 @@ struct TimedReply: Sendable {
 
 @Suite("Proxy adapters under load", .serialized, .blockingIO(.heavy))
 struct ProxyLoadTests {
-    @Test("64 concurrent callers through the http and the tcp adapter: each gets its own answer, none lost, none duplicated")
-    func concurrentCallers() async throws {
+    /// With `pipeline` above 1 the workers of a loop share connections carrying several requests each: the same
+    /// must hold, over a few connections.
+    @Test("64 concurrent callers through the http and the tcp adapter, one request per connection or pipelined: each gets its own answer, none lost, none duplicated",
+          arguments: [1, 4])
+    func concurrentCallers(pipeline: Int) async throws {
         let web = try await CountingService.http()
         let ledger = try await CountingService.line()
         let node = try startNode("""
@@ -154,8 +157,8 @@ struct ProxyLoadTests {
               - module: mq
               - module: proxy
                 adapters:
-                  - { name: web, kind: http, mq: LoadWeb, target: "http://127.0.0.1:\(web.port)", workers: 16, timeout: 20s }
-                  - { name: ledger, kind: tcp, mq: LoadLine, target: 127.0.0.1:\(ledger.port), framing: newline, workers: 16, timeout: 20s }
+                  - { name: web, kind: http, mq: LoadWeb, target: "http://127.0.0.1:\(web.port)", workers: 16, timeout: 20s, pipeline: \(pipeline) }
+                  - { name: ledger, kind: tcp, mq: LoadLine, target: 127.0.0.1:\(ledger.port), framing: newline, workers: 16, timeout: 20s, pipeline: \(pipeline) }
             """)
         defer { node.cleanUp() }
         // Callers spread over four client connections pools, as separate applications would be.
@@ -199,6 +202,10 @@ struct ProxyLoadTests {
             #expect(Set(seen.keys) == expected, "\(mq): \(expected.subtracting(seen.keys).count) requests never reached the service")
             let duplicated = seen.filter { $0.value != 1 }
             #expect(duplicated.isEmpty, "\(mq): sent to the service more than once: \(duplicated.prefix(5))")
+            if pipeline > 1 {
+                // 16 workers sharing connections of depth 4 per event loop: a few connections, not one per worker.
+                #expect(service.connections <= 6, "\(mq): \(service.connections) connections for 16 workers at depth 4")
+            }
         }
 
         for broker in brokers { await broker.broker.close() }
