@@ -163,8 +163,10 @@ final class RecordServerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// The legacy HTTP service's behaviour.
-final class LegacyHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+/// The shape of the test services' HTTP handlers behind NIO's server pipeline: collects each request's head and body
+/// and hands the whole request to ``request(_:body:context:)``; ``respond(_:to:status:headers:body:close:)`` writes a
+/// complete response.
+class WholeRequestHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     private var head: HTTPRequestHead?
@@ -179,23 +181,48 @@ final class LegacyHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             body.writeBuffer(&part)
         case .end:
             guard let head else { return }
-            let text = "legacy \(head.method.rawValue) \(head.uri) body=\(String(buffer: body)) x-test=\(head.headers["x-test"].first ?? "-")"
-            var status = HTTPResponseStatus.ok
-            if head.uri.hasPrefix("/status/"), let code = Int(head.uri.dropFirst("/status/".count)) {
-                status = HTTPResponseStatus(statusCode: code)
-            }
-            let respond = { [self] in
-                var headers = HTTPHeaders([("content-type", "text/plain"), ("x-legacy", "yes"), ("content-length", String(text.utf8.count))])
-                if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            }
-            if head.uri == "/slow" {
-                context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(3)) { respond() }
-            } else {
-                respond()
-            }
+            request(head, body: body, context: context)
+        }
+    }
+
+    /// One whole request (overridden).
+    func request(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {}
+
+    /// Declared here so that a subclass can override it: the protocol's default would be the one called otherwise.
+    func channelInactive(context: ChannelHandlerContext) {
+        context.fireChannelInactive()
+    }
+
+    /// Writes a response to `head` with a `content-length`, and `connection: close` (then closes) when `close`.
+    func respond(_ context: ChannelHandlerContext, to head: HTTPRequestHead, status: HTTPResponseStatus = .ok,
+                 headers extra: [(String, String)] = [], body text: String, close: Bool = false) {
+        var headers = HTTPHeaders(extra)
+        headers.add(name: "content-length", value: String(text.utf8.count))
+        if close { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if close { context.close(promise: nil) }
+    }
+}
+
+/// The legacy HTTP service's behaviour.
+final class LegacyHTTPHandler: WholeRequestHTTPHandler, @unchecked Sendable {
+    override func request(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        let text = "legacy \(head.method.rawValue) \(head.uri) body=\(String(buffer: body)) x-test=\(head.headers["x-test"].first ?? "-")"
+        var status = HTTPResponseStatus.ok
+        if head.uri.hasPrefix("/status/"), let code = Int(head.uri.dropFirst("/status/".count)) {
+            status = HTTPResponseStatus(statusCode: code)
+        }
+        let respond = { [self] in
+            var headers = [("content-type", "text/plain"), ("x-legacy", "yes")]
+            if !head.isKeepAlive { headers.append(("connection", "close")) }
+            self.respond(context, to: head, status: status, headers: headers, body: text)
+        }
+        if head.uri == "/slow" {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(3)) { respond() }
+        } else {
+            respond()
         }
     }
 }

@@ -158,38 +158,23 @@ final class TwiceLineHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-final class ClosingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+final class ClosingHTTPHandler: WholeRequestHTTPHandler, @unchecked Sendable {
     private let log: ServiceLog
-    private var head: HTTPRequestHead?
-    private var body = ByteBuffer()
     private var served = 0
 
     init(log: ServiceLog) {
         self.log = log
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let requestHead):
-            head = requestHead
-            body.clear()
-        case .body(var part): body.writeBuffer(&part)
-        case .end:
-            guard let head else { return }
-            let text = "\(head.method.rawValue) \(head.uri) \(String(buffer: body))"
-            log.arrived(text)
-            if head.uri.hasPrefix("/close") && served > 0 {
-                context.close(promise: nil)
-                return
-            }
-            served += 1
-            let headers = HTTPHeaders([("content-length", String(text.utf8.count))])
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    override func request(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        let text = "\(head.method.rawValue) \(head.uri) \(String(buffer: body))"
+        log.arrived(text)
+        if head.uri.hasPrefix("/close") && served > 0 {
+            context.close(promise: nil)
+            return
         }
+        served += 1
+        respond(context, to: head, body: text)
     }
 }
 

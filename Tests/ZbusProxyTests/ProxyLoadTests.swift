@@ -92,43 +92,26 @@ final class CountingService: Sendable {
 }
 
 /// The counting HTTP service's behaviour.
-final class CountingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+final class CountingHTTPHandler: WholeRequestHTTPHandler, @unchecked Sendable {
     private let log: ServiceLog
-    private var head: HTTPRequestHead?
-    private var body = ByteBuffer()
     private var holding = 0
 
     init(log: ServiceLog) {
         self.log = log
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let requestHead):
-            head = requestHead
-            body.clear()
-        case .body(var part):
-            body.writeBuffer(&part)
-        case .end:
-            guard let head else { return }
-            let text = String(buffer: body)
-            log.arrived(text)
-            if head.uri == "/hold" {
-                holding += 1
-                log.held(1)
-                return
-            }
-            let answer = "id=\(text)"
-            let headers = HTTPHeaders([("content-type", "text/plain"), ("content-length", String(answer.utf8.count))])
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    override func request(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        let text = String(buffer: body)
+        log.arrived(text)
+        if head.uri == "/hold" {
+            holding += 1
+            log.held(1)
+            return
         }
+        respond(context, to: head, headers: [("content-type", "text/plain")], body: "id=\(text)")
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    override func channelInactive(context: ChannelHandlerContext) {
         log.held(-holding)
         holding = 0
         context.fireChannelInactive()

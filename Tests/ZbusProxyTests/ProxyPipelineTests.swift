@@ -126,10 +126,7 @@ struct ProxyPipelineTests {
 /// An HTTP service that misbehaves with its connections: answers `id=BODY` (logging each request by body, or by
 /// `METHOD URI` when it has none), and either closes after every n-th answer it gives on a connection (saying
 /// `connection: close`), or reads the second request on a connection and closes without answering it.
-final class MisbehavingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
+final class MisbehavingHTTPHandler: WholeRequestHTTPHandler, @unchecked Sendable {
     enum Mode {
         case answerThenCloseEvery(Int)
         case closeUnansweredOnSecond
@@ -137,8 +134,6 @@ final class MisbehavingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private let log: ServiceLog
     private let mode: Mode
-    private var head: HTTPRequestHead?
-    private var body = ByteBuffer()
     private var requests = 0
 
     init(log: ServiceLog, mode: Mode) {
@@ -146,35 +141,17 @@ final class MisbehavingHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         self.mode = mode
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let requestHead):
-            head = requestHead
-            body.clear()
-        case .body(var part):
-            body.writeBuffer(&part)
-        case .end:
-            guard let head else { return }
-            requests += 1
-            let text = String(buffer: body)
-            log.arrived(text.isEmpty ? "\(head.method.rawValue) \(head.uri)" : text)
-            var close = false
-            switch mode {
-            case .closeUnansweredOnSecond where requests == 2:
-                context.close(promise: nil)
-                return
-            case .answerThenCloseEvery(let n):
-                close = requests % n == 0
-            default:
-                break
-            }
-            let answer = "id=\(text)"
-            var headers = HTTPHeaders([("content-length", String(answer.utf8.count))])
-            if close { headers.add(name: "connection", value: "close") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            if close { context.close(promise: nil) }
+    override func request(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        requests += 1
+        let text = String(buffer: body)
+        log.arrived(text.isEmpty ? "\(head.method.rawValue) \(head.uri)" : text)
+        switch mode {
+        case .closeUnansweredOnSecond where requests == 2:
+            context.close(promise: nil)
+        case .answerThenCloseEvery(let n):
+            respond(context, to: head, body: "id=\(text)", close: requests % n == 0)
+        default:
+            respond(context, to: head, body: "id=\(text)")
         }
     }
 }
