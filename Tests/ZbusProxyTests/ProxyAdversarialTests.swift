@@ -54,7 +54,17 @@ enum MisbehavingService {
     /// connection that already served one is read and left unanswered: the connection is closed.
     static func lineClosingKeptConnections(log: ServiceLog) async throws -> LegacyServer {
         try await LegacyServer.custom { channel in
-            try channel.pipeline.syncOperations.addHandler(ClosingLineHandler(log: log))
+            let served = NIOLoopBoundBox(0, eventLoop: channel.eventLoop)
+            try channel.pipeline.syncOperations.addHandler(RecordServerHandler(
+                extract: { TestFraming.extract("newline", recordSize: 0, from: &$0) },
+                respond: { record in
+                    let text = String(buffer: record)
+                    log.arrived(text)
+                    // Closed without an answer (nothing written before the close).
+                    if text.hasPrefix("close") && served.value > 0 { return (ByteBuffer(), true) }
+                    served.value += 1
+                    return (ByteBuffer(string: "echo:\(text)\n"), false)
+                }))
         }
     }
 
@@ -175,33 +185,6 @@ final class ClosingHTTPHandler: WholeRequestHTTPHandler, @unchecked Sendable {
         }
         served += 1
         respond(context, to: head, body: text)
-    }
-}
-
-final class ClosingLineHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    private let log: ServiceLog
-    private var buffer = ByteBuffer()
-    private var served = 0
-
-    init(log: ServiceLog) {
-        self.log = log
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
-        buffer.writeBuffer(&bytes)
-        while let record = TestFraming.extract("newline", recordSize: 0, from: &buffer) {
-            let text = String(buffer: record)
-            log.arrived(text)
-            if text.hasPrefix("close") && served > 0 {
-                context.close(promise: nil)
-                return
-            }
-            served += 1
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "echo:\(text)\n")), promise: nil)
-        }
     }
 }
 
