@@ -186,6 +186,60 @@ struct PipelinedLegacyClientTests {
         try await loop.submit { for caller in callers { caller.shutdown() } }.get()
         await service.stop()
     }
+
+    @Test("a service that refuses connections, with calls queued on the connection being made: each call fails once (502: it is down), and the calls made from those failures too")
+    func connectRefusedWithCallsQueued() async throws {
+        let adapter = HttpAdapter(name: "down", target: HostAndPort(host: "127.0.0.1", port: refusingPort()), basePath: "",
+                                  connectTimeout: .seconds(5), maxIdle: 4, pipeline: 4)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let callers = (0..<6).map { _ in adapter.makeLoopCaller(on: loop, timeout: .seconds(5)) }
+        let replies = try await withThrowingTaskGroup(of: Results.self) { group in
+            for (index, caller) in callers.enumerated() {
+                group.addTask { try await Self.chain(caller, (0..<3).map { ("c\(index)-\($0)", Self.post("c\(index)-\($0)")) }) }
+            }
+            return try await group.reduce(into: []) { $0 += $1.replies }
+        }
+        #expect(replies.count == 18)
+        #expect(Set(replies.map(\.sent)).count == 18)
+        for reply in replies {
+            guard case .failure(let error as ProxyError) = reply.result else {
+                Issue.record("\(reply.sent): \(Self.text(reply.result))")
+                continue
+            }
+            #expect(error.reply.status == 502 && "\(error)".contains("connect failed"), "\(reply.sent): \(error)")
+        }
+        try await loop.submit { for caller in callers { caller.shutdown() } }.get()
+    }
+
+    @Test("the last worker stops with calls in flight on three connections: every call fails once, at once, and calls made afterwards fail too")
+    func shutdownWithCallsInFlight() async throws {
+        let service = try await CountingService.http()
+        let adapter = HttpAdapter(name: "held", target: HostAndPort(host: "127.0.0.1", port: service.port), basePath: "",
+                                  connectTimeout: .seconds(5), maxIdle: 4, pipeline: 2)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let caller = adapter.makeLoopCaller(on: loop, timeout: .seconds(60))
+        let results = Results()
+        let all = loop.makePromise(of: Void.self)
+        try await loop.submit {
+            for sent in ["a", "b", "c", "d", "e"] {
+                caller.call(Self.post(sent, path: "/hold")) { result in
+                    results.replies.append((sent, result, 0))
+                    if results.replies.count == 5 { all.succeed(()) }
+                }
+            }
+        }.get()
+        // Three connections: a and b, c and d, e; the service holds the first request of each (the second waits
+        // behind it in the service's own pipelining).
+        for _ in 0..<1000 where service.requests.open < 3 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(service.requests.open == 3)
+        try await loop.submit { caller.shutdown() }.get()
+        try await all.futureResult.get()
+        #expect(results.replies.map(\.sent).sorted() == ["a", "b", "c", "d", "e"])
+        #expect(results.replies.allSatisfy { if case .failure = $0.result { true } else { false } })
+        let after = try await Self.chain(caller, [("f", Self.post("f"))])
+        #expect(Self.text(after.replies[0].result).contains("the adapter is stopping"))
+        await service.stop()
+    }
 }
 
 /// One pipelined connection on an `EmbeddedChannel` behind the real `http` codec: which call gets which answer, which

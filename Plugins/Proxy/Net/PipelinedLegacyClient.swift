@@ -216,7 +216,6 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     private var going = false
     /// Answers read since it connected (a connection that has answered and gone idle may be closed by the service).
     private var answered = 0
-
     /// The service said it closes the connection after the last answer read: the calls behind it were not processed.
     private var closeAnnounced = false
 
