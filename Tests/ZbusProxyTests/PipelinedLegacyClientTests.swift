@@ -124,7 +124,8 @@ struct PipelinedLegacyClientTests {
         try await all.futureResult.get()
         let c = try #require(results.replies.first { $0.sent == "c" })
         #expect(Self.text(c.result).contains("did not answer within"), "\(Self.text(c.result))")
-        #expect(c.seconds < timeout * 1.4, "c waited \(c.seconds) s for a \(timeout) s timeout")
+        // Before the fix c waited for d's deadline, 3.75 s; the bound leaves room for a loaded machine.
+        #expect(c.seconds < timeout * 1.6, "c waited \(c.seconds) s for a \(timeout) s timeout")
         try await loop.submit { caller.shutdown() }.get()
         await service.stop()
     }
