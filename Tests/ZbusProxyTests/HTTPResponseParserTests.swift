@@ -157,6 +157,12 @@ struct HTTPResponseParserTests {
         var smuggled = Message()
         smuggled.headers["http-method"] = "GET /admin HTTP/1.1"
         #expect(HTTPRequestEncoding.refusal(of: smuggled)?.contains("not an HTTP method token") == true)
+        // A tunnel: the answer to a CONNECT turns the connection into one, which no reply message can carry.
+        for method in ["CONNECT", "connect"] {
+            var tunnel = Message()
+            tunnel.headers["http-method"] = method
+            #expect(HTTPRequestEncoding.refusal(of: tunnel)?.contains("CONNECT") == true, "\(method)")
+        }
     }
 
     @Test("two responses in one read come out in order")

@@ -183,6 +183,9 @@ struct HTTPRequestEncoding: Sendable {
         if method.isEmpty || !method.utf8.allSatisfy(HTTPResponseParser.isTokenByte) {
             return "the method \(quoted(method)) is not an HTTP method token"
         }
+        // Its 2xx answer makes the connection a tunnel (RFC 9110 9.3.6): no framed reply, and on a kept or pipelined
+        // connection whatever followed would be read as other callers' answers.
+        if method == "CONNECT" { return "the method CONNECT opens a tunnel, which the bus cannot carry" }
         guard let problem = pathProblem(uri) else { return nil }
         return "the path \(quoted(uri)) \(problem)"
     }
