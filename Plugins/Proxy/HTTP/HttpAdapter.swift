@@ -66,14 +66,13 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let pool: LegacyClientPool<Message, Message>
     private let maxReply: Int
     /// Requests in flight on one loop connection (1: one call per worker connection).
-    private let pipeline: Int
-    var pipelineDepth: Int { pipeline }
+    let pipelineDepth: Int
     private let pipelined = PipelinedClients()
 
     init(name: String, target: HostAndPort, basePath: String, connectTimeout: Duration, maxIdle: Int,
          maxReply: Int = HttpAdapterFactory.defaultMaxReply, pipeline: Int = 1) {
         self.name = name
-        self.pipeline = pipeline
+        self.pipelineDepth = pipeline
         self.target = target
         self.basePath = basePath
         self.connectTimeout = connectTimeout
@@ -104,7 +103,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
         }
         let check: @Sendable (Message) throws -> Void = { [self] message in try self.check(message) }
-        guard pipeline > 1 else {
+        guard pipelineDepth > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
                                     timeout: timeout, configure: configure, check: check,
                                     notRepeatable: HTTPRequestEncoding.notRepeatable)
@@ -112,7 +111,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         return pipelined.caller(on: eventLoop) {
             PipelinedLegacyClient(
                 on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
-                depth: pipeline, configure: configure, check: check,
+                depth: pipelineDepth, configure: configure, check: check,
                 // Sent again only when the service most likely closed an idle connection as it was reused, and
                 // only a request that may be repeated (RFC 9110 9.2.2).
                 retriable: { HTTPRequestEncoding.notRepeatable($0) == nil })
@@ -221,7 +220,7 @@ struct HTTPRequestEncoding: Sendable {
             case UInt8(ascii: "\\"):
                 return "holds a '\\', which some servers read as '/'"
             case UInt8(ascii: "%"):
-                guard index + 2 < queryStart, let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2]) else {
+                guard index + 2 < queryStart, let high = ASCIIBytes.hexValue(bytes[index + 1]), let low = ASCIIBytes.hexValue(bytes[index + 2]) else {
                     return "holds a '%' not followed by two hex digits"
                 }
                 switch high << 4 | low {
@@ -236,15 +235,6 @@ struct HTTPRequestEncoding: Sendable {
             index += 1
         }
         return nil
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     /// `text` in quotes for a refusal, control bytes escaped and cut at 200 characters.

@@ -131,8 +131,8 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         return connection
     }
 
-    /// A connection went away: it is forgotten, and the calls it hands back (never sent, or sent once to an idle
-    /// connection the service had closed) are made again on another.
+    /// A connection went away: it is forgotten, and the calls it hands back (sent to a connection the service closed
+    /// without processing them) are made again on another.
     private func closed(_ connection: PipelinedConnection, handingBack calls: [PipelinedConnection.Call]) {
         connections.removeAll { $0 === connection }
         for call in calls { send(call) }
@@ -201,9 +201,8 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     /// Told once, when it closes, with the calls to make again elsewhere.
     private let onClose: (PipelinedConnection, [Call]) -> Void
     private var channel: (any Channel)?
-    /// The calls in order; the first `written` of them have their request on the connection.
+    /// The calls in order. Once connected, every one has its request written (a call is written as it comes).
     private var calls = CircularBuffer<Call>(initialCapacity: 4)
-    private var written = 0
     /// Whether the first call written may be sent again if the connection turns out closed (see the client).
     private var headRetriable = false
     /// Answers read in the current read, handed over at its end.
@@ -264,11 +263,11 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func close() {
-        finish(failing: errors.closed().proxyError, behind: errors.closed().proxyError)
+        let closed = errors.closed().proxyError
+        finish(failing: closed, behind: closed)
     }
 
     private func write(_ request: Message, on channel: any Channel) {
-        written += 1
         needsFlush = true
         channel.write(request, promise: nil)
     }
@@ -309,40 +308,37 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
         answers = []
         for answer in read {
             guard let call = calls.popFirst() else { break }
-            written -= 1
             answered += 1
             headRetriable = false
             call.completion(.success(answer))
         }
     }
 
-    /// Closes and tells the client. The oldest call fails with `error`, the others sent with `behind`; the calls not
-    /// sent yet are handed back to be made on another connection, and so is a retriable oldest call when `retryHead`,
-    /// and every retriable call when the service said it closes after the last answer (it processed none of them).
-    /// A connection that never came up fails every call with `error` (nothing was sent, and another try would fail
-    /// the same way).
+    /// Closes and tells the client. The oldest call fails with `error`, the others (all sent) with `behind`; handed
+    /// back to be made on another connection instead, when `retryHead`: every retriable call if the service said it
+    /// closes after the last answer (it processed none of them), or the oldest if it is retriable and alone. A
+    /// connection that never came up fails every call with `error` (nothing was sent, and another try would fail the
+    /// same way).
     private func finish(failing error: any Error, behind: any Error, retryHead: Bool = false) {
         guard !finished else { return }
         finished = true
         channel?.close(promise: nil)
+        let alone = calls.count == 1
         var handBack: [Call] = []
         var index = 0
         while var call = calls.popFirst() {
             defer { index += 1 }
             if channel == nil {
                 call.completion(.failure(error))
-            } else if index >= written {
-                handBack.append(call)
             } else if retryHead && closeAnnounced && retriable(call.request) {
                 handBack.append(call)
-            } else if index == 0 && retryHead && headRetriable && written == 1 {
+            } else if index == 0 && retryHead && headRetriable && alone {
                 call.retried = true
                 handBack.append(call)
             } else {
                 call.completion(.failure(index == 0 ? error : behind))
             }
         }
-        written = 0
         onClose(self, handBack)
     }
 }

@@ -58,14 +58,13 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     private let configure: LegacyClientPool<ByteBuffer, ByteBuffer>.Configure
     private let pool: LegacyClientPool<ByteBuffer, ByteBuffer>
     /// Records in flight on one loop connection (1: one call per worker connection).
-    private let pipeline: Int
-    var pipelineDepth: Int { pipeline }
+    let pipelineDepth: Int
     private let pipelined = PipelinedClients()
 
     init(name: String, target: HostAndPort, framing: TcpFraming, maxRecord: Int, connectTimeout: Duration, maxIdle: Int,
          pipeline: Int = 1) {
         self.name = name
-        self.pipeline = pipeline
+        self.pipelineDepth = pipeline
         self.target = target
         self.framing = framing
         self.connectTimeout = connectTimeout
@@ -92,7 +91,7 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             try channel.pipeline.syncOperations.addHandler(TcpMessageCodec())
         }
         let check: @Sendable (Message) throws -> Void = { [self] message in _ = try record(of: message) }
-        guard pipeline > 1 else {
+        guard pipelineDepth > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
                                     timeout: timeout, configure: loopConfigure, check: check,
                                     notRepeatable: { _ in Self.notRepeatable })
@@ -100,7 +99,7 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         return pipelined.caller(on: eventLoop) {
             // A record may change state on the service: never sent twice.
             PipelinedLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
-                                  timeout: timeout, depth: pipeline, configure: loopConfigure, check: check,
+                                  timeout: timeout, depth: pipelineDepth, configure: loopConfigure, check: check,
                                   retriable: { _ in false })
         }
     }
@@ -111,11 +110,7 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
     /// The record sent for `request`: its body, refused (400) before connecting when it cannot be framed.
     private func record(of request: Message) throws -> ByteBuffer {
         let body = request.body ?? ByteBuffer()
-        do {
-            _ = try framing.frame(body, allocator: ByteBufferAllocator())
-        } catch {
-            throw ProxyError.badRequest(service: name, reason: error.description)
-        }
+        if let refusal = framing.refusal(of: body) { throw ProxyError.badRequest(service: name, reason: refusal.description) }
         return body
     }
 

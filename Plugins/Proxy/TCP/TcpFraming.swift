@@ -53,27 +53,42 @@ enum TcpFramingError: Error, CustomStringConvertible {
 }
 
 extension TcpFraming {
+    /// Why `record` cannot be sent with this framing, or `nil`: checked before anything is sent (a 400 for the caller),
+    /// without framing it.
+    func refusal(of record: ByteBuffer) -> TcpFramingError? {
+        let size = record.readableBytes
+        switch self {
+        case .newline:
+            // One trailing newline is the record's end, written once; another inside would end it early.
+            let view = record.readableBytesView
+            return view.dropLast(view.last == UInt8(ascii: "\n") ? 1 : 0).contains(UInt8(ascii: "\n")) ? .newlineInRecord : nil
+        case .length2:
+            return size <= Int(UInt16.max) ? nil : .tooLongForPrefix(size: size, framing: self)
+        case .length4:
+            return size <= Int(UInt32.max) ? nil : .tooLongForPrefix(size: size, framing: self)
+        case .fixed(let recordSize):
+            return size <= recordSize ? nil : .tooLongForFixed(size: size, recordSize: recordSize)
+        }
+    }
+
     /// Frames one request record.
     func frame(_ record: ByteBuffer, allocator: ByteBufferAllocator) throws(TcpFramingError) -> ByteBuffer {
+        if let refusal = refusal(of: record) { throw refusal }
         var record = record
         let size = record.readableBytes
         var out = allocator.buffer(capacity: size + 4)
         switch self {
         case .newline:
             if record.readableBytesView.last == UInt8(ascii: "\n") { record.moveWriterIndex(to: record.writerIndex - 1) }
-            if record.readableBytesView.contains(UInt8(ascii: "\n")) { throw .newlineInRecord }
             out.writeBuffer(&record)
             out.writeInteger(UInt8(ascii: "\n"))
         case .length2:
-            guard size <= Int(UInt16.max) else { throw .tooLongForPrefix(size: size, framing: self) }
             out.writeInteger(UInt16(size), endianness: .big)
             out.writeBuffer(&record)
         case .length4:
-            guard size <= Int(UInt32.max) else { throw .tooLongForPrefix(size: size, framing: self) }
             out.writeInteger(UInt32(size), endianness: .big)
             out.writeBuffer(&record)
         case .fixed(let recordSize):
-            guard size <= recordSize else { throw .tooLongForFixed(size: size, recordSize: recordSize) }
             out.writeBuffer(&record)
             out.writeRepeatingByte(UInt8(ascii: " "), count: recordSize - size)
         }

@@ -9,6 +9,17 @@ public enum ASCIIBytes {
         (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) ? byte | 0x20 : byte
     }
 
+    /// The value of the hex digit `byte` (`0`–`9`, `a`–`f`, `A`–`F`), or `nil`: for `%XX` escapes.
+    @inlinable
+    public static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
     /// Whether `bytes` spell `lowercase`, in any case.
     ///
     /// Inlined (as is ``startsWithIgnoringCase(_:_:)``): the parser compares every header name against constants,
