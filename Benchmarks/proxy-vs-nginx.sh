@@ -7,10 +7,15 @@
 # Defaults: 5 s per measurement, wrk -t1 -c16, 3 rounds, 16 adapter workers, pipeline 16 for the pipelined paths. Needs nginx, wrk and gcc
 # (apt-get install nginx wrk gcc). ZBUS=... and PROXY_BENCH=... take ready binaries instead of building.
 #
+# THREADS (default 1) is both the reverse proxy's `worker_processes` and the node's event loops (`node.threads`), so
+# the two proxies get the same number of threads: on a machine whose cores the callers and the service share, a proxy
+# with more threads than its peer pays for the extra wake-ups and cross-thread handoffs, and the comparison would
+# measure that rather than the cost of a call. Run THREADS=2 for the two-thread pairing.
+#
 # The service: nginx (one worker) serving a 5-byte file `/q` ("hello"); its TCP twin, Benchmarks/tools/line-service.c
 # (one thread, epoll, answers every line with "hello"), for the `tcp` adapter. Each round measures, in turn:
 #   direct        wrk -t1 -cN straight to the HTTP service
-#   nginx-proxy   wrk through a second nginx (one worker): proxy_pass to an `upstream` with `keepalive 64`
+#   nginx-proxy   wrk through a second nginx (THREADS workers): proxy_pass to an `upstream` with `keepalive 64`
 #   bus-wrk       wrk with zbus headers (cmd: produce, mq: Bench, ack: 0, path: /q) to a zbus node whose `http`
 #                 adapter (WORKERS workers, max_in_flight WORKERS) calls the service: what a curl-style caller sees
 #   bus-invoker   the Swift MqInvoker (zbus-proxy-bench, N callers, one call in flight each) on the same node and MQ
@@ -33,6 +38,7 @@ CONNECTIONS=${2:-16}
 ROUNDS=${3:-3}
 WORKERS=${4:-16}
 PIPELINE=${5:-16}
+THREADS=${THREADS:-1}
 SCRATCH=${SCRATCH:-.build-release}
 WORK=$(mktemp -d /tmp/zbus-bench-proxy-nginx.XXXXXX)
 LINE_PID=
@@ -65,12 +71,12 @@ SERVICE_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 LINE_PORT=$(free_port)
 
-# nginx_start NAME SERVER_BLOCK: one nginx master with one worker, its files under $WORK.
+# nginx_start NAME SERVER_BLOCK [WORKERS]: one nginx master with WORKERS workers (default 1), its files under $WORK.
 nginx_start() {
-    local name=$1 server=$2
+    local name=$1 server=$2 workers=${3:-1}
     mkdir -p "$WORK/$name-tmp"
     cat > "$WORK/nginx-$name.conf" <<CONF
-worker_processes 1;
+worker_processes $workers;
 daemon on;
 pid $WORK/nginx-$name.pid;
 error_log $WORK/nginx-$name-error.log;
@@ -91,14 +97,14 @@ chmod 755 "$WORK"   # nginx's worker runs as `nobody` when the script runs as ro
 printf 'hello' > "$WORK/www/q"
 nginx_start service "server { listen 127.0.0.1:$SERVICE_PORT; root $WORK/www; location / { default_type text/plain; } }"
 nginx_start proxy "upstream legacy { server 127.0.0.1:$SERVICE_PORT; keepalive 64; keepalive_requests 1000000; }
-    server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://legacy; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://legacy; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "$THREADS"
 "$WORK/line-service" "$LINE_PORT" hello &
 LINE_PID=$!
 
 cat > "$WORK/node.yaml" <<YAML
 node:
   log_level: warning
-  threads: ${NODE_THREADS:-0}
+  threads: $THREADS
 modules:
   - module: mq
   - module: proxy
@@ -152,9 +158,9 @@ check bus-pipe "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: BenchPipe' -H 'ack: 0' 
 check tcp-pipe "$(curl -s -m 5 -H 'cmd: produce' -H 'mq: BenchTcpPipe' -H 'ack: 0' "http://127.0.0.1:$ZBUS_PORT/")"
 
 # The server side of each path, whose CPU time per request the summary reports: a figure the other engineers' load on
-# a shared machine moves far less than the rates. nginx's work is done by its worker (one per master).
+# a shared machine moves far less than the rates. nginx's work is done by its workers.
 SERVICE_WORKER=$(pgrep -P "$(cat "$WORK/nginx-service.pid")" | head -1)
-PROXY_WORKER=$(pgrep -P "$(cat "$WORK/nginx-proxy.pid")" | head -1)
+PROXY_WORKERS=$(pgrep -P "$(cat "$WORK/nginx-proxy.pid")" | tr '\n' ' ')
 cpu_sum() { local total=0; for pid in "$@"; do total=$((total + $(process_cpu "$pid"))); done; echo "$total"; }
 
 # measure NAME "PIDS" COMMAND...: runs COMMAND, which prints "RATE REQUESTS", and prints "RATE CPU_US_PER_REQUEST" where
@@ -208,13 +214,13 @@ line_run() {
     echo "$rate $(python3 -c "print(int($rate * ($SECONDS_PER_RUN + 1)))")"
 }
 
-echo "== GET /q (5 bytes), wrk -t1 -c$CONNECTIONS, ${SECONDS_PER_RUN}s each after 1s warm-up, $ROUNDS rounds, $WORKERS adapter workers, pipeline $PIPELINE, $(nproc) cores, CPU probe $(cpu_probe) ms"
+echo "== GET /q (5 bytes), wrk -t1 -c$CONNECTIONS, ${SECONDS_PER_RUN}s each after 1s warm-up, $ROUNDS rounds, $WORKERS adapter workers, pipeline $PIPELINE, $THREADS proxy thread(s) (nginx workers, node event loops), $(nproc) cores, CPU probe $(cpu_probe) ms"
 echo "   service 127.0.0.1:$SERVICE_PORT (nginx), reverse proxy :$PROXY_PORT (nginx), TCP twin :$LINE_PORT, zbus :$ZBUS_PORT"
 echo "   each figure: req/s (server-side CPU µs per request: the service, plus the reverse proxy or the zbus node)"
 LINES=()
 for round in $(seq "$ROUNDS"); do
     DIRECT=$(wrk_path "http://127.0.0.1:$SERVICE_PORT/q" "" "$SERVICE_WORKER")
-    NGINX=$(wrk_path "http://127.0.0.1:$PROXY_PORT/q" "" "$SERVICE_WORKER $PROXY_WORKER")
+    NGINX=$(wrk_path "http://127.0.0.1:$PROXY_PORT/q" "" "$SERVICE_WORKER $PROXY_WORKERS")
     BUS=$(wrk_path "http://127.0.0.1:$ZBUS_PORT/" bus "$SERVICE_WORKER $ZBUS_PID")
     INVOKER=$(measure invoker "$SERVICE_WORKER $ZBUS_PID" invoker_run)
     TCP_DIRECT=$(measure line "$LINE_PID" line_run)

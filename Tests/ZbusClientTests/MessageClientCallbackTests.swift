@@ -135,4 +135,19 @@ struct MessageClientCallbackTests {
         #expect(message.sender == "session-3")
         guard case .message = ConsumeReply(reply(204, "not empty")) else { Issue.record("a 204 with a body is a message"); return }
     }
+
+    @Test("ConsumeReply gives the headers in the order that editing them one by one gives", arguments: [
+        [("mq", "Q"), ("rawid", "p-1"), ("x-a", "1"), ("id", "c-1"), ("sender", "s")],
+        [("id", "c-1"), ("mq", "Q"), ("rawid", "p-1")],
+        [("mq", "Q"), ("rawid", "p-1"), ("x-a", "1")],
+        [("mq", "Q"), ("id", "c-1"), ("x-a", "1")],
+    ])
+    func consumeReplyHeaderOrder(fields: [(String, String)]) {
+        var delivered = Message(status: 200)
+        for (name, value) in fields { delivered.headers.append(lowercased: name, value) }
+        var expected = delivered
+        expected.id = expected.headers.removeValue(lowercased: HeaderName.rawId)
+        guard case .message(let message) = ConsumeReply(delivered) else { Issue.record("not a message"); return }
+        #expect(message.headers.pairs.map { "\($0.name)=\($0.value)" } == expected.headers.pairs.map { "\($0.name)=\($0.value)" })
+    }
 }

@@ -44,6 +44,30 @@ struct StoredDeliveryTests {
         }
     }
 
+    @Test("delivered(requestId:close:) builds, in order, the headers that removing and setting them one by one gives",
+          arguments: 0..<7)
+    func deliveredMatchesEdits(index: Int) throws {
+        var input = ByteBuffer(string: Self.produced[index])
+        var parser = MessageParser()
+        let produced = try #require(try parser.next(&input))
+        for requestId in [nil, "c-1"] {
+            // The reference: the message copied, then edited header by header.
+            var expected = produced
+            expected.headers.removeValue(lowercased: HeaderName.cmd)
+            expected.headers.removeValue(lowercased: HeaderName.ack)
+            if case .request = expected.startLine { expected.startLine = .status(code: 200, reason: nil) }
+            if let producerId = expected.id { expected.rawId = producerId }
+            if let requestId { expected.id = requestId }
+            let delivered = produced.delivered(requestId: requestId, close: true)
+            #expect(delivered.headers.pairs.map { "\($0.name): \($0.value)" } == expected.headers.pairs.map { "\($0.name): \($0.value)" },
+                    "message \(index), requestId \(requestId ?? "nil")")
+            #expect(delivered.startLine == expected.startLine)
+            #expect(delivered.body == expected.body)
+            #expect(delivered.closeRequested)
+            #expect(delivered.id == (requestId ?? produced.id))
+        }
+    }
+
     @Test("a delivered produce: 200, rawid = the producer's id, id = the consume's id, body intact")
     func deliveredShape() throws {
         var out = ByteBuffer()

@@ -13,12 +13,11 @@ extension Message {
     /// The message as a consumer receives it (zbus 6 §3): status 200 unless it carries a status, `cmd` and `ack`
     /// dropped, `rawid` = the producer's `id`, `id` = the consume's id (when it had one).
     package func delivered(requestId: String?, close: Bool) -> Message {
-        var message = self
-        message.headers.removeValue(lowercased: HeaderName.cmd)
-        message.headers.removeValue(lowercased: HeaderName.ack)
-        if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
-        if let producerId = message.id { message.rawId = producerId }
-        if let requestId { message.id = requestId }
+        // Built rather than copied and edited: one pass over the headers (`Headers.forDelivery`).
+        var message = Message(startLine: startLine)
+        if case .request = startLine { message.startLine = .status(code: 200, reason: nil) }
+        message.headers = headers.forDelivery(requestId: requestId)
+        message.body = body
         message.closeRequested = close
         return message
     }

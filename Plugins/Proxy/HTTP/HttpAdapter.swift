@@ -140,6 +140,14 @@ struct HTTPRequestEncoding: Sendable {
     let host: String
     /// The target URL's path, put before the request's.
     let basePath: String
+    /// What follows the path on every request: the version and the `host` line, joined once rather than per call.
+    private let afterPath: String
+
+    init(host: String, basePath: String) {
+        self.host = host
+        self.basePath = basePath
+        self.afterPath = " HTTP/1.1\r\nhost: \(host)\r\n"
+    }
 
     /// The method and the path of the request for `message`.
     static func methodAndURI(of message: Message) -> (method: String, uri: String) {
@@ -249,21 +257,52 @@ struct HTTPRequestEncoding: Sendable {
     func write(_ message: Message, into buffer: inout ByteBuffer) -> HTTPMethod {
         let (method, uri) = Self.methodAndURI(of: message)
         let bodyLength = message.body?.readableBytes ?? 0
-        buffer.writeString(method)
-        buffer.writeStaticString(" ")
-        buffer.writeString(basePath)
-        buffer.writeString(uri)
-        buffer.writeStaticString(" HTTP/1.1\r\nhost: ")
-        buffer.writeString(host)
-        buffer.writeStaticString("\r\n")
-        for (name, value) in message.headers where !ReservedHeaders.contains(name) {
-            Self.writeHeader(name, value, into: &buffer)
+        writeRequestLine(method: method, uri: uri, into: &buffer)
+        message.headers.forEachField { name, value in
+            if !ReservedHeaders.contains(name) { Self.writeHeader(name, value, into: &buffer) }
         }
-        buffer.writeStaticString("content-length: ")
-        buffer.writeString(String(bodyLength))
-        buffer.writeStaticString("\r\n\r\n")
-        if bodyLength > 0, var body = message.body { buffer.writeBuffer(&body) }
+        if bodyLength == 0 {
+            buffer.writeStaticString("content-length: 0\r\n\r\n")
+        } else {
+            buffer.writeStaticString("content-length: ")
+            buffer.writeString(String(bodyLength))
+            buffer.writeStaticString("\r\n\r\n")
+            if var body = message.body { buffer.writeBuffer(&body) }
+        }
         return HTTPMethod(rawValue: method)
+    }
+
+    /// Writes `METHOD SP base-path path SP HTTP/1.1`, its CRLF and the `host` line with one copy (a write per part
+    /// cost more than the bytes: each checks the buffer's capacity and uniqueness).
+    private func writeRequestLine(method: String, uri: String, into buffer: inout ByteBuffer) {
+        var method = method
+        var uri = uri
+        var basePath = basePath
+        var afterPath = afterPath
+        method.withUTF8 { method in
+            basePath.withUTF8 { basePath in
+                uri.withUTF8 { uri in
+                    afterPath.withUTF8 { afterPath in
+                        let total = method.count + 1 + basePath.count + uri.count + afterPath.count
+                        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { target in
+                            var cursor = target.baseAddress!
+                            func put(_ part: UnsafeBufferPointer<UInt8>) {
+                                guard part.count > 0 else { return }
+                                cursor.copyMemory(from: part.baseAddress!, byteCount: part.count)
+                                cursor += part.count
+                            }
+                            put(method)
+                            cursor.storeBytes(of: UInt8(ascii: " "), as: UInt8.self)
+                            cursor += 1
+                            put(basePath)
+                            put(uri)
+                            put(afterPath)
+                            return total
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Writes `name: value` and its CRLF with one copy into the buffer (four writes each cost more than the bytes).

@@ -56,9 +56,10 @@ public enum ConsumeReply: Sendable {
                 break  // a message produced without an id
             }
         }
-        // Moved, not copied: a copy would share the header block and the edit below would duplicate it.
+        // The header block rebuilt in one pass (`Headers.forConsumer`): it is usually still shared with the message
+        // in transit, so editing it in place would copy it first.
         var message = consume reply
-        message.id = message.headers.removeValue(lowercased: HeaderName.rawId)
+        message.headers = message.headers.forConsumer()
         self = .message(message)
     }
 }

@@ -182,6 +182,76 @@ public struct Headers: Sendable, Equatable {
         isIndexed = false
     }
 
+    /// The headers of a message as a consumer receives it (zbus 6 §3), built in one pass: `cmd` and `ack` left out,
+    /// `rawid` set to this block's `id` (in place if present, else at the end), and `id` replaced by `requestId` when
+    /// there is one (added at the end if this block has no `id`). The same block, in the same order, as removing and
+    /// setting those headers one by one would give, without the copy on first write, the shifts of each removal and
+    /// the regrowth of each addition (measured: about 2,000 instructions per in-process delivery).
+    package func forDelivery(requestId: String?) -> Headers {
+        let producerId = value(indexed: .id)
+        var result = Headers()
+        result.storage.reserveCapacity(storage.count + 1)
+        var rawIdWritten = false
+        storage.withUnsafeBufferPointer { fields in
+            for field in fields {
+                switch field.name.utf8.count {
+                case 3 where field.name == HeaderName.cmd || field.name == HeaderName.ack:
+                    continue
+                case 2 where field.name == HeaderName.id:
+                    result.storage.append(Field(name: field.name, value: requestId ?? field.value))
+                case 5 where field.name == HeaderName.rawId:
+                    if let producerId {
+                        result.storage.append(Field(name: field.name, value: producerId))
+                        rawIdWritten = true
+                    } else {
+                        result.storage.append(field)
+                    }
+                default:
+                    result.storage.append(field)
+                }
+            }
+        }
+        if let producerId, !rawIdWritten { result.storage.append(Field(name: HeaderName.rawId, value: producerId)) }
+        if producerId == nil, let requestId { result.storage.append(Field(name: HeaderName.id, value: requestId)) }
+        return result
+    }
+
+    /// The headers of a delivered message as zbus 6 consumers present it (the reverse of ``forDelivery(requestId:)``):
+    /// `id` set to the `rawid` value (in place, or at the end if there is no `id`) and `rawid` left out; without a
+    /// `rawid`, `id` is left out too. Built in one pass: the delivered block is usually still shared with the message
+    /// in transit, so editing it would copy it first and then shift it.
+    package func forConsumer() -> Headers {
+        let producerId = value(indexed: .rawId)
+        var result = Headers()
+        result.storage.reserveCapacity(storage.count)
+        var idWritten = false
+        storage.withUnsafeBufferPointer { fields in
+            for field in fields {
+                switch field.name.utf8.count {
+                case 5 where field.name == HeaderName.rawId:
+                    continue
+                case 2 where field.name == HeaderName.id:
+                    guard let producerId else { continue }
+                    result.storage.append(Field(name: field.name, value: producerId))
+                    idWritten = true
+                default:
+                    result.storage.append(field)
+                }
+            }
+        }
+        if let producerId, !idWritten { result.storage.append(Field(name: HeaderName.id, value: producerId)) }
+        return result
+    }
+
+    /// Calls `body` with each header's name (lower-case) and value, in order, reading them in place: iterating
+    /// copies each header out, retaining and releasing both of its strings (for code that runs on every call).
+    @inlinable
+    package func forEachField(_ body: (_ name: String, _ value: String) throws -> Void) rethrows {
+        try storage.withUnsafeBufferPointer { fields in
+            for index in fields.indices { try body(fields[index].name, fields[index].value) }
+        }
+    }
+
     /// All headers in order, as `(name, value)` pairs with lower-case names.
     public var pairs: [(name: String, value: String)] { storage.map { ($0.name, $0.value) } }
 
