@@ -38,17 +38,24 @@ public final class LoopConsumer: @unchecked Sendable {
         public var pollTimeout: Duration
         /// The pause before consuming again after the node refused a consume (403, 400, a missing MQ).
         public var retryDelay: Duration
+        /// Whether each message is handed as the node delivered it (`id` = the consume's id, `rawid` = the producer's
+        /// id) rather than as zbus 6 consumers present it (`id` = the producer's id, no `rawid`). For a handler that
+        /// reads the producer's id from `rawid` itself (absent when the producer sent none), or needs no id: it saves
+        /// rebuilding the header block of every message. ``LoopConsumer/finish(_:routing:)`` answers with the
+        /// producer's id either way.
+        public var keepsDeliveredForm: Bool
 
         /// Creates options: a missing MQ is created as a plain open queue, polls wait 10 s, refusals are retried each
-        /// second.
+        /// second, messages are presented as zbus 6 consumers see them.
         public init(token: String? = nil, autoCreate: QueueMode? = .mq, createWithToken: Bool = false, registerToken: String? = nil,
-                    pollTimeout: Duration = .seconds(10), retryDelay: Duration = .seconds(1)) {
+                    pollTimeout: Duration = .seconds(10), retryDelay: Duration = .seconds(1), keepsDeliveredForm: Bool = false) {
             self.token = token
             self.autoCreate = autoCreate
             self.createWithToken = createWithToken
             self.registerToken = registerToken
             self.pollTimeout = pollTimeout
             self.retryDelay = retryDelay
+            self.keepsDeliveredForm = keepsDeliveredForm
         }
     }
 
@@ -136,7 +143,9 @@ public final class LoopConsumer: @unchecked Sendable {
         if let recver = request.sender, let producer = sessions.session(id: recver) {
             var message = consume reply
             if case .request = message.startLine { message.startLine = .status(code: 200, reason: nil) }
-            message.id = request.id
+            // The producer's id: in `rawid` while the message keeps the form it was delivered in (its `id` is then the
+            // consume's), else in `id`.
+            message.id = options.keepsDeliveredForm ? request.rawId : request.id
             message.mq = request.mq ?? mq
             producer.send(message)
         } else {
@@ -214,7 +223,7 @@ public final class LoopConsumer: @unchecked Sendable {
             eventLoop.execute { self.consume() }
         case .consume:
             awaiting = .nothing
-            switch ConsumeReply(message) {
+            switch ConsumeReply(message, keepingDeliveredForm: options.keepsDeliveredForm) {
             case .message(let delivered):
                 if failures.isFailing { failures.succeeded("consuming again", logger: logger) }
                 handling = true

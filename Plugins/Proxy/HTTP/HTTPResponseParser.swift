@@ -72,6 +72,19 @@ struct HTTPResponseParser {
     /// Bytes of the next response have come (part of a head, or interim responses), its final head not yet: a close
     /// now cuts a response short. (`scanned` cannot tell: it stays 0 while a partial head is under 4 bytes.)
     private var headBegun = false
+    /// The forwarded header lines of the last response, as received, with the name and value strings made of them.
+    /// A service sends mostly the same lines every time (`server`, `content-type`, cache headers), so a line equal to
+    /// the one at the same place last time takes its strings instead of decoding and allocating them again.
+    private var lastLines: [ForwardedLine] = []
+
+    private struct ForwardedLine {
+        var raw: [UInt8]
+        var name: String
+        var value: String
+    }
+
+    /// The most forwarded lines remembered from one response.
+    private static let rememberedLines = 32
     /// Bytes and lines of the response's interim heads so far, or of its trailer section: neither may go on without
     /// end, whatever the call's timeout.
     private var sectionBytes = 0
@@ -224,7 +237,7 @@ struct HTTPResponseParser {
         var transferEncoding: String?
     }
 
-    private func parseHead(_ head: UnsafeRawBufferPointer) throws(HTTPResponseError) -> ParsedHead {
+    private mutating func parseHead(_ head: UnsafeRawBufferPointer) throws(HTTPResponseError) -> ParsedHead {
         var lines = Lines(head)
         guard let statusLine = lines.next() else { throw .malformedStatusLine("") }
         let (status, isHTTP10) = try Self.parseStatusLine(statusLine)
@@ -235,6 +248,7 @@ struct HTTPResponseParser {
         var contentLength: Int?
         var transferEncoding: String?
         var count = 0
+        var forwarded = 0
         while let line = lines.next() {
             if line.isEmpty { break }
             count += 1
@@ -272,8 +286,8 @@ struct HTTPResponseParser {
             case .reserved:
                 break
             case .forwarded:
-                let lowerName = Self.lowercasedString(name)
-                let text = String(decoding: value, as: UTF8.self)
+                let (lowerName, text) = forwardedStrings(line: line, name: name, value: value, at: forwarded)
+                forwarded += 1
                 // A repeated name is joined into one line with ", " (RFC 9110 5.3), in order, as a message carries
                 // one value per name; but set-cookie, whose values may hold commas, stays separate lines.
                 if let previous = message.headers.value(lowercased: lowerName), !Headers.keepsRepeats(lowerName) {
@@ -285,6 +299,23 @@ struct HTTPResponseParser {
         }
         return ParsedHead(message: message, status: status, keepAlive: keepAlive, contentLength: contentLength,
                           transferEncoding: transferEncoding)
+    }
+
+    /// The lower-case name and the value of the `index`th forwarded line of this response: those of the line at the
+    /// same place in the last response when the bytes are the same, else made and remembered.
+    private mutating func forwardedStrings(line: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer,
+                                           value: UnsafeRawBufferPointer, at index: Int) -> (String, String) {
+        if index < lastLines.count {
+            let same = lastLines[index].raw.withUnsafeBytes { remembered in
+                remembered.count == line.count && (line.isEmpty || memcmp(remembered.baseAddress!, line.baseAddress!, line.count) == 0)
+            }
+            if same { return (lastLines[index].name, lastLines[index].value) }
+        }
+        let strings = (Self.lowercasedString(name), String(decoding: value, as: UTF8.self))
+        guard index < Self.rememberedLines else { return strings }
+        let remembered = ForwardedLine(raw: Array(line), name: strings.0, value: strings.1)
+        if index < lastLines.count { lastLines[index] = remembered } else if index == lastLines.count { lastLines.append(remembered) }
+        return strings
     }
 
     // MARK: - Body

@@ -27,7 +27,10 @@ final class LoopAdapterWorker: @unchecked Sendable {
          logger: Logger) throws(InProcessConnectionError) {
         consumer = try LoopConsumer(
             node: node, mq: settings.mq,
-            options: LoopConsumer.Options(token: settings.token, autoCreate: [.mq, .rpc], pollTimeout: .seconds(10)),
+            // The delivered form: the request's ids are reserved headers the service never sees, and the answer is
+            // routed by `rawid`, so the consumer need not rebuild each message's headers to present it.
+            options: LoopConsumer.Options(token: settings.token, autoCreate: [.mq, .rpc], pollTimeout: .seconds(10),
+                                          keepsDeliveredForm: true),
             logger: logger)
         caller = adapter.makeLoopCaller(on: consumer.eventLoop, timeout: settings.timeout)
         self.settings = settings
@@ -65,13 +68,13 @@ final class LoopAdapterWorker: @unchecked Sendable {
     private func failureReply(_ error: any Error, request: Message) -> Message {
         if let proxyError = error as? ProxyError {
             if case .timedOut = proxyError {
-                logger.warning("legacy call timed out", metadata: ["id": "\(request.id ?? "-")", "error": "\(proxyError)"])
+                logger.warning("legacy call timed out", metadata: ["id": "\(request.rawId ?? "-")", "error": "\(proxyError)"])
             } else {
-                logger.warning("legacy call failed", metadata: ["id": "\(request.id ?? "-")", "error": "\(proxyError)"])
+                logger.warning("legacy call failed", metadata: ["id": "\(request.rawId ?? "-")", "error": "\(proxyError)"])
             }
             return proxyError.reply
         }
-        logger.warning("legacy call failed", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
+        logger.warning("legacy call failed", metadata: ["id": "\(request.rawId ?? "-")", "error": "\(error)"])
         var reply = Message(status: 502)
         reply.setBody("legacy service '\(settings.name)' failed: \(error)")
         return reply

@@ -34,6 +34,14 @@ public enum ConsumeReply: Sendable {
 
     /// Reads the answer to a consume.
     public init(_ reply: consuming Message) {
+        self.init(reply, keepingDeliveredForm: false)
+    }
+
+    /// Reads the answer to a consume; with `keepingDeliveredForm`, a message is handed as the node delivered it
+    /// (`id` = the consume's id, `rawid` = the producer's id, absent when the producer sent none) instead of as zbus 6
+    /// consumers present it, for a consumer that reads the producer's id from `rawid` (it saves rebuilding the header
+    /// block).
+    package init(_ reply: consuming Message, keepingDeliveredForm: Bool) {
         let status = reply.status ?? 200
         if reply.rawId == nil {
             switch status {
@@ -56,10 +64,10 @@ public enum ConsumeReply: Sendable {
                 break  // a message produced without an id
             }
         }
+        var message = consume reply
         // The header block rebuilt in one pass (`Headers.forConsumer`): it is usually still shared with the message
         // in transit, so editing it in place would copy it first.
-        var message = consume reply
-        message.headers = message.headers.forConsumer()
+        if !keepingDeliveredForm { message.headers = message.headers.forConsumer() }
         self = .message(message)
     }
 }
