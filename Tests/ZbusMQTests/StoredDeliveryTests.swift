@@ -65,6 +65,14 @@ struct StoredDeliveryTests {
             #expect(delivered.body == expected.body)
             #expect(delivered.closeRequested)
             #expect(delivered.id == (requestId ?? produced.id))
+            // The slots moved with their headers: every indexed read gives what a search gives.
+            #expect(delivered.headers.isIndexed == produced.headers.isIndexed)
+            var raw = 0
+            while let header = Headers.Indexed(rawValue: raw) {
+                #expect(delivered.headers.value(indexed: header) == delivered.headers.value(lowercased: header.name),
+                        "message \(index), \(header.name)")
+                raw += 1
+            }
         }
     }
 
