@@ -223,7 +223,7 @@ public final class LoopConsumer: @unchecked Sendable {
             eventLoop.execute { self.consume() }
         case .consume:
             awaiting = .nothing
-            switch ConsumeReply(message, keepingDeliveredForm: options.keepsDeliveredForm) {
+            switch ConsumeReply(message, presenting: options.keepsDeliveredForm ? .delivered : .rebuild) {
             case .message(let delivered):
                 if failures.isFailing { failures.succeeded("consuming again", logger: logger) }
                 handling = true

@@ -2,6 +2,7 @@ import NIOCore
 import Testing
 import Zbus
 import ZbusTestSupport
+import ZbusClient
 
 /// The loop-driven side of the client core: `send(_:timeout:onReply:)`, `post(_:)`, and `ConsumeReply`, which MQ-RPC
 /// workers are built on.
@@ -136,7 +137,7 @@ struct MessageClientCallbackTests {
         guard case .message = ConsumeReply(reply(204, "not empty")) else { Issue.record("a 204 with a body is a message"); return }
     }
 
-    @Test("ConsumeReply gives the headers in the order that editing them one by one gives", arguments: [
+    @Test("ConsumeReply's rebuilt header block (for in-process deliveries) is, in order, the block edited in place", arguments: [
         [("mq", "Q"), ("rawid", "p-1"), ("x-a", "1"), ("id", "c-1"), ("sender", "s")],
         [("id", "c-1"), ("mq", "Q"), ("rawid", "p-1")],
         [("mq", "Q"), ("rawid", "p-1"), ("x-a", "1")],
@@ -145,9 +146,12 @@ struct MessageClientCallbackTests {
     func consumeReplyHeaderOrder(fields: [(String, String)]) {
         var delivered = Message(status: 200)
         for (name, value) in fields { delivered.headers.append(lowercased: name, value) }
-        var expected = delivered
-        expected.id = expected.headers.removeValue(lowercased: HeaderName.rawId)
-        guard case .message(let message) = ConsumeReply(delivered) else { Issue.record("not a message"); return }
-        #expect(message.headers.pairs.map { "\($0.name)=\($0.value)" } == expected.headers.pairs.map { "\($0.name)=\($0.value)" })
+        guard case .message(let edited) = ConsumeReply(delivered, presenting: .editInPlace),
+              case .message(let rebuilt) = ConsumeReply(delivered, presenting: .rebuild),
+              case .message(let kept) = ConsumeReply(delivered, presenting: .delivered) else { Issue.record("not a message"); return }
+        #expect(rebuilt.headers.pairs.map { "\($0.name)=\($0.value)" } == edited.headers.pairs.map { "\($0.name)=\($0.value)" })
+        #expect(edited.id == delivered.rawId)
+        #expect(edited.rawId == nil)
+        #expect(kept.headers.pairs.map { "\($0.name)=\($0.value)" } == delivered.headers.pairs.map { "\($0.name)=\($0.value)" })
     }
 }

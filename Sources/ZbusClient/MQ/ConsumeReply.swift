@@ -32,16 +32,27 @@ public enum ConsumeReply: Sendable {
         return body.firstRange(of: ") parked consume limit reached: ") != nil || body.firstRange(of: ") cannot be opened now: ") != nil
     }
 
-    /// Reads the answer to a consume.
-    public init(_ reply: consuming Message) {
-        self.init(reply, keepingDeliveredForm: false)
+    /// How a delivered message's ids are handed on.
+    package enum Presentation {
+        /// As zbus 6 consumers present it, edited in place: for a message read off a connection, whose header block
+        /// nothing else holds.
+        case editInPlace
+        /// As zbus 6 consumers present it, the header block rebuilt in one pass (`Headers.forConsumer`): for a message
+        /// handed over in process, whose block is still shared with the message in transit (an edit would copy it
+        /// first, then shift it).
+        case rebuild
+        /// As the node delivered it (`id` = the consume's id, `rawid` = the producer's id, absent when the producer
+        /// sent none), for a consumer that reads the producer's id from `rawid`: nothing rebuilt.
+        case delivered
     }
 
-    /// Reads the answer to a consume; with `keepingDeliveredForm`, a message is handed as the node delivered it
-    /// (`id` = the consume's id, `rawid` = the producer's id, absent when the producer sent none) instead of as zbus 6
-    /// consumers present it, for a consumer that reads the producer's id from `rawid` (it saves rebuilding the header
-    /// block).
-    package init(_ reply: consuming Message, keepingDeliveredForm: Bool) {
+    /// Reads the answer to a consume.
+    public init(_ reply: consuming Message) {
+        self.init(reply, presenting: .editInPlace)
+    }
+
+    /// Reads the answer to a consume, handing a message on as `presentation` says.
+    package init(_ reply: consuming Message, presenting presentation: Presentation) {
         let status = reply.status ?? 200
         if reply.rawId == nil {
             switch status {
@@ -64,10 +75,13 @@ public enum ConsumeReply: Sendable {
                 break  // a message produced without an id
             }
         }
+        // Moved, not copied: a copy would share the header block and an edit would duplicate it.
         var message = consume reply
-        // The header block rebuilt in one pass (`Headers.forConsumer`): it is usually still shared with the message
-        // in transit, so editing it in place would copy it first.
-        if !keepingDeliveredForm { message.headers = message.headers.forConsumer() }
+        switch presentation {
+        case .editInPlace: message.id = message.headers.removeValue(lowercased: HeaderName.rawId)
+        case .rebuild: message.headers = message.headers.forConsumer()
+        case .delivered: break
+        }
         self = .message(message)
     }
 }
