@@ -35,6 +35,29 @@ struct HTTPResponseParserTests {
         return responses[0]
     }
 
+    @Test("responses in a row: a line equal to the last response's at its place, a changed one, one more, one fewer, a long one, each read as sent")
+    func linesRemembered() throws {
+        let long = String(repeating: "v", count: 300)
+        func response(_ lines: [String]) -> String {
+            "HTTP/1.1 200 OK\r\n" + lines.map { $0 + "\r\n" }.joined() + "Content-Length: 2\r\n\r\nok"
+        }
+        let heads: [[String]] = [
+            ["Content-Type: text/plain", "Date: Thu, 03 Dec 2026 08:00:00 GMT", "X-Long: \(long)"],
+            ["Content-Type: text/plain", "Date: Thu, 03 Dec 2026 08:00:01 GMT", "X-Long: \(long)", "ETag: \"a\""],
+            ["Content-Type: text/html", "Date: Thu, 03 Dec 2026 08:00:01 GMT"],
+            ["content-type: text/html", "Date: Thu, 03 Dec 2026 08:00:01 GMT", "X-Long: \(long)x"],
+        ]
+        let responses = try Self.parse(heads.map(response)).get()
+        try #require(responses.count == heads.count)
+        for (response, lines) in zip(responses, heads) {
+            let expected = lines.map { line -> String in
+                let colon = line.firstIndex(of: ":")!
+                return line[..<colon].lowercased() + "=" + line[line.index(colon, offsetBy: 2)...]
+            }
+            #expect(response.message.headers.pairs.map { "\($0.name)=\($0.value)" } == expected)
+        }
+    }
+
     @Test("a content-length response: status, headers lower-cased without the reserved ones, body; kept alive")
     func contentLength() throws {
         let response = try Self.one("HTTP/1.1 201 Created\r\nServer: legacy\r\nContent-Type: text/plain\r\nX-Trace: a b\r\n"

@@ -83,8 +83,10 @@ struct HTTPResponseParser {
         var value: String
     }
 
-    /// The most forwarded lines remembered from one response.
+    /// The most forwarded lines remembered, and the longest remembered: what a connection keeps stays under 8 KiB
+    /// whatever the service sends (the usual line is far shorter; a long one is rare and not worth keeping).
     private static let rememberedLines = 32
+    private static let longestRememberedLine = 256
     /// Bytes and lines of the response's interim heads so far, or of its trailer section: neither may go on without
     /// end, whatever the call's timeout.
     private var sectionBytes = 0
@@ -312,7 +314,7 @@ struct HTTPResponseParser {
             if same { return (lastLines[index].name, lastLines[index].value) }
         }
         let strings = (Self.lowercasedString(name), String(decoding: value, as: UTF8.self))
-        guard index < Self.rememberedLines else { return strings }
+        guard index < Self.rememberedLines, line.count <= Self.longestRememberedLine else { return strings }
         let remembered = ForwardedLine(raw: Array(line), name: strings.0, value: strings.1)
         if index < lastLines.count { lastLines[index] = remembered } else if index == lastLines.count { lastLines.append(remembered) }
         return strings
