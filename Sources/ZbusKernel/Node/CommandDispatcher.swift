@@ -73,6 +73,8 @@ public final class CommandDispatcher: Sendable {
         stamped.headers.set(lowercased: HeaderName.sender, session.id)
         stamped.headers.set(lowercased: HeaderName.server, serverAddress)
         stamped.headers.set(lowercased: HeaderName.remoteAddr, session.remoteAddress)
+        // Its handler reads its headers on every dispatch (a consume: mq, id, token, topic, timeout): slots, not searches.
+        stamped.headers.index()
         return PreparedRequest(message: stamped, handler: handler, session: session)
     }
 

@@ -272,6 +272,36 @@ public struct Headers: Sendable, Equatable {
         return result
     }
 
+    /// Notes where each ``Indexed`` header is, as the parser does for what it decodes, so that reading one is a look
+    /// at a slot rather than a search: for a block built in code and read many times (a request prepared once and
+    /// dispatched for every call). Anything that later adds or removes a header clears the index again.
+    package mutating func index() {
+        guard storage.count < 255 else { return }
+        var newSlots = SIMD16<UInt8>()
+        storage.withUnsafeBufferPointer { fields in
+            for position in fields.indices {
+                guard let header = Self.indexed(fields[position].name), newSlots[header.rawValue] == 0 else { continue }
+                newSlots[header.rawValue] = UInt8(position + 1)
+            }
+        }
+        slots = newSlots
+        isIndexed = true
+    }
+
+    /// The ``Indexed`` header named `name` (lower-case), or `nil`.
+    private static func indexed(_ name: String) -> Indexed? {
+        switch name.utf8.count {
+        case 2: name == HeaderName.mq ? .mq : name == HeaderName.id ? .id : nil
+        case 3: name == HeaderName.cmd ? .cmd : name == HeaderName.ack ? .ack : name == HeaderName.key ? .key : nil
+        case 5: name == HeaderName.rawId ? .rawId : name == HeaderName.token ? .token : name == HeaderName.topic ? .topic : nil
+        case 6: name == HeaderName.sender ? .sender : name == HeaderName.server ? .server : name == HeaderName.recver ? .recver : nil
+        case 7: name == HeaderName.timeout ? .timeout : nil
+        case 9: name == HeaderName.keyGroup ? .keyGroup : nil
+        case 11: name == HeaderName.remoteAddr ? .remoteAddr : nil
+        default: nil
+        }
+    }
+
     /// Calls `body` with each header's name (lower-case) and value, in order, reading them in place: iterating
     /// copies each header out, retaining and releasing both of its strings (for code that runs on every call).
     @inlinable
