@@ -38,6 +38,31 @@ struct HTTPExchangeCodecTests {
         _ = try channel.readOutbound(as: ByteBuffer.self)
     }
 
+    @Test("called directly (as a pipelined connection does): requests written as through the pipeline, replies to the sink only, in order")
+    func directExchange() throws {
+        let (channel, probe) = try Self.channel()
+        let codec = try channel.pipeline.syncOperations.handler(type: HTTPExchangeCodec.self)
+        var sunk: [String] = []
+        codec.replySink = { sunk.append("\($0.status ?? 0) \($0.bodyString)") }
+        for path in ["/a", "/b"] {
+            var message = Message()
+            message.headers["path"] = path
+            codec.writeRequest(message)
+        }
+        channel.flush()
+        let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(String(buffer: written).hasPrefix("GET /a HTTP/1.1\r\nhost: 127.0.0.1:1\r\n"))
+        let second = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(String(buffer: second).hasPrefix("GET /b HTTP/1.1\r\n"))
+        try channel.writeInbound(ByteBuffer(string:
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nA" + "HTTP/1.1 202 Accepted\r\ncontent-length: 1\r\n\r\nB"))
+        #expect(sunk == ["200 A", "202 B"])
+        #expect(probe.replies.isEmpty, "nothing goes down the pipeline while a sink is set")
+        #expect(probe.errors.isEmpty)
+        _ = try channel.finish()
+        #expect(codec.replySink == nil, "a codec out of its pipeline lets go of its sink")
+    }
+
     @Test("three pipelined requests, a HEAD in the middle, answered in one read: three replies in order")
     func pipelinedResponsesInOneRead() throws {
         let (channel, probe) = try Self.channel()

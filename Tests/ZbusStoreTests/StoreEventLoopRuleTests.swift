@@ -36,16 +36,23 @@ struct StoreEventLoopRuleTests {
                 _ = try loop.submit { try queue.appendBatch(records) }.wait()
             }
             // At least one roll into a segment made ahead (until one is ready, the current segment grows past its size,
-            // so how many there are depends on how fast the store's thread was).
+            // so how many there are depends on how fast the store's thread was: on a loaded machine it may not have
+            // made one before the 400th record, so more batches follow, each a chance to roll, until one did).
             // A segment made ahead takes its name on the store's thread after the roll: a bounded wait for that.
+            var total = 400
             let renamed = monotonicSeconds() + 10
-            while segmentFiles(queueDirectory).count < 2 && monotonicSeconds() < renamed { usleep(1_000) }
+            while segmentFiles(queueDirectory).count < 2 && monotonicSeconds() < renamed {
+                let records = (0..<10).map { record("\(total + $0) \(padding)") }
+                _ = try loop.submit { try queue.appendBatch(records) }.wait()
+                total += 10
+                usleep(2_000)
+            }
             #expect(segmentFiles(queueDirectory).count > 1, "segments rolled: \(listDirectory(queueDirectory))")
             // Older segments are opened off the loop: `next()` says "nothing yet" until the store's thread has done
             // it (the broker waits for the readable handler; here, a bounded retry).
             var read: [UInt64] = []
             let readDeadline = monotonicSeconds() + 10
-            while read.count < 400 && monotonicSeconds() < readDeadline {
+            while read.count < total && monotonicSeconds() < readDeadline {
                 let more = try loop.submit { () -> [UInt64] in
                     var sequences: [UInt64] = []
                     while let (sequence, _) = queue.next() { sequences.append(sequence) }
@@ -54,8 +61,9 @@ struct StoreEventLoopRuleTests {
                 if more.isEmpty { usleep(1_000) }
                 read += more
             }
-            #expect(read == Array(1...400))
-            try loop.submit { queue.commit(through: 400) }.wait()
+            #expect(read == Array(1...UInt64(total)))
+            let last = UInt64(total)
+            try loop.submit { queue.commit(through: last) }.wait()
             // The sync thread writes the cursor and deletes the consumed segments (bounded wait on that event).
             let deadline = monotonicSeconds() + 10
             while segmentFiles(queueDirectory).count > 1 && monotonicSeconds() < deadline { usleep(10_000) }
@@ -69,7 +77,7 @@ struct StoreEventLoopRuleTests {
 
             let reopened = try QueueStore(directory: directory.store, fsync: .interval(milliseconds: 10), logger: Logger(label: "test"))
             defer { reopened.close() }
-            #expect(try reopened.open(name: "Q", metadata: nil).committedSequence == 400, "the cursor written off the loop survives")
+            #expect(try reopened.open(name: "Q", metadata: nil).committedSequence == UInt64(total), "the cursor written off the loop survives")
         }
     }
 }

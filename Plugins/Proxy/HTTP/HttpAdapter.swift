@@ -103,15 +103,21 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             try channel.pipeline.syncOperations.addHandler(HTTPExchangeCodec(encoding: encoding, maxReply: maxReply))
         }
         let check: @Sendable (Message) throws -> Void = { [self] message in try self.check(message) }
+        // The codec is called directly by the handler behind it: no `NIOAny` box per request and reply.
+        let exchange: @Sendable (any Channel) -> (any DirectMessageExchange)? = { channel in
+            try? channel.pipeline.syncOperations.handler(type: HTTPExchangeCodec.self)
+        }
         guard pipelineDepth > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
-                                    timeout: timeout, configure: configure, check: check,
+                                    timeout: timeout, configure: configure, exchange: exchange, check: check,
                                     notRepeatable: HTTPRequestEncoding.notRepeatable)
         }
         return pipelined.caller(on: eventLoop) {
             PipelinedLegacyClient(
                 on: eventLoop, service: name, address: target, connectTimeout: connectTimeout, timeout: timeout,
-                depth: pipelineDepth, configure: configure, check: check,
+                depth: pipelineDepth, configure: configure,
+                exchange: exchange,
+                check: check,
                 // Sent again only when the service most likely closed an idle connection as it was reused, and
                 // only a request that may be repeated (RFC 9110 9.2.2).
                 retriable: { HTTPRequestEncoding.notRepeatable($0) == nil })
@@ -339,7 +345,7 @@ struct HTTPRequestEncoding: Sendable {
 /// beyond the responses owed answer nothing and close the connection, so they are never read as a later call's answer.
 ///
 /// Bytes in, messages out, in one handler: nothing generic, no typed HTTP parts passed between handlers.
-final class HTTPExchangeCodec: ChannelDuplexHandler {
+final class HTTPExchangeCodec: ChannelDuplexHandler, DirectMessageExchange {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Message
     typealias OutboundIn = Message
@@ -354,14 +360,35 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     /// The methods of the requests written whose responses have not come yet, oldest first (the parser must know
     /// which response answers a `HEAD`).
     private var owed = CircularBuffer<HTTPMethod>(initialCapacity: 4)
+    /// Its context while it is in a pipeline, for ``writeRequest(_:)``.
+    private var context: ChannelHandlerContext?
+    var replySink: ((Message) -> Void)?
 
     init(encoding: HTTPRequestEncoding, maxReply: Int) {
         self.encoding = encoding
         parser = HTTPResponseParser(maxBody: maxReply)
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        replySink = nil
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let message = unwrapOutboundIn(data)
+        write(unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    func writeRequest(_ request: Message) {
+        // Out of the pipeline, nothing is written: the connection's close fails its calls.
+        guard let context else { return }
+        write(request, context: context, promise: nil)
+    }
+
+    private func write(_ message: Message, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         var bytes = context.channel.allocator.buffer(capacity: 256 + (message.body?.readableBytes ?? 0))
         let method = encoding.write(message, into: &bytes)
         if owed.isEmpty { parser.requestWritten(method: method) }
@@ -441,7 +468,7 @@ final class HTTPExchangeCodec: ChannelDuplexHandler {
     private func fire(_ response: HTTPResponseParser.Response, context: ChannelHandlerContext) {
         _ = owed.popFirst()
         if let next = owed.first { parser.requestWritten(method: next) }
-        context.fireChannelRead(wrapInboundOut(response.message))
+        if let replySink { replySink(response.message) } else { context.fireChannelRead(wrapInboundOut(response.message)) }
         if !response.keepAlive {
             done = true
             context.fireUserInboundEventTriggered(LegacyAnswerClosesConnection())

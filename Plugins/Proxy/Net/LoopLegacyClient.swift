@@ -27,6 +27,8 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private let connectTimeout: Duration
     private let timeout: Duration
     private let configure: Configure
+    /// The codec among the handlers `configure` adds that may be called directly (``DirectMessageExchange``), if any.
+    private let directExchange: (@Sendable (any Channel) -> (any DirectMessageExchange)?)?
     /// What a call that passes its deadline fails with (built once: naming the address costs more than a call).
     private let timedOut: ProxyError
     private let errors: ExchangeErrors
@@ -43,13 +45,15 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private var timer: Scheduled<Void>?
 
     init(on eventLoop: any EventLoop, service: String, address: HostAndPort, connectTimeout: Duration, timeout: Duration,
-         configure: @escaping Configure, check: ((Message) throws -> Void)? = nil, notRepeatable: @escaping (Message) -> String?) {
+         configure: @escaping Configure, exchange: (@Sendable (any Channel) -> (any DirectMessageExchange)?)? = nil,
+         check: ((Message) throws -> Void)? = nil, notRepeatable: @escaping (Message) -> String?) {
         self.eventLoop = eventLoop
         self.service = service
         self.address = address
         self.connectTimeout = connectTimeout
         self.timeout = timeout
         self.configure = configure
+        self.directExchange = exchange
         self.check = check
         self.notRepeatable = notRepeatable
         timedOut = ProxyError.timedOut(service: service, address: address.description, after: timeout)
@@ -126,7 +130,7 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         armTimer(for: deadline)
         // A failed write closes the channel, which fails the call (as a connection closed after the request was
         // sent: retried once if reused and the request may be repeated).
-        channel.writeAndFlush(request, promise: nil)
+        handler.write(request, on: channel)
     }
 
     private func drop(_ channel: any Channel) {
@@ -142,6 +146,7 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
             return completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: "the adapter is stopping")))
         }
         let configure = self.configure
+        let directExchange = self.directExchange
         let errors = self.errors
         let service = self.service
         let address = self.address
@@ -151,7 +156,9 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try configure(channel)
-                    try channel.pipeline.syncOperations.addHandler(LoopExchangeHandler(errors: errors))
+                    let handler = LoopExchangeHandler(errors: errors)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    if let codec = directExchange?(channel) { handler.exchangeDirectly(with: codec) }
                 }
             }
             .connect(host: address.host, port: address.port)
@@ -221,9 +228,36 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The reply read for the call in flight, handed over at the end of the read.
     private var reply: Message?
     private var active = true
+    private var context: ChannelHandlerContext?
+    /// The codec in front of it, when it is called directly rather than through the pipeline.
+    private var codec: (any DirectMessageExchange)?
 
     init(errors: ExchangeErrors) {
         self.errors = errors
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Talks to `codec` by direct calls from now on (see ``PipelinedConnection/exchangeDirectly(with:)``).
+    func exchangeDirectly(with codec: any DirectMessageExchange) {
+        self.codec = codec
+        codec.replySink = { [unowned self] answer in received(answer) }
+    }
+
+    /// Writes and flushes the request of the call begun.
+    func write(_ request: Message, on channel: any Channel) {
+        if let codec {
+            codec.writeRequest(request)
+            channel.flush()
+        } else {
+            channel.writeAndFlush(request, promise: nil)
+        }
     }
 
     /// Starts waiting for the reply to the request about to be written; on a closed connection, fails the call at
@@ -254,13 +288,17 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received(unwrapInboundIn(data))
+    }
+
+    private func received(_ answer: Message) {
         guard pending != nil, reply == nil else {
             // Bytes that answer nothing (a second reply, or one nobody asked for): the connection can no longer be
             // trusted to pair replies with requests. A reply already read still stands (handed over at the close).
-            context.close(promise: nil)
+            context?.close(promise: nil)
             return
         }
-        reply = unwrapInboundIn(data)
+        reply = answer
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
