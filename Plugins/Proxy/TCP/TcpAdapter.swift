@@ -91,15 +91,20 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
             try channel.pipeline.syncOperations.addHandler(TcpMessageCodec())
         }
         let check: @Sendable (Message) throws -> Void = { [self] message in _ = try record(of: message) }
+        // The codec is called directly by the handler behind it: no `NIOAny` box per request and reply.
+        let exchange: @Sendable (any Channel) -> (any DirectMessageExchange)? = { channel in
+            try? channel.pipeline.syncOperations.handler(type: TcpMessageCodec.self)
+        }
         guard pipelineDepth > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
-                                    timeout: timeout, configure: loopConfigure, check: check,
+                                    timeout: timeout, configure: loopConfigure, exchange: exchange, check: check,
                                     notRepeatable: { _ in Self.notRepeatable })
         }
         return pipelined.caller(on: eventLoop) {
             // A record may change state on the service: never sent twice.
             PipelinedLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
-                                  timeout: timeout, depth: pipelineDepth, configure: loopConfigure, check: check,
+                                  timeout: timeout, depth: pipelineDepth, configure: loopConfigure, exchange: exchange,
+                                  check: check,
                                   retriable: { _ in false })
         }
     }
@@ -127,19 +132,37 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
 
 /// The codec of a `tcp` adapter's loop connection: a message's body is the record written, a record read is the body
 /// of the `200` routed back.
-final class TcpMessageCodec: ChannelDuplexHandler {
+final class TcpMessageCodec: ChannelDuplexHandler, DirectMessageExchange {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Message
     typealias OutboundIn = Message
     typealias OutboundOut = ByteBuffer
 
+    /// Its context while it is in a pipeline, for ``writeRequest(_:)``.
+    private var context: ChannelHandlerContext?
+    var replySink: ((Message) -> Void)?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        replySink = nil
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         context.write(wrapOutboundOut(unwrapOutboundIn(data).body ?? ByteBuffer()), promise: promise)
+    }
+
+    func writeRequest(_ request: Message) {
+        // Out of the pipeline, nothing is written: the connection's close fails its calls.
+        context?.write(wrapOutboundOut(request.body ?? ByteBuffer()), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var reply = Message(status: 200)
         reply.body = unwrapInboundIn(data)
-        context.fireChannelRead(wrapInboundOut(reply))
+        if let replySink { replySink(reply) } else { context.fireChannelRead(wrapInboundOut(reply)) }
     }
 }
