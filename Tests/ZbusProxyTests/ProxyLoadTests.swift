@@ -328,6 +328,69 @@ struct ProxyLoadTests {
         await stuck.stop()
         #expect(node.stop() == 0)
     }
+
+    /// The two ways an adapter runs its workers: on the node's loops (`max_in_flight` at least `workers`), and the
+    /// task-based runner (`max_in_flight` below `workers`, calls waiting for a slot).
+    static let queueTimeoutShapes = [
+        "workers: 1",
+        "workers: 2, max_in_flight: 1",
+    ]
+
+    @Test("queue_timeout: behind a stuck service, a request that waited for a worker past it is answered 504 unsent, so every caller hears within queue_timeout + timeout",
+          arguments: queueTimeoutShapes)
+    func queueTimeout(shape: String) async throws {
+        let stuck = try await CountingService.http()
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: stuck-web, kind: http, mq: Queued, target: "http://127.0.0.1:\(stuck.port)", \(shape), timeout: 1s }
+            """)
+        defer { node.cleanUp() }
+        let bus = try BusCaller(port: node.port)
+        #expect(try await bus.call("Queued", "warm-up").bodyString == "id=warm-up")
+
+        // Eight callers at once for a service that answers none: a worker or two take the first requests, the rest
+        // wait in the MQ.
+        let callers = 8
+        let replies = try await withThrowingTaskGroup(of: TimedReply.self) { group in
+            for caller in 0..<callers {
+                group.addTask {
+                    let start = ContinuousClock.now
+                    let reply = try await bus.call("Queued", "queued-\(caller)", headers: [("path", "/hold")], timeout: .seconds(30))
+                    return TimedReply(id: "queued-\(caller)", status: reply.status ?? 0, body: reply.bodyString, elapsed: ContinuousClock.now - start)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+
+        #expect(replies.count == callers)
+        let expired = replies.filter { $0.body.contains("for a free worker, past the adapter's queue_timeout (1 s), and was not sent") }
+        let sent = replies.filter { $0.body.contains("did not answer within 1 s") }
+        let refused = replies.filter { $0.body.contains("is saturated") }
+        #expect(expired.allSatisfy { $0.status == 504 } && sent.allSatisfy { $0.status == 504 } && refused.allSatisfy { $0.status == 503 })
+        #expect(expired.count + sent.count + refused.count == callers, "\(replies.map(\.body))")
+        // Requests are taken as the first calls end, one timeout in: those behind have waited past queue_timeout by
+        // then. Without the limit each of the eight waited its turn, the last one eight timeouts, and all of them
+        // reached the service.
+        #expect(expired.count >= 4, "\(replies.map(\.body))")
+        for reply in replies {
+            // Within queue_timeout + timeout (plus a generous margin for a busy machine).
+            #expect(reply.elapsed < .milliseconds(3500), "\(reply.status) after \(reply.elapsed): \(reply.body)")
+        }
+        // Only the requests that were sent reached the service.
+        #expect(await eventually(within: 10) { stuck.requests.seen.count == 1 + sent.count },
+                "the service saw \(stuck.requests.seen.keys.sorted()), \(sent.count) were sent")
+        #expect(expired.allSatisfy { stuck.requests.seen[$0.id] == nil }, "a request answered unsent reached the service")
+
+        // The adapter serves again at once when the service answers.
+        #expect(try await bus.call("Queued", "after").bodyString == "id=after")
+
+        await bus.broker.close()
+        await stuck.stop()
+        #expect(node.stop() == 0)
+    }
 }
 
 @Suite("Proxy adapters under access control", .serialized, .blockingIO(.heavy))

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import Logging
 import Testing
 import Zbus
@@ -162,6 +163,39 @@ struct ProxyRuntimeTests {
         await running.value
         await broker.close()
         await node.stop()
+    }
+
+    @Test("queue_timeout: defaults to timeout; a request that waited past it since the MQ accepted it is answered 504 unsent; one that waited less is called")
+    func queueTimeoutFromAcceptance() async throws {
+        let adapter = CountingAdapter(delay: .zero)
+        let (runner, broker) = try runner("{ name: slowpoke, kind: x, mq: Q, timeout: 5s, queue_timeout: 1s }", adapter: adapter)
+        #expect(runner.settings.queueTimeout == .seconds(1))
+        let (defaulted, other) = try self.runner("{ kind: x, mq: Q, timeout: 3s }", adapter: adapter)
+        #expect(defaulted.settings.queueTimeout == .seconds(3))
+
+        var stale = Message()
+        stale.setBody("stale")
+        stale.acceptedAt = NIODeadline.now() - TimeAmount.milliseconds(1500)
+        let refused = await runner.answer(stale)
+        #expect(refused.status == 504)
+        #expect(refused.bodyString.hasPrefix("request for legacy service 'slowpoke' waited 15"), "\(refused.bodyString)")
+        #expect(refused.bodyString.contains("in MQ 'Q' for a free worker, past the adapter's queue_timeout (1 s), and was not sent"))
+        #expect(adapter.state.withLockedValue { $0.peak } == 0, "the adapter was called for a request that waited too long")
+
+        var fresh = Message()
+        fresh.setBody("fresh")
+        fresh.acceptedAt = NIODeadline.now() - TimeAmount.milliseconds(200)
+        #expect(await runner.answer(fresh).bodyString == "done fresh")
+        // Read off a connection (no acceptance time): the wait counts from now.
+        var unstamped = Message()
+        unstamped.setBody("unstamped")
+        #expect(await runner.answer(unstamped).bodyString == "done unstamped")
+
+        let config = try NodeConfig.parse(yaml: "modules:\n  - module: x\n    entry: { kind: x, mq: Q, queue_timeout: 0ms }\n", file: "t.yaml")
+        let entry = try ConfigSection(config.modules[0].value, allowedKeys: ["module", "entry"]).section("entry", allowedKeys: ProxyAdapterSettings.keys)!
+        #expect(throws: ConfigError.self) { try ProxyAdapterSettings(entry) }
+        await broker.close()
+        await other.close()
     }
 
     @Test("the saturation reply: 503 naming the adapter, its address and the max_in_flight limit")

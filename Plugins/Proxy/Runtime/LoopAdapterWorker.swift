@@ -18,6 +18,8 @@ final class LoopAdapterWorker: @unchecked Sendable {
     private let consumer: LoopConsumer
     private let caller: any LoopLegacyCaller
     private let settings: ProxyAdapterSettings
+    /// `settings.queueTimeout`, as the event loop counts time.
+    private let queueTimeout: TimeAmount
     private let address: String
     private let metrics: ProxyCallMetrics
     private let logger: Logger
@@ -34,6 +36,7 @@ final class LoopAdapterWorker: @unchecked Sendable {
             logger: logger)
         caller = adapter.makeLoopCaller(on: consumer.eventLoop, timeout: settings.timeout)
         self.settings = settings
+        queueTimeout = settings.queueTimeout.nioTimeAmount
         self.address = adapter.address
         self.metrics = metrics
         self.logger = logger
@@ -52,6 +55,13 @@ final class LoopAdapterWorker: @unchecked Sendable {
 
     private func handle(_ request: Message) {
         let start = NIODeadline.now()
+        // A request that waited for a worker past `queue_timeout` (counted from when the MQ accepted it) is answered
+        // at once and not sent: its caller has waited long enough. Without this, a caller queued behind k rounds of
+        // calls to a stuck service heard its 504 after k + 1 timeouts, and every one of those requests still reached
+        // the service.
+        if let accepted = request.acceptedAt, start - accepted >= queueTimeout {
+            return refuseExpired(request, waited: start - accepted)
+        }
         caller.call(request) { [self] result in
             let reply: Message
             switch result {
@@ -63,6 +73,16 @@ final class LoopAdapterWorker: @unchecked Sendable {
             metrics.callAnswered(status: reply.status ?? 200, after: .nanoseconds((NIODeadline.now() - start).nanoseconds))
             consumer.finish(reply, routing: request)
         }
+    }
+
+    private func refuseExpired(_ request: Message, waited: TimeAmount) {
+        let error = ProxyError.expiredInQueue(service: settings.name, mq: settings.mq, waited: .nanoseconds(waited.nanoseconds),
+                                              limit: settings.queueTimeout)
+        logger.warning("request waited past queue_timeout for a worker; not sent", metadata: [
+            "id": "\(request.rawId ?? "-")", "error": "\(error)",
+        ])
+        metrics.requestExpired()
+        consumer.finish(error.reply, routing: request)
     }
 
     private func failureReply(_ error: any Error, request: Message) -> Message {

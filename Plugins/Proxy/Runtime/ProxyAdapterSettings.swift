@@ -10,15 +10,18 @@ import ZbusKernel
 ///   mq: Quotes            # the MQ it serves (created with mode MQ|RPC = 9 if missing)
 ///   workers: 4            # consumer connections, each handling one message at a time (default 4)
 ///   timeout: 5s           # per legacy call, connect included (default 10s); then the caller gets 504
+///   queue_timeout: 5s     # how long a request may wait for a worker, from when the MQ accepted it, and then for a
+///                         # slot (default: timeout); past it the caller gets 504 (no worker) or 503 (no slot), and
+///                         # the request is never sent. A caller hears within queue_timeout + timeout.
 ///   max_in_flight: 64     # legacy calls at once across the workers, and idle connections kept (default: workers);
-///                         # the other workers' requests wait at most `timeout` for a slot, then 503
+///                         # the other workers' requests wait for a slot within queue_timeout, then 503
 ///   token: secret         # the MQ's access token (optional)
 /// ```
 ///
 /// Custom adapter factories may read these too (for example ``timeout`` as a connect timeout).
 public struct ProxyAdapterSettings: Sendable {
     /// The keys the runtime reads in every adapter entry.
-    public static let keys = ["name", "kind", "mq", "workers", "timeout", "max_in_flight", "token"]
+    public static let keys = ["name", "kind", "mq", "workers", "timeout", "queue_timeout", "max_in_flight", "token"]
 
     /// The adapter's name.
     public let name: String
@@ -30,6 +33,8 @@ public struct ProxyAdapterSettings: Sendable {
     public let workers: Int
     /// The limit of one legacy call.
     public let timeout: Duration
+    /// The limit of a request's wait before its call: for a worker, from when the MQ accepted it, then for a slot.
+    public let queueTimeout: Duration
     /// Legacy calls at once.
     public let maxInFlight: Int
     /// The MQ's access token.
@@ -50,6 +55,7 @@ public struct ProxyAdapterSettings: Sendable {
         name = try config.string("name") ?? mq
         workers = try config.int("workers", in: 1...1024) ?? 4
         timeout = .milliseconds(try config.milliseconds("timeout", in: 1...3_600_000) ?? 10_000)
+        queueTimeout = try config.milliseconds("queue_timeout", in: 1...3_600_000).map { .milliseconds($0) } ?? timeout
         maxInFlight = try config.int("max_in_flight", in: 1...65_536) ?? workers
         token = try config.string("token")
     }

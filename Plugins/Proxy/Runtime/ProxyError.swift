@@ -21,12 +21,16 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
     /// The service closed a kept connection after the request was written to it, before any byte of a reply, and the
     /// request was not sent again because doing it twice may not be safe (`why`: "POST is not idempotent").
     case closedAfterRequest(service: String, address: String, why: String)
+    /// The request waited `waited` in MQ `mq` for a free worker, past the adapter's `queue_timeout` (`limit`), so it
+    /// was not sent: its caller has waited long enough, and the service is slower than the load it gets.
+    case expiredInQueue(service: String, mq: String, waited: Duration, limit: Duration)
 
-    /// The reply status: 502 down, garbage or closed after the request, 504 timeout, 503 saturated, 400 bad request.
+    /// The reply status: 502 down, garbage or closed after the request, 504 timeout (of the call, or of the wait in
+    /// the MQ), 503 saturated, 400 bad request.
     public var status: Int {
         switch self {
         case .serviceDown, .badReply, .closedAfterRequest: return 502
-        case .timedOut: return 504
+        case .timedOut, .expiredInQueue: return 504
         case .saturated: return 503
         case .badRequest: return 400
         }
@@ -47,6 +51,8 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
             return "request for legacy service '\(service)' cannot be sent: \(reason)"
         case .closedAfterRequest(let service, let address, let why):
             return "legacy service '\(service)' at \(address) closed the connection after the request was sent, before any reply; the request was not repeated (\(why)), so the service may or may not have acted on it"
+        case .expiredInQueue(let service, let mq, let waited, let limit):
+            return "request for legacy service '\(service)' waited \(waited.proxyDescription) in MQ '\(mq)' for a free worker, past the adapter's queue_timeout (\(limit.proxyDescription)), and was not sent; the service is slower than its load (raise workers and max_in_flight if it can take more calls at once)"
         }
     }
 

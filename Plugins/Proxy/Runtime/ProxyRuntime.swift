@@ -2,6 +2,7 @@ import Atomics
 import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import ServiceLifecycle
 import ZbusClient
 import ZbusKernel
@@ -123,12 +124,29 @@ public final class ProxyAdapterRunner: Service {
     /// Calls the legacy service for `request` and returns what to route back: its answer, or a 502/503/504/400 whose
     /// body says what failed. Never throws.
     ///
-    /// The adapter's `timeout` bounds both waits: for one of the `max_in_flight` slots (503 when none comes free in
-    /// time, the request never sent), then for the call (504). A request the service cannot take is refused within
-    /// `timeout` rather than queued behind calls that are stuck, and a request that is sent gets the whole `timeout`.
+    /// Two limits bound a caller's wait. `queue_timeout` bounds the wait before the call, counted from when the MQ
+    /// accepted the request (``Message/acceptedAt``, on requests delivered in-process; else from now): for a worker
+    /// (504 at once, the request never sent, when it waited all of it) and then for one of the `max_in_flight` slots
+    /// (503, the request never sent). `timeout` then bounds the call (504). A request the service cannot take is
+    /// refused within `queue_timeout` rather than queued behind calls that are stuck, and a request that is sent
+    /// gets the whole `timeout`.
     public func answer(_ request: Message) async -> Message {
         let start = ContinuousClock.now
-        let reply = await answerUnmeasured(request, slotDeadline: start + settings.timeout)
+        var queueBudget = settings.queueTimeout
+        if let accepted = request.acceptedAt {
+            let waited = Duration.nanoseconds((NIODeadline.now() - accepted).nanoseconds)
+            guard waited < queueBudget else {
+                let error = ProxyError.expiredInQueue(service: settings.name, mq: settings.mq, waited: waited,
+                                                      limit: settings.queueTimeout)
+                logger.warning("request waited past queue_timeout for a worker; not sent", metadata: [
+                    "id": "\(request.id ?? "-")", "error": "\(error)",
+                ])
+                metrics.requestExpired()
+                return error.reply
+            }
+            queueBudget -= waited
+        }
+        let reply = await answerUnmeasured(request, slotDeadline: start + queueBudget)
         metrics.callAnswered(status: reply.status ?? 200, after: ContinuousClock.now - start)
         return reply
     }
@@ -181,7 +199,7 @@ public final class ProxyAdapterRunner: Service {
             logger.warning("legacy call timed out", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
             return error.reply
         case .saturated:
-            let error = ProxyError.saturated(service: name, address: adapterAddress, limit: limiter.limit, after: timeout)
+            let error = ProxyError.saturated(service: name, address: adapterAddress, limit: limiter.limit, after: settings.queueTimeout)
             logger.warning("legacy service saturated; request refused", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
             return error.reply
         case .failed(let error):
@@ -228,16 +246,19 @@ protocol TimedProxyAdapter: DescribedProxyAdapter {
 }
 
 /// Counts one adapter's legacy calls and their latency (label `adapter`): `zbus_proxy_calls_total{adapter,
-/// outcome="ok"|"error"}` (a 502, 504 or 400 of the proxy, or any 4xx/5xx of the service, is an error) and the
-/// histogram `zbus_proxy_call_duration_seconds{adapter}`.
+/// outcome="ok"|"error"|"expired"}` (a 502, 504 or 400 of the proxy, or any 4xx/5xx of the service, is an error;
+/// a request answered 504 unsent because it waited in the MQ past the timeout is expired, and has no duration) and
+/// the histogram `zbus_proxy_call_duration_seconds{adapter}`.
 struct ProxyCallMetrics: Sendable {
     private let succeeded: CoreMetrics.Counter
     private let failed: CoreMetrics.Counter
+    private let expired: CoreMetrics.Counter
     private let duration: CoreMetrics.Timer
 
     init(adapter: String, factory: any MetricsFactory) {
         succeeded = CoreMetrics.Counter(label: "zbus_proxy_calls_total", dimensions: [("adapter", adapter), ("outcome", "ok")], factory: factory)
         failed = CoreMetrics.Counter(label: "zbus_proxy_calls_total", dimensions: [("adapter", adapter), ("outcome", "error")], factory: factory)
+        expired = CoreMetrics.Counter(label: "zbus_proxy_calls_total", dimensions: [("adapter", adapter), ("outcome", "expired")], factory: factory)
         duration = CoreMetrics.Timer(label: "zbus_proxy_call_duration_seconds", dimensions: [("adapter", adapter)], factory: factory)
     }
 
@@ -245,5 +266,10 @@ struct ProxyCallMetrics: Sendable {
         (status < 400 ? succeeded : failed).increment()
         let (seconds, attoseconds) = elapsed.components
         duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    /// A request waited in the MQ past the adapter's timeout and was answered without a call.
+    func requestExpired() {
+        expired.increment()
     }
 }
