@@ -189,16 +189,10 @@ final class MessageQueue: @unchecked Sendable {
                     throw .full(limit: definition.maxLength)
                 }
                 let entry = PendingAppend(key: key, keyGroup: keyGroup, receipt: receipt)
-                let loop = ObjectIdentifier(eventLoop)
-                if mode.contains(.rpc) {
-                    // A request of an RPC MQ carries when it was accepted, so that the worker handed it can tell how
-                    // long it waited (see `Message.acceptedAt`). Plain MQs, the MQ path, pay only this test.
-                    var request = message
-                    request.acceptedAt = .now()
-                    scheduleFlush = appends.append(request, entry, loop: loop) == .scheduleFlush
-                } else {
-                    scheduleFlush = appends.append(message, entry, loop: loop) == .scheduleFlush
-                }
+                // A request of an RPC MQ carries when it was accepted, so that the worker handed it can tell how long
+                // it waited (see `Message.acceptedAt`). Plain MQs, the MQ path, pay only the test.
+                let acceptedAt: NIODeadline? = mode.contains(.rpc) ? .now() : nil
+                scheduleFlush = appends.append(message, entry, loop: ObjectIdentifier(eventLoop), acceptedAt: acceptedAt) == .scheduleFlush
             }
             slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
         }

@@ -1,3 +1,4 @@
+import NIOCore
 import ZbusKernel
 
 /// The produces an MQ accepted and has not stored yet, per event loop: what one loop accepts during a tick is written to
@@ -54,11 +55,13 @@ struct AppendBatcher<Entry> {
         case none
     }
 
-    /// Accepts `message` from a producer on `loop`, with what to do once it is stored.
+    /// Accepts `message` from a producer on `loop`, with what to do once it is stored; `acceptedAt`, when given, is
+    /// set on the batch's copy (in place: stamping a copy of the message first cost a copy of every field).
     @inline(__always)
-    mutating func append(_ message: Message, _ entry: Entry, loop: ObjectIdentifier) -> AppendAction {
+    mutating func append(_ message: Message, _ entry: Entry, loop: ObjectIdentifier, acceptedAt: NIODeadline? = nil) -> AppendAction {
         let index = slotIndex(of: loop)
         slots[index].batch.messages.append(message)
+        if let acceptedAt { slots[index].batch.messages[slots[index].batch.messages.count - 1].acceptedAt = acceptedAt }
         slots[index].batch.entries.append(entry)
         pendingCount += 1
         if slots[index].flushScheduled { return .none }

@@ -104,14 +104,18 @@ public final class ProxyAdapterRunner: Service {
     /// cancellation), then each finishes its call in progress (routed and acknowledged) and closes.
     private func runOnLoops(of node: Node, adapter: any LoopProxyAdapter) async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var workers: [LoopAdapterWorker] = []
             do {
-                let workers = try (0..<settings.workers).map { _ in
-                    try LoopAdapterWorker(node: node, adapter: adapter, settings: settings, metrics: metrics, logger: logger)
+                for _ in 0..<settings.workers {
+                    workers.append(try LoopAdapterWorker(node: node, adapter: adapter, settings: settings, metrics: metrics, logger: logger))
                 }
                 loopWorkers.withLockedValue { $0 = workers }
                 for worker in workers { worker.start() }
                 break
             } catch {
+                // The workers made before the failure hold sessions of the node: closed now (not awaited: their loops
+                // may be going down with the node), rather than left open at every retry.
+                for worker in workers { _ = worker.stop() }
                 // The node is not serving yet (or any more): try again shortly, unless it is stopping.
                 logger.error("proxy adapter cannot consume; retrying in 1 s", metadata: ["error": "\(error)"])
                 do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) } } catch { break }

@@ -24,12 +24,6 @@ public struct Message: Sendable {
     /// Whether the sender asked to close the connection after this message (HTTP/1.0 without keep-alive, or
     /// `Connection: close`). On an outgoing message it makes the encoder write `connection: close`.
     public var closeRequested: Bool
-    /// When an RPC-mode MQ of this node accepted the message (the monotonic clock), or `nil`: stamped by the MQ on
-    /// every produce to an MQ with the RPC mode bit, kept while the message is delivered in-process, and never written
-    /// to the wire or the store. What lets the node's own worker tell how long a request waited for it: a bus adapter
-    /// answers a request that waited past its `timeout` with 504 at once, rather than calling the service for a
-    /// caller whose time is up.
-    public var acceptedAt: NIODeadline? = nil
 
     /// Creates a request message (`GET /` unless told otherwise).
     public init(method: String = "GET", uri: String = "/", headers: Headers = Headers(), body: ByteBuffer? = nil) {
@@ -77,6 +71,18 @@ public struct Message: Sendable {
     public var bodyString: String {
         guard let body else { return "" }
         return String(buffer: body)
+    }
+
+    /// When an RPC-mode MQ of this node accepted the message (the monotonic clock), or `nil`: stamped by the MQ on
+    /// every produce to an MQ with the RPC mode bit, kept while the message is delivered in-process, and never written
+    /// to the wire or the store. What lets the node's own worker tell how long a request waited for it: a bus adapter
+    /// answers a request that waited past its `queue_timeout` with 504 at once, rather than calling the service for a
+    /// caller whose time is up.
+    @inlinable
+    public var acceptedAt: NIODeadline? {
+        // Stored in the header block's padding (see `Headers.acceptedAtNanoseconds`).
+        get { headers.acceptedAtNanoseconds == 0 ? nil : NIODeadline.uptimeNanoseconds(headers.acceptedAtNanoseconds) }
+        set { headers.acceptedAtNanoseconds = newValue.map { max(1, $0.uptimeNanoseconds) } ?? 0 }
     }
 
     /// Replaces the body with the UTF-8 bytes of `text`.
