@@ -5,6 +5,25 @@ import Testing
 
 @Suite("StoredDelivery")
 struct StoredDeliveryTests {
+    @Test("acceptedAt: kept by a delivery and by edits of the headers, not part of the header block's equality, nil when unset")
+    func acceptedAtTravels() {
+        var request = Message(method: "POST", uri: "/")
+        request.cmd = "produce"
+        request.id = "p-1"
+        #expect(request.acceptedAt == nil)
+        let accepted = NIODeadline.uptimeNanoseconds(123_456_789)
+        request.acceptedAt = accepted
+        request.headers.set(lowercased: "x-extra", "1")
+        #expect(request.acceptedAt == accepted)
+        let delivered = request.delivered(requestId: "c-1", close: false)
+        #expect(delivered.acceptedAt == accepted)
+        #expect(delivered.rawId == "p-1" && delivered.id == "c-1")
+        var unstamped = request
+        unstamped.acceptedAt = nil
+        #expect(unstamped.acceptedAt == nil)
+        #expect(unstamped.headers == request.headers)
+    }
+
     /// Records as the MQ module stores them: a produce as the node parsed it (stamped), serialized without `cmd`/`ack`.
     static let produced: [String] = [
         "POST / HTTP/1.1\r\ncmd: produce\r\nmq: Q\r\nid: 0-17\r\ncontent-length: 11\r\n\r\nhello world",
