@@ -343,6 +343,7 @@ struct ProxyLoadTests {
         let node = try startNode("""
             modules:
               - module: mq
+              - module: monitor
               - module: proxy
                 adapters:
                   - { name: stuck-web, kind: http, mq: Queued, target: "http://127.0.0.1:\(stuck.port)", \(shape), timeout: 1s }
@@ -383,6 +384,10 @@ struct ProxyLoadTests {
         #expect(await eventually(within: 10) { stuck.requests.seen.count == 1 + sent.count },
                 "the service saw \(stuck.requests.seen.keys.sorted()), \(sent.count) were sent")
         #expect(expired.allSatisfy { stuck.requests.seen[$0.id] == nil }, "a request answered unsent reached the service")
+        // Operators see them apart from the calls that failed.
+        let metrics = try runCommand("/usr/bin/env", ["curl", "-s", "-m", "10", "http://127.0.0.1:\(node.port)/metrics"]).stdout
+        #expect(metrics.contains("zbus_proxy_calls_total{adapter=\"stuck-web\",outcome=\"expired\"} \(expired.count)\n"),
+                "\(metrics.split(separator: "\n").filter { $0.contains("zbus_proxy_calls_total") })")
 
         // The adapter serves again at once when the service answers.
         #expect(try await bus.call("Queued", "after").bodyString == "id=after")
