@@ -251,7 +251,7 @@ protocol TimedProxyAdapter: DescribedProxyAdapter {
 
 /// Counts one adapter's legacy calls and their latency (label `adapter`): `zbus_proxy_calls_total{adapter,
 /// outcome="ok"|"error"|"expired"}` (a 502, 504 or 400 of the proxy, or any 4xx/5xx of the service, is an error;
-/// a request answered 504 unsent because it waited in the MQ past the timeout is expired, and has no duration) and
+/// a request answered 504 unsent because it waited for a worker past `queue_timeout` is expired, and has no duration) and
 /// the histogram `zbus_proxy_call_duration_seconds{adapter}`.
 struct ProxyCallMetrics: Sendable {
     private let succeeded: CoreMetrics.Counter
@@ -272,7 +272,7 @@ struct ProxyCallMetrics: Sendable {
         duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
-    /// A request waited in the MQ past the adapter's timeout and was answered without a call.
+    /// A request waited for a worker past the adapter's `queue_timeout` and was answered without a call.
     func requestExpired() {
         expired.increment()
     }
