@@ -18,6 +18,10 @@ struct StoredDeliveryTests {
         let delivered = request.delivered(requestId: "c-1", close: false)
         #expect(delivered.acceptedAt == accepted)
         #expect(delivered.rawId == "p-1" && delivered.id == "c-1")
+        // Presented as zbus 6 consumers see it (a loop consumer's `.rebuild` form), it is still the same message.
+        var presented = delivered
+        presented.headers = delivered.headers.forConsumer()
+        #expect(presented.acceptedAt == accepted && presented.id == "p-1")
         var unstamped = request
         unstamped.acceptedAt = nil
         #expect(unstamped.acceptedAt == nil)

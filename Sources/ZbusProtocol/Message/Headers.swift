@@ -275,6 +275,7 @@ public struct Headers: Sendable, Equatable {
             }
         }
         if let producerId, !idWritten { result.storage.append(Field(name: HeaderName.id, value: producerId)) }
+        result.acceptedAtNanoseconds = acceptedAtNanoseconds  // the same message, presented otherwise
         return result
     }
 
