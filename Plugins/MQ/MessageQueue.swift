@@ -189,10 +189,10 @@ final class MessageQueue: @unchecked Sendable {
                     throw .full(limit: definition.maxLength)
                 }
                 let entry = PendingAppend(key: key, keyGroup: keyGroup, receipt: receipt)
-                // A request of an RPC MQ carries when it was accepted, so that the worker handed it can tell how long
-                // it waited (see `Message.acceptedAt`). Plain MQs, the MQ path, pay only the test.
-                let acceptedAt: NIODeadline? = mode.contains(.rpc) ? .now() : nil
-                scheduleFlush = appends.append(message, entry, loop: ObjectIdentifier(eventLoop), acceptedAt: acceptedAt) == .scheduleFlush
+                // Every message carries when this MQ accepted it (replacing what an in-process producer's message
+                // carried from another MQ), so that the worker handed it can tell how long it waited: a bus adapter
+                // answers one that waited past its `queue_timeout` at once (see `Message.acceptedAt`).
+                scheduleFlush = appends.append(message, entry, loop: ObjectIdentifier(eventLoop), acceptedAt: .now()) == .scheduleFlush
             }
             slaveTargets = slaves.isEmpty ? [] : Array(slaves.values)
         }

@@ -22,6 +22,18 @@ struct AppendBatcherTests {
         batch.messages.map { $0.body.map { String(buffer: $0) } ?? "" }
     }
 
+    @Test("the batch's copy carries the acceptance time given, replacing one the producer's message carried from another MQ")
+    func acceptanceTime() {
+        var batcher = AppendBatcher<Int>()
+        var forwarded = Self.message("from another MQ")
+        forwarded.acceptedAt = .uptimeNanoseconds(5)
+        _ = batcher.append(forwarded, 1, loop: a, acceptedAt: .uptimeNanoseconds(1_000))
+        _ = batcher.append(forwarded, 2, loop: a)
+        let batch = batcher.flush(loop: a)
+        #expect(batch.messages.map(\.acceptedAt) == [.uptimeNanoseconds(1_000), nil])
+        #expect(forwarded.acceptedAt == .uptimeNanoseconds(5), "the producer's own message is left as it was")
+    }
+
     @Test("one flush per loop tick: the first produce schedules it, the rest ride along, in order")
     func oneFlushPerTick() {
         var batcher = AppendBatcher<Int>()

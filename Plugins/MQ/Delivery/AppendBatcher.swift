@@ -55,13 +55,14 @@ struct AppendBatcher<Entry> {
         case none
     }
 
-    /// Accepts `message` from a producer on `loop`, with what to do once it is stored; `acceptedAt`, when given, is
-    /// set on the batch's copy (in place: stamping a copy of the message first cost a copy of every field).
+    /// Accepts `message` from a producer on `loop`, with what to do once it is stored; `acceptedAt` (the MQ reads the
+    /// clock, this does not) replaces the batch's copy's own, in place: stamping a copy of the message first cost a
+    /// copy of every field.
     @inline(__always)
     mutating func append(_ message: Message, _ entry: Entry, loop: ObjectIdentifier, acceptedAt: NIODeadline? = nil) -> AppendAction {
         let index = slotIndex(of: loop)
         slots[index].batch.messages.append(message)
-        if let acceptedAt { slots[index].batch.messages[slots[index].batch.messages.count - 1].acceptedAt = acceptedAt }
+        slots[index].batch.messages[slots[index].batch.messages.count - 1].acceptedAt = acceptedAt
         slots[index].batch.entries.append(entry)
         pendingCount += 1
         if slots[index].flushScheduled { return .none }

@@ -12,7 +12,8 @@ import ZbusKernel
 ///   timeout: 5s           # per legacy call, connect included (default 10s); then the caller gets 504
 ///   queue_timeout: 5s     # how long a request may wait for a worker, from when the MQ accepted it, and then for a
 ///                         # slot (default: timeout); past it the caller gets 504 (no worker) or 503 (no slot), and
-///                         # the request is never sent. A caller hears within queue_timeout + timeout.
+///                         # the request is never sent. A caller hears within queue_timeout + timeout (with a
+///                         # remote `broker`, the wait counts from when a worker gets the request).
 ///   max_in_flight: 64     # legacy calls at once across the workers, and idle connections kept (default: workers);
 ///                         # the other workers' requests wait for a slot within queue_timeout, then 503
 ///   token: secret         # the MQ's access token (optional)

@@ -12,8 +12,9 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
     case timedOut(service: String, address: String, after: Duration)
     /// The service answered something the adapter cannot read (wrong protocol, wrong framing, oversized record).
     case badReply(service: String, address: String, reason: String)
-    /// Every one of the adapter's `max_in_flight` calls to the service stayed busy for the whole `timeout`, so this
-    /// request was never sent: the service is slower than the load it gets.
+    /// Every one of the adapter's `max_in_flight` calls to the service stayed busy while this request waited for one,
+    /// until its `queue_timeout` (`after`: the whole wait since the MQ accepted it, for a worker and then for a slot)
+    /// was up, so it was never sent: the service is slower than the load it gets.
     case saturated(service: String, address: String, limit: Int, after: Duration)
     /// The caller's message cannot be turned into a legacy request (for example a newline inside a newline-framed
     /// record).
