@@ -19,7 +19,6 @@ extension Message {
         message.headers = headers.forDelivery(requestId: requestId)
         message.body = body
         message.closeRequested = close
-        message.acceptedAt = acceptedAt
         return message
     }
 }

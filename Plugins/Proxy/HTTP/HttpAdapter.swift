@@ -104,9 +104,7 @@ final class HttpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         }
         let check: @Sendable (Message) throws -> Void = { [self] message in try self.check(message) }
         // The codec is called directly by the handler behind it: no `NIOAny` box per request and reply.
-        let exchange: @Sendable (any Channel) -> (any DirectMessageExchange)? = { channel in
-            try? channel.pipeline.syncOperations.handler(type: HTTPExchangeCodec.self)
-        }
+        let exchange = HTTPExchangeCodec.inPipeline
         guard pipelineDepth > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
                                     timeout: timeout, configure: configure, exchange: exchange, check: check,

@@ -32,6 +32,9 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private let address: HostAndPort
     private let connectTimeout: Duration
     private let timeout: Duration
+    /// `timeout` as the event loop counts time, converted once: converting it for every call cost about 190
+    /// instructions.
+    private let callTimeout: TimeAmount
     private let depth: Int
     private let configure: @Sendable (any Channel) throws -> Void
     private let exchange: (@Sendable (any Channel) -> (any DirectMessageExchange)?)?
@@ -61,6 +64,7 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         self.address = address
         self.connectTimeout = connectTimeout
         self.timeout = timeout
+        callTimeout = timeout.nioTimeAmount
         self.depth = depth
         self.configure = configure
         self.exchange = exchange
@@ -75,7 +79,7 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         if let check {
             do { try check(request) } catch { return completion(.failure(error)) }
         }
-        send(PipelinedConnection.Call(request: request, deadline: .now() + timeout.nioTimeAmount, retried: false,
+        send(PipelinedConnection.Call(request: request, deadline: .now() + callTimeout, retried: false,
                                       completion: completion))
     }
 
@@ -436,4 +440,12 @@ protocol DirectMessageExchange: AnyObject {
     func writeRequest(_ request: Message)
     /// Where each reply goes instead of the next handler's `channelRead`, when set.
     var replySink: ((Message) -> Void)? { get set }
+}
+
+extension DirectMessageExchange where Self: ChannelHandler & SendableMetatype {
+    /// Finds this codec in a connection's pipeline: what a legacy client is given (its `exchange`) to call it
+    /// directly.
+    static var inPipeline: @Sendable (any Channel) -> (any DirectMessageExchange)? {
+        { channel in try? channel.pipeline.syncOperations.handler(type: Self.self) }
+    }
 }

@@ -18,7 +18,7 @@ final class LoopAdapterWorker: @unchecked Sendable {
     private let consumer: LoopConsumer
     private let caller: any LoopLegacyCaller
     private let settings: ProxyAdapterSettings
-    /// `settings.queueTimeout`, as the event loop counts time.
+    /// `settings.queueTimeout`, as the event loop counts time (converted once, not for every request).
     private let queueTimeout: TimeAmount
     private let address: String
     private let metrics: ProxyCallMetrics
@@ -59,8 +59,10 @@ final class LoopAdapterWorker: @unchecked Sendable {
         // at once and not sent: its caller has waited long enough. Without this, a caller queued behind k rounds of
         // calls to a stuck service heard its 504 after k + 1 timeouts, and every one of those requests still reached
         // the service.
-        if let accepted = request.acceptedAt, start - accepted >= queueTimeout {
-            return refuseExpired(request, waited: start - accepted)
+        if let accepted = request.acceptedAt,
+           let expired = expiredReply(waited: start - accepted, limit: queueTimeout, id: request.rawId, settings: settings,
+                                      metrics: metrics, logger: logger) {
+            return consumer.finish(expired, routing: request)
         }
         caller.call(request) { [self] result in
             let reply: Message
@@ -70,19 +72,9 @@ final class LoopAdapterWorker: @unchecked Sendable {
             case .failure(let error):
                 reply = failureReply(error, request: request)
             }
-            metrics.callAnswered(status: reply.status ?? 200, after: .nanoseconds((NIODeadline.now() - start).nanoseconds))
+            metrics.callAnswered(status: reply.status ?? 200, afterNanoseconds: (NIODeadline.now() - start).nanoseconds)
             consumer.finish(reply, routing: request)
         }
-    }
-
-    private func refuseExpired(_ request: Message, waited: TimeAmount) {
-        let error = ProxyError.expiredInQueue(service: settings.name, mq: settings.mq, waited: .nanoseconds(waited.nanoseconds),
-                                              limit: settings.queueTimeout)
-        logger.warning("request waited past queue_timeout for a worker; not sent", metadata: [
-            "id": "\(request.rawId ?? "-")", "error": "\(error)",
-        ])
-        metrics.requestExpired()
-        consumer.finish(error.reply, routing: request)
     }
 
     private func failureReply(_ error: any Error, request: Message) -> Message {

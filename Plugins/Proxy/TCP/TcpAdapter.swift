@@ -92,9 +92,7 @@ final class TcpAdapter: TimedProxyAdapter, LoopProxyAdapter {
         }
         let check: @Sendable (Message) throws -> Void = { [self] message in _ = try record(of: message) }
         // The codec is called directly by the handler behind it: no `NIOAny` box per request and reply.
-        let exchange: @Sendable (any Channel) -> (any DirectMessageExchange)? = { channel in
-            try? channel.pipeline.syncOperations.handler(type: TcpMessageCodec.self)
-        }
+        let exchange = TcpMessageCodec.inPipeline
         guard pipelineDepth > 1 else {
             return LoopLegacyClient(on: eventLoop, service: name, address: target, connectTimeout: connectTimeout,
                                     timeout: timeout, configure: loopConfigure, exchange: exchange, check: check,

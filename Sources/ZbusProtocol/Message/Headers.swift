@@ -199,6 +199,7 @@ public struct Headers: Sendable, Equatable {
     package func forDelivery(requestId: String?) -> Headers {
         let producerId = value(indexed: .id)
         var result = Headers()
+        result.acceptedAtNanoseconds = acceptedAtNanoseconds  // the same message, delivered
         result.storage.reserveCapacity(storage.count + 1)
         let indexed = isIndexed && storage.count < 255
         var rawIdWritten = false

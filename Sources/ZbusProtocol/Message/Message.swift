@@ -75,9 +75,9 @@ public struct Message: Sendable {
 
     /// When an MQ of this node accepted the message (the monotonic clock), or `nil`: stamped by a point-to-point MQ
     /// on every produce (replacing a stamp from another MQ), kept while the message is delivered in-process, and
-    /// never written to the wire or the store. What lets the node's own worker tell how long a request waited for it: a bus adapter
-    /// answers a request that waited past its `queue_timeout` with 504 at once, rather than calling the service for a
-    /// caller whose time is up.
+    /// never written to the wire or the store. What lets the node's own worker tell how long a request waited for it:
+    /// a bus adapter answers a request that waited past its `queue_timeout` with 504 at once, rather than calling the
+    /// service for a caller whose time is up.
     @inlinable
     public var acceptedAt: NIODeadline? {
         // Stored in the header block's padding (see `Headers.acceptedAtNanoseconds`).
