@@ -14,11 +14,11 @@ extension Message {
     /// dropped, `rawid` = the producer's `id`, `id` = the consume's id (when it had one).
     package func delivered(requestId: String?, close: Bool) -> Message {
         // Built rather than copied and edited: one pass over the headers (`Headers.forDelivery`).
-        var message = Message(startLine: startLine)
-        if case .request = startLine { message.startLine = .status(code: 200, reason: nil) }
-        message.headers = headers.forDelivery(requestId: requestId)
-        message.body = body
+        var status = startLine
+        if case .request = startLine { status = .status(code: 200, reason: nil) }
+        var message = Message(startLine: status, headers: headers.forDelivery(requestId: requestId), body: body)
         message.closeRequested = close
+        message.acceptedAt = acceptedAt  // the same message, delivered
         return message
     }
 }

@@ -251,6 +251,7 @@ struct HTTPResponseParser {
         var transferEncoding: String?
         var count = 0
         var forwarded = 0
+        var forwardedLengths: UInt64 = 0
         while let line = lines.next() {
             if line.isEmpty { break }
             count += 1
@@ -267,7 +268,7 @@ struct HTTPResponseParser {
                 throw .malformedHeader("bad header name: \(Self.printable(line))")
             }
             let value = Self.trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)...]))
-            for byte in value where (byte < 0x20 && byte != 0x09) || byte == 0x7F {
+            if ASCIIBytes.hasControlBytes(value) {
                 throw .malformedHeader("control byte in the value: \(Self.printable(line))")
             }
             switch ReservedHeaders.role(name) {
@@ -291,8 +292,12 @@ struct HTTPResponseParser {
                 let (lowerName, text) = forwardedStrings(line: line, name: name, value: value, at: forwarded)
                 forwarded += 1
                 // A repeated name is joined into one line with ", " (RFC 9110 5.3), in order, as a message carries
-                // one value per name; but set-cookie, whose values may hold commas, stays separate lines.
-                if let previous = message.headers.value(lowercased: lowerName), !Headers.keepsRepeats(lowerName) {
+                // one value per name; but set-cookie, whose values may hold commas, stays separate lines. A name of
+                // a length no earlier forwarded name had (modulo 64) repeats none: no search for it.
+                let lengthBit: UInt64 = 1 << UInt64(name.count & 63)
+                defer { forwardedLengths |= lengthBit }
+                if forwardedLengths & lengthBit != 0, let previous = message.headers.value(lowercased: lowerName),
+                   !Headers.keepsRepeats(lowerName) {
                     message.headers.set(lowercased: lowerName, previous + ", " + text)
                 } else {
                     message.headers.append(lowercased: lowerName, text)
@@ -493,18 +498,8 @@ struct HTTPResponseParser {
     }
 
     /// RFC 9110 5.6.2 `tchar`.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-             UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-             UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
-    }
+    @inline(__always)
+    static func isTokenByte(_ byte: UInt8) -> Bool { ASCIIBytes.isTokenByte(byte) }
 
     private static func lowercasedString(_ name: UnsafeRawBufferPointer) -> String {
         if let common = commonName(name) { return common }

@@ -162,12 +162,12 @@ struct HTTPRequestEncoding: Sendable {
             method = requestMethod
             uri = requestURI
         }
-        // Names known lower-case: looked up without lower-casing them again (this runs for every call).
-        let methodHeader = message.headers.value(lowercased: HeaderName.httpMethod)
+        // Read from the parser's slots rather than searched for (this runs twice a call).
+        let methodHeader = message.httpMethod
         if let methodHeader {
             method = methodHeader.utf8.contains(where: { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) ? methodHeader.uppercased() : methodHeader
         }
-        if let path = message.headers.value(lowercased: HeaderName.httpPath) { uri = path }
+        if let path = message.httpPath { uri = path }
         if method == "GET" && hasBody && methodHeader == nil { method = "POST" }
         return (method, uri)
     }
@@ -204,8 +204,7 @@ struct HTTPRequestEncoding: Sendable {
     /// What is wrong with `uri` as the request target below the base path, or `nil`.
     static func pathProblem(_ uri: String) -> String? {
         // Checked on every call: read in place, nothing allocated.
-        var uri = uri
-        return uri.withUTF8 { pathProblem(bytes: $0) }
+        ASCIIBytes.withUTF8(of: uri) { pathProblem(bytes: $0) }
     }
 
     private static func pathProblem(bytes: UnsafeBufferPointer<UInt8>) -> String? {
@@ -279,14 +278,10 @@ struct HTTPRequestEncoding: Sendable {
     /// Writes `METHOD SP base-path path SP HTTP/1.1`, its CRLF and the `host` line with one copy (a write per part
     /// cost more than the bytes: each checks the buffer's capacity and uniqueness).
     private func writeRequestLine(method: String, uri: String, into buffer: inout ByteBuffer) {
-        var method = method
-        var uri = uri
-        var basePath = basePath
-        var afterPath = afterPath
-        method.withUTF8 { method in
-            basePath.withUTF8 { basePath in
-                uri.withUTF8 { uri in
-                    afterPath.withUTF8 { afterPath in
+        ASCIIBytes.withUTF8(of: method) { method in
+            ASCIIBytes.withUTF8(of: basePath) { basePath in
+                ASCIIBytes.withUTF8(of: uri) { uri in
+                    ASCIIBytes.withUTF8(of: afterPath) { afterPath in
                         let total = method.count + 1 + basePath.count + uri.count + afterPath.count
                         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { target in
                             var cursor = target.baseAddress!
@@ -311,10 +306,8 @@ struct HTTPRequestEncoding: Sendable {
 
     /// Writes `name: value` and its CRLF with one copy into the buffer (four writes each cost more than the bytes).
     private static func writeHeader(_ name: String, _ value: String, into buffer: inout ByteBuffer) {
-        var name = name
-        var value = value
-        name.withUTF8 { name in
-            value.withUTF8 { value in
+        ASCIIBytes.withUTF8(of: name) { name in
+            ASCIIBytes.withUTF8(of: value) { value in
                 guard !name.isEmpty, isSafe(name), isSafe(value) else { return }
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count + value.count + 4) { target in
                     let base = target.baseAddress!
@@ -475,9 +468,3 @@ final class HTTPExchangeCodec: ChannelDuplexHandler, DirectMessageExchange {
     }
 }
 
-extension HeaderName {
-    /// `http-method`: the method an `http` adapter uses.
-    static let httpMethod = "http-method"
-    /// `path`: the path an `http` adapter requests.
-    static let httpPath = "path"
-}

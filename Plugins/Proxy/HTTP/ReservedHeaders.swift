@@ -36,8 +36,7 @@ enum ReservedHeaders {
 
     /// Whether `name` (a header name, any case) is reserved.
     static func contains(_ name: String) -> Bool {
-        var name = name
-        return name.withUTF8 { isReserved(UnsafeRawBufferPointer($0)) }
+        ASCIIBytes.withUTF8(of: name) { isReserved(UnsafeRawBufferPointer($0)) }
     }
 
     /// The lookup itself: by length, then against each name of that length (``names`` lists the same names; a test

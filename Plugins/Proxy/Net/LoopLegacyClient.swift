@@ -41,8 +41,9 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     private let notRepeatable: (Message) -> String?
     private var connection: (channel: any Channel, handler: LoopExchangeHandler)?
     private var shutDown = false
-    /// The call waiting for its reply: its deadline, and what the timer does when it passes.
-    private var inFlight: (deadline: NIODeadline, expire: () -> Void)?
+    /// The call waiting for its reply: its deadline, and the connection it waits on (failed with `timedOut` and
+    /// closed when the deadline passes).
+    private var inFlight: (deadline: NIODeadline, channel: any Channel, handler: LoopExchangeHandler)?
     /// One timer for the worker's calls, not one per call: armed for the deadline of the call in flight, it finds
     /// that call answered (or a later one, with a later deadline, in flight) nearly always, and re-arms only then.
     private var timer: Scheduled<Void>?
@@ -64,17 +65,17 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         errors = ExchangeErrors(service: service, address: address.description)
     }
 
-    func call(_ request: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+    func call(_ request: Message, completion: @escaping LegacyCallCompletion) {
         eventLoop.assertInEventLoop()
         if let check {
             do { try check(request) } catch { return completion(.failure(error)) }
         }
         let deadline = NIODeadline.now() + callTimeout
         if let connection, connection.channel.isActive {
-            exchange(request, on: connection, reused: true, deadline: deadline, timedOut: timedOut, completion: completion)
+            exchange(request, on: connection, reused: true, deadline: deadline, completion: completion)
         } else {
             connection = nil
-            connectThenExchange(request, deadline: deadline, timedOut: timedOut, completion: completion)
+            connectThenExchange(request, deadline: deadline, completion: completion)
         }
     }
 
@@ -97,21 +98,22 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         guard let call = inFlight else { return }
         if call.deadline <= .now() {
             inFlight = nil
-            call.expire()
+            call.handler.fail(timedOut)
+            call.channel.close(promise: nil)
         } else {
             armTimer(for: call.deadline)
         }
     }
 
     private func exchange(_ request: Message, on connection: (channel: any Channel, handler: LoopExchangeHandler), reused: Bool,
-                          deadline: NIODeadline, timedOut: ProxyError, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+                          deadline: NIODeadline, completion: @escaping LegacyCallCompletion) {
         let (channel, handler) = connection
         let begun = handler.begin { result in
             self.inFlight = nil
-            switch result {
+            switch consume result {
             case .success(let reply):
                 if self.shutDown { self.drop(channel) }
-                completion(.success(reply))
+                completion(.success(consume reply))
             case .failure(let error as ExchangeErrors.Closed) where reused && !self.shutDown:
                 // A kept connection the service closed while idle (restart, idle timeout): one more try, fresh; but
                 // not for a request the service may already have acted on.
@@ -119,18 +121,15 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
                 if error.requestSent, let why = self.notRepeatable(request) {
                     return completion(.failure(ProxyError.closedAfterRequest(service: self.service, address: self.address.description, why: why)))
                 }
-                self.connectThenExchange(request, deadline: deadline, timedOut: timedOut, completion: completion)
+                self.connectThenExchange(request, deadline: deadline, completion: completion)
             case .failure(let error):
                 self.drop(channel)
                 completion(.failure((error as? ExchangeErrors.Closed)?.proxyError ?? error))
             }
         }
         guard begun else { return }
-        // The timeout: the worker's timer on this loop, no task, thread or promise per call.
-        inFlight = (deadline, {
-            handler.fail(timedOut)
-            channel.close(promise: nil)
-        })
+        // The timeout: the worker's timer on this loop, no task, thread, promise or closure per call.
+        inFlight = (deadline, channel, handler)
         armTimer(for: deadline)
         // A failed write closes the channel, which fails the call (as a connection closed after the request was
         // sent: retried once if reused and the request may be repeated).
@@ -142,8 +141,8 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         if connection?.channel === channel { connection = nil }
     }
 
-    private func connectThenExchange(_ request: Message, deadline: NIODeadline, timedOut: ProxyError,
-                                     completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+    private func connectThenExchange(_ request: Message, deadline: NIODeadline,
+                                     completion: @escaping LegacyCallCompletion) {
         let remaining = deadline - .now()
         guard remaining > .zero else { return completion(.failure(timedOut)) }
         guard !shutDown else {
@@ -177,9 +176,9 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
                         return completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: "the adapter is stopping")))
                     }
                     self.connection = connection
-                    self.exchange(request, on: connection, reused: false, deadline: deadline, timedOut: timedOut, completion: completion)
+                    self.exchange(request, on: connection, reused: false, deadline: deadline, completion: completion)
                 case .failure(ChannelError.connectTimeout(_)) where deadline <= .now():
-                    completion(.failure(timedOut))
+                    completion(.failure(self.timedOut))
                 case .failure(let error):
                     completion(.failure(ProxyError.serviceDown(service: service, address: address.description, reason: LegacyConnectFailure.describe(error))))
                 }
@@ -187,13 +186,18 @@ final class LoopLegacyClient: LoopLegacyCaller, @unchecked Sendable {
     }
 }
 
+/// What a loop caller hands a call's outcome to. The outcome is handed over (`consuming`), not lent: the worker adds
+/// the caller's `id` and `mq` to the reply, and a reply still shared with a callback up the chain was copied for it,
+/// header block and all (about 900 instructions a bus call).
+typealias LegacyCallCompletion = @Sendable (consuming Result<Message, any Error>) -> Void
+
 /// Calls a legacy service from one event loop, one call at a time (what an adapter kind gives a loop worker).
 protocol LoopLegacyCaller: AnyObject, Sendable {
     /// The loop every method is called on and `completion` is called on.
     var eventLoop: any EventLoop { get }
     /// Sends `message` to the service; `completion` gets its reply as a message, or the error (a ``ProxyError`` for
     /// a timeout, a refused connection or an unreadable reply), exactly once.
-    func call(_ message: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void)
+    func call(_ message: Message, completion: @escaping LegacyCallCompletion)
     /// Closes the connection; calls made afterwards fail.
     func shutdown()
 }
@@ -228,7 +232,7 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Message
 
     private let errors: ExchangeErrors
-    private var pending: ((Result<Message, any Error>) -> Void)?
+    private var pending: ((consuming Result<Message, any Error>) -> Void)?
     /// The reply read for the call in flight, handed over at the end of the read.
     private var reply: Message?
     private var active = true
@@ -266,7 +270,7 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Starts waiting for the reply to the request about to be written; on a closed connection, fails the call at
     /// once (as closed) and returns `false`.
-    func begin(_ callback: @escaping (Result<Message, any Error>) -> Void) -> Bool {
+    func begin(_ callback: @escaping (consuming Result<Message, any Error>) -> Void) -> Bool {
         guard active else {
             callback(.failure(errors.closed(requestSent: false)))
             return false
@@ -285,10 +289,9 @@ final class LoopExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Hands the reply read over, if any.
     private func deliver() {
-        guard let callback = pending, let reply else { return }
+        guard let callback = pending, let reply = reply.take() else { return }
         pending = nil
-        self.reply = nil
-        callback(.success(reply))
+        callback(.success(consume reply))
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

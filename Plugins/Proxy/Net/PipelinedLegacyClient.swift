@@ -74,7 +74,7 @@ final class PipelinedLegacyClient: LoopLegacyCaller, @unchecked Sendable {
         self.timedOut = ProxyError.timedOut(service: service, address: address.description, after: timeout)
     }
 
-    func call(_ request: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+    func call(_ request: Message, completion: @escaping LegacyCallCompletion) {
         eventLoop.assertInEventLoop()
         if let check {
             do { try check(request) } catch { return completion(.failure(error)) }
@@ -202,7 +202,7 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
         let request: Message
         let deadline: NIODeadline
         var retried: Bool
-        let completion: @Sendable (Result<Message, any Error>) -> Void
+        let completion: LegacyCallCompletion
     }
 
     private let errors: ExchangeErrors
@@ -330,13 +330,15 @@ final class PipelinedConnection: ChannelInboundHandler, @unchecked Sendable {
 
     private func deliver() {
         guard !answers.isEmpty else { return }
-        let read = answers
+        // Taken out in order, not iterated: each answer is handed over unshared (see `LegacyCallCompletion`).
+        var read = answers
         answers = []
-        for answer in read {
+        read.reverse()
+        while let answer = read.popLast() {
             guard let call = calls.popFirst() else { break }
             answered += 1
             headRetriable = false
-            call.completion(.success(answer))
+            call.completion(.success(consume answer))
         }
     }
 
@@ -421,7 +423,7 @@ final class PipelinedClients: Sendable {
 
         var eventLoop: any EventLoop { client.eventLoop }
 
-        func call(_ message: Message, completion: @escaping @Sendable (Result<Message, any Error>) -> Void) {
+        func call(_ message: Message, completion: @escaping LegacyCallCompletion) {
             client.call(message, completion: completion)
         }
 

@@ -66,14 +66,15 @@ final class LoopAdapterWorker: @unchecked Sendable {
         }
         caller.call(request) { [self] result in
             let reply: Message
-            switch result {
+            switch consume result {
             case .success(let answer):
                 reply = answer
             case .failure(let error):
                 reply = failureReply(error, request: request)
             }
             metrics.callAnswered(status: reply.status ?? 200, afterNanoseconds: (NIODeadline.now() - start).nanoseconds)
-            consumer.finish(reply, routing: request)
+            // Moved, not copied: `finish` adds the caller's `id` and `mq`, which a shared reply would copy it for.
+            consumer.finish(consume reply, routing: request)
         }
     }
 

@@ -38,4 +38,58 @@ public enum ASCIIBytes {
         for offset in 0..<prefix.count where lower(bytes[offset]) != prefix[offset] { return false }
         return true
     }
+
+    /// Whether `byte` is an RFC 9110 token character (`!#$%&'*+-.^_`|~`, digits, letters): two 64-bit masks over the
+    /// ASCII range, one shift and test per byte instead of a chain of comparisons (every header name of every message
+    /// is checked).
+    @inlinable @inline(__always)
+    public static func isTokenByte(_ byte: UInt8) -> Bool {
+        let lowMask: UInt64 = 0x03FF_6CFA_0000_0000  // bytes 0...63
+        let highMask: UInt64 = 0x57FF_FFFF_C7FF_FFFE  // bytes 64...127
+        if byte < 64 { return (lowMask >> UInt64(byte)) & 1 == 1 }
+        if byte < 128 { return (highMask >> UInt64(byte - 64)) & 1 == 1 }
+        return false
+    }
+
+    /// Whether `bytes` hold a byte a header value may not (RFC 9110 5.5): a control byte other than a tab, or DEL.
+    ///
+    /// Eight bytes at a time: a word has a byte below 0x20 exactly when `(w - 0x20…) & ~w & 0x80…` is not zero, and a
+    /// DEL exactly when the same test for zero holds on `w ^ 0x7F…` (borrows can flag wrong lanes, never a wrong
+    /// word). Only a word so flagged, which for a valid value means one holding a tab, is looked at byte by byte.
+    /// Every value of every header is checked, and byte by byte this was a tenth of parsing a head.
+    @inlinable
+    public static func hasControlBytes(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let count = bytes.count
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        var offset = 0
+        while offset + 8 <= count {
+            let word = base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            let below = (word &- ones &* 0x20) & ~word & highBits
+            let delete = word ^ (ones &* 0x7F)
+            if (below | ((delete &- ones) & ~delete & highBits)) != 0,
+               isControl(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + 8])) {
+                return true
+            }
+            offset += 8
+        }
+        return isControl(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+    }
+
+    /// ``hasControlBytes(_:)`` byte by byte, for the few bytes a word test cannot settle.
+    @inlinable
+    static func isControl(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes where (byte < 0x20 && byte != 0x09) || byte == 0x7F { return true }
+        return false
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `text`, read in place: `String.withUTF8` is mutating, and the copy of a
+    /// string it needs is a retain and a release, for each header of each message written.
+    @inlinable @inline(__always)
+    public static func withUTF8<Result>(of text: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        if let result = try text.utf8.withContiguousStorageIfAvailable(body) { return result }
+        var text = text  // a bridged string, without contiguous UTF-8 (not on Linux)
+        return try text.withUTF8(body)
+    }
 }

@@ -179,6 +179,10 @@ public struct MessageParser: Sendable {
         // names are mostly these).
         var slots = SIMD16<UInt8>()
         var indexable = true
+        // The lengths (modulo 64) of the names appended that have no slot: a name of a length not among them repeats
+        // none of them, and the search for a repeat is skipped (a request's other names are mostly of different
+        // lengths: `host`, `user-agent`, `accept`...).
+        var otherLengths: UInt64 = 0
         func noteSlot(_ indexed: Headers.Indexed?, at position: Int) {
             guard let indexed else { return }
             if position < 255 { slots[indexed.rawValue] = UInt8(position + 1) } else { indexable = false }
@@ -201,7 +205,7 @@ public struct MessageParser: Sendable {
                 nameHasUpperCase = nameHasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
             }
             guard !rawName.isEmpty else { throw .malformedHeader(printable(line)) }
-            for byte in rawValue where (byte < 0x20 && byte != 0x09) || byte == 0x7F { throw headerLineError(line, colon: colon) }
+            if ASCIIBytes.hasControlBytes(rawValue) { throw headerLineError(line, colon: colon) }
             let special = classify(rawName)
             let indexed = Self.indexed(special)
             switch special {
@@ -237,7 +241,7 @@ public struct MessageParser: Sendable {
                 }
             case .sender, .remoteAddr:
                 if stamp != nil { continue }
-            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .other:
+            case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .httpMethod, .httpPath, .other:
                 break
             }
             let name = indexed?.name ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
@@ -262,6 +266,10 @@ public struct MessageParser: Sendable {
                     noteSlot(indexed, at: message.headers.count)
                     message.headers.appendUnchecked(name: name, value: value)
                 }
+            } else if indexed == nil, otherLengths & (1 << UInt64(rawName.count & 63)) == 0 {
+                // No earlier name of the others has this length, so none is this one: appended without a search.
+                otherLengths |= 1 << UInt64(rawName.count & 63)
+                message.headers.appendUnchecked(name: name, value: value)
             } else if let existing = message.headers.storage.firstIndex(where: { Headers.same($0.name, name) }) {
                 // A repeated name: the last value wins, but for set-cookie, whose lines are kept apart. Only here,
                 // on a repeat, is the name compared: the usual header pays nothing for the exception.
@@ -414,7 +422,7 @@ public struct MessageParser: Sendable {
         /// Names the node stamps.
         case sender, server, remoteAddr
         /// The protocol's frequent names.
-        case mq, id, cmd, ack, rawId, token, timeout, key, keyGroup, topic, recver
+        case mq, id, cmd, ack, rawId, token, timeout, key, keyGroup, topic, recver, httpMethod, httpPath
     }
 
     /// The slot a stamped or frequent header has in ``Headers``' index.
@@ -435,6 +443,8 @@ public struct MessageParser: Sendable {
         case .keyGroup: .keyGroup
         case .topic: .topic
         case .recver: .recver
+        case .httpMethod: .httpMethod
+        case .httpPath: .httpPath
         case .other, .contentLength, .connection, .transferEncoding, .expect: nil
         }
     }
@@ -447,6 +457,7 @@ public struct MessageParser: Sendable {
         case 3 where ASCIIBytes.equalsIgnoringCase(name, "cmd"): return .cmd
         case 3 where ASCIIBytes.equalsIgnoringCase(name, "ack"): return .ack
         case 3 where ASCIIBytes.equalsIgnoringCase(name, "key"): return .key
+        case 4 where ASCIIBytes.equalsIgnoringCase(name, "path"): return .httpPath
         case 5 where ASCIIBytes.equalsIgnoringCase(name, "rawid"): return .rawId
         case 5 where ASCIIBytes.equalsIgnoringCase(name, "token"): return .token
         case 5 where ASCIIBytes.equalsIgnoringCase(name, "topic"): return .topic
@@ -458,6 +469,7 @@ public struct MessageParser: Sendable {
         case 9 where ASCIIBytes.equalsIgnoringCase(name, "key_group"): return .keyGroup
         case 10 where ASCIIBytes.equalsIgnoringCase(name, "connection"): return .connection
         case 11 where ASCIIBytes.equalsIgnoringCase(name, "remote-addr"): return .remoteAddr
+        case 11 where ASCIIBytes.equalsIgnoringCase(name, "http-method"): return .httpMethod
         case 14 where ASCIIBytes.equalsIgnoringCase(name, "content-length"): return .contentLength
         case 17 where ASCIIBytes.equalsIgnoringCase(name, "transfer-encoding"): return .transferEncoding
         default: return .other
@@ -467,16 +479,8 @@ public struct MessageParser: Sendable {
     @inline(__always)
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
-    /// RFC 9110 token characters (`!#$%&'*+-.^_`|~`, digits, letters) as two 64-bit masks over the ASCII range: one
-    /// shift and test per byte instead of a chain of comparisons (every header name of every message is checked).
     @inline(__always)
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        let lowMask: UInt64 = 0x03FF_6CFA_0000_0000  // bytes 0...63
-        let highMask: UInt64 = 0x57FF_FFFF_C7FF_FFFE  // bytes 64...127
-        if byte < 64 { return (lowMask >> UInt64(byte)) & 1 == 1 }
-        if byte < 128 { return (highMask >> UInt64(byte - 64)) & 1 == 1 }
-        return false
-    }
+    static func isTokenByte(_ byte: UInt8) -> Bool { ASCIIBytes.isTokenByte(byte) }
 
     private static func trim(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         var lower = 0

@@ -48,6 +48,10 @@ public enum HeaderName {
     public static let appId = "appid"
     /// The body's media type.
     public static let contentType = "content-type"
+    /// `http-method`: the method a bus adapter uses for the request it sends its service.
+    public static let httpMethod = "http-method"
+    /// `path`: the path (and query) a bus adapter requests from its service.
+    public static let httpPath = "path"
     /// A status carried in a header by clients that route replies (converted back into the status line by `route`).
     public static let replyCode = "reply_code"
     /// Server-side wait limit of a `consume`, in milliseconds.

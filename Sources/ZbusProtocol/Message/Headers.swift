@@ -24,18 +24,14 @@ public struct Headers: Sendable, Equatable {
 
     @usableFromInline
     internal var storage: [Field]
-    /// ``Message/acceptedAt`` in the monotonic clock's nanoseconds, 0 for none. Kept here, not in ``Message``, because
-    /// it fills the eight bytes of padding that `slots`' alignment leaves after `storage`: a field of its own made
-    /// every message eight bytes longer and an MQ consume 1.5% dearer (moves of a stored message became calls to
-    /// `memcpy`). Not part of the block: not compared, written or parsed.
-    @usableFromInline
-    internal var acceptedAtNanoseconds: UInt64 = 0
 
     /// The protocol's headers whose places the parser notes as it decodes, so that reading one of them is a look at
     /// a slot rather than a search of the block (a request reads five or six of them, most absent).
     @usableFromInline
     internal enum Indexed: Int {
         case cmd, mq, id, ack, rawId, token, timeout, sender, server, remoteAddr, key, keyGroup, topic, recver
+        /// A bus adapter's two (read twice a call); with them the 16 slots are all taken.
+        case httpMethod, httpPath
 
         @usableFromInline
         var name: String {
@@ -54,6 +50,8 @@ public struct Headers: Sendable, Equatable {
             case .keyGroup: HeaderName.keyGroup
             case .topic: HeaderName.topic
             case .recver: HeaderName.recver
+            case .httpMethod: HeaderName.httpMethod
+            case .httpPath: HeaderName.httpPath
             }
         }
     }
@@ -199,7 +197,6 @@ public struct Headers: Sendable, Equatable {
     package func forDelivery(requestId: String?) -> Headers {
         let producerId = value(indexed: .id)
         var result = Headers()
-        result.acceptedAtNanoseconds = acceptedAtNanoseconds  // the same message, delivered
         result.storage.reserveCapacity(storage.count + 1)
         let indexed = isIndexed && storage.count < 255
         var rawIdWritten = false
@@ -276,7 +273,6 @@ public struct Headers: Sendable, Equatable {
             }
         }
         if let producerId, !idWritten { result.storage.append(Field(name: HeaderName.id, value: producerId)) }
-        result.acceptedAtNanoseconds = acceptedAtNanoseconds  // the same message, presented otherwise
         return result
     }
 
@@ -301,11 +297,12 @@ public struct Headers: Sendable, Equatable {
         switch name.utf8.count {
         case 2: name == HeaderName.mq ? .mq : name == HeaderName.id ? .id : nil
         case 3: name == HeaderName.cmd ? .cmd : name == HeaderName.ack ? .ack : name == HeaderName.key ? .key : nil
+        case 4: name == HeaderName.httpPath ? .httpPath : nil
         case 5: name == HeaderName.rawId ? .rawId : name == HeaderName.token ? .token : name == HeaderName.topic ? .topic : nil
         case 6: name == HeaderName.sender ? .sender : name == HeaderName.server ? .server : name == HeaderName.recver ? .recver : nil
         case 7: name == HeaderName.timeout ? .timeout : nil
         case 9: name == HeaderName.keyGroup ? .keyGroup : nil
-        case 11: name == HeaderName.remoteAddr ? .remoteAddr : nil
+        case 11: name == HeaderName.remoteAddr ? .remoteAddr : name == HeaderName.httpMethod ? .httpMethod : nil
         default: nil
         }
     }

@@ -14,40 +14,110 @@ public enum StartLine: Sendable, Equatable {
 ///
 /// `content-length`, `connection` and `transfer-encoding` are framing, not data: the decoder turns them into ``body``
 /// and ``closeRequested`` and the encoder writes them back, so they never appear in ``headers``.
+///
+/// A value type whose parts live in one shared box, copied on the first write to a shared one (as `Array` does): a
+/// message is handed along a dozen times on its way through a node (parser, MQ, store, delivery, worker, reply), and
+/// each copy of the parts themselves was a retain and a release of every string, array and buffer in them (about a
+/// fifth of a bus call's instructions went to copying messages and their parts).
 public struct Message: Sendable {
+    /// The parts. Mutated only through ``Message``'s accessors, which make it unique first, so a box reachable from
+    /// two messages (or two threads) is never written: hence `@unchecked Sendable`.
+    @usableFromInline
+    internal final class Parts: @unchecked Sendable {
+        @usableFromInline var startLine: StartLine
+        @usableFromInline var headers: Headers
+        @usableFromInline var body: ByteBuffer?
+        @usableFromInline var closeRequested: Bool
+
+        @inlinable
+        init(startLine: StartLine, headers: Headers, body: ByteBuffer?, closeRequested: Bool) {
+            self.startLine = startLine
+            self.headers = headers
+            self.body = body
+            self.closeRequested = closeRequested
+        }
+
+        @inlinable
+        func copy() -> Parts {
+            Parts(startLine: startLine, headers: headers, body: body, closeRequested: closeRequested)
+        }
+    }
+
+    @usableFromInline
+    internal var parts: Parts
+    /// ``acceptedAt`` in the monotonic clock's nanoseconds, 0 for none. Beside the box, not in it: the MQ stamps the
+    /// copy of a message it keeps while the producer's copy still shares the box, and a stamp in the box would copy
+    /// the whole box for it.
+    @usableFromInline
+    internal var acceptedAtNanoseconds: UInt64 = 0
+
+    /// Makes ``parts`` this message's own before a write (a copy only when another message shares it).
+    @inlinable @inline(__always)
+    internal mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&parts) { parts = parts.copy() }
+    }
+
     /// The request line or status line.
-    public var startLine: StartLine
+    @inlinable
+    public var startLine: StartLine {
+        _read { yield parts.startLine }
+        _modify {
+            makeUnique()
+            yield &parts.startLine
+        }
+    }
+
     /// Every other header, lower-cased.
-    public var headers: Headers
+    @inlinable
+    public var headers: Headers {
+        _read { yield parts.headers }
+        _modify {
+            makeUnique()
+            yield &parts.headers
+        }
+    }
+
     /// The body; `nil` when the message has none.
-    public var body: ByteBuffer?
+    @inlinable
+    public var body: ByteBuffer? {
+        _read { yield parts.body }
+        _modify {
+            makeUnique()
+            yield &parts.body
+        }
+    }
+
     /// Whether the sender asked to close the connection after this message (HTTP/1.0 without keep-alive, or
     /// `Connection: close`). On an outgoing message it makes the encoder write `connection: close`.
-    public var closeRequested: Bool
+    @inlinable
+    public var closeRequested: Bool {
+        get { parts.closeRequested }
+        set {
+            makeUnique()
+            parts.closeRequested = newValue
+        }
+    }
 
     /// Creates a request message (`GET /` unless told otherwise).
     public init(method: String = "GET", uri: String = "/", headers: Headers = Headers(), body: ByteBuffer? = nil) {
-        self.startLine = .request(method: method, uri: uri)
-        self.headers = headers
-        self.body = body
-        self.closeRequested = false
+        parts = Parts(startLine: .request(method: method, uri: uri), headers: headers, body: body, closeRequested: false)
     }
 
     /// Creates a response message with `status` and an optional reason phrase.
     public init(status: Int, reason: String? = nil, headers: Headers = Headers(), body: ByteBuffer? = nil) {
-        self.startLine = .status(code: status, reason: reason)
-        self.headers = headers
-        self.body = body
-        self.closeRequested = false
+        parts = Parts(startLine: .status(code: status, reason: reason), headers: headers, body: body, closeRequested: false)
     }
 
     /// Creates a message with `startLine`, no headers and no body.
     @inlinable
     public init(startLine: StartLine) {
-        self.startLine = startLine
-        self.headers = Headers()
-        self.body = nil
-        self.closeRequested = false
+        parts = Parts(startLine: startLine, headers: Headers(), body: nil, closeRequested: false)
+    }
+
+    /// Creates a message from its parts.
+    @inlinable
+    public init(startLine: StartLine, headers: Headers, body: ByteBuffer? = nil) {
+        parts = Parts(startLine: startLine, headers: headers, body: body, closeRequested: false)
     }
 
     /// The status code, or `nil` for a request-line message.
@@ -80,9 +150,8 @@ public struct Message: Sendable {
     /// service for a caller whose time is up.
     @inlinable
     public var acceptedAt: NIODeadline? {
-        // Stored in the header block's padding (see `Headers.acceptedAtNanoseconds`).
-        get { headers.acceptedAtNanoseconds == 0 ? nil : NIODeadline.uptimeNanoseconds(headers.acceptedAtNanoseconds) }
-        set { headers.acceptedAtNanoseconds = newValue.map { max(1, $0.uptimeNanoseconds) } ?? 0 }
+        get { acceptedAtNanoseconds == 0 ? nil : NIODeadline.uptimeNanoseconds(acceptedAtNanoseconds) }
+        set { acceptedAtNanoseconds = newValue.map { max(1, $0.uptimeNanoseconds) } ?? 0 }
     }
 
     /// Replaces the body with the UTF-8 bytes of `text`.
@@ -120,6 +189,10 @@ extension Message {
     public var token: String? { get { headers.value(indexed: .token) } set { headers.set(lowercased: HeaderName.token, newValue) } }
     /// `timeout`: a consume's server-side wait limit in milliseconds, as sent.
     public var timeout: String? { get { headers.value(indexed: .timeout) } set { headers.set(lowercased: HeaderName.timeout, newValue) } }
+    /// `http-method`: the method a bus adapter uses for the request it sends its service.
+    public var httpMethod: String? { get { headers.value(indexed: .httpMethod) } set { headers.set(lowercased: HeaderName.httpMethod, newValue) } }
+    /// `path`: the path (and query) a bus adapter requests from its service.
+    public var httpPath: String? { get { headers.value(indexed: .httpPath) } set { headers.set(lowercased: HeaderName.httpPath, newValue) } }
     /// `content-type`: the body's media type.
     public var contentType: String? { get { headers.value(lowercased: HeaderName.contentType) } set { headers.set(lowercased: HeaderName.contentType, newValue) } }
 

@@ -50,14 +50,28 @@ struct MessageParserTests {
 
     @Test("the protocol's frequent names decode in any case to their own lower-case name; near misses stay as sent")
     func knownNames() throws {
-        let names = ["MQ", "Id", "cmd", "ACK", "RawId", "token", "Sender", "SERVER", "timeout", "Remote-Addr",
-                     "mqx", "i", "cm", "acks", "rawi", "tokens", "sendr", "servers", "timeouts", "remote-adr"]
+        let names = ["MQ", "Id", "cmd", "ACK", "RawId", "token", "Sender", "SERVER", "timeout", "Remote-Addr", "Path",
+                     "HTTP-Method", "mqx", "i", "cm", "acks", "rawi", "tokens", "sendr", "servers", "timeouts", "remote-adr",
+                     "pat", "http-methods"]
         var text = "GET / HTTP/1.1\r\n"
         for (index, name) in names.enumerated() { text += "\(name): v\(index)\r\n" }
         text += "\r\n"
         let message = try #require(try decodeAll(text).first)
         #expect(message.headers.pairs.map(\.name) == names.map { $0.lowercased() })
         #expect(message.headers.pairs.map(\.value) == names.indices.map { "v\($0)" })
+    }
+
+    @Test("names with no slot: a repeat is found whatever lengths came before it, names of one length stay apart")
+    func repeatsAmongOtherNames() throws {
+        // `host`, `date` and `x-aa` share a length; `accept` and `x-long` too; the 67-byte name has 3's length modulo 64.
+        let long = "x-" + String(repeating: "l", count: 65)
+        let text = "GET / HTTP/1.1\r\nHost: a\r\nDate: d\r\nX-Aa: 1\r\nAccept: */*\r\nabc: 3\r\n\(long): 67\r\n"
+            + "X-Long: l\r\nhost: b\r\nx-aa: 2\r\nABC: 4\r\nPath: /x\r\npath: /y\r\nHttp-Method: put\r\n\r\n"
+        let message = try #require(try decodeAll(text).first)
+        #expect(message.headers.pairs.map(\.name) == ["host", "date", "x-aa", "accept", "abc", long, "x-long", "path", "http-method"])
+        #expect(message.headers.pairs.map(\.value) == ["b", "d", "2", "*/*", "4", "67", "l", "/y", "put"])
+        #expect(message.httpPath == "/y" && message.headers["path"] == "/y")
+        #expect(message.httpMethod == "put")
     }
 
     @Test("many repeated headers still keep only the last value")

@@ -19,7 +19,8 @@ struct HeadersIndexTests {
         var headers = Headers()
         for (name, value) in [("cmd", "consume"), ("mq", "Q"), ("x-other", "1"), ("id", "c-1"), ("token", "t"),
                               ("timeout", "10000"), ("sender", "s"), ("server", "n"), ("remote-addr", "a"),
-                              ("topic", "x"), ("key", "k"), ("key_group", "g"), ("recver", "r"), ("rawid", "p")] {
+                              ("topic", "x"), ("key", "k"), ("key_group", "g"), ("recver", "r"), ("rawid", "p"),
+                              ("http-method", "PUT"), ("path", "/orders/7")] {
             headers.set(lowercased: name, value)
         }
         headers.append(lowercased: "mq", "second line")
@@ -27,6 +28,7 @@ struct HeadersIndexTests {
         #expect(headers.isIndexed)
         Self.expectReadsAgree(headers, "all present")
         #expect(headers.value(indexed: .mq) == "Q")
+        #expect(headers.value(indexed: .httpPath) == "/orders/7" && headers.value(indexed: .httpMethod) == "PUT")
 
         var sparse = Headers()
         sparse.set(lowercased: "mq", "Q")
