@@ -244,7 +244,8 @@ public struct MessageParser: Sendable {
             case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .httpMethod, .httpPath, .other:
                 break
             }
-            let name = indexed?.name ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
+            let name = indexed?.name ?? Self.commonName(rawName)
+                ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
             let value = String(decoding: rawValue, as: UTF8.self)
             if index == nil && message.headers.count >= 16 {
                 var built: [String: Int] = [:]
@@ -488,6 +489,20 @@ public struct MessageParser: Sendable {
         while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
         while upper > lower, bytes[upper - 1] == 0x20 || bytes[upper - 1] == 0x09 { upper -= 1 }
         return UnsafeRawBufferPointer(rebasing: bytes[lower..<upper])
+    }
+
+    /// The lower-case name of a header that HTTP clients send with most requests (any case), as a literal: no string
+    /// is made (and lower-cased) for it. `nil` for any other name.
+    @inline(__always)
+    private static func commonName(_ name: UnsafeRawBufferPointer) -> String? {
+        switch name.count {
+        case 4 where ASCIIBytes.equalsIgnoringCase(name, "host"): "host"
+        case 6 where ASCIIBytes.equalsIgnoringCase(name, "accept"): "accept"
+        case 10 where ASCIIBytes.equalsIgnoringCase(name, "user-agent"): "user-agent"
+        case 12 where ASCIIBytes.equalsIgnoringCase(name, "content-type"): "content-type"
+        case 15 where ASCIIBytes.equalsIgnoringCase(name, "accept-encoding"): "accept-encoding"
+        default: nil
+        }
     }
 
     /// Makes a String of ASCII-lower-cased bytes in one pass.

@@ -48,11 +48,12 @@ struct MessageParserTests {
         #expect(message.headers.pairs.map(\.name) == ["cmd", "id", "x-custom"])
     }
 
-    @Test("the protocol's frequent names decode in any case to their own lower-case name; near misses stay as sent")
+    @Test("the protocol's and HTTP's frequent names decode in any case to their own lower-case name; near misses too")
     func knownNames() throws {
         let names = ["MQ", "Id", "cmd", "ACK", "RawId", "token", "Sender", "SERVER", "timeout", "Remote-Addr", "Path",
-                     "HTTP-Method", "mqx", "i", "cm", "acks", "rawi", "tokens", "sendr", "servers", "timeouts", "remote-adr",
-                     "pat", "http-methods"]
+                     "HTTP-Method", "HOST", "Accept", "User-Agent", "content-type", "Accept-Encoding",
+                     "mqx", "i", "cm", "acks", "rawi", "tokens", "sendr", "servers", "timeouts", "remote-adr",
+                     "pat", "http-methods", "hosts", "accepts", "user-agents", "Content-Types", "accept-encodinG2"]
         var text = "GET / HTTP/1.1\r\n"
         for (index, name) in names.enumerated() { text += "\(name): v\(index)\r\n" }
         text += "\r\n"
