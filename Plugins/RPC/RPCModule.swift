@@ -227,8 +227,9 @@ private enum MqRpcHosting {
             let options = LoopConsumer.Options(
                 token: service.token, autoCreate: MqRpcService.queueMode, createWithToken: true,
                 registerToken: service.registerToken, pollTimeout: .milliseconds(service.pollTimeoutMilliseconds))
+            let expiry = service.queueTimeout.map { LoopRpcWorker.Expiry(service: service.name, mq: mq, limit: $0, logger: logger) }
             workers = try (0..<service.workers).map { _ in
-                try LoopRpcWorker(node: context.node, mq: mq, responder: responder, options: options, logger: logger)
+                try LoopRpcWorker(node: context.node, mq: mq, responder: responder, options: options, expiry: expiry, logger: logger)
             }
             for worker in workers { worker.start() }
             logger.info("MQ-RPC service consuming", metadata: [

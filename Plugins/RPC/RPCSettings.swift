@@ -17,6 +17,8 @@ import ZbusRPC
 ///       token: secret            # the MQ's access token (optional)
 ///       register_token: admin    # the broker's register_token, to create the MQ (optional)
 ///       poll_timeout: 10s        # how long each consume waits on the node (default 10s)
+///       queue_timeout: 5s        # answer a request that waited longer than this for a worker with an error, unrun
+///                                #   (default: none; needs the MQ on this node, no `broker`)
 ///       direct: 127.0.0.1:15557  # direct RPC: listen here (port 0: any free port, logged at start)
 ///       direct_tls: true         # direct RPC in TLS: `true` uses node.tls's certificate, key and ca_file, or
 ///                                #   { cert_file, key_file, ca_file } of its own (docs/tls.md)
@@ -24,7 +26,7 @@ import ZbusRPC
 /// ```
 struct RPCSettings: Sendable {
     static let keys = ["codec", "services"]
-    static let serviceKeys = ["service", "mq", "broker", "broker_tls", "workers", "token", "register_token", "poll_timeout", "direct", "direct_tls", "codec"]
+    static let serviceKeys = ["service", "mq", "broker", "broker_tls", "workers", "token", "register_token", "poll_timeout", "queue_timeout", "direct", "direct_tls", "codec"]
 
     /// One hosted service.
     struct Service: Sendable {
@@ -38,6 +40,9 @@ struct RPCSettings: Sendable {
         let token: String?
         let registerToken: String?
         let pollTimeoutMilliseconds: Int
+        /// How long a request may wait in the MQ for a worker before it is answered with an error instead of run;
+        /// `nil` for no limit.
+        let queueTimeout: Duration?
         let direct: HostAndPort?
         /// TLS for the direct port: `nil` plain, ``DirectTLS/node`` the node's files, or files of its own.
         let directTLS: DirectTLS?
@@ -105,6 +110,16 @@ struct RPCSettings: Sendable {
                     throw value.error("`direct_tls` is how `direct` listens; add `direct: HOST:PORT` or remove it")
                 }
             }
+            let queueTimeout = try entry.milliseconds("queue_timeout", in: 1...3_600_000).map { Duration.milliseconds($0) }
+            if let location = entry["queue_timeout"], queueTimeout != nil {
+                if mq == nil {
+                    throw location.error("`queue_timeout` limits how long an MQ-RPC request waits in its MQ; add `mq: NAME` or remove it")
+                }
+                if broker != nil {
+                    throw location.error("`queue_timeout` needs the MQ on this node: a request consumed from another node's MQ does not "
+                        + "carry when that MQ accepted it; remove `broker` (host the service on the broker) or `queue_timeout`")
+                }
+            }
             if broker != nil && mq == nil {
                 throw (entry["broker"] ?? item).error("`broker` is where the MQ of an MQ-RPC service lives; add `mq: NAME` or remove it")
             }
@@ -114,6 +129,7 @@ struct RPCSettings: Sendable {
                 token: try entry.string("token"),
                 registerToken: try entry.string("register_token"),
                 pollTimeoutMilliseconds: try entry.milliseconds("poll_timeout", in: 100...600_000) ?? 10_000,
+                queueTimeout: queueTimeout,
                 direct: direct, directTLS: directTLS, directTLSLocation: entry["direct_tls"],
                 codec: try entry.string("codec") ?? defaultCodec,
                 codecLocation: entry["codec"] ?? defaultLocation,

@@ -4,7 +4,7 @@ import Zbus
 import ZbusTestSupport
 
 /// The `rpc` module's own wiring: its dependency on `mq`, and how it reaches its node.
-@Suite("RPC module", .serialized)
+@Suite("RPC module", .serialized, .blockingIO)
 struct RpcModuleTests {
     @Test("MQ-RPC workers on this node's MQ consume in-process, not over a loopback socket, and the mq module starts first")
     func workersInProcess() async throws {
@@ -29,6 +29,74 @@ struct RpcModuleTests {
         #expect(inProcess.count >= 3, "the workers' sessions")
         await broker.close()
         await node.stop()
+    }
+
+    @Test("queue_timeout: requests that waited in the MQ for a worker past it are answered with an error at once, unrun")
+    func queueTimeout() async throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-rpc-queue-timeout")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let node = try ZbusNode(yaml: """
+            node: { name: rpc-queue-timeout, listen: "127.0.0.1:0", store: "\(directory.appendingPathComponent("store").path)", log_level: error }
+            modules:
+              - module: mq
+              - module: monitor
+              - module: rpc
+                services: [{ service: calc, mq: Calc, workers: 1, queue_timeout: 300ms }]
+            """)
+        try await node.start()
+        let port = try #require(node.address?.port)
+        let broker = try SingleBroker(address: "127.0.0.1:\(port)", configuration: quickConfiguration(), poolSize: 2)
+        try await waitForConsumers(broker: broker, mq: "Calc", count: 1)
+        let rpc = RpcInvoker(broker: broker, mq: "Calc", module: "calc")
+
+        // Six calls of a 1.5 s method at once for one worker: it runs the first; the others wait in the MQ past the
+        // 300 ms limit. Run one after the other, as before queue_timeout, they would take 9 s.
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcomes = await withTaskGroup(of: Result<Int, any Error>.self) { group in
+            for _ in 0..<6 {
+                group.addTask {
+                    do { return .success(try await rpc.call("sleep", 1500, as: Int.self, timeout: .seconds(20))) } catch { return .failure(error) }
+                }
+            }
+            var all: [Result<Int, any Error>] = []
+            for await outcome in group { all.append(outcome) }
+            return all
+        }
+        let elapsed = clock.now - start
+        let ran = outcomes.filter { if case .success(1500) = $0 { true } else { false } }
+        let refused = outcomes.compactMap { outcome -> String? in
+            if case .failure(let error) = outcome { "\(error)" } else { nil }
+        }
+        #expect(ran.count >= 1 && ran.count + refused.count == 6, "\(outcomes)")
+        #expect(refused.count >= 4, "\(outcomes)")
+        for text in refused {
+            #expect(text.contains("MQ-RPC service 'calc' did not run this request") && text.contains("past the service's queue_timeout of 300 ms"),
+                    "\(text)")
+        }
+        #expect(elapsed < .seconds(5), "the refused calls are answered as soon as the worker is free: \(elapsed)")
+        let metrics = try runCommand("/usr/bin/env", ["curl", "-s", "-m", "10", "http://127.0.0.1:\(port)/metrics"]).stdout
+        #expect(metrics.contains("zbus_rpc_calls_total{outcome=\"expired\",service=\"calc\"} \(refused.count)\n")
+                    || metrics.contains("zbus_rpc_calls_total{service=\"calc\",outcome=\"expired\"} \(refused.count)\n"),
+                "\(metrics.split(separator: "\n").filter { $0.contains("zbus_rpc_calls_total") })")
+        await broker.close()
+        await node.stop()
+    }
+
+    @Test("queue_timeout needs the service's MQ on this node: with `broker`, or without `mq`, start-up names the key and why")
+    func queueTimeoutConfig() throws {
+        for (line, message) in [
+            ("{ service: calc, mq: Calc, broker: 127.0.0.1:1, queue_timeout: 1s }", "`queue_timeout` needs the MQ on this node"),
+            ("{ service: calc, direct: 127.0.0.1:0, queue_timeout: 1s }", "`queue_timeout` limits how long an MQ-RPC request waits"),
+            ("{ service: calc, mq: Calc, queue_timeout: soon }", "expected a duration"),
+        ] {
+            let yaml = "modules:\n  - module: mq\n  - module: rpc\n    services:\n      - \(line)\n"
+            #expect {
+                _ = try PluginRegistry.standard.makeModules(for: NodeConfig.parse(yaml: yaml, file: "rpc.yaml"), logger: quietLogger)
+            } throws: { error in
+                "\(error)".hasPrefix("rpc.yaml:5:") && "\(error)".contains("queue_timeout") && "\(error)".contains(message)
+            }
+        }
     }
 
     @Test("an MQ-RPC service on this node without the mq module: the error names the file, line, key and both remedies")

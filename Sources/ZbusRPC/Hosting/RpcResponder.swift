@@ -62,6 +62,13 @@ public struct RpcResponder: Sendable {
         }
     }
 
+    /// The failure response to `message` for a request not run: `reason` as the error, in the codec the request
+    /// chose (by `content-type`), as a method's failure would be. The observer is told of it as expired.
+    package func refusal(of message: Message, reason: String) -> Message {
+        observer?.callExpired()
+        return codecs.codec(for: message).encodeResponse(.failure(reason))
+    }
+
     private func answerUnobserved(_ message: Message) -> Answer {
         let codec = codecs.codec(for: message)
         let request: RpcRequest
@@ -89,4 +96,12 @@ public struct RpcResponder: Sendable {
 public protocol RpcCallObserver: Sendable {
     /// A call was answered with `status` (200, or 500 for any failure) after `duration`.
     func callAnswered(status: Int, after duration: Duration)
+    /// A request was answered with an error without being run: it waited in its MQ past the service's
+    /// `queue_timeout`. (Not also counted by ``callAnswered(status:after:)``.)
+    func callExpired()
+}
+
+extension RpcCallObserver {
+    /// Does nothing: an observer that does not count expired requests apart.
+    public func callExpired() {}
 }
