@@ -30,7 +30,8 @@ public struct Headers: Sendable, Equatable {
     @usableFromInline
     internal enum Indexed: Int {
         case cmd, mq, id, ack, rawId, token, timeout, sender, server, remoteAddr, key, keyGroup, topic, recver
-        /// A bus adapter's two (read twice a call); with them the 16 slots are all taken.
+        /// A bus adapter's two (read twice a call); with them the 16 slots of `slots` are all taken (a test holds
+        /// the count to the slots).
         case httpMethod, httpPath
 
         @usableFromInline

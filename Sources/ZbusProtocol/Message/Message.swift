@@ -114,7 +114,7 @@ public struct Message: Sendable {
         parts = Parts(startLine: startLine, headers: Headers(), body: nil, closeRequested: false)
     }
 
-    /// Creates a message from its parts.
+    /// Creates a message from its parts; `closeRequested` starts `false` and ``acceptedAt`` `nil`.
     @inlinable
     public init(startLine: StartLine, headers: Headers, body: ByteBuffer? = nil) {
         parts = Parts(startLine: startLine, headers: headers, body: body, closeRequested: false)

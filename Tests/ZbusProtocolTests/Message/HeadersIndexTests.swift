@@ -38,6 +38,13 @@ struct HeadersIndexTests {
         #expect(sparse.value(indexed: .id) == nil)
     }
 
+    @Test("every indexed header has a slot: the index is a SIMD16, and a 17th case would trap on its first read")
+    func slotsSuffice() {
+        var count = 0
+        while Headers.Indexed(rawValue: count) != nil { count += 1 }
+        #expect(count <= Headers().slots.scalarCount, "\(count) indexed headers for \(Headers().slots.scalarCount) slots")
+    }
+
     @Test("replacing a value keeps the index; adding or removing a header drops it, and reads still agree")
     func changes() {
         var headers = Headers()
