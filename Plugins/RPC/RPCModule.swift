@@ -224,6 +224,14 @@ private enum MqRpcHosting {
             try await cancelWhenGracefulShutdown {
                 try await admin.create(mq, mode: MqRpcService.queueMode, accessToken: service.token)
             }
+            // An MQ that existed before keeps its mode. One held on disk hands its messages back from the store,
+            // without the time it accepted them, so a limit on that wait cannot apply: said at start, not left to
+            // surprise.
+            if service.queueTimeout != nil, let info = try await admin.query(mq), info.queueMode.isDisjoint(with: [.memory, .rpc, .pubSub]) {
+                logger.warning("queue_timeout does not apply to this MQ: it exists as a durable (disk) MQ, whose messages come back from the store without the time it accepted them; remove the MQ so that the service creates it in memory (mode 9), or remove queue_timeout", metadata: [
+                    "mq": "\(mq)", "mode": "\(info.mode)",
+                ])
+            }
             let options = LoopConsumer.Options(
                 token: service.token, autoCreate: MqRpcService.queueMode, createWithToken: true,
                 registerToken: service.registerToken, pollTimeout: .milliseconds(service.pollTimeoutMilliseconds))

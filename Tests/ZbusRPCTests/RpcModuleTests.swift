@@ -41,7 +41,7 @@ struct RpcModuleTests {
               - module: mq
               - module: monitor
               - module: rpc
-                services: [{ service: calc, mq: Calc, workers: 1, queue_timeout: 300ms }]
+                services: [{ service: calc, mq: Calc, workers: 1, queue_timeout: 1s }]
             """)
         try await node.start()
         let port = try #require(node.address?.port)
@@ -49,14 +49,15 @@ struct RpcModuleTests {
         try await waitForConsumers(broker: broker, mq: "Calc", count: 1)
         let rpc = RpcInvoker(broker: broker, mq: "Calc", module: "calc")
 
-        // Six calls of a 1.5 s method at once for one worker: it runs the first; the others wait in the MQ past the
-        // 300 ms limit. Run one after the other, as before queue_timeout, they would take 9 s.
+        // Six calls of a 2.5 s method at once for one worker: it runs the first; the others wait in the MQ past the
+        // 1 s limit (the first could too only if the idle worker took a second to be handed it). Run one after the
+        // other, as before queue_timeout, they would take 15 s.
         let clock = ContinuousClock()
         let start = clock.now
         let outcomes = await withTaskGroup(of: Result<Int, any Error>.self) { group in
             for _ in 0..<6 {
                 group.addTask {
-                    do { return .success(try await rpc.call("sleep", 1500, as: Int.self, timeout: .seconds(20))) } catch { return .failure(error) }
+                    do { return .success(try await rpc.call("sleep", 2500, as: Int.self, timeout: .seconds(30))) } catch { return .failure(error) }
                 }
             }
             var all: [Result<Int, any Error>] = []
@@ -64,22 +65,57 @@ struct RpcModuleTests {
             return all
         }
         let elapsed = clock.now - start
-        let ran = outcomes.filter { if case .success(1500) = $0 { true } else { false } }
+        let ran = outcomes.filter { if case .success(2500) = $0 { true } else { false } }
         let refused = outcomes.compactMap { outcome -> String? in
             if case .failure(let error) = outcome { "\(error)" } else { nil }
         }
         #expect(ran.count >= 1 && ran.count + refused.count == 6, "\(outcomes)")
         #expect(refused.count >= 4, "\(outcomes)")
         for text in refused {
-            #expect(text.contains("MQ-RPC service 'calc' did not run this request") && text.contains("past the service's queue_timeout of 300 ms"),
+            #expect(text.contains("MQ-RPC service 'calc' did not run this request") && text.contains("past the service's queue_timeout of 1000 ms"),
                     "\(text)")
         }
-        #expect(elapsed < .seconds(5), "the refused calls are answered as soon as the worker is free: \(elapsed)")
+        #expect(elapsed < .seconds(7), "the refused calls are answered as soon as the worker is free: \(elapsed)")
         let metrics = try runCommand("/usr/bin/env", ["curl", "-s", "-m", "10", "http://127.0.0.1:\(port)/metrics"]).stdout
         #expect(metrics.contains("zbus_rpc_calls_total{outcome=\"expired\",service=\"calc\"} \(refused.count)\n")
                     || metrics.contains("zbus_rpc_calls_total{service=\"calc\",outcome=\"expired\"} \(refused.count)\n"),
                 "\(metrics.split(separator: "\n").filter { $0.contains("zbus_rpc_calls_total") })")
         await broker.close()
+        await node.stop()
+    }
+
+    @Test("queue_timeout on an MQ that already exists on disk: start-up warns that it cannot apply and names the remedy")
+    func queueTimeoutDurableMQ() async throws {
+        let directory = ZbusProcess.makeTemporaryDirectory("zbus-rpc-queue-timeout-disk")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = directory.appendingPathComponent("store").path
+        // A first run makes the MQ durable (mode 1), as a zbus 6 setup or a plain consumer would.
+        let first = try ZbusNode(yaml: """
+            node: { name: rpc-disk, listen: "127.0.0.1:0", store: "\(store)", log_level: error }
+            modules: [{ module: mq }]
+            """)
+        try await first.start()
+        let firstBroker = try SingleBroker(address: "127.0.0.1:\(try #require(first.address?.port))", configuration: quickConfiguration(), poolSize: 1)
+        try await MqAdmin(broker: firstBroker).create("CalcDisk", mode: .mq)
+        await firstBroker.close()
+        await first.stop()
+
+        let logs = CapturedLogs()
+        let node = try ZbusNode(yaml: """
+            node: { name: rpc-disk, listen: "127.0.0.1:0", store: "\(store)", log_level: warning }
+            modules:
+              - module: mq
+              - module: rpc
+                services: [{ service: calc, mq: CalcDisk, workers: 1, queue_timeout: 1s }]
+            """, logger: logs.logger())
+        try await node.start()
+        let warned = await eventually(within: 10) {
+            !logs.lines(containing: "queue_timeout does not apply to this MQ").isEmpty
+        }
+        #expect(warned, "\(logs.problems.map(\.message))")
+        let warning = logs.lines(containing: "queue_timeout does not apply to this MQ").first
+        #expect(warning?.level == .warning && warning?.metadata["mq"] == "CalcDisk")
+        #expect(warning?.message.contains("remove the MQ so that the service creates it in memory (mode 9), or remove queue_timeout") == true)
         await node.stop()
     }
 
