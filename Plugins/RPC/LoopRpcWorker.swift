@@ -63,18 +63,13 @@ final class LoopRpcWorker: Sendable {
         guard let accepted = request.acceptedAt else { return nil }
         let waited = Duration.nanoseconds((NIODeadline.now() - accepted).nanoseconds)
         guard waited >= expiry.limit else { return nil }
-        let reason = "MQ-RPC service '\(expiry.service)' did not run this request: it waited \(Self.milliseconds(waited)) ms in MQ "
-            + "'\(expiry.mq)' for a worker, past the service's queue_timeout of \(Self.milliseconds(expiry.limit)) ms "
+        let reason = "MQ-RPC service '\(expiry.service)' did not run this request: it waited \(waited.wholeMilliseconds) ms in MQ "
+            + "'\(expiry.mq)' for a worker, past the service's queue_timeout of \(expiry.limit.wholeMilliseconds) ms "
             + "(the service is slower than its load: more workers, or a faster method)"
         expiry.logger.warning("request waited past queue_timeout for a worker; not run", metadata: [
             "id": "\(request.id ?? "-")", "error": "\(reason)",
         ])
         return responder.refusal(of: request, reason: reason)
-    }
-
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
     /// Finishes the request in hand (answered and acknowledged), then closes.

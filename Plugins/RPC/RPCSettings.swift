@@ -111,7 +111,7 @@ struct RPCSettings: Sendable {
                 }
             }
             let queueTimeout = try entry.milliseconds("queue_timeout", in: 1...3_600_000).map { Duration.milliseconds($0) }
-            if let location = entry["queue_timeout"], queueTimeout != nil {
+            if let location = entry["queue_timeout"] {
                 if mq == nil {
                     throw location.error("`queue_timeout` limits how long an MQ-RPC request waits in its MQ; add `mq: NAME` or remove it")
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 import Zbus
 import ZbusTestSupport
@@ -6,22 +7,34 @@ import ZbusTestSupport
 /// The `rpc` module's own wiring: its dependency on `mq`, and how it reaches its node.
 @Suite("RPC module", .serialized, .blockingIO)
 struct RpcModuleTests {
+    /// A node named `name` on the store in `directory`, on a free port, with `modules` (the list under `modules:`).
+    private static func node(_ name: String, in directory: URL, logLevel: String = "warning", modules: String,
+                             logger: Logger? = nil) throws -> ZbusNode {
+        try ZbusNode(yaml: """
+            node: { name: \(name), listen: "127.0.0.1:0", store: "\(directory.appendingPathComponent("store").path)", log_level: \(logLevel) }
+            modules:
+            \(modules)
+            """, logger: logger)
+    }
+
+    /// A client of the started `node`.
+    private static func broker(of node: ZbusNode, poolSize: Int = 1) throws -> SingleBroker {
+        try SingleBroker(address: "127.0.0.1:\(try #require(node.address?.port))", configuration: quickConfiguration(), poolSize: poolSize)
+    }
+
     @Test("MQ-RPC workers on this node's MQ consume in-process, not over a loopback socket, and the mq module starts first")
     func workersInProcess() async throws {
         // `rpc` is listed before `mq`: the dependency orders the start.
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-rpc-module")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let node = try ZbusNode(yaml: """
-            node: { name: rpc-module, listen: "127.0.0.1:0", store: "\(directory.appendingPathComponent("store").path)", log_level: warning }
-            modules:
+        let node = try Self.node("rpc-module", in: directory, modules: """
               - module: rpc
                 services: [{ service: calc, mq: Calc, workers: 3 }]
               - module: mq
             """)
         #expect(node.node.moduleNames == ["mq", "rpc"])
         try await node.start()
-        let port = try #require(node.address?.port)
-        let broker = try SingleBroker(address: "127.0.0.1:\(port)", configuration: quickConfiguration(), poolSize: 1)
+        let broker = try Self.broker(of: node)
         try await waitForConsumers(broker: broker, mq: "Calc", count: 3)
         let rpc = RpcInvoker(broker: broker, mq: "Calc", module: "calc")
         #expect(try await rpc.call("plus", 2, 3, as: Int.self) == 5)
@@ -35,9 +48,7 @@ struct RpcModuleTests {
     func queueTimeout() async throws {
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-rpc-queue-timeout")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let node = try ZbusNode(yaml: """
-            node: { name: rpc-queue-timeout, listen: "127.0.0.1:0", store: "\(directory.appendingPathComponent("store").path)", log_level: error }
-            modules:
+        let node = try Self.node("rpc-queue-timeout", in: directory, logLevel: "error", modules: """
               - module: mq
               - module: monitor
               - module: rpc
@@ -45,7 +56,7 @@ struct RpcModuleTests {
             """)
         try await node.start()
         let port = try #require(node.address?.port)
-        let broker = try SingleBroker(address: "127.0.0.1:\(port)", configuration: quickConfiguration(), poolSize: 2)
+        let broker = try Self.broker(of: node, poolSize: 2)
         try await waitForConsumers(broker: broker, mq: "Calc", count: 1)
         let rpc = RpcInvoker(broker: broker, mq: "Calc", module: "calc")
 
@@ -88,22 +99,16 @@ struct RpcModuleTests {
     func queueTimeoutDurableMQ() async throws {
         let directory = ZbusProcess.makeTemporaryDirectory("zbus-rpc-queue-timeout-disk")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = directory.appendingPathComponent("store").path
         // A first run makes the MQ durable (mode 1), as a zbus 6 setup or a plain consumer would.
-        let first = try ZbusNode(yaml: """
-            node: { name: rpc-disk, listen: "127.0.0.1:0", store: "\(store)", log_level: error }
-            modules: [{ module: mq }]
-            """)
+        let first = try Self.node("rpc-disk", in: directory, logLevel: "error", modules: "  - module: mq")
         try await first.start()
-        let firstBroker = try SingleBroker(address: "127.0.0.1:\(try #require(first.address?.port))", configuration: quickConfiguration(), poolSize: 1)
+        let firstBroker = try Self.broker(of: first)
         try await MqAdmin(broker: firstBroker).create("CalcDisk", mode: .mq)
         await firstBroker.close()
         await first.stop()
 
         let logs = CapturedLogs()
-        let node = try ZbusNode(yaml: """
-            node: { name: rpc-disk, listen: "127.0.0.1:0", store: "\(store)", log_level: warning }
-            modules:
+        let node = try Self.node("rpc-disk", in: directory, modules: """
               - module: mq
               - module: rpc
                 services: [{ service: calc, mq: CalcDisk, workers: 1, queue_timeout: 1s }]

@@ -264,7 +264,7 @@ struct HTTPResponseParser {
             }
             let colon = base.distance(to: UnsafeRawPointer(hit))
             let name = UnsafeRawBufferPointer(rebasing: line[0..<colon])
-            guard !name.isEmpty, name.allSatisfy(Self.isTokenByte) else {
+            guard !name.isEmpty, name.allSatisfy(ASCIIBytes.isTokenByte) else {
                 throw .malformedHeader("bad header name: \(Self.printable(line))")
             }
             let value = Self.trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)...]))
@@ -318,7 +318,7 @@ struct HTTPResponseParser {
             }
             if same { return (lastLines[index].name, lastLines[index].value) }
         }
-        let strings = (Self.lowercasedString(name), String(decoding: value, as: UTF8.self))
+        let strings = (ASCIIBytes.lowercasedName(name), String(decoding: value, as: UTF8.self))
         guard index < Self.rememberedLines, line.count <= Self.longestRememberedLine else { return strings }
         let remembered = ForwardedLine(raw: Array(line), name: strings.0, value: strings.1)
         if index < lastLines.count { lastLines[index] = remembered } else if index == lastLines.count { lastLines.append(remembered) }
@@ -500,53 +500,6 @@ struct HTTPResponseParser {
         while start < end, bytes[start] == UInt8(ascii: " ") || bytes[start] == UInt8(ascii: "\t") { start += 1 }
         while end > start, bytes[end - 1] == UInt8(ascii: " ") || bytes[end - 1] == UInt8(ascii: "\t") { end -= 1 }
         return UnsafeRawBufferPointer(rebasing: bytes[start..<end])
-    }
-
-    /// RFC 9110 5.6.2 `tchar`.
-    @inline(__always)
-    static func isTokenByte(_ byte: UInt8) -> Bool { ASCIIBytes.isTokenByte(byte) }
-
-    private static func lowercasedString(_ name: UnsafeRawBufferPointer) -> String {
-        if let common = commonName(name) { return common }
-        guard name.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
-            return String(decoding: name, as: UTF8.self)
-        }
-        return String(unsafeUninitializedCapacity: name.count) { target in
-            for (offset, byte) in name.enumerated() {
-                target[offset] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
-            }
-            return name.count
-        }
-    }
-
-    /// The lower-case name of a header most services send (any case), as a literal: no string is built for it.
-    private static func commonName(_ name: UnsafeRawBufferPointer) -> String? {
-        switch name.count {
-        case 4:
-            if ASCIIBytes.equalsIgnoringCase(name, "date") { return "date" }
-            if ASCIIBytes.equalsIgnoringCase(name, "etag") { return "etag" }
-            if ASCIIBytes.equalsIgnoringCase(name, "vary") { return "vary" }
-        case 6:
-            if ASCIIBytes.equalsIgnoringCase(name, "pragma") { return "pragma" }
-        case 7:
-            if ASCIIBytes.equalsIgnoringCase(name, "expires") { return "expires" }
-        case 8:
-            if ASCIIBytes.equalsIgnoringCase(name, "location") { return "location" }
-        case 10:
-            if ASCIIBytes.equalsIgnoringCase(name, "set-cookie") { return "set-cookie" }
-        case 12:
-            if ASCIIBytes.equalsIgnoringCase(name, "content-type") { return "content-type" }
-            if ASCIIBytes.equalsIgnoringCase(name, "x-powered-by") { return "x-powered-by" }
-        case 13:
-            if ASCIIBytes.equalsIgnoringCase(name, "last-modified") { return "last-modified" }
-            if ASCIIBytes.equalsIgnoringCase(name, "accept-ranges") { return "accept-ranges" }
-            if ASCIIBytes.equalsIgnoringCase(name, "cache-control") { return "cache-control" }
-        case 16:
-            if ASCIIBytes.equalsIgnoringCase(name, "content-encoding") { return "content-encoding" }
-        default:
-            break
-        }
-        return nil
     }
 
     /// The bytes as text for an error message: at most 120 of them, control bytes escaped.

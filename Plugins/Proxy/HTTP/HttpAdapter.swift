@@ -191,7 +191,7 @@ struct HTTPRequestEncoding: Sendable {
     /// passed through untouched.
     static func refusal(of message: Message) -> String? {
         let (method, uri) = methodAndURI(of: message)
-        if method.isEmpty || !method.utf8.allSatisfy(HTTPResponseParser.isTokenByte) {
+        if method.isEmpty || !method.utf8.allSatisfy(ASCIIBytes.isTokenByte) {
             return "the method \(quoted(method)) is not an HTTP method token"
         }
         // Its 2xx answer makes the connection a tunnel (RFC 9110 9.3.6): no framed reply, and on a kept or pipelined

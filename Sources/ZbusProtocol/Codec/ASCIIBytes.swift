@@ -92,4 +92,52 @@ public enum ASCIIBytes {
         var text = text  // a bridged string, without contiguous UTF-8 (not on Linux)
         return try text.withUTF8(body)
     }
+
+    /// The lower-case name for the header name `bytes` (any case): a literal for the names HTTP peers send most, in
+    /// requests or responses (no string made for them), else a new string, lower-cased in the same pass.
+    public static func lowercasedName(_ bytes: UnsafeRawBufferPointer) -> String {
+        if let common = commonName(bytes) { return common }
+        guard bytes.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return String(unsafeUninitializedCapacity: bytes.count) { target in
+            for offset in 0..<bytes.count { target[offset] = lower(bytes[offset]) }
+            return bytes.count
+        }
+    }
+
+    /// The literal for a frequent header name (any case), or `nil`.
+    private static func commonName(_ name: UnsafeRawBufferPointer) -> String? {
+        switch name.count {
+        case 4:
+            if equalsIgnoringCase(name, "host") { return "host" }
+            if equalsIgnoringCase(name, "date") { return "date" }
+            if equalsIgnoringCase(name, "etag") { return "etag" }
+            if equalsIgnoringCase(name, "vary") { return "vary" }
+        case 6:
+            if equalsIgnoringCase(name, "accept") { return "accept" }
+            if equalsIgnoringCase(name, "pragma") { return "pragma" }
+        case 7:
+            if equalsIgnoringCase(name, "expires") { return "expires" }
+        case 8:
+            if equalsIgnoringCase(name, "location") { return "location" }
+        case 10:
+            if equalsIgnoringCase(name, "user-agent") { return "user-agent" }
+            if equalsIgnoringCase(name, "set-cookie") { return "set-cookie" }
+        case 12:
+            if equalsIgnoringCase(name, "content-type") { return "content-type" }
+            if equalsIgnoringCase(name, "x-powered-by") { return "x-powered-by" }
+        case 13:
+            if equalsIgnoringCase(name, "last-modified") { return "last-modified" }
+            if equalsIgnoringCase(name, "accept-ranges") { return "accept-ranges" }
+            if equalsIgnoringCase(name, "cache-control") { return "cache-control" }
+        case 15:
+            if equalsIgnoringCase(name, "accept-encoding") { return "accept-encoding" }
+        case 16:
+            if equalsIgnoringCase(name, "content-encoding") { return "content-encoding" }
+        default:
+            break
+        }
+        return nil
+    }
 }

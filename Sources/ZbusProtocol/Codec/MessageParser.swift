@@ -199,11 +199,7 @@ public struct MessageParser: Sendable {
             let rawName = UnsafeRawBufferPointer(rebasing: line[0..<colon])
             let rawValue = trim(UnsafeRawBufferPointer(rebasing: line[(colon + 1)...]))
             // One pass per part: a name is token bytes, a value has no control bytes but tabs.
-            var nameHasUpperCase = false
-            for byte in rawName {
-                guard isTokenByte(byte) else { throw headerLineError(line, colon: colon) }
-                nameHasUpperCase = nameHasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-            }
+            for byte in rawName where !ASCIIBytes.isTokenByte(byte) { throw headerLineError(line, colon: colon) }
             guard !rawName.isEmpty else { throw .malformedHeader(printable(line)) }
             if ASCIIBytes.hasControlBytes(rawValue) { throw headerLineError(line, colon: colon) }
             let special = classify(rawName)
@@ -244,8 +240,7 @@ public struct MessageParser: Sendable {
             case .mq, .id, .cmd, .ack, .rawId, .token, .timeout, .key, .keyGroup, .topic, .recver, .httpMethod, .httpPath, .other:
                 break
             }
-            let name = indexed?.name ?? Self.commonName(rawName)
-                ?? (nameHasUpperCase ? lowercasedString(rawName) : String(decoding: rawName, as: UTF8.self))
+            let name = indexed?.name ?? ASCIIBytes.lowercasedName(rawName)
             let value = String(decoding: rawValue, as: UTF8.self)
             if index == nil && message.headers.count >= 16 {
                 var built: [String: Int] = [:]
@@ -354,7 +349,7 @@ public struct MessageParser: Sendable {
             guard status >= 100 else { throw .malformedStartLine(printable(line)) }
             return (.status(code: status, reason: nil), false)
         }
-        guard count <= 3, first.allSatisfy(isTokenByte),
+        guard count <= 3, first.allSatisfy(ASCIIBytes.isTokenByte),
             UnsafeRawBufferPointer(rebasing: line[ranges.1]).allSatisfy({ $0 > 0x20 && $0 != 0x7F })
         else {
             throw .malformedStartLine(printable(line))
@@ -480,37 +475,12 @@ public struct MessageParser: Sendable {
     @inline(__always)
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
-    @inline(__always)
-    static func isTokenByte(_ byte: UInt8) -> Bool { ASCIIBytes.isTokenByte(byte) }
-
     private static func trim(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         var lower = 0
         var upper = bytes.count
         while lower < upper, bytes[lower] == 0x20 || bytes[lower] == 0x09 { lower += 1 }
         while upper > lower, bytes[upper - 1] == 0x20 || bytes[upper - 1] == 0x09 { upper -= 1 }
         return UnsafeRawBufferPointer(rebasing: bytes[lower..<upper])
-    }
-
-    /// The lower-case name of a header that HTTP clients send with most requests (any case), as a literal: no string
-    /// is made (and lower-cased) for it. `nil` for any other name.
-    @inline(__always)
-    private static func commonName(_ name: UnsafeRawBufferPointer) -> String? {
-        switch name.count {
-        case 4 where ASCIIBytes.equalsIgnoringCase(name, "host"): "host"
-        case 6 where ASCIIBytes.equalsIgnoringCase(name, "accept"): "accept"
-        case 10 where ASCIIBytes.equalsIgnoringCase(name, "user-agent"): "user-agent"
-        case 12 where ASCIIBytes.equalsIgnoringCase(name, "content-type"): "content-type"
-        case 15 where ASCIIBytes.equalsIgnoringCase(name, "accept-encoding"): "accept-encoding"
-        default: nil
-        }
-    }
-
-    /// Makes a String of ASCII-lower-cased bytes in one pass.
-    private static func lowercasedString(_ bytes: UnsafeRawBufferPointer) -> String {
-        String(unsafeUninitializedCapacity: bytes.count) { target in
-            for offset in 0..<bytes.count { target[offset] = ASCIIBytes.lower(bytes[offset]) }
-            return bytes.count
-        }
     }
 
     /// The precise error for a header line that failed a check: folded (it starts with whitespace), whitespace before

@@ -108,15 +108,10 @@ public struct Message: Sendable {
         parts = Parts(startLine: .status(code: status, reason: reason), headers: headers, body: body, closeRequested: false)
     }
 
-    /// Creates a message with `startLine`, no headers and no body.
+    /// Creates a message from its parts (by default no headers and no body); `closeRequested` starts `false` and
+    /// ``acceptedAt`` `nil`.
     @inlinable
-    public init(startLine: StartLine) {
-        parts = Parts(startLine: startLine, headers: Headers(), body: nil, closeRequested: false)
-    }
-
-    /// Creates a message from its parts; `closeRequested` starts `false` and ``acceptedAt`` `nil`.
-    @inlinable
-    public init(startLine: StartLine, headers: Headers, body: ByteBuffer? = nil) {
+    public init(startLine: StartLine, headers: Headers = Headers(), body: ByteBuffer? = nil) {
         parts = Parts(startLine: startLine, headers: headers, body: body, closeRequested: false)
     }
 

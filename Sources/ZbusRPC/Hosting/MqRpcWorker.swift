@@ -258,7 +258,7 @@ final class MqRpcWorker: Sendable {
 
 extension Duration {
     /// The duration in whole milliseconds (at least 0).
-    var wholeMilliseconds: Int64 {
+    package var wholeMilliseconds: Int64 {
         max(0, components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
     }
 }

@@ -20,7 +20,7 @@ struct MessageParserTests {
         for byte in 0...255 {
             let value = UInt8(byte)
             let isAlphanumeric = (0x30...0x39).contains(value) || (0x41...0x5A).contains(value) || (0x61...0x7A).contains(value)
-            #expect(MessageParser.isTokenByte(value) == (isAlphanumeric || specials.contains(value)), "byte \(byte)")
+            #expect(ASCIIBytes.isTokenByte(value) == (isAlphanumeric || specials.contains(value)), "byte \(byte)")
         }
     }
 
