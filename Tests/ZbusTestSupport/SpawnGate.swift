@@ -21,8 +21,8 @@ public final class SpawnGate: @unchecked Sendable {
         preconditionMayBlock("starting a child process")
         condition.lock()
         spawnsWaiting += 1
-        // One spawn at a time as well: Foundation's `Process.run()` crashed (SIGSEGV in a memcpy) when tests started
-        // children from several threads at once.
+        // One spawn at a time as well: spawns are brief, and one at a time they cannot interleave their descriptor
+        // set-up (Foundation's `Process.run()`, used before ``SpawnedChild``, crashed when several ran at once).
         while lockingTests > 0 || spawning > 0 { condition.wait() }
         spawnsWaiting -= 1
         spawning += 1

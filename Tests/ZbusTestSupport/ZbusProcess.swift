@@ -7,7 +7,7 @@ import Glibc
 /// A real `zbus` child process for integration tests: started on an OS-chosen port, stopped and reaped at the end.
 public final class ZbusProcess: @unchecked Sendable {
     /// The child.
-    public let process: Process
+    public let process: SpawnedChild
     /// The bound port, read from the ready file.
     public private(set) var port: Int = 0
     /// The TLS port's bound port (`node.tls`), read from the ready file's `.tls` companion; 0 without a TLS port.
@@ -15,7 +15,7 @@ public final class ZbusProcess: @unchecked Sendable {
     /// Scratch directory (store, ready file, logs), removed by ``cleanUp()``.
     public let directory: URL
     private let stderrFile: URL
-    private let exit: ChildExit
+    private var exit: ChildExit { process.exit }
 
     /// The path of the built `zbus` binary: `$ZBUS_BINARY`, or next to the test bundle.
     public static var binaryPath: String {
@@ -65,24 +65,19 @@ public final class ZbusProcess: @unchecked Sendable {
         let readyFile = self.directory.appendingPathComponent("ready-\(UUID().uuidString)")
         stderrFile = self.directory.appendingPathComponent("stderr-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
-        process = Process()
         let nodeArguments = arguments + [
             "--listen", listen, "--store", self.directory.appendingPathComponent("store").path, "--ready-file", readyFile.path,
         ]
-        if let openFileLimit {
-            // The shell sets the limit and replaces itself with the node, so the child's pid is the node's.
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", Self.binaryPath] + nodeArguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: Self.binaryPath)
-            process.arguments = nodeArguments
-        }
-        process.standardError = try FileHandle(forWritingTo: stderrFile)
-        process.standardOutput = FileHandle.nullDevice
-        exit = ChildExit(process)
         // The node writes the ready file and renames it into place: the rename is the event to wait for.
         let watch = try FileWatch(self.directory.path, mask: UInt32(IN_MOVED_TO | IN_CLOSE_WRITE))
-        try SpawnGate.shared.whileSpawning { try process.run() }
+        if let openFileLimit {
+            // The shell sets the limit and replaces itself with the node, so the child's pid is the node's.
+            process = try SpawnedChild(executable: "/bin/sh",
+                                       arguments: ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", Self.binaryPath] + nodeArguments,
+                                       stderrPath: stderrFile.path)
+        } else {
+            process = try SpawnedChild(executable: Self.binaryPath, arguments: nodeArguments, stderrPath: stderrFile.path)
+        }
         let deadline = monotonicSeconds() + timeout
         while true {
             if let text = try? String(contentsOf: readyFile, encoding: .utf8),
@@ -181,7 +176,7 @@ public final class ZbusProcess: @unchecked Sendable {
     }
 
     deinit {
-        // No wait here (a deinit may run on any thread): Foundation reaps the child when it exits.
+        // No wait here (a deinit may run on any thread): the child's reaper thread reaps it when it exits.
         if !exit.hasExited { kill(process.processIdentifier, SIGKILL) }
     }
 }
@@ -195,8 +190,8 @@ public func runCommand(_ executable: String, _ arguments: [String], timeout: Dou
 /// A command started in the background (an example program, curl), whose output is collected in files: a chatty
 /// child can never block on a full pipe.
 public final class CommandProcess: @unchecked Sendable {
-    private let process = Process()
-    private let exit: ChildExit
+    private let process: SpawnedChild
+    private var exit: ChildExit { process.exit }
     private let directory = ZbusProcess.makeTemporaryDirectory("zbus-cmd")
     private let outURL: URL
     private let errURL: URL
@@ -207,16 +202,11 @@ public final class CommandProcess: @unchecked Sendable {
         errURL = directory.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        exit = ChildExit(process)
         do {
-            try SpawnGate.shared.whileSpawning { try process.run() }
+            process = try SpawnedChild(
+                executable: executable, arguments: arguments,
+                environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                stdoutPath: outURL.path, stderrPath: errURL.path)
         } catch {
             try? FileManager.default.removeItem(at: directory)
             throw error
@@ -232,7 +222,7 @@ public final class CommandProcess: @unchecked Sendable {
     /// Waits up to `timeout` seconds for the exit (then SIGTERM, then SIGKILL) and returns the exit status and output.
     public func finish(timeout: Double) -> (status: Int32, stdout: String, stderr: String) {
         if !exit.wait(seconds: timeout) {
-            process.terminate()
+            kill(process.processIdentifier, SIGTERM)
             if !exit.wait(seconds: 10) {
                 kill(process.processIdentifier, SIGKILL)
                 exit.wait(seconds: 60)
