@@ -26,6 +26,9 @@ final class LoopRpcWorker: Sendable {
         let mq: String
         let limit: Duration
         let logger: Logger
+        /// Shared by the service's workers: a backlog refused at the rate it drains logs a warning a minute, not one
+        /// per request.
+        let failures = CallFailureLog()
     }
 
     /// Opens the worker's session on `node`, on the loop the node picks.
@@ -66,9 +69,9 @@ final class LoopRpcWorker: Sendable {
         let reason = "MQ-RPC service '\(expiry.service)' did not run this request: it waited \(waited.wholeMilliseconds) ms in MQ "
             + "'\(expiry.mq)' for a worker, past the service's queue_timeout of \(expiry.limit.wholeMilliseconds) ms "
             + "(the service is slower than its load: more workers, or a faster method)"
-        expiry.logger.warning("request waited past queue_timeout for a worker; not run", metadata: [
+        expiry.failures.failed("request waited past queue_timeout for a worker; not run", kind: "expired in queue", metadata: [
             "id": "\(request.id ?? "-")", "error": "\(reason)",
-        ])
+        ], logger: expiry.logger)
         return responder.refusal(of: request, reason: reason)
     }
 

@@ -70,4 +70,30 @@ struct LoopConsumerRefusalTests {
         #expect(fresh == .error, "a streak after a success starts at the failure's level")
         #expect(logs.all.count == 8)
     }
+
+    @Test("failed calls from many threads: per kind, the first at its level, the rest at debug with their details, a reminder a minute")
+    func callFailures() async {
+        let logs = CapturedLogs()
+        let logger = logs.logger()
+        let failures = CallFailureLog(reminderInterval: .seconds(60))
+        let start = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    for call in 0..<100 {
+                        failures.failed("legacy call failed", kind: "service down", metadata: ["id": "\(worker)-\(call)"],
+                                        logger: logger, now: start + .seconds(1))
+                    }
+                }
+            }
+        }
+        #expect(logs.problems.count == 1, "one warning for 800 failures of one kind")
+        #expect(logs.all.count == 800, "each failure still logged at debug, with its id")
+        #expect(Set(logs.all.compactMap { $0.metadata["id"] }).count == 800)
+        #expect(failures.failed("legacy call timed out", kind: "timed out", logger: logger, now: start + .seconds(2)) == .warning,
+                "another kind has its own first warning")
+        #expect(failures.failed("legacy call failed", kind: "service down", logger: logger, now: start + .seconds(59)) == .debug)
+        #expect(failures.failed("legacy call failed", kind: "service down", logger: logger, now: start + .seconds(61)) == .warning)
+        #expect(logs.problems.last?.metadata["repeated"] == "801", "the reminder counts what was held back")
+    }
 }

@@ -82,6 +82,26 @@ struct ProxyRuntimeTests {
         await broker2.close()
     }
 
+    @Test("a service that fails every call under load logs one warning per kind of failure, not one per call; each call is still answered and logged at debug")
+    func failuresDoNotFloodTheLog() async throws {
+        let config = try NodeConfig.parse(yaml: "modules:\n  - module: x\n    entry: { name: fire, kind: x, mq: Q }\n", file: "t.yaml")
+        let entry = try ConfigSection(config.modules[0].value, allowedKeys: ["module", "entry"]).section("entry", allowedKeys: ProxyAdapterSettings.keys)!
+        let broker = try ZbusBroker.connect(refusingAddress())
+        let logs = CapturedLogs()
+        let runner = ProxyAdapterRunner(settings: try ProxyAdapterSettings(entry), adapter: FailingAdapter(), broker: broker,
+                                        logger: logs.logger(label: "zbus.proxy"))
+        let statuses = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<64 { group.addTask { await runner.answer(Message()).status ?? 0 } }
+            return await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses == Array(repeating: 502, count: 64))
+        let failed = logs.lines(containing: "legacy call failed")
+        #expect(failed.count == 64)
+        #expect(failed.filter { $0.level >= .warning }.count == 1, "\(failed.map(\.level))")
+        #expect(failed.first { $0.level >= .warning }?.metadata["error"] == "the mainframe is on fire")
+        await broker.close()
+    }
+
     @Test("max_in_flight with a deadline: a caller that finds every slot busy until its deadline is refused without running; one with time to spare gets the slot when it frees")
     func limiterDeadline() async throws {
         let limiter = InFlightLimiter(limit: 1)

@@ -22,11 +22,13 @@ final class LoopAdapterWorker: @unchecked Sendable {
     private let queueTimeout: TimeAmount
     private let address: String
     private let metrics: ProxyCallMetrics
+    /// The adapter's failed calls, shared by its workers (``CallFailureLog``).
+    private let failures: CallFailureLog
     private let logger: Logger
 
     /// Opens the worker's session on `node` (on the loop the node picks) and its caller on that loop.
     init(node: Node, adapter: any LoopProxyAdapter, settings: ProxyAdapterSettings, metrics: ProxyCallMetrics,
-         logger: Logger) throws(InProcessConnectionError) {
+         failures: CallFailureLog, logger: Logger) throws(InProcessConnectionError) {
         consumer = try LoopConsumer(
             node: node, mq: settings.mq,
             // The delivered form: the request's ids are reserved headers the service never sees, and the answer is
@@ -39,6 +41,7 @@ final class LoopAdapterWorker: @unchecked Sendable {
         queueTimeout = settings.queueTimeout.nioTimeAmount
         self.address = adapter.address
         self.metrics = metrics
+        self.failures = failures
         self.logger = logger
     }
 
@@ -61,7 +64,7 @@ final class LoopAdapterWorker: @unchecked Sendable {
         // the service.
         if let accepted = request.acceptedAt,
            let expired = expiredReply(waited: start - accepted, limit: queueTimeout, id: request.rawId, settings: settings,
-                                      metrics: metrics, logger: logger) {
+                                      metrics: metrics, failures: failures, logger: logger) {
             return consumer.finish(expired, routing: request)
         }
         caller.call(request) { [self] result in
@@ -70,26 +73,11 @@ final class LoopAdapterWorker: @unchecked Sendable {
             case .success(let answer):
                 reply = answer
             case .failure(let error):
-                reply = failureReply(error, request: request)
+                reply = failedCallReply(error, id: request.rawId, service: settings.name, failures: failures, logger: logger)
             }
             metrics.callAnswered(status: reply.status ?? 200, afterNanoseconds: (NIODeadline.now() - start).nanoseconds)
             // Moved, not copied: `finish` adds the caller's `id` and `mq`, which a shared reply would copy it for.
             consumer.finish(consume reply, routing: request)
         }
-    }
-
-    private func failureReply(_ error: any Error, request: Message) -> Message {
-        if let proxyError = error as? ProxyError {
-            if case .timedOut = proxyError {
-                logger.warning("legacy call timed out", metadata: ["id": "\(request.rawId ?? "-")", "error": "\(proxyError)"])
-            } else {
-                logger.warning("legacy call failed", metadata: ["id": "\(request.rawId ?? "-")", "error": "\(proxyError)"])
-            }
-            return proxyError.reply
-        }
-        logger.warning("legacy call failed", metadata: ["id": "\(request.rawId ?? "-")", "error": "\(error)"])
-        var reply = Message(status: 502)
-        reply.setBody("legacy service '\(settings.name)' failed: \(error)")
-        return reply
     }
 }

@@ -37,6 +37,19 @@ public enum ProxyError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Which failure, in a word or two, whatever the details: how the log tells repeats apart (``CallFailureLog``).
+    public var kind: String {
+        switch self {
+        case .serviceDown: "service down"
+        case .timedOut: "timed out"
+        case .badReply: "bad reply"
+        case .saturated: "saturated"
+        case .badRequest: "bad request"
+        case .closedAfterRequest: "closed after request"
+        case .expiredInQueue: "expired in queue"
+        }
+    }
+
     /// What went wrong and what to check.
     public var description: String {
         switch self {

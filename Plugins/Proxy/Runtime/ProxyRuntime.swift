@@ -25,6 +25,8 @@ public final class ProxyAdapterRunner: Service {
     private let logger: Logger
     private let finished = NIOLockedValueBox(false)
     private let metrics: ProxyCallMetrics
+    /// Failed calls of every worker, logged without flooding (a service down under load fails every call).
+    private let failures = CallFailureLog()
     /// The node whose MQ the adapter serves, when it is this process's node and the adapter can run on its loops.
     private let loopNode: Node?
     /// The loop workers running (see ``LoopAdapterWorker``).
@@ -107,7 +109,8 @@ public final class ProxyAdapterRunner: Service {
             var workers: [LoopAdapterWorker] = []
             do {
                 for _ in 0..<settings.workers {
-                    workers.append(try LoopAdapterWorker(node: node, adapter: adapter, settings: settings, metrics: metrics, logger: logger))
+                    workers.append(try LoopAdapterWorker(node: node, adapter: adapter, settings: settings, metrics: metrics,
+                                                     failures: failures, logger: logger))
                 }
                 loopWorkers.withLockedValue { $0 = workers }
                 for worker in workers { worker.start() }
@@ -140,7 +143,7 @@ public final class ProxyAdapterRunner: Service {
         if let accepted = request.acceptedAt {
             let waited = NIODeadline.now() - accepted
             if let expired = expiredReply(waited: waited, limit: settings.queueTimeout.nioTimeAmount, id: request.id,
-                                          settings: settings, metrics: metrics, logger: logger) {
+                                          settings: settings, metrics: metrics, failures: failures, logger: logger) {
                 return expired
             }
             queueBudget -= .nanoseconds(waited.nanoseconds)
@@ -194,20 +197,13 @@ public final class ProxyAdapterRunner: Service {
         case .reply(let reply):
             return reply
         case .timedOut:
-            let error = ProxyError.timedOut(service: name, address: adapterAddress, after: timeout)
-            logger.warning("legacy call timed out", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
-            return error.reply
+            return failedCallReply(ProxyError.timedOut(service: name, address: adapterAddress, after: timeout), id: request.id,
+                                   service: name, failures: failures, logger: logger)
         case .saturated:
             let error = ProxyError.saturated(service: name, address: adapterAddress, limit: limiter.limit, after: settings.queueTimeout)
-            logger.warning("legacy service saturated; request refused", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
-            return error.reply
+            return failedCallReply(error, id: request.id, service: name, failures: failures, logger: logger)
         case .failed(let error):
-            let proxyError = error as? ProxyError
-            logger.warning("legacy call failed", metadata: ["id": "\(request.id ?? "-")", "error": "\(error)"])
-            if let proxyError { return proxyError.reply }
-            var reply = Message(status: 502)
-            reply.setBody("legacy service '\(name)' failed: \(error)")
-            return reply
+            return failedCallReply(error, id: request.id, service: name, failures: failures, logger: logger)
         }
     }
 
@@ -248,13 +244,33 @@ protocol TimedProxyAdapter: DescribedProxyAdapter {
 /// loop counts time: converting the setting costs more than the rest of the check), logged and counted (`id`: the
 /// producer's); `nil` while the request may still be sent. Both runners decide with it.
 func expiredReply(waited: TimeAmount, limit: TimeAmount, id: String?, settings: ProxyAdapterSettings, metrics: ProxyCallMetrics,
-                  logger: Logger) -> Message? {
+                  failures: CallFailureLog, logger: Logger) -> Message? {
     guard waited >= limit else { return nil }
     let error = ProxyError.expiredInQueue(service: settings.name, mq: settings.mq, waited: .nanoseconds(waited.nanoseconds),
                                           limit: settings.queueTimeout)
-    logger.warning("request waited past queue_timeout for a worker; not sent", metadata: ["id": "\(id ?? "-")", "error": "\(error)"])
+    failures.failed("request waited past queue_timeout for a worker; not sent", kind: error.kind,
+                    metadata: ["id": "\(id ?? "-")", "error": "\(error)"], logger: logger)
     metrics.requestExpired()
     return error.reply
+}
+
+/// The reply routed back for a legacy call that failed with `error` (`id`: the producer's), logged through `failures`:
+/// a ``ProxyError``'s own reply, else a 502 that names the service and the error. Both runners answer with it.
+func failedCallReply(_ error: any Error, id: String?, service: String, failures: CallFailureLog, logger: Logger) -> Message {
+    let metadata: Logger.Metadata = ["id": "\(id ?? "-")", "error": "\(error)"]
+    guard let proxyError = error as? ProxyError else {
+        failures.failed("legacy call failed", kind: "failed", metadata: metadata, logger: logger)
+        var reply = Message(status: 502)
+        reply.setBody("legacy service '\(service)' failed: \(error)")
+        return reply
+    }
+    let message = switch proxyError {
+    case .timedOut: "legacy call timed out"
+    case .saturated: "legacy service saturated; request refused"
+    default: "legacy call failed"
+    }
+    failures.failed(message, kind: proxyError.kind, metadata: metadata, logger: logger)
+    return proxyError.reply
 }
 
 /// Counts one adapter's legacy calls and their latency (label `adapter`): `zbus_proxy_calls_total{adapter,

@@ -195,7 +195,9 @@ extension Message {
     public var ack: Bool {
         get {
             guard let value = headers.value(indexed: .ack) else { return true }
-            return value == "1" || value.lowercased() == "true"
+            // Lower-cased only when it could be "true": `ack: 0` rides on every bus call, and lower-casing makes a
+            // string.
+            return value == "1" || (value.utf8.count == 4 && value.lowercased() == "true")
         }
         set { headers.set(lowercased: HeaderName.ack, newValue ? "1" : "0") }
     }
