@@ -71,7 +71,7 @@ struct LoopConsumerRefusalTests {
         #expect(logs.all.count == 8)
     }
 
-    @Test("failed calls from many threads: per kind, the first at its level, the rest at debug with their details, a reminder a minute")
+    @Test("failed calls from many threads: per kind, one line a minute at its level with how many were held back since, the rest at debug with their details")
     func callFailures() async {
         let logs = CapturedLogs()
         let logger = logs.logger()
@@ -94,6 +94,9 @@ struct LoopConsumerRefusalTests {
                 "another kind has its own first warning")
         #expect(failures.failed("legacy call failed", kind: "service down", logger: logger, now: start + .seconds(59)) == .debug)
         #expect(failures.failed("legacy call failed", kind: "service down", logger: logger, now: start + .seconds(61)) == .warning)
-        #expect(logs.problems.last?.metadata["repeated"] == "801", "the reminder counts what was held back")
+        #expect(logs.problems.last?.metadata["repeated"] == "800", "the reminder counts what was held back since the last warning")
+        #expect(failures.failed("legacy call failed", kind: "service down", logger: logger, now: start + .seconds(200)) == .warning,
+                "the first failure after a quiet minute is a warning again")
+        #expect(logs.problems.last?.metadata["repeated"] == nil)
     }
 }

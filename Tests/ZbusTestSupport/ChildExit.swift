@@ -9,7 +9,7 @@ import Glibc
 final class ChildExit: @unchecked Sendable {
     private let condition = NSCondition()
     private var exited = false
-    private var exitStatus: Int32 = 0
+    private var exitStatus: Int32 = -1
     /// Readable once the child has exited.
     let readEnd: Int32
     private let writeEnd: Int32
@@ -29,7 +29,8 @@ final class ChildExit: @unchecked Sendable {
         close(writeEnd)
     }
 
-    /// Records the exit (`status`: the exit code, or the signal number for a child a signal ended) and wakes waiters.
+    /// Records the exit (`status`: the exit code, the signal number for a child a signal ended, or -1 when it could
+    /// not be reaped) and wakes waiters.
     func fire(status: Int32) {
         condition.lock()
         exited = true
@@ -47,7 +48,8 @@ final class ChildExit: @unchecked Sendable {
         return exited
     }
 
-    /// The exit code, or the number of the signal that ended the child; 0 while it runs.
+    /// The exit code, or the number of the signal that ended the child; -1 while it runs (or if it could not be
+    /// reaped), so that a child still running never passes for one that exited with 0.
     var status: Int32 {
         condition.lock()
         defer { condition.unlock() }
@@ -94,8 +96,15 @@ public final class SpawnedChild: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath ?? "/dev/null", O_WRONLY | O_APPEND | O_CREAT, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath ?? "/dev/null", O_WRONLY | O_APPEND | O_CREAT, 0o644)
-        // Whatever else is open here and not close-on-exec stays out of the child.
-        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
+        // Whatever else is open here and not close-on-exec stays out of the child (the node must not hold the tests'
+        // sockets and locked store files): all at once where glibc can, else each descriptor open now (one closed
+        // meanwhile is no error to the child).
+        if Self.addCloseFrom?(&actions, 3) != 0 {
+            let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            for descriptor in open.compactMap({ Int32($0) }) where descriptor > 2 {
+                posix_spawn_file_actions_addclose(&actions, descriptor)
+            }
+        }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let variables = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -110,16 +119,17 @@ public final class SpawnedChild: @unchecked Sendable {
         // The reaper: waits for this child only (other children are left to whoever started them).
         Thread.detachNewThread {
             var status: Int32 = 0
-            while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+            var reaped: pid_t
+            repeat { reaped = waitpid(child, &status, 0) } while reaped < 0 && errno == EINTR
             // Exited: its code (bits 8-15); ended by a signal: the signal (bits 0-6), as `Process` reported it.
-            exit.fire(status: status & 0x7F == 0 ? (status >> 8) & 0xFF : status & 0x7F)
+            exit.fire(status: reaped < 0 ? -1 : status & 0x7F == 0 ? (status >> 8) & 0xFF : status & 0x7F)
         }
     }
 
     /// Whether the child has exited and been reaped.
     public var hasExited: Bool { exit.hasExited }
 
-    /// The exit code, or the number of the signal that ended the child; 0 while it runs.
+    /// The exit code, or the number of the signal that ended the child; -1 while it runs.
     public var terminationStatus: Int32 { exit.status }
 
     /// Waits up to `seconds` for the exit; returns whether it came.

@@ -259,7 +259,8 @@ func expiredReply(waited: TimeAmount, limit: TimeAmount, id: String?, settings: 
 func failedCallReply(_ error: any Error, id: String?, service: String, failures: CallFailureLog, logger: Logger) -> Message {
     let metadata: Logger.Metadata = ["id": "\(id ?? "-")", "error": "\(error)"]
     guard let proxyError = error as? ProxyError else {
-        failures.failed("legacy call failed", kind: "failed", metadata: metadata, logger: logger)
+        // Kinds stay few: one per error type a contributed adapter throws.
+        failures.failed("legacy call failed", kind: "failed: \(type(of: error))", metadata: metadata, logger: logger)
         var reply = Message(status: 502)
         reply.setBody("legacy service '\(service)' failed: \(error)")
         return reply
