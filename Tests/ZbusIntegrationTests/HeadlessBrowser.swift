@@ -65,6 +65,8 @@ final class HeadlessBrowser {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logFile.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Chromium keeps its two pipe ends (3 and 4) and nothing else of the test process.
+        SpawnedChild.closeDescriptors(from: 5, in: &actions)
         let arguments = [
             Self.executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
             "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",

@@ -97,14 +97,8 @@ public final class SpawnedChild: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath ?? "/dev/null", O_WRONLY | O_APPEND | O_CREAT, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath ?? "/dev/null", O_WRONLY | O_APPEND | O_CREAT, 0o644)
         // Whatever else is open here and not close-on-exec stays out of the child (the node must not hold the tests'
-        // sockets and locked store files): all at once where glibc can, else each descriptor open now (one closed
-        // meanwhile is no error to the child).
-        if Self.addCloseFrom?(&actions, 3) != 0 {
-            let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-            for descriptor in open.compactMap({ Int32($0) }) where descriptor > 2 {
-                posix_spawn_file_actions_addclose(&actions, descriptor)
-            }
-        }
+        // sockets and locked store files).
+        Self.closeDescriptors(from: 3, in: &actions)
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let variables = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -135,6 +129,16 @@ public final class SpawnedChild: @unchecked Sendable {
     /// Waits up to `seconds` for the exit; returns whether it came.
     @discardableResult
     public func wait(seconds: Double) -> Bool { exit.wait(seconds: seconds) }
+
+    /// Adds to `actions` the closing of every descriptor from `first` up in the child: all at once where glibc can,
+    /// else each descriptor open now (one closed meanwhile is no error to the child). For any test that spawns.
+    public static func closeDescriptors(from first: Int32, in actions: inout posix_spawn_file_actions_t) {
+        guard addCloseFrom?(&actions, first) != 0 else { return }
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for descriptor in open.compactMap({ Int32($0) }) where descriptor >= first {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
+        }
+    }
 
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), looked up at run time: Swift's Glibc
     /// module does not declare it.
