@@ -229,6 +229,30 @@ struct ProxyTests {
         #expect(node.stop() == 0)
     }
 
+    @Test("a service down under load: every caller gets its 502, and the node logs one warning for them all, not one per call")
+    func downServiceLogsOnce() async throws {
+        let node = try startNode("""
+            modules:
+              - module: mq
+              - module: proxy
+                adapters:
+                  - { name: down-web, kind: http, mq: Down, target: "http://\(refusingAddress())", workers: 4, timeout: 2s }
+            """)
+        defer { node.cleanUp() }
+        let caller = try BusCaller(port: node.port)
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<40 { group.addTask { try await caller.call("Down", "call \(index)").status ?? 0 } }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses == Array(repeating: 502, count: 40))
+        // The node logs at info: the held-back failures are debug lines it does not write.
+        let warnings = node.stderr.components(separatedBy: "legacy call failed").count - 1
+        #expect(warnings == 1, "\(node.stderr)")
+        #expect(node.stderr.contains("reason=service down"), "\(node.stderr)")
+        await caller.broker.close()
+        #expect(node.stop() == 0)
+    }
+
     @Test("the example custom adapter (kv-line), registered by the program, is configured through YAML alone and works end to end")
     func exampleAdapterFromYAML() async throws {
         let kv = try await LegacyServer.kvLine()
