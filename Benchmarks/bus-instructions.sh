@@ -13,7 +13,7 @@
 #                 (16 workers) calls the service
 #   bus-pipe      the same to MQ BenchPipe, whose adapter has `pipeline: 16`
 #   nginx-proxy   nginx (one process) with `proxy_pass` to an upstream with `keepalive 64`
-# then splits the node's instructions on a bus call by whose code runs them (Benchmarks/tools/callgrind-split.py).
+# then splits the node's instructions on a bus call by whose code runs them, and by step (Benchmarks/tools/callgrind-split.py).
 # Needs valgrind, nginx, ab (apache2-utils) and python3. About three minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

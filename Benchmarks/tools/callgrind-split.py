@@ -13,9 +13,16 @@ Then the same instructions charged to whose code asked for them: the runtime's, 
 library's own instructions (a retain, a release, a malloc, an array's growth) go to the zbus or SwiftNIO code that
 called them, in proportion to what each caller's calls cost (through callers that are themselves runtime code, and
 their callers in turn).
+
+Last, the steps of a bus call: the instructions of the functions that do each step, callees included, found by
+their demangled names (`swift demangle`, from the Swift toolchain). A step's functions called from another step are
+counted in both (the dispatch to a worker is part of the MQ's batch after a produce, and of a consume that finds a
+message waiting), and what no step names (socket reads and writes, the event loop, the worker and the legacy
+client's bookkeeping) is in none, so the steps do not add up to the total.
 """
 import collections
 import re
+import subprocess
 import sys
 
 
@@ -39,6 +46,41 @@ def part(name):
     if mod.startswith(("Zbus", "zbus", "CZbus")):
         return "zbus"
     return "Swift runtime and standard library"
+
+
+# A bus call's steps: (what, the demangled names of the functions that do it, without their arguments).
+STEPS = [
+    ("the caller's request parsed", ["MessageParser.next"]),
+    ("the MQ's produce", ["MQBroker.produce"]),
+    ("the MQ's dispatch to a worker, its delivered copy", ["PointToPointDelivery.dispatch"]),
+    ("the request encoded for the service", ["HTTPRequestEncoding.write"]),
+    ("the service's response parsed", ["HTTPResponseParser.next"]),
+    ("the worker's acknowledging consume", ["MQBroker.consume"]),
+    ("the reply written to the caller's connection", ["HandlerTransport.flush"]),
+]
+
+
+def steps(calls, incoming):
+    """Prints each step's instructions per call: what the calls into its functions cost, callees included, counting
+    only calls from outside the step (a specialization calling another is not counted twice)."""
+    names = sorted(incoming)
+    try:
+        demangled = subprocess.run(["swift", "demangle", "--simplified", "--compact"], input="\n".join(names),
+                                   capture_output=True, text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        print("  (no `swift demangle`: steps left out)")
+        return
+    print("  steps of a call, callees included:")
+    for label, patterns in STEPS:
+        members = set()
+        for name, readable in zip(names, demangled):
+            # The function itself, not the closures, thunks and witnesses around it.
+            bare = readable.split("(")[0].split("<")[0].removeprefix("specialized ")
+            if any(bare.endswith(pattern) and not readable.startswith(("closure", "partial apply", "protocol witness"))
+                   for pattern in patterns):
+                members.add(name)
+        cost = sum(c for member in members for caller, c in incoming[member].items() if caller not in members)
+        print(f"    {label:52} {cost / calls:9,.0f}")
 
 
 def main():
@@ -108,6 +150,7 @@ def main():
     print("  charged to the code that asked for them:")
     for name, cost in charged.most_common():
         print(f"    {name:36} {cost / calls:9,.0f}  {100 * cost / total:5.1f}%")
+    steps(calls, incoming)
 
 
 main()
